@@ -80,6 +80,18 @@ std::string Describe(const raftpb::ConfState& cs) {
   return s;
 }
 
+raftpb::Entry BootstrapEntry(const raftpb::ConfState& conf) {
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::CONF_ADD_LEARNER);  // informational: `result` is what counts
+  *cc.mutable_result() = conf;
+  raftpb::Entry e;
+  e.set_index(1);
+  e.set_term(1);
+  e.set_type(raftpb::ENTRY_CONF_CHANGE);
+  e.set_data(cc.SerializeAsString());
+  return e;
+}
+
 void ConfLog::Reset(Index index, raftpb::ConfState conf) {
   history_.clear();
   history_.emplace_back(index, std::move(conf));

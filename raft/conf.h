@@ -38,6 +38,11 @@ Status ApplyConfChange(const raftpb::ConfState& current, raftpb::ConfChangeType 
 
 std::string Describe(const raftpb::ConfState& cs);
 
+// The first entry of a new group's log: index 1, term 1, a configuration entry holding the
+// founding configuration. Every founding member starts with it, committed; a node that joins
+// later learns the founding configuration by replaying the log like any other entry.
+raftpb::Entry BootstrapEntry(const raftpb::ConfState& conf);
+
 // The configurations in effect along the log: the base one (from the snapshot, or the bootstrap
 // configuration) and one per configuration entry after it. The active configuration is the
 // latest, committed or not (§4.1).

@@ -2,14 +2,17 @@
 
 #include <algorithm>
 
+#include "raft/conf.h"
+
 namespace skep::raft {
 
 MemoryStorage::MemoryStorage() : snapshot_(std::make_shared<raftpb::Snapshot>()) {}
 
-MemoryStorage::MemoryStorage(const raftpb::ConfState& conf) {
-  auto snap = std::make_shared<raftpb::Snapshot>();
-  *snap->mutable_metadata()->mutable_conf_state() = conf;
-  snapshot_ = std::move(snap);
+MemoryStorage::MemoryStorage(const raftpb::ConfState& conf) : MemoryStorage() {
+  raftpb::HardState hs;
+  hs.set_term(1);
+  hs.set_commit(1);
+  Save(&hs, {BootstrapEntry(conf)}, nullptr);
 }
 
 raftpb::HardState MemoryStorage::HardState() const {

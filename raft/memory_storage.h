@@ -10,7 +10,7 @@ namespace skep::raft {
 class MemoryStorage final : public Storage {
  public:
   MemoryStorage();
-  // A storage whose snapshot at index 0 holds `conf`: how a brand new group is bootstrapped.
+  // A founding member's storage: the bootstrap entry (see BootstrapEntry), committed.
   explicit MemoryStorage(const raftpb::ConfState& conf);
 
   raftpb::HardState HardState() const override;

@@ -109,7 +109,7 @@ struct NodeStatus {
 class Node {
  public:
   // Restores the node from what `storage` holds. A new group is bootstrapped by giving every
-  // founding member a storage whose snapshot at index 0 holds the founding configuration; a
+  // founding member a storage that holds BootstrapEntry(founding configuration), committed; a
   // node joining later starts from an empty storage and learns everything from the leader.
   Node(const Config& config, const Storage* storage);
   ~Node();

@@ -354,7 +354,7 @@ void Raft::HandleVoteRequest(const raftpb::Message& m) {
                   (pre && m.term() > term_);
 #ifdef SKEP_RAFT_BUG_DOUBLE_VOTE
   // Deliberately broken build for the simulator's self-test: grants a second vote in a term.
-  can_vote = can_vote || (!pre && leader() == nullptr);
+  can_vote = can_vote || (!pre && std::holds_alternative<FollowerState>(role_));
 #endif
   raftpb::Message resp;
   resp.set_type(pre ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP);

@@ -10,7 +10,7 @@ TEST_CASE("a single node elects itself and commits alone", "[election]") {
   c.TickAll(25);
   REQUIRE(c.Leader() == 1);
   c.Propose(1, "x");
-  CHECK(c.node(1).GetStatus().commit == 2);
+  CHECK(c.node(1).GetStatus().commit == 3);  // the bootstrap entry, the leader's empty entry, x
   CHECK(c.at(1).applied.back().data() == "x");
 }
 
@@ -31,12 +31,14 @@ TEST_CASE("a node votes once per term", "[election]") {
   c.Isolate(2);
   REQUIRE_FALSE(c.Elect(2));  // 2 is cut from everyone: its requests vanish
   c.Heal();
-  // Node 3 has not voted; node 2's request for term 1 arrives first and wins.
+  // Node 3 has not voted in term 2; node 2's request arrives first and wins.
   raftpb::Message vote;
   vote.set_type(raftpb::MSG_VOTE);
   vote.set_from(2);
   vote.set_to(3);
-  vote.set_term(1);
+  vote.set_term(2);
+  vote.set_index(1);
+  vote.set_log_term(1);
   REQUIRE(c.node(3).Step(vote).ok());
   raftpb::Message other = vote;
   other.set_from(1);

@@ -7,14 +7,15 @@ namespace skep::raft::testing {
 Cluster::Cluster(size_t n, std::function<void(Config&)> tweak) : tweak_(std::move(tweak)) {
   std::vector<NodeId> voters;
   for (NodeId id = 1; id <= n; ++id) voters.push_back(id);
-  const raftpb::ConfState cs = MakeConfState(voters);
+  founders_ = MakeConfState(voters);
   for (NodeId id = 1; id <= n; ++id) {
     TestNode t;
     t.config.id = id;
     t.config.seed = id;
     if (tweak_) tweak_(t.config);
-    t.storage = std::make_unique<MemoryStorage>(cs);
+    t.storage = std::make_unique<MemoryStorage>(founders_);
     t.node = std::make_unique<Node>(t.config, t.storage.get());
+    checker_.AddNode(id, *t.storage);
     nodes_.emplace(id, std::move(t));
   }
 }
@@ -26,25 +27,27 @@ void Cluster::AddEmptyNode(NodeId id) {
   if (tweak_) tweak_(t.config);
   t.storage = std::make_unique<MemoryStorage>();
   t.node = std::make_unique<Node>(t.config, t.storage.get());
+  checker_.AddNode(id, *t.storage);
   nodes_[id] = std::move(t);
 }
 
 void Cluster::SetLog(NodeId id, Term term, const std::vector<Term>& entry_terms) {
   TestNode& t = nodes_.at(id);
-  auto cs = t.storage->SnapshotMeta().conf_state();
-  t.storage = std::make_unique<MemoryStorage>(cs);
+  t.storage = std::make_unique<MemoryStorage>(founders_);
   std::vector<raftpb::Entry> entries;
   for (size_t k = 0; k < entry_terms.size(); ++k) {
     raftpb::Entry e;
-    e.set_index(k + 1);
+    e.set_index(k + 2);  // after the bootstrap entry
     e.set_term(entry_terms[k]);
-    e.set_data("e" + std::to_string(k + 1) + "t" + std::to_string(entry_terms[k]));
+    e.set_data("e" + std::to_string(k + 2) + "t" + std::to_string(entry_terms[k]));
     entries.push_back(e);
   }
   raftpb::HardState hs;
   hs.set_term(term);
+  hs.set_commit(1);
   t.storage->Save(&hs, entries, nullptr);
   t.node = std::make_unique<Node>(t.config, t.storage.get());
+  checker_.AddNode(id, *t.storage);
   t.applied.clear();
 }
 
@@ -53,6 +56,7 @@ void Cluster::Crash(NodeId id) { nodes_.at(id).up = false; }
 void Cluster::Restart(NodeId id) {
   TestNode& t = nodes_.at(id);
   t.node = std::make_unique<Node>(t.config, t.storage.get());
+  checker_.OnCrash(id);
   t.applied.clear();
   t.up = true;
 }
@@ -86,15 +90,23 @@ bool Cluster::ProcessReadies() {
     while (t.node->HasReady()) {
       moved = true;
       Ready rd = t.node->GetReady();
+      checker_.OnReady(id, rd, t.node->GetStatus());
       for (auto& m : rd.messages) Deliver(m);
       t.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries, rd.snapshot.get());
+      checker_.OnPersisted(id, rd);
       for (auto& m : rd.persisted_messages) Deliver(m);
       if (rd.snapshot) t.applied.clear();
-      for (auto& e : rd.committed_entries) t.applied.push_back(e);
+      for (auto& e : rd.committed_entries) {
+        checker_.OnApply(id, e);
+        t.applied.push_back(e);
+      }
       for (auto& r : rd.read_states) t.reads.push_back(r);
       t.node->Advance(rd);
       auto bad = t.node->CheckInvariants();
       if (!bad.empty()) throw std::logic_error(bad.front());
+      if (throw_on_violation_ && !checker_.violations().empty()) {
+        throw std::logic_error(checker_.violations().front());
+      }
     }
   }
   return moved;
@@ -113,7 +125,14 @@ void Cluster::Stabilize() {
       if (!st.ok()) throw std::logic_error(st.message());
     }
   }
-  throw std::logic_error("cluster did not stabilize");
+  std::string last;
+  for (size_t k = sent.size() >= 6 ? sent.size() - 6 : 0; k < sent.size(); ++k) {
+    const auto& m = sent[k];
+    last += " [type " + std::to_string(m.type()) + " " + std::to_string(m.from()) + "->" +
+            std::to_string(m.to()) + " index " + std::to_string(m.index()) + " entries " +
+            std::to_string(m.entries_size()) + (m.reject() ? " reject" : "") + "]";
+  }
+  throw std::logic_error("cluster did not stabilize; last messages:" + last);
 }
 
 void Cluster::Tick(NodeId id, int n) {

@@ -12,6 +12,7 @@
 #include "raft/conf.h"
 #include "raft/memory_storage.h"
 #include "raft/node.h"
+#include "tests/raft/checker.h"
 
 namespace skep::raft::testing {
 
@@ -35,7 +36,8 @@ class Cluster {
 
   // Adds a node with an empty log (to join through a configuration change).
   void AddEmptyNode(NodeId id);
-  // Replaces node `id`'s state with the given log and term (for the paper's scenarios).
+  // Replaces node `id`'s state with the given log and term (for the paper's scenarios): the
+  // bootstrap entry, then entries of the given terms from index 2.
   void SetLog(NodeId id, Term term, const std::vector<Term>& entry_terms);
   // Stops a node (messages to it are lost) / restarts it from its storage.
   void Crash(NodeId id);
@@ -59,15 +61,22 @@ class Cluster {
   // Every message sent, for assertions on the traffic.
   std::vector<raftpb::Message> sent;
 
+  // Every Ready is fed to a safety checker; by default a violation throws at once.
+  const SafetyChecker& checker() const { return checker_; }
+  void set_throw_on_violation(bool b) { throw_on_violation_ = b; }
+
  private:
   bool ProcessReadies();
   void Deliver(raftpb::Message m);
 
+  raftpb::ConfState founders_;
   std::map<NodeId, TestNode> nodes_;
   std::set<std::pair<NodeId, NodeId>> cut_;
   std::function<bool(const raftpb::Message&)> drop_;
   std::vector<raftpb::Message> queue_;
   std::function<void(Config&)> tweak_;
+  SafetyChecker checker_;
+  bool throw_on_violation_ = true;
 };
 
 std::vector<Term> Terms(const MemoryStorage& s);

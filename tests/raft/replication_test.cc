@@ -12,8 +12,9 @@ TEST_CASE("proposals commit and apply everywhere in order", "[replication]") {
   c.TickAll(2);  // heartbeats carry the final commit index
   for (NodeId id = 1; id <= 5; ++id) {
     const auto& applied = c.at(id).applied;
-    REQUIRE(applied.size() == 21);  // the leader's empty entry, then the commands
-    for (int i = 0; i < 20; ++i) CHECK(applied[i + 1].data() == "cmd" + std::to_string(i));
+    // The bootstrap entry, the leader's empty entry, then the commands.
+    REQUIRE(applied.size() == 22);
+    for (int i = 0; i < 20; ++i) CHECK(applied[i + 2].data() == "cmd" + std::to_string(i));
   }
 }
 
