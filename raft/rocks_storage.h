@@ -1,0 +1,84 @@
+// The raft log, hard state and latest snapshot on disk, in RocksDB.
+//
+// On-disk format: one RocksDB database in the directory given to Open. Keys:
+//   "v"                          format version (fixed32 little-endian, currently 1)
+//   "h"                          record: HardState
+//   "c"                          record: the compaction point, a SnapshotMetadata whose index
+//                                and term are those of the last entry dropped from the log
+//   "s"                          record: Snapshot (metadata and state machine data)
+//   "e" + index (8 bytes, big-endian so that keys sort by index)
+//                                record: Entry
+// Every record is a 4-byte CRC-32C (little-endian) of the payload, then the payload, a
+// serialized protobuf message from proto/raft.proto.
+//
+// Writes and crashes:
+//  - Save() is one WriteBatch written with sync: the snapshot and the compaction point it
+//    implies, the deletion of any log suffix the new entries replace, the entries, and the hard
+//    state. RocksDB's write-ahead log makes the batch atomic: after a crash either all of it is
+//    on disk or none of it, and once Save() returns all of it survives.
+//  - CreateSnapshot() is likewise one synced batch: the snapshot, the new compaction point and
+//    the deletion of the compacted entries.
+//  - The database is opened with WALRecoveryMode::kTolerateCorruptedTailRecords: a record torn
+//    by a crash at the very end of the write-ahead log (a write that never returned) is dropped;
+//    a damaged record anywhere else refuses the open instead of silently losing what follows.
+//
+// Open() reads back and verifies every record: checksums, contiguous indices, terms that never
+// decrease, and a hard state whose commit index lies within the log. Anything wrong is a
+// StorageError naming the directory and the index; nothing is repaired or skipped. Reads that
+// later find a damaged record throw the same way. The class is safe for concurrent use.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "raft/storage.h"
+
+namespace rocksdb {
+class Env;
+}
+
+namespace skep::raft {
+
+struct RocksStorageOptions {
+  // For tests: a RocksDB environment that can lose unsynced writes. Null: the default one.
+  std::shared_ptr<rocksdb::Env> env;
+  // Entries kept in memory after a write, so that a leader sending recent entries to a
+  // follower that is slightly behind does not read them back from disk.
+  size_t entry_cache_bytes = 8 << 20;
+};
+
+class RocksStorage final : public Storage {
+ public:
+  // Opens (creating if needed) the log in `dir`. Throws StorageError.
+  static std::unique_ptr<RocksStorage> Open(const std::string& dir,
+                                            const RocksStorageOptions& options = {});
+  ~RocksStorage() override;
+
+  // A founding member's first write: the bootstrap entry, committed (see BootstrapEntry).
+  // Only valid on an empty log.
+  void Bootstrap(const raftpb::ConfState& conf);
+  // True when nothing was ever written.
+  bool Empty() const;
+  const std::string& dir() const;
+
+  raftpb::HardState HardState() const override;
+  raftpb::SnapshotMetadata SnapshotMeta() const override;
+  std::shared_ptr<const raftpb::Snapshot> Snapshot() const override;
+  Index FirstIndex() const override;
+  Index LastIndex() const override;
+  std::optional<Term> TermAt(Index i) const override;
+  bool Entries(Index lo, Index hi, uint64_t max_bytes,
+               std::vector<raftpb::Entry>* out) const override;
+  void Save(const raftpb::HardState* hard_state, const std::vector<raftpb::Entry>& entries,
+            const raftpb::Snapshot* snapshot) override;
+  void CreateSnapshot(Index index, const raftpb::ConfState& conf, std::string data,
+                      Index compact_to) override;
+
+  class Impl;
+
+ private:
+  explicit RocksStorage(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace skep::raft
