@@ -12,14 +12,19 @@ bool Contains(const google::protobuf::RepeatedField<uint64_t>& ids, NodeId id) {
 
 std::string JoinIds(const google::protobuf::RepeatedField<uint64_t>& ids) {
   std::ostringstream os;
-  for (int i = 0; i < ids.size(); ++i) os << (i ? "," : "") << ids[i];
+  for (int i = 0; i < ids.size(); ++i)
+    os << (i ? "," : "") << ids[i];
   return os.str();
 }
 
 }  // namespace
 
-bool IsVoter(const raftpb::ConfState& cs, NodeId id) { return Contains(cs.voters(), id); }
-bool IsLearner(const raftpb::ConfState& cs, NodeId id) { return Contains(cs.learners(), id); }
+bool IsVoter(const raftpb::ConfState& cs, NodeId id) {
+  return Contains(cs.voters(), id);
+}
+bool IsLearner(const raftpb::ConfState& cs, NodeId id) {
+  return Contains(cs.learners(), id);
+}
 
 std::vector<NodeId> Members(const raftpb::ConfState& cs) {
   std::vector<NodeId> out(cs.voters().begin(), cs.voters().end());
@@ -31,8 +36,10 @@ raftpb::ConfState MakeConfState(std::vector<NodeId> voters, std::vector<NodeId> 
   std::sort(voters.begin(), voters.end());
   std::sort(learners.begin(), learners.end());
   raftpb::ConfState cs;
-  for (NodeId v : voters) cs.add_voters(v);
-  for (NodeId l : learners) cs.add_learners(l);
+  for (NodeId v : voters)
+    cs.add_voters(v);
+  for (NodeId l : learners)
+    cs.add_learners(l);
   return cs;
 }
 
@@ -41,18 +48,22 @@ Status ApplyConfChange(const raftpb::ConfState& current, raftpb::ConfChangeType 
   if (id == kNoNode) return {ErrorCode::kInvalidConfChange, "node id 0 is reserved"};
   std::vector<NodeId> voters(current.voters().begin(), current.voters().end());
   std::vector<NodeId> learners(current.learners().begin(), current.learners().end());
-  auto erase = [](std::vector<NodeId>& v, NodeId x) { v.erase(std::remove(v.begin(), v.end(), x), v.end()); };
+  auto erase = [](std::vector<NodeId>& v, NodeId x) {
+    v.erase(std::remove(v.begin(), v.end(), x), v.end());
+  };
   const std::string node = "node " + std::to_string(id);
   switch (type) {
     case raftpb::CONF_ADD_LEARNER:
-      if (IsVoter(current, id)) return {ErrorCode::kInvalidConfChange, node + " is already a voter"};
+      if (IsVoter(current, id))
+        return {ErrorCode::kInvalidConfChange, node + " is already a voter"};
       if (IsLearner(current, id)) {
         return {ErrorCode::kInvalidConfChange, node + " is already a learner"};
       }
       learners.push_back(id);
       break;
     case raftpb::CONF_PROMOTE:
-      if (IsVoter(current, id)) return {ErrorCode::kInvalidConfChange, node + " is already a voter"};
+      if (IsVoter(current, id))
+        return {ErrorCode::kInvalidConfChange, node + " is already a voter"};
       if (!IsLearner(current, id)) {
         return {ErrorCode::kInvalidConfChange, node + " is not a learner; add it as one first"};
       }
@@ -106,7 +117,8 @@ void ConfLog::Append(Index index, raftpb::ConfState conf) {
 }
 
 void ConfLog::TruncateFrom(Index index) {
-  while (history_.size() > 1 && history_.back().first >= index) history_.pop_back();
+  while (history_.size() > 1 && history_.back().first >= index)
+    history_.pop_back();
   if (history_.back().first >= index) {
     throw std::logic_error("raft: truncating the log below its base configuration at " +
                            std::to_string(history_.back().first));
@@ -115,7 +127,8 @@ void ConfLog::TruncateFrom(Index index) {
 
 void ConfLog::Compact(Index committed) {
   size_t keep = 0;  // the newest configuration at or below committed
-  while (keep + 1 < history_.size() && history_[keep + 1].first <= committed) ++keep;
+  while (keep + 1 < history_.size() && history_[keep + 1].first <= committed)
+    ++keep;
   history_.erase(history_.begin(), history_.begin() + keep);
 }
 

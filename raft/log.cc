@@ -76,7 +76,8 @@ bool RaftLog::Entries(Index lo, Index hi, uint64_t max_bytes,
   if (lo < unstable_offset_) {
     const size_t before = out->size();
     if (!storage_->Entries(lo, std::min(hi, unstable_offset_), max_bytes, out)) return false;
-    for (size_t k = before; k < out->size(); ++k) bytes += EntrySize((*out)[k]);
+    for (size_t k = before; k < out->size(); ++k)
+      bytes += EntrySize((*out)[k]);
     const Index next = lo + (out->size() - before);
     if (next < std::min(hi, unstable_offset_)) return true;  // size limit reached in storage
     lo = next;
@@ -123,7 +124,8 @@ void RaftLog::Append(std::vector<raftpb::Entry> entries) {
   } else {
     unstable_.resize(after - unstable_offset_);
   }
-  for (auto& e : entries) unstable_.push_back(std::move(e));
+  for (auto& e : entries)
+    unstable_.push_back(std::move(e));
 }
 
 void RaftLog::CommitTo(Index index) {

@@ -82,7 +82,8 @@ void MemoryStorage::Save(const raftpb::HardState* hard_state,
     const Term term = snapshot->metadata().term();
     // Keep the entries after the snapshot if the log agrees with it there (Raft §7).
     std::vector<raftpb::Entry> keep;
-    if (idx >= FirstLocked() && idx <= LastLocked() && entries_[idx - FirstLocked()].term() == term) {
+    if (idx >= FirstLocked() && idx <= LastLocked() &&
+        entries_[idx - FirstLocked()].term() == term) {
       keep.assign(entries_.begin() + (idx + 1 - FirstLocked()), entries_.end());
     }
     snapshot_ = std::make_shared<raftpb::Snapshot>(*snapshot);

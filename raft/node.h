@@ -101,7 +101,7 @@ struct NodeStatus {
   Index commit = 0;
   Index applied = 0;
   raftpb::ConfState conf;
-  Index conf_index = 0;       // the entry holding `conf` (it may not be committed yet)
+  Index conf_index = 0;  // the entry holding `conf` (it may not be committed yet)
   NodeId transferee = kNoNode;
   std::vector<PeerStatus> peers;  // the leader's view of every member; empty elsewhere
 };

@@ -13,7 +13,8 @@ void Inflights::Add(Index last) {
 }
 
 void Inflights::FreeLE(Index index) {
-  while (count_ > 0 && buffer_[start_] <= index) FreeFirst();
+  while (count_ > 0 && buffer_[start_] <= index)
+    FreeFirst();
 }
 
 void Inflights::FreeFirst() {

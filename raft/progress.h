@@ -41,9 +41,9 @@ class Inflights {
 // A snapshot being streamed to a follower in chunks.
 struct SnapshotTransfer {
   std::shared_ptr<const raftpb::Snapshot> snapshot;
-  uint64_t sent = 0;      // bytes handed to the transport
-  uint64_t acked = 0;     // bytes the follower says it holds
-  int idle_ticks = 0;     // ticks since `acked` last moved; a stall triggers a resend
+  uint64_t sent = 0;   // bytes handed to the transport
+  uint64_t acked = 0;  // bytes the follower says it holds
+  int idle_ticks = 0;  // ticks since `acked` last moved; a stall triggers a resend
 };
 
 class Progress {

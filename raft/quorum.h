@@ -9,7 +9,9 @@
 namespace skep::raft {
 
 // The number of voters that make a majority of `voters`.
-inline size_t QuorumSize(size_t voters) { return voters / 2 + 1; }
+inline size_t QuorumSize(size_t voters) {
+  return voters / 2 + 1;
+}
 
 // The largest index acknowledged by a majority, given each voter's acknowledged index.
 // With no voters nothing can be committed, so the answer is 0.

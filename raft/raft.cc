@@ -138,7 +138,8 @@ void Raft::StartCampaign(CampaignType type) {
   } else {
     BecomeCandidate();
   }
-  auto& votes = pre ? std::get<PreCandidateState>(role_).votes : std::get<CandidateState>(role_).votes;
+  auto& votes =
+      pre ? std::get<PreCandidateState>(role_).votes : std::get<CandidateState>(role_).votes;
   RecordVote(votes, cfg_.id, true);
   if (Tally(votes) == VoteResult::kWon) {
     // A group of one: no one to ask.
@@ -196,7 +197,8 @@ void Raft::Tick() {
           BecomeFollower(term_, kNoNode);
           return;
         }
-        for (auto& [id, pr] : l->progress) pr.recent_active = id == cfg_.id;
+        for (auto& [id, pr] : l->progress)
+          pr.recent_active = id == cfg_.id;
       }
       // A transfer that did not finish within an election timeout is abandoned (§3.10).
       if (l->transferee != kNoNode) AbortTransfer(*l);
@@ -239,8 +241,8 @@ Status Raft::Campaign() {
 
 Status Raft::Validate(const raftpb::Message& m) const {
   auto bad = [&](const std::string& why) {
-    return Status(ErrorCode::kInvalidArgument, "malformed raft message from node " +
-                                                   std::to_string(m.from()) + ": " + why);
+    return Status(ErrorCode::kInvalidArgument,
+                  "malformed raft message from node " + std::to_string(m.from()) + ": " + why);
   };
   if (m.type() <= raftpb::MSG_NONE || m.type() > raftpb::MSG_READ_INDEX_RESP) {
     return bad("unknown type " + std::to_string(m.type()));
@@ -254,7 +256,8 @@ Status Raft::Validate(const raftpb::Message& m) const {
     Index expect = m.index() + 1;
     Term prev_term = m.log_term();
     for (const auto& e : m.entries()) {
-      if (e.index() != expect) return bad("entries are not contiguous at " + std::to_string(expect));
+      if (e.index() != expect)
+        return bad("entries are not contiguous at " + std::to_string(expect));
       if (e.term() < prev_term || e.term() > m.term()) {
         return bad("entry " + std::to_string(e.index()) + " has term " + std::to_string(e.term()));
       }
@@ -350,8 +353,8 @@ void Raft::HandleVoteRequest(const raftpb::Message& m) {
   // One vote per term (§3.4): we can vote for whom we already voted for, or for anyone if we
   // have neither voted nor heard from a leader this term. A pre-vote for a later term commits
   // us to nothing.
-  bool can_vote = vote_ == m.from() || (vote_ == kNoNode && lead_ == kNoNode) ||
-                  (pre && m.term() > term_);
+  bool can_vote =
+      vote_ == m.from() || (vote_ == kNoNode && lead_ == kNoNode) || (pre && m.term() > term_);
 #ifdef SKEP_RAFT_BUG_DOUBLE_VOTE
   // Deliberately broken build for the simulator's self-test: grants a second vote in a term.
   can_vote = can_vote || (!pre && std::holds_alternative<FollowerState>(role_));

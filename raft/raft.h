@@ -39,8 +39,8 @@ struct CandidateState {
 };
 
 struct PendingRead {
-  uint64_t seq = 0;   // the heartbeat round that confirms it
-  Index index = 0;    // the commit index when the request arrived
+  uint64_t seq = 0;  // the heartbeat round that confirms it
+  Index index = 0;   // the commit index when the request arrived
   NodeId from = kNoNode;
   std::string context;
 };

@@ -225,8 +225,12 @@ std::vector<std::string> Raft::CheckInvariants() const {
 Node::Node(const Config& config, const Storage* storage)
     : raft_(std::make_unique<Raft>(config, storage)) {}
 Node::~Node() = default;
-void Node::Tick() { raft_->Tick(); }
-Status Node::Step(const raftpb::Message& m) { return raft_->Step(m); }
+void Node::Tick() {
+  raft_->Tick();
+}
+Status Node::Step(const raftpb::Message& m) {
+  return raft_->Step(m);
+}
 Status Node::Propose(std::string data, Index* index) {
   return raft_->Propose(std::move(data), index);
 }
@@ -234,14 +238,32 @@ Status Node::ProposeConfChange(raftpb::ConfChangeType type, NodeId node, std::st
                                Index* index) {
   return raft_->ProposeConfChange(type, node, std::move(context), index);
 }
-Status Node::ReadIndex(std::string context) { return raft_->ReadIndex(std::move(context)); }
-Status Node::TransferLeadership(NodeId target) { return raft_->TransferLeadership(target); }
-Status Node::Campaign() { return raft_->Campaign(); }
-bool Node::HasReady() const { return raft_->HasReady(); }
-Ready Node::GetReady() { return raft_->GetReady(); }
-void Node::Advance(const Ready& ready) { raft_->Advance(ready); }
-NodeStatus Node::GetStatus() const { return raft_->GetStatus(); }
-NodeId Node::id() const { return raft_->id(); }
-std::vector<std::string> Node::CheckInvariants() const { return raft_->CheckInvariants(); }
+Status Node::ReadIndex(std::string context) {
+  return raft_->ReadIndex(std::move(context));
+}
+Status Node::TransferLeadership(NodeId target) {
+  return raft_->TransferLeadership(target);
+}
+Status Node::Campaign() {
+  return raft_->Campaign();
+}
+bool Node::HasReady() const {
+  return raft_->HasReady();
+}
+Ready Node::GetReady() {
+  return raft_->GetReady();
+}
+void Node::Advance(const Ready& ready) {
+  raft_->Advance(ready);
+}
+NodeStatus Node::GetStatus() const {
+  return raft_->GetStatus();
+}
+NodeId Node::id() const {
+  return raft_->id();
+}
+std::vector<std::string> Node::CheckInvariants() const {
+  return raft_->CheckInvariants();
+}
 
 }  // namespace skep::raft

@@ -132,7 +132,8 @@ bool Raft::SendAppend(NodeId to, Progress& pr, bool send_if_empty) {
   m.set_commit(log_.committed());
   const size_t count = entries.size();
   const Index last = count ? entries.back().index() : prev;
-  for (auto& e : entries) *m.add_entries() = std::move(e);
+  for (auto& e : entries)
+    *m.add_entries() = std::move(e);
   Send(std::move(m));
   pr.OnEntriesSent(count, last);
   return true;
@@ -235,7 +236,8 @@ void Raft::OnCommitted() {
   if (!l->reads_before_commit.empty() && CommittedInCurrentTerm()) {
     auto waiting = std::move(l->reads_before_commit);
     l->reads_before_commit.clear();
-    for (auto& r : waiting) HandleReadRequest(*l, r.from, std::move(r.context));
+    for (auto& r : waiting)
+      HandleReadRequest(*l, r.from, std::move(r.context));
   }
   if (!IsVoter(conf_.Active(), cfg_.id) && conf_.ActiveIndex() <= log_.committed()) {
     // Our removal is committed: tell the others, then step down (§4.2.2).
@@ -307,8 +309,7 @@ void Raft::HandleHeartbeatResponse(LeaderState& l, Progress& pr, const raftpb::M
 
 void Raft::HandleSnapshotResponse(Progress& pr, const raftpb::Message& m) {
   pr.recent_active = true;
-  if (pr.state != Progress::State::kSnapshot || !pr.transfer ||
-      pr.pending_snapshot != m.index()) {
+  if (pr.state != Progress::State::kSnapshot || !pr.transfer || pr.pending_snapshot != m.index()) {
     return;
   }
   SnapshotTransfer& t = *pr.transfer;
@@ -466,6 +467,8 @@ Status Raft::TransferLeadership(NodeId target) {
   return Status::Ok();
 }
 
-void Raft::AbortTransfer(LeaderState& l) { l.transferee = kNoNode; }
+void Raft::AbortTransfer(LeaderState& l) {
+  l.transferee = kNoNode;
+}
 
 }  // namespace skep::raft

@@ -31,15 +31,19 @@ uint32_t Crc32c(const char* data, size_t n) {
 std::string EntryKey(Index i) {
   std::string k(9, '\0');
   k[0] = 'e';
-  for (int b = 0; b < 8; ++b) k[1 + b] = static_cast<char>((i >> (56 - 8 * b)) & 0xff);
+  for (int b = 0; b < 8; ++b)
+    k[1 + b] = static_cast<char>((i >> (56 - 8 * b)) & 0xff);
   return k;
 }
 
-bool IsEntryKey(const rocksdb::Slice& k) { return k.size() == 9 && k[0] == 'e'; }
+bool IsEntryKey(const rocksdb::Slice& k) {
+  return k.size() == 9 && k[0] == 'e';
+}
 
 Index KeyIndex(const rocksdb::Slice& k) {
   Index i = 0;
-  for (int b = 0; b < 8; ++b) i = (i << 8) | static_cast<unsigned char>(k[1 + b]);
+  for (int b = 0; b < 8; ++b)
+    i = (i << 8) | static_cast<unsigned char>(k[1 + b]);
   return i;
 }
 
@@ -47,7 +51,8 @@ std::string Record(const google::protobuf::MessageLite& m) {
   std::string payload = m.SerializeAsString();
   const uint32_t crc = Crc32c(payload.data(), payload.size());
   std::string out(4, '\0');
-  for (int b = 0; b < 4; ++b) out[b] = static_cast<char>((crc >> (8 * b)) & 0xff);
+  for (int b = 0; b < 4; ++b)
+    out[b] = static_cast<char>((crc >> (8 * b)) & 0xff);
   return out + payload;
 }
 
@@ -55,7 +60,8 @@ std::string Record(const google::protobuf::MessageLite& m) {
 bool ParseRecord(const rocksdb::Slice& v, google::protobuf::MessageLite* m) {
   if (v.size() < 4) return false;
   uint32_t crc = 0;
-  for (int b = 0; b < 4; ++b) crc |= static_cast<uint32_t>(static_cast<unsigned char>(v[b])) << (8 * b);
+  for (int b = 0; b < 4; ++b)
+    crc |= static_cast<uint32_t>(static_cast<unsigned char>(v[b])) << (8 * b);
   if (Crc32c(v.data() + 4, v.size() - 4) != crc) return false;
   return m->ParseFromArray(v.data() + 4, static_cast<int>(v.size() - 4));
 }
@@ -92,19 +98,19 @@ class RocksStorage::Impl {
   Index FirstLocked() const { return compacted.index() + 1; }
   Index LastLocked() const { return compacted.index() + terms.size(); }
   void CacheLocked(const raftpb::Entry& e);
-  void TruncateLocked(Index from);  // drops entries >= from
+  void TruncateLocked(Index from);          // drops entries >= from
   void CompactLocked(Index to, Term term);  // drops entries <= to
 
   std::string dir;
   RocksStorageOptions options;
   std::unique_ptr<rocksdb::DB> db;
 
-  std::mutex write_mu;  // one writer at a time; held across the synced write
+  std::mutex write_mu;    // one writer at a time; held across the synced write
   mutable std::mutex mu;  // guards everything below
   raftpb::HardState hard_state;
   std::shared_ptr<const raftpb::Snapshot> snapshot;
-  raftpb::SnapshotMetadata compacted;  // index and term of the last dropped entry
-  std::deque<Term> terms;              // terms of [FirstLocked(), LastLocked()]
+  raftpb::SnapshotMetadata compacted;    // index and term of the last dropped entry
+  std::deque<Term> terms;                // terms of [FirstLocked(), LastLocked()]
   std::map<Index, raftpb::Entry> cache;  // the most recent entries
   size_t cache_bytes = 0;
 };
@@ -129,7 +135,8 @@ void RocksStorage::Impl::Load() {
   rocksdb::Status s = db->Get(rocksdb::ReadOptions(), kVersionKey, &version);
   if (s.IsNotFound()) {
     std::string v(4, '\0');
-    for (int b = 0; b < 4; ++b) v[b] = static_cast<char>((kFormatVersion >> (8 * b)) & 0xff);
+    for (int b = 0; b < 4; ++b)
+      v[b] = static_cast<char>((kFormatVersion >> (8 * b)) & 0xff);
     rocksdb::WriteBatch batch;
     batch.Put(kVersionKey, v);
     Write(&batch);
@@ -225,7 +232,8 @@ std::unique_ptr<RocksStorage> RocksStorage::Open(const std::string& dir,
   impl->options = options;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw StorageError("raft log in " + dir + ": cannot create the directory: " + ec.message());
+  if (ec)
+    throw StorageError("raft log in " + dir + ": cannot create the directory: " + ec.message());
   rocksdb::Options o;
   o.create_if_missing = true;
   o.paranoid_checks = true;
@@ -251,7 +259,9 @@ std::unique_ptr<RocksStorage> RocksStorage::Open(const std::string& dir,
 RocksStorage::RocksStorage(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 RocksStorage::~RocksStorage() = default;
 
-const std::string& RocksStorage::dir() const { return impl_->dir; }
+const std::string& RocksStorage::dir() const {
+  return impl_->dir;
+}
 
 bool RocksStorage::Empty() const {
   std::lock_guard lock(impl_->mu);
@@ -315,7 +325,8 @@ bool RocksStorage::Entries(Index lo, Index hi, uint64_t max_bytes,
   };
   // The recent tail is usually cached; older entries come from disk.
   if (next < hi && (impl_->cache.empty() || impl_->cache.begin()->first > next)) {
-    const std::string upper = EntryKey(impl_->cache.empty() ? hi : std::min(hi, impl_->cache.begin()->first));
+    const std::string upper =
+        EntryKey(impl_->cache.empty() ? hi : std::min(hi, impl_->cache.begin()->first));
     rocksdb::ReadOptions ro;
     rocksdb::Slice upper_slice(upper);
     ro.iterate_upper_bound = &upper_slice;
@@ -363,7 +374,8 @@ void RocksStorage::Save(const raftpb::HardState* hard_state,
       snapshot != nullptr && snapshot->metadata().index() > SnapshotMeta().index();
   if (new_snapshot) {
     const auto& meta = snapshot->metadata();
-    keep_after_snapshot = meta.index() >= first && meta.index() <= last && TermAt(meta.index()) == meta.term();
+    keep_after_snapshot =
+        meta.index() >= first && meta.index() <= last && TermAt(meta.index()) == meta.term();
     batch.Put(kSnapshotKey, Record(*snapshot));
     raftpb::SnapshotMetadata point;
     point.set_index(meta.index());
@@ -387,7 +399,8 @@ void RocksStorage::Save(const raftpb::HardState* hard_state,
                              std::to_string(last));
     }
     if (from <= last) batch.DeleteRange(EntryKey(from), EntryKey(last + 1));
-    for (const auto* e : fresh) batch.Put(EntryKey(e->index()), Record(*e));
+    for (const auto* e : fresh)
+      batch.Put(EntryKey(e->index()), Record(*e));
   }
   if (hard_state != nullptr) batch.Put(kHardStateKey, Record(*hard_state));
   if (batch.Count() == 0) return;

@@ -51,6 +51,8 @@ class Storage {
 };
 
 // Approximate size of an entry for batching limits.
-inline uint64_t EntrySize(const raftpb::Entry& e) { return e.data().size() + 24; }
+inline uint64_t EntrySize(const raftpb::Entry& e) {
+  return e.data().size() + 24;
+}
 
 }  // namespace skep::raft

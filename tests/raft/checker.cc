@@ -14,11 +14,14 @@ uint64_t Mix(uint64_t h, uint64_t v) {
 
 uint64_t HashBytes(const std::string& s) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
+  for (unsigned char c : s)
+    h = (h ^ c) * 1099511628211ULL;
   return h;
 }
 
-std::string N(uint64_t v) { return std::to_string(v); }
+std::string N(uint64_t v) {
+  return std::to_string(v);
+}
 
 }  // namespace
 
@@ -56,8 +59,8 @@ void SafetyChecker::Update(NodeId id, DigestLog& log, const raftpb::Snapshot* sn
     auto it = entries_seen_.find({meta.index(), meta.term()});
     if (it == entries_seen_.end()) {
       if (check) {
-        Fail("node " + N(id) + " installs a snapshot at " + N(meta.index()) + "/" +
-             N(meta.term()) + " that no log ever held");
+        Fail("node " + N(id) + " installs a snapshot at " + N(meta.index()) + "/" + N(meta.term()) +
+             " that no log ever held");
       }
       return;
     }

@@ -10,7 +10,9 @@ using rocksdb::IOOptions;
 using rocksdb::IOStatus;
 using rocksdb::Slice;
 
-IOStatus Dead() { return IOStatus::IOError("simulated crash: the process is gone"); }
+IOStatus Dead() {
+  return IOStatus::IOError("simulated crash: the process is gone");
+}
 
 class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
  public:
@@ -23,8 +25,8 @@ class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
     if (s.ok()) fs_->Appended(name_, data.size());
     return s;
   }
-  IOStatus Append(const Slice& data, const IOOptions& o,
-                  const rocksdb::DataVerificationInfo& info, IODebugContext* dbg) override {
+  IOStatus Append(const Slice& data, const IOOptions& o, const rocksdb::DataVerificationInfo& info,
+                  IODebugContext* dbg) override {
     if (!fs_->Allow()) return Dead();
     IOStatus s = target()->Append(data, o, info, dbg);
     if (s.ok()) fs_->Appended(name_, data.size());

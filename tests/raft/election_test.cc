@@ -79,7 +79,10 @@ TEST_CASE("pre-vote keeps a partitioned node from disrupting the cluster", "[ele
 }
 
 TEST_CASE("without pre-vote a partitioned node raises its term", "[election][prevote]") {
-  Cluster c(3, [](Config& cfg) { cfg.pre_vote = false; cfg.check_quorum = false; });
+  Cluster c(3, [](Config& cfg) {
+    cfg.pre_vote = false;
+    cfg.check_quorum = false;
+  });
   REQUIRE(c.Elect(1));
   const Term t = c.node(1).GetStatus().term;
   c.Isolate(3);

@@ -20,7 +20,8 @@ void Run(Cluster& c, Figure8Outcome& out) {
   out.commit_before_x = c.node(1).GetStatus().commit;
 
   // (a) S1 leads; its entry X reaches S2 only.
-  for (NodeId id : {3, 4, 5}) c.Isolate(id);
+  for (NodeId id : {3, 4, 5})
+    c.Isolate(id);
   const Index x = c.Propose(1, "X");
   const Term tx = c.node(1).GetStatus().term;
 
@@ -28,9 +29,8 @@ void Run(Cluster& c, Figure8Outcome& out) {
   // the same index, which nobody else receives.
   c.Crash(1);
   c.Heal();
-  c.SetDropFilter([](const raftpb::Message& m) {
-    return m.from() == 5 && m.type() == raftpb::MSG_APPEND;
-  });
+  c.SetDropFilter(
+      [](const raftpb::Message& m) { return m.from() == 5 && m.type() == raftpb::MSG_APPEND; });
   if (!ElectEventually(c, 5)) return;
 
   // (c) S5 crashes; S1 restarts and wins with S2, S3, S4. It replicates X (one entry per
@@ -41,7 +41,8 @@ void Run(Cluster& c, Figure8Outcome& out) {
   c.SetDropFilter([&](const raftpb::Message& m) {
     if (m.from() != 1 || m.type() != raftpb::MSG_APPEND) return false;
     bool beyond = false;
-    for (const auto& e : m.entries()) beyond = beyond || e.index() > x;
+    for (const auto& e : m.entries())
+      beyond = beyond || e.index() > x;
     // Appends beyond X are let through only to nodes that lack X, which reject them and so
     // are sent X next.
     return beyond && c.storage(m.to()).LastIndex() >= x;
@@ -67,7 +68,8 @@ void Run(Cluster& c, Figure8Outcome& out) {
     }
   }
   for (NodeId id = 1; id <= 5; ++id) {
-    for (const auto& e : c.at(id).applied) out.x_applied = out.x_applied || e.data() == "X";
+    for (const auto& e : c.at(id).applied)
+      out.x_applied = out.x_applied || e.data() == "X";
   }
 }
 

@@ -12,11 +12,11 @@
 namespace skep::raft::testing {
 
 struct Figure8Outcome {
-  Index commit_before_x = 0;         // the leader's commit index before X was proposed
-  Index commit_in_c = 0;             // its commit index once X sat on a majority, stage (c)
+  Index commit_before_x = 0;  // the leader's commit index before X was proposed
+  Index commit_in_c = 0;      // its commit index once X sat on a majority, stage (c)
   bool replicated_to_majority = false;
-  bool x_overwritten = false;        // stage (d): S5's entry replaced X on every node
-  bool x_applied = false;            // some node handed X to its state machine
+  bool x_overwritten = false;           // stage (d): S5's entry replaced X on every node
+  bool x_applied = false;               // some node handed X to its state machine
   std::vector<std::string> violations;  // what the safety checker found
 };
 

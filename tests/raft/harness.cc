@@ -6,7 +6,8 @@ namespace skep::raft::testing {
 
 Cluster::Cluster(size_t n, std::function<void(Config&)> tweak) : tweak_(std::move(tweak)) {
   std::vector<NodeId> voters;
-  for (NodeId id = 1; id <= n; ++id) voters.push_back(id);
+  for (NodeId id = 1; id <= n; ++id)
+    voters.push_back(id);
   founders_ = MakeConfState(voters);
   for (NodeId id = 1; id <= n; ++id) {
     TestNode t;
@@ -51,7 +52,9 @@ void Cluster::SetLog(NodeId id, Term term, const std::vector<Term>& entry_terms)
   t.applied.clear();
 }
 
-void Cluster::Crash(NodeId id) { nodes_.at(id).up = false; }
+void Cluster::Crash(NodeId id) {
+  nodes_.at(id).up = false;
+}
 
 void Cluster::Restart(NodeId id) {
   TestNode& t = nodes_.at(id);
@@ -91,16 +94,19 @@ bool Cluster::ProcessReadies() {
       moved = true;
       Ready rd = t.node->GetReady();
       checker_.OnReady(id, rd, t.node->GetStatus());
-      for (auto& m : rd.messages) Deliver(m);
+      for (auto& m : rd.messages)
+        Deliver(m);
       t.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries, rd.snapshot.get());
       checker_.OnPersisted(id, rd);
-      for (auto& m : rd.persisted_messages) Deliver(m);
+      for (auto& m : rd.persisted_messages)
+        Deliver(m);
       if (rd.snapshot) t.applied.clear();
       for (auto& e : rd.committed_entries) {
         checker_.OnApply(id, e);
         t.applied.push_back(e);
       }
-      for (auto& r : rd.read_states) t.reads.push_back(r);
+      for (auto& r : rd.read_states)
+        t.reads.push_back(r);
       t.node->Advance(rd);
       auto bad = t.node->CheckInvariants();
       if (!bad.empty()) throw std::logic_error(bad.front());
@@ -195,10 +201,13 @@ Index Cluster::Propose(NodeId id, const std::string& data) {
 
 std::vector<Term> Terms(const MemoryStorage& s) {
   std::vector<Term> out;
-  for (Index i = s.FirstIndex(); i <= s.LastIndex(); ++i) out.push_back(*s.TermAt(i));
+  for (Index i = s.FirstIndex(); i <= s.LastIndex(); ++i)
+    out.push_back(*s.TermAt(i));
   return out;
 }
 
-std::string EntryData(const raftpb::Entry& e) { return e.data(); }
+std::string EntryData(const raftpb::Entry& e) {
+  return e.data();
+}
 
 }  // namespace skep::raft::testing

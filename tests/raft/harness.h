@@ -43,8 +43,8 @@ class Cluster {
   void Crash(NodeId id);
   void Restart(NodeId id);
 
-  void Cut(NodeId a, NodeId b);       // both directions
-  void Isolate(NodeId id);            // from everyone
+  void Cut(NodeId a, NodeId b);  // both directions
+  void Isolate(NodeId id);       // from everyone
   void Heal();
   // Messages matching the filter are dropped (in addition to cut links).
   void SetDropFilter(std::function<bool(const raftpb::Message&)> f) { drop_ = std::move(f); }

@@ -40,7 +40,8 @@ TEST_CASE("a learner is promoted only once caught up", "[membership]") {
   c.Isolate(4);
   REQUIRE(c.node(1).ProposeConfChange(raftpb::CONF_ADD_LEARNER, 4).ok());
   c.Stabilize();
-  for (int i = 0; i < 5; ++i) c.Propose(1, "v");
+  for (int i = 0; i < 5; ++i)
+    c.Propose(1, "v");
   auto st = c.node(1).ProposeConfChange(raftpb::CONF_PROMOTE, 4);
   CHECK(st.code() == ErrorCode::kNotCaughtUp);
   CHECK(st.message().rfind("learner 4 holds the log up to 0 of", 0) == 0);
@@ -76,9 +77,8 @@ TEST_CASE("a new leader changes the configuration only after committing in its t
   Cluster c(3);
   REQUIRE(c.Elect(1));
   c.Isolate(1);
-  c.SetDropFilter([](const raftpb::Message& m) {
-    return m.from() == 2 && m.type() == raftpb::MSG_APPEND;
-  });
+  c.SetDropFilter(
+      [](const raftpb::Message& m) { return m.from() == 2 && m.type() == raftpb::MSG_APPEND; });
   REQUIRE(c.Elect(2));
   auto st = c.node(2).ProposeConfChange(raftpb::CONF_REMOVE, 1);
   CHECK(st.code() == ErrorCode::kConfChangePending);
@@ -120,7 +120,8 @@ TEST_CASE("a removed leader steps down once its removal commits", "[membership]"
 TEST_CASE("a truncated configuration entry is undone", "[membership]") {
   Cluster c(5, [](Config& cfg) { cfg.check_quorum = false; });
   REQUIRE(c.Elect(1));
-  for (NodeId id : {3, 4, 5}) c.Isolate(id);
+  for (NodeId id : {3, 4, 5})
+    c.Isolate(id);
   REQUIRE(c.node(1).ProposeConfChange(raftpb::CONF_ADD_LEARNER, 6).ok());
   c.Stabilize();
   CHECK(Describe(c.node(2).GetStatus().conf) == "voters=[1,2,3,4,5] learners=[6]");

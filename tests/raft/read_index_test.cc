@@ -43,9 +43,8 @@ TEST_CASE("a new leader defers reads until it commits in its term", "[readindex]
   Cluster c(3);
   REQUIRE(c.Elect(1));
   c.Propose(1, "x");
-  c.SetDropFilter([](const raftpb::Message& m) {
-    return m.from() == 2 && m.type() == raftpb::MSG_APPEND;
-  });
+  c.SetDropFilter(
+      [](const raftpb::Message& m) { return m.from() == 2 && m.type() == raftpb::MSG_APPEND; });
   REQUIRE(c.Elect(2));
   REQUIRE(c.node(2).ReadIndex("r").ok());
   c.TickAll(2);

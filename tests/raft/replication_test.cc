@@ -8,13 +8,15 @@ using namespace skep::raft::testing;
 TEST_CASE("proposals commit and apply everywhere in order", "[replication]") {
   Cluster c(5);
   REQUIRE(c.Elect(1));
-  for (int i = 0; i < 20; ++i) c.Propose(1, "cmd" + std::to_string(i));
+  for (int i = 0; i < 20; ++i)
+    c.Propose(1, "cmd" + std::to_string(i));
   c.TickAll(2);  // heartbeats carry the final commit index
   for (NodeId id = 1; id <= 5; ++id) {
     const auto& applied = c.at(id).applied;
     // The bootstrap entry, the leader's empty entry, then the commands.
     REQUIRE(applied.size() == 22);
-    for (int i = 0; i < 20; ++i) CHECK(applied[i + 2].data() == "cmd" + std::to_string(i));
+    for (int i = 0; i < 20; ++i)
+      CHECK(applied[i + 2].data() == "cmd" + std::to_string(i));
   }
 }
 
@@ -25,7 +27,8 @@ TEST_CASE("appends leave before the leader persists, acks only after", "[replica
   auto rd = c.node(1).GetReady();
   CHECK(rd.entries.size() == 1);
   REQUIRE(rd.messages.size() == 2);
-  for (auto& m : rd.messages) CHECK(m.type() == raftpb::MSG_APPEND);
+  for (auto& m : rd.messages)
+    CHECK(m.type() == raftpb::MSG_APPEND);
   c.node(1).Advance(rd);
   REQUIRE(c.node(2).Step(rd.messages[0].to() == 2 ? rd.messages[0] : rd.messages[1]).ok());
   auto frd = c.node(2).GetReady();
@@ -50,7 +53,8 @@ TEST_CASE("a follower that was cut off catches up", "[replication]") {
   Cluster c(3);
   REQUIRE(c.Elect(1));
   c.Isolate(3);
-  for (int i = 0; i < 50; ++i) c.Propose(1, "v" + std::to_string(i));
+  for (int i = 0; i < 50; ++i)
+    c.Propose(1, "v" + std::to_string(i));
   c.Heal();
   c.TickAll(3);
   CHECK(c.storage(3).LastIndex() == c.storage(1).LastIndex());
@@ -68,7 +72,8 @@ TEST_CASE("fast back-tracking fixes a long divergent log in few round trips", "[
   c.SetLog(3, 2, divergent);
   REQUIRE(c.Elect(1));
   size_t rejections = 0;
-  for (auto& m : c.sent) rejections += m.type() == raftpb::MSG_APPEND_RESP && m.reject();
+  for (auto& m : c.sent)
+    rejections += m.type() == raftpb::MSG_APPEND_RESP && m.reject();
   CHECK(rejections <= 2);
   c.TickAll(2);
   CHECK(Terms(c.storage(3)) == Terms(c.storage(1)));
@@ -83,7 +88,8 @@ TEST_CASE("at most max_inflight_msgs appends are outstanding to a silent followe
   REQUIRE(c.Elect(1));
   c.SetDropFilter([](const raftpb::Message& m) { return m.from() == 3; });  // 3's acks vanish
   c.sent.clear();
-  for (int i = 0; i < 20; ++i) c.Propose(1, "p");
+  for (int i = 0; i < 20; ++i)
+    c.Propose(1, "p");
   size_t to3 = 0;
   for (auto& m : c.sent) {
     to3 += m.type() == raftpb::MSG_APPEND && m.to() == 3 && m.entries_size() > 0;

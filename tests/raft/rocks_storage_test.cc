@@ -41,7 +41,8 @@ raftpb::Entry E(Index i, Term t, const std::string& data = "") {
 
 std::vector<raftpb::Entry> Range(Index from, Index to, Term t) {
   std::vector<raftpb::Entry> out;
-  for (Index i = from; i <= to; ++i) out.push_back(E(i, t));
+  for (Index i = from; i <= to; ++i)
+    out.push_back(E(i, t));
   return out;
 }
 
@@ -62,7 +63,8 @@ std::string Dump(const Storage& s) {
   if (s.LastIndex() >= s.FirstIndex()) {
     REQUIRE(s.Entries(s.FirstIndex(), s.LastIndex() + 1, UINT64_MAX, &entries));
   }
-  for (const auto& e : entries) out += e.ShortDebugString() + ";";
+  for (const auto& e : entries)
+    out += e.ShortDebugString() + ";";
   return out;
 }
 
@@ -147,11 +149,13 @@ TEST_CASE("reads of entries are served across the cache and the disk", "[storage
   RocksStorageOptions opts;
   opts.entry_cache_bytes = 200;  // a handful of entries
   auto st = RocksStorage::Open(dir.path, opts);
-  for (Index i = 1; i <= 100; i += 10) st->Save(nullptr, Range(i, i + 9, 1), nullptr);
+  for (Index i = 1; i <= 100; i += 10)
+    st->Save(nullptr, Range(i, i + 9, 1), nullptr);
   std::vector<raftpb::Entry> out;
   REQUIRE(st->Entries(1, 101, UINT64_MAX, &out));
   REQUIRE(out.size() == 100);
-  for (Index i = 1; i <= 100; ++i) CHECK(out[i - 1].index() == i);
+  for (Index i = 1; i <= 100; ++i)
+    CHECK(out[i - 1].index() == i);
   out.clear();
   REQUIRE(st->Entries(50, 101, 100, &out));
   CHECK(out.size() == 2);  // 45 bytes each counted: the second fits, the third does not
@@ -173,8 +177,8 @@ TEST_CASE("a crash loses nothing that was synced and never tears a write", "[sto
     std::shared_ptr<rocksdb::Env> env(rocksdb::NewCompositeEnv(faulty));
     RocksStorageOptions opts;
     opts.env = env;
-    MemoryStorage model;       // what completed writes left
-    MemoryStorage with_next;   // the same plus the interrupted write
+    MemoryStorage model;      // what completed writes left
+    MemoryStorage with_next;  // the same plus the interrupted write
     auto st = RocksStorage::Open(dir.path, opts);
     faulty->CrashAfter(pick(5, 120));
     Term term = 1;
@@ -242,7 +246,8 @@ TEST_CASE("a damaged entry is reported with the directory and its index", "[stor
     rocksdb::Options o;
     REQUIRE(rocksdb::DB::Open(o, dir.path, &raw).ok());
     std::string key = "e";
-    for (int b = 7; b >= 0; --b) key += static_cast<char>((5ULL >> (8 * b)) & 0xff);
+    for (int b = 7; b >= 0; --b)
+      key += static_cast<char>((5ULL >> (8 * b)) & 0xff);
     std::string v;
     REQUIRE(raw->Get(rocksdb::ReadOptions(), key, &v).ok());
     v[v.size() - 1] ^= 0x01;
@@ -261,7 +266,8 @@ TEST_CASE("a damaged record inside the write-ahead log refuses the open", "[stor
   TempDir dir;
   {
     auto st = RocksStorage::Open(dir.path);
-    for (Index i = 1; i <= 20; ++i) st->Save(nullptr, {E(i, 1, std::string(200, 'x'))}, nullptr);
+    for (Index i = 1; i <= 20; ++i)
+      st->Save(nullptr, {E(i, 1, std::string(200, 'x'))}, nullptr);
   }
   const std::string wal = LogFile(dir.path);
   REQUIRE_FALSE(wal.empty());
@@ -272,7 +278,9 @@ TEST_CASE("a damaged record inside the write-ahead log refuses the open", "[stor
   } catch (const StorageError& e) {
     const std::string msg = e.what();
     INFO(msg);
-    CHECK(msg.rfind("raft log in " + dir.path + ": cannot open: the write-ahead log is damaged after entry ", 0) == 0);
+    CHECK(msg.rfind("raft log in " + dir.path +
+                        ": cannot open: the write-ahead log is damaged after entry ",
+                    0) == 0);
   }
 }
 
@@ -280,7 +288,8 @@ TEST_CASE("a torn write at the end of the write-ahead log is dropped", "[storage
   TempDir dir;
   {
     auto st = RocksStorage::Open(dir.path);
-    for (Index i = 1; i <= 10; ++i) st->Save(nullptr, {E(i, 1, std::string(100, 'y'))}, nullptr);
+    for (Index i = 1; i <= 10; ++i)
+      st->Save(nullptr, {E(i, 1, std::string(100, 'y'))}, nullptr);
   }
   const std::string wal = LogFile(dir.path);
   fs::resize_file(wal, fs::file_size(wal) - 30);  // the last record lost its end
@@ -292,7 +301,8 @@ TEST_CASE("a damaged table file is reported with the last good index", "[storage
   TempDir dir;
   {
     auto st = RocksStorage::Open(dir.path);
-    for (Index i = 1; i <= 300; i += 50) st->Save(nullptr, Range(i, i + 49, 1), nullptr);
+    for (Index i = 1; i <= 300; i += 50)
+      st->Save(nullptr, Range(i, i + 49, 1), nullptr);
   }
   {
     rocksdb::DB* raw = nullptr;

@@ -11,7 +11,8 @@ namespace {
 void LeaveNode3Behind(Cluster& c) {
   REQUIRE(c.Elect(1));
   c.Isolate(3);
-  for (int i = 0; i < 30; ++i) c.Propose(1, "v" + std::to_string(i));
+  for (int i = 0; i < 30; ++i)
+    c.Propose(1, "v" + std::to_string(i));
   const Index applied = c.node(1).GetStatus().applied;
   for (NodeId id : {1, 2}) {
     c.storage(id).CreateSnapshot(applied, c.node(id).GetStatus().conf,
@@ -21,7 +22,8 @@ void LeaveNode3Behind(Cluster& c) {
 
 size_t CountSnapshotChunks(const Cluster& c, NodeId to) {
   size_t n = 0;
-  for (const auto& m : c.sent) n += m.type() == raftpb::MSG_SNAPSHOT && m.to() == to;
+  for (const auto& m : c.sent)
+    n += m.type() == raftpb::MSG_SNAPSHOT && m.to() == to;
   return n;
 }
 
@@ -80,7 +82,8 @@ TEST_CASE("a follower that restarts during a transfer gets the snapshot from the
 TEST_CASE("a restarted node recovers from its snapshot and log", "[snapshot]") {
   Cluster c(3);
   REQUIRE(c.Elect(1));
-  for (int i = 0; i < 10; ++i) c.Propose(1, "v" + std::to_string(i));
+  for (int i = 0; i < 10; ++i)
+    c.Propose(1, "v" + std::to_string(i));
   const auto st = c.node(2).GetStatus();
   c.storage(2).CreateSnapshot(st.applied - 3, st.conf, "snap", st.applied - 5);
   c.Restart(2);

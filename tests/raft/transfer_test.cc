@@ -20,7 +20,8 @@ TEST_CASE("leadership moves to a lagging follower once it catches up", "[transfe
   Cluster c(3);
   REQUIRE(c.Elect(1));
   c.Isolate(3);
-  for (int i = 0; i < 10; ++i) c.Propose(1, "v");
+  for (int i = 0; i < 10; ++i)
+    c.Propose(1, "v");
   c.Heal();
   REQUIRE(c.node(1).TransferLeadership(3).ok());
   c.Stabilize();

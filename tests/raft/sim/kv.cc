@@ -56,8 +56,7 @@ std::optional<Command> Decode(const std::string& data) {
   uint64_t kind = 0;
   if (!GetNumber(data, pos, &c.client) || !GetNumber(data, pos, &c.seq) ||
       !GetNumber(data, pos, &kind) || !GetString(data, pos, &c.key) ||
-      !GetString(data, pos, &c.value) || !GetString(data, pos, &c.expected) ||
-      pos != data.size()) {
+      !GetString(data, pos, &c.value) || !GetString(data, pos, &c.expected) || pos != data.size()) {
     return std::nullopt;
   }
   c.kind = static_cast<OpKind>(kind);

@@ -92,7 +92,8 @@ CheckResult CheckKey(const std::string& key, const std::vector<const Operation*>
     r = {false, i, ops[i]->returned, nullptr, nullptr, &c};
   }
   std::vector<Event*> order;
-  for (auto& e : events) order.push_back(&e);
+  for (auto& e : events)
+    order.push_back(&e);
   std::stable_sort(order.begin(), order.end(), [](const Event* a, const Event* b) {
     if (a->time != b->time) return a->time < b->time;
     return a->call && !b->call;  // only ties at "never": keep calls first
@@ -106,7 +107,8 @@ CheckResult CheckKey(const std::string& key, const std::vector<const Operation*>
   }
 
   size_t remaining = 0;
-  for (const auto* op : ops) remaining += op->returned != kNeverReturned;
+  for (const auto* op : ops)
+    remaining += op->returned != kNeverReturned;
   std::vector<uint64_t> linearized((ops.size() + 63) / 64, 0);
   auto flip = [&](size_t i) { linearized[i / 64] ^= uint64_t{1} << (i % 64); };
   std::unordered_set<std::string> seen;
@@ -131,8 +133,8 @@ CheckResult CheckKey(const std::string& key, const std::vector<const Operation*>
         if (seen.insert(cache_key(next)).second) {
           if (++res.states_explored > max_states) {
             res.linearizable = false;
-            res.explanation = "key '" + key + "': gave up after " +
-                              std::to_string(max_states) + " states";
+            res.explanation =
+                "key '" + key + "': gave up after " + std::to_string(max_states) + " states";
             return res;
           }
           stack.push_back({entry, state});

@@ -53,11 +53,11 @@ TEST_CASE("a lost acknowledged write is caught", "[linearizability]") {
 }
 
 TEST_CASE("concurrent operations may take effect in either order", "[linearizability]") {
-  CHECK(CheckLinearizable({Put(1, "a", 1, 6), Put(2, "b", 2, 5), Get(3, "a", 3, 4),
-                           Get(3, "a", 7, 8)})
+  CHECK(CheckLinearizable(
+            {Put(1, "a", 1, 6), Put(2, "b", 2, 5), Get(3, "a", 3, 4), Get(3, "a", 7, 8)})
             .linearizable);
-  CHECK_FALSE(CheckLinearizable({Put(1, "a", 1, 4), Put(2, "b", 2, 3), Get(3, "b", 5, 6),
-                                 Get(3, "a", 7, 8)})
+  CHECK_FALSE(CheckLinearizable(
+                  {Put(1, "a", 1, 4), Put(2, "b", 2, 3), Get(3, "b", 5, 6), Get(3, "a", 7, 8)})
                   .linearizable);
 }
 
@@ -66,16 +66,16 @@ TEST_CASE("an unanswered write may or may not have happened", "[linearizability]
             .linearizable);
   CHECK(CheckLinearizable({Put(1, "x", 1, kNeverReturned), Get(2, "", 2, 3)}).linearizable);
   // It can explain why a later compare-and-set failed.
-  CHECK(CheckLinearizable({Put(1, "u", 1, 2), Put(2, "v", 3, kNeverReturned),
-                           Cas(3, "u", "w", false, 4, 5)})
+  CHECK(CheckLinearizable(
+            {Put(1, "u", 1, 2), Put(2, "v", 3, kNeverReturned), Cas(3, "u", "w", false, 4, 5)})
             .linearizable);
   // But it cannot take effect before it was invoked.
   CHECK_FALSE(CheckLinearizable({Get(2, "x", 1, 2), Put(1, "x", 3, kNeverReturned)}).linearizable);
 }
 
 TEST_CASE("two successful swaps from the same value are caught", "[linearizability]") {
-  CHECK_FALSE(CheckLinearizable({Put(1, "u", 1, 2), Cas(1, "u", "v", true, 3, 4),
-                                 Cas(2, "u", "w", true, 5, 6)})
+  CHECK_FALSE(CheckLinearizable(
+                  {Put(1, "u", 1, 2), Cas(1, "u", "v", true, 3, 4), Cas(2, "u", "w", true, 5, 6)})
                   .linearizable);
 }
 

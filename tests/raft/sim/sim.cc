@@ -15,8 +15,8 @@
 #include "raft/conf.h"
 #include "raft/memory_storage.h"
 #include "raft/node.h"
-#include "tests/raft/sim/kv.h"
 #include "tests/raft/checker.h"
+#include "tests/raft/sim/kv.h"
 #include "tests/raft/sim/linearizability.h"
 
 namespace skep::raft::sim {
@@ -75,8 +75,8 @@ struct ClientResponse {
 struct Envelope {
   int64_t at = 0;
   uint64_t order = 0;
-  NodeId from = kNoNode;  // kNoNode: a client
-  NodeId to = kNoNode;    // kNoNode: a client
+  NodeId from = kNoNode;     // kNoNode: a client
+  NodeId to = kNoNode;       // kNoNode: a client
   uint64_t incarnation = 0;  // of the sender when it sent this
   std::variant<raftpb::Message, ClientRequest, ClientResponse> payload;
 };
@@ -250,8 +250,8 @@ SimNode& Simulation::CreateNode(NodeId id, const raftpb::ConfState* bootstrap) {
   n.config.max_size_per_msg = one_entry_per_append_ ? 1 : static_cast<uint64_t>(Between(64, 2048));
   n.config.snapshot_chunk_size = static_cast<uint64_t>(Between(32, 512));
   n.config.snapshot_chunks_in_flight = static_cast<size_t>(Between(1, 4));
-  n.storage = bootstrap ? std::make_unique<MemoryStorage>(*bootstrap)
-                        : std::make_unique<MemoryStorage>();
+  n.storage =
+      bootstrap ? std::make_unique<MemoryStorage>(*bootstrap) : std::make_unique<MemoryStorage>();
   n.raft = std::make_unique<Node>(n.config, n.storage.get());
   n.applied_conf = n.storage->SnapshotMeta().conf_state();
   checker_.AddNode(id, *n.storage);
@@ -286,12 +286,14 @@ void Simulation::Restart(SimNode& n) {
 }
 
 void Simulation::CheckNode(SimNode& n) {
-  for (const auto& v : n.raft->CheckInvariants()) Violation(v);
+  for (const auto& v : n.raft->CheckInvariants())
+    Violation(v);
 }
 
 void Simulation::CollectViolations() {
   const auto& found = checker_.violations();
-  while (checker_reported_ < found.size()) Violation(found[checker_reported_++]);
+  while (checker_reported_ < found.size())
+    Violation(found[checker_reported_++]);
 }
 
 void Simulation::ObserveReady(SimNode& n, const Ready& rd) {
@@ -376,8 +378,8 @@ void Simulation::CompletePersist(SimNode& n) {
 
 void Simulation::ApplyEntry(SimNode& n, const raftpb::Entry& e) {
   if (e.index() != n.applied + 1) {
-    Violation("node " + std::to_string(n.id) + " applies " + std::to_string(e.index()) +
-              " after " + std::to_string(n.applied));
+    Violation("node " + std::to_string(n.id) + " applies " + std::to_string(e.index()) + " after " +
+              std::to_string(n.applied));
   }
   checker_.OnApply(n.id, e);
   CollectViolations();
@@ -615,7 +617,8 @@ void Simulation::StartPartition() {
     what = "random split";
   }
   std::string members;
-  for (NodeId a : side) members += " " + std::to_string(a);
+  for (NodeId a : side)
+    members += " " + std::to_string(a);
   for (auto& [b, n] : nodes_) {
     if (side.count(b)) continue;
     for (NodeId a : side) {
@@ -659,7 +662,8 @@ void Simulation::TryConfChange() {
     return;
   }
   std::vector<NodeId> removable(conf.learners().begin(), conf.learners().end());
-  if (conf.voters_size() > 3) removable.insert(removable.end(), conf.voters().begin(), conf.voters().end());
+  if (conf.voters_size() > 3)
+    removable.insert(removable.end(), conf.voters().begin(), conf.voters().end());
   if (removable.empty()) return;
   const NodeId victim = Pick(removable);
   if (lead->raft->ProposeConfChange(raftpb::CONF_REMOVE, victim).ok()) {
@@ -701,7 +705,8 @@ void Simulation::RunClients(bool issue_new) {
     cmd.key = Pick(kKeys);
     const double r = std::uniform_real_distribution<double>(0, 1)(rng_);
     cmd.kind = r < 0.4 ? OpKind::kPut : (r < 0.75 ? OpKind::kGet : OpKind::kCas);
-    if (cmd.kind != OpKind::kGet) cmd.value = "v" + std::to_string(c.id) + "." + std::to_string(cmd.seq);
+    if (cmd.kind != OpKind::kGet)
+      cmd.value = "v" + std::to_string(c.id) + "." + std::to_string(cmd.seq);
     if (cmd.kind == OpKind::kCas) cmd.expected = c.seen[cmd.key];
     Operation op;
     op.client = c.id;
@@ -784,9 +789,11 @@ SimResult Simulation::Run() {
   const int voters = static_cast<int>(Between(3, 5));
   stats_.initial_voters = voters;
   std::vector<NodeId> ids;
-  for (int i = 0; i < voters; ++i) ids.push_back(next_id_++);
+  for (int i = 0; i < voters; ++i)
+    ids.push_back(next_id_++);
   const raftpb::ConfState conf = MakeConfState(ids);
-  for (NodeId id : ids) CreateNode(id, &conf);
+  for (NodeId id : ids)
+    CreateNode(id, &conf);
   snapshot_interval_ = static_cast<int>(Between(15, 60));
   snapshot_keep_ = static_cast<int>(Between(0, 10));
   max_persist_delay_ = static_cast<int>(Between(0, 3));
@@ -798,7 +805,8 @@ SimResult Simulation::Run() {
   }
   Trace("start: " + Describe(conf) + ", " + std::to_string(nclients) + " clients");
 
-  for (int t = 0; t < opt_.fault_ticks && violations_.empty(); ++t) Tick(true, true);
+  for (int t = 0; t < opt_.fault_ticks && violations_.empty(); ++t)
+    Tick(true, true);
 
   // The faults stop: the network heals, crashed nodes come back.
   HealPartition();
@@ -808,7 +816,8 @@ SimResult Simulation::Run() {
     if (!n.up && !n.removed) Restart(n);
   }
   Trace("faults stop");
-  for (int t = 0; t < opt_.heal_ticks && violations_.empty(); ++t) Tick(false, true);
+  for (int t = 0; t < opt_.heal_ticks && violations_.empty(); ++t)
+    Tick(false, true);
   // No new requests; everything outstanding must finish.
   int waited = 0;
   auto busy = [&] {
@@ -839,9 +848,9 @@ void Simulation::DumpState() {
     const NodeStatus st = n.raft->GetStatus();
     std::ostringstream os;
     os << "node " << id << (n.up ? " up" : " down") << (n.removed ? " removed" : "") << " "
-       << ToString(st.role) << " term=" << st.term << " lead=" << st.lead
-       << " commit=" << st.commit << " applied=" << n.applied << " last=" << st.last_index
-       << " first=" << st.first_index << " " << Describe(st.conf) << "@" << st.conf_index
+       << ToString(st.role) << " term=" << st.term << " lead=" << st.lead << " commit=" << st.commit
+       << " applied=" << n.applied << " last=" << st.last_index << " first=" << st.first_index
+       << " " << Describe(st.conf) << "@" << st.conf_index
        << " persisting=" << (n.persisting ? 1 : 0);
     for (const auto& p : st.peers) {
       os << " [" << p.id << " " << ToString(p.state) << " m=" << p.match << " n=" << p.next
@@ -851,9 +860,8 @@ void Simulation::DumpState() {
   }
   for (const auto& c : clients_) {
     if (!c.busy) continue;
-    Trace("client " + std::to_string(c.id) + " waits on #" + std::to_string(c.cmd.seq) +
-          " (kind " + std::to_string(static_cast<int>(c.cmd.kind)) + ") hint " +
-          std::to_string(c.leader_hint));
+    Trace("client " + std::to_string(c.id) + " waits on #" + std::to_string(c.cmd.seq) + " (kind " +
+          std::to_string(static_cast<int>(c.cmd.kind)) + ") hint " + std::to_string(c.leader_hint));
   }
 }
 

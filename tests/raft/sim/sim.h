@@ -18,10 +18,10 @@ namespace skep::raft::sim {
 
 struct SimOptions {
   uint64_t seed = 1;
-  int fault_ticks = 1500;    // ticks with faults injected
-  int heal_ticks = 300;      // then a healthy network, clients still running
-  int settle_ticks = 2000;   // at most this long for outstanding requests to finish
-  bool trace = false;        // print every event to stderr
+  int fault_ticks = 1500;   // ticks with faults injected
+  int heal_ticks = 300;     // then a healthy network, clients still running
+  int settle_ticks = 2000;  // at most this long for outstanding requests to finish
+  bool trace = false;       // print every event to stderr
   // How likely a newly elected leader is crashed within a few ticks, while faults are on.
   double young_leader_crash = 0.15;
   int young_leader_lifetime = 8;  // at most this many ticks

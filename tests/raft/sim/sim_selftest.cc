@@ -18,7 +18,8 @@ TEST_CASE("the simulator catches a deliberately broken core: " SKEP_SIM_BUG, "[s
     opt.seed = seed;
     opt.trace = std::getenv("SKEP_SIM_TRACE") != nullptr;
     // More elections make the rare interleavings that expose a broken rule come sooner.
-    opt.young_leader_crash = 0.8; opt.young_leader_lifetime = 6;
+    opt.young_leader_crash = 0.8;
+    opt.young_leader_lifetime = 6;
     opt.fault_rate = 1;
     const SimResult r = RunSimulation(opt);
     for (const auto& v : r.violations) {

@@ -1,7 +1,7 @@
 // Runs the simulator over many seeds. Environment:
 //   SKEP_SIM_SEEDS=N     how many seeds (default 1000), for long soaks raise it
-//   SKEP_SIM_SHARD=K/M   run the K-th of M equal slices of the seeds (CTest runs slices in parallel)
-//   SKEP_SIM_SEED=S      run seed S alone (the replay command printed on failure)
+//   SKEP_SIM_SHARD=K/M   run the K-th of M equal slices of the seeds (CTest runs slices in
+//   parallel) SKEP_SIM_SEED=S      run seed S alone (the replay command printed on failure)
 //   SKEP_SIM_TRACE=1     print every event of the run
 #include <unistd.h>
 
@@ -57,9 +57,11 @@ TEST_CASE("raft keeps its safety and liveness properties under faults", "[sim]")
     if (r.violations.empty()) continue;
     ++failures;
     std::cout << "seed " << seed << " FAILED:\n";
-    for (const auto& v : r.violations) std::cout << "  " << v << "\n";
+    for (const auto& v : r.violations)
+      std::cout << "  " << v << "\n";
     std::cout << "  last events before the first violation:\n";
-    for (const auto& t : r.trace_tail) std::cout << "    " << t << "\n";
+    for (const auto& t : r.trace_tail)
+      std::cout << "    " << t << "\n";
     std::cout << "  replay: SKEP_SIM_SEED=" << seed << " SKEP_SIM_TRACE=1 " << SelfPath() << "\n";
   }
   std::cout << "seeds " << first << ".." << first + count - 1 << ", " << failures

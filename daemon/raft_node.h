@@ -1,0 +1,94 @@
+// Drives one raft core: the clock, the persistence of each Ready, the transport and the state
+// machine. Everything that touches the core runs on the node's Asio strand; the synced storage
+// write runs on a writer thread of its own and posts its completion back to the strand, so the
+// strand keeps taking messages and proposals while the disk works, and they all go into the
+// next write (group commit). The leader's appends leave before its own write completes
+// (thesis §10.2.1); votes and acknowledgements leave only after it.
+//
+// Every public method is thread-safe; callbacks run on the node's strand.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "raft/node.h"
+
+namespace skep {
+
+// Delivers messages to peers. Called on the node's strand; must not block. Messages may be lost.
+class RaftTransport {
+ public:
+  virtual ~RaftTransport() = default;
+  virtual void Send(raftpb::Message m) = 0;
+};
+
+// The replicated state machine. Called on the node's strand.
+class RaftStateMachine {
+ public:
+  virtual ~RaftStateMachine() = default;
+  // A committed entry, in log order (normal entries with data, configuration entries, and the
+  // empty entries new leaders append).
+  virtual void Apply(const raftpb::Entry& entry) = 0;
+  // The state as of the last applied entry, for a snapshot.
+  virtual std::string Snapshot() = 0;
+  // Replaces the state with a snapshot's.
+  virtual void Restore(const raftpb::Snapshot& snapshot) = 0;
+};
+
+struct RaftNodeOptions {
+  raft::Config raft;
+  std::chrono::milliseconds tick{100};
+  // Applied entries between snapshots (0: never), and entries kept in the log behind one so
+  // that a follower slightly behind gets entries rather than the whole snapshot.
+  uint64_t snapshot_every = 10000;
+  uint64_t snapshot_keep = 1000;
+};
+
+class RaftNode {
+ public:
+  using Done = std::function<void(const raft::Status&)>;
+  using Executor = boost::asio::strand<boost::asio::io_context::executor_type>;
+
+  RaftNode(boost::asio::io_context& io, const RaftNodeOptions& options, raft::Storage* storage,
+           RaftTransport* transport, RaftStateMachine* state_machine);
+  ~RaftNode();
+  RaftNode(const RaftNode&) = delete;
+  RaftNode& operator=(const RaftNode&) = delete;
+
+  // Restores the state machine from the storage's snapshot and starts the clock.
+  void Start();
+  // Stops the clock and waits for the write in progress; pending callbacks fail.
+  void Stop();
+
+  void Step(raftpb::Message m);
+  // `done` runs once the entry is applied here (ok), or when it can no longer be: this node is
+  // not the leader, or a new leader replaced the entry.
+  void Propose(std::string data, Done done);
+  void ProposeConfChange(raftpb::ConfChangeType type, raft::NodeId node, std::string context,
+                         Done done);
+  // `done` runs once this node's state machine reflects every write committed before the call
+  // (a linearizable read point, §6.4).
+  void ReadIndex(Done done);
+  void TransferLeadership(raft::NodeId target, Done done);
+  void Campaign();
+
+  // The core's status as of the last time it moved. Thread-safe.
+  raft::NodeStatus GetStatus() const;
+  // Called on the strand whenever the known leader or this node's role changes.
+  void OnLeaderChange(std::function<void(raft::NodeId lead, raft::Term term, bool self)> f);
+  // Called on the strand if the storage fails: the node has stopped.
+  void OnFatal(std::function<void(const std::string& why)> f);
+
+  Executor& executor();
+
+  class Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace skep
