@@ -84,6 +84,12 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   void Tick();
   void Fail(const std::string& why);
   void PublishStatus();
+  // Remembers who waits for the entry at `index`.
+  void Track(Index index, Done done);
+  void FailProposals(const Status& err);
+  void FailReads(const Status& err);
+  void ExpireReads();
+  bool Live() const { return running && !failed; }
 
   RaftNodeOptions options;
   Executor strand;
@@ -108,7 +114,11 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   };
   std::map<Index, Pending> proposals;  // by log index
   uint64_t next_read = 1;
-  std::map<uint64_t, Done> reads_waiting_index;  // by read id
+  struct PendingRead {
+    std::chrono::steady_clock::time_point started;
+    Done done;
+  };
+  std::map<uint64_t, PendingRead> reads_waiting_index;  // by read id
   std::multimap<Index, Done> reads_waiting_apply;
 
   std::function<void(raft::NodeId, raft::Term, bool)> on_leader_change;
@@ -124,44 +134,80 @@ void RaftNode::Impl::PublishStatus() {
   status = std::move(st);
 }
 
+void RaftNode::Impl::Track(Index index, Done done) {
+  // A proposal still waiting at this index was made in an earlier term and its entry was
+  // replaced by a log this node later rewrote: whether it committed is unknown.
+  auto it = proposals.find(index);
+  if (it != proposals.end()) {
+    Done old = std::move(it->second.done);
+    proposals.erase(it);
+    old(Status(ErrorCode::kOutcomeUnknown, "the log was rewritten before the entry was applied"));
+  }
+  proposals[index] = {node->GetStatus().term, std::move(done)};
+}
+
+void RaftNode::Impl::FailProposals(const Status& err) {
+  auto pending = std::move(proposals);
+  proposals.clear();
+  for (auto& [i, p] : pending) p.done(err);
+}
+
+void RaftNode::Impl::FailReads(const Status& err) {
+  auto waiting = std::move(reads_waiting_index);
+  reads_waiting_index.clear();
+  for (auto& [id, r] : waiting) r.done(err);
+}
+
+void RaftNode::Impl::ExpireReads() {
+  // The request or its answer may have been lost on the way to the leader; the caller retries.
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = reads_waiting_index.begin(); it != reads_waiting_index.end();) {
+    if (now - it->second.started < std::chrono::seconds(5)) {
+      ++it;
+      continue;
+    }
+    Done d = std::move(it->second.done);
+    it = reads_waiting_index.erase(it);
+    d(Status(ErrorCode::kNotLeader, "the leader did not confirm the read in time"));
+  }
+}
+
 void RaftNode::Impl::Fail(const std::string& why) {
   if (failed) return;
   failed = true;
-  running = false;
   timer.cancel();
-  const Status err(ErrorCode::kNotLeader, "raft node stopped: " + why);
-  for (auto& [i, p] : proposals)
-    p.done(err);
-  proposals.clear();
-  for (auto& [i, d] : reads_waiting_index)
-    d(err);
-  reads_waiting_index.clear();
-  for (auto& [i, d] : reads_waiting_apply)
-    d(err);
+  FailProposals(Status(ErrorCode::kOutcomeUnknown, "raft node stopped: " + why));
+  FailReads(Status(ErrorCode::kNotLeader, "raft node stopped: " + why));
+  auto applying = std::move(reads_waiting_apply);
   reads_waiting_apply.clear();
+  for (auto& [i, d] : applying) d(Status(ErrorCode::kNotLeader, "raft node stopped: " + why));
   if (on_fatal) on_fatal(why);
 }
 
 void RaftNode::Impl::Pump() {
-  if (!running || persisting || !node->HasReady()) return;
+  if (!Live()) return;
+  if (persisting) {
+    // The write in progress holds the Ready; what may leave at once still leaves, so that
+    // heartbeats and appends keep flowing during a slow write.
+    for (auto& m : node->TakeMessages()) transport->Send(std::move(m));
+    return;
+  }
+  if (!node->HasReady()) return;
   auto rd = std::make_shared<raft::Ready>(node->GetReady());
   if (rd->soft_state) {
     const raft::SoftState old = soft;
     soft = *rd->soft_state;
-    if (soft.role != raft::Role::kLeader && old.role == raft::Role::kLeader) {
-      // Proposals made while leading may still commit under the next leader; those that do not
-      // fail when their index is applied with another term. Reads must be confirmed again.
-      const Status err(ErrorCode::kNotLeader, "leadership lost before the read was confirmed");
-      for (auto& [id, d] : reads_waiting_index)
-        d(err);
-      reads_waiting_index.clear();
-    }
-    if (on_leader_change && (soft.lead != old.lead || soft.role != old.role)) {
-      on_leader_change(soft.lead, node->GetStatus().term, soft.role == raft::Role::kLeader);
+    if (soft.lead != old.lead || soft.role != old.role) {
+      // Reads waiting for the old leader's confirmation will not get one. Proposals made while
+      // leading may still commit under the next leader; those that do not fail when their
+      // index is applied with another term.
+      FailReads(Status(ErrorCode::kNotLeader, "the leader changed before the read was confirmed"));
+      if (on_leader_change) {
+        on_leader_change(soft.lead, node->GetStatus().term, soft.role == raft::Role::kLeader);
+      }
     }
   }
-  for (auto& m : rd->messages)
-    transport->Send(std::move(m));
+  for (auto& m : rd->messages) transport->Send(std::move(m));
   rd->messages.clear();
   persisting = true;
   if (!rd->MustPersist()) {
@@ -178,6 +224,7 @@ void RaftNode::Impl::Pump() {
       error = e.what();
     }
     asio::post(self->strand, [self, rd, error] {
+      if (!self->Live()) return;
       if (!error.empty()) {
         self->Fail(error);
         return;
@@ -188,30 +235,30 @@ void RaftNode::Impl::Pump() {
 }
 
 void RaftNode::Impl::Persisted(std::shared_ptr<raft::Ready> rd) {
-  if (failed) return;
-  for (auto& m : rd->persisted_messages)
-    transport->Send(std::move(m));
+  if (!Live()) return;
+  for (auto& m : rd->persisted_messages) transport->Send(std::move(m));
   if (rd->snapshot) {
     sm->Restore(*rd->snapshot);
     applied = rd->snapshot->metadata().index();
     applied_conf = rd->snapshot->metadata().conf_state();
     snapshot_index = applied;
-    // Proposals the snapshot covers can no longer be matched to their entries.
-    const Status err(ErrorCode::kNotLeader, "replaced by a snapshot from the leader");
+    // Proposals the snapshot covers can no longer be matched to their entries: they may or may
+    // not be in it.
+    const Status unknown(ErrorCode::kOutcomeUnknown,
+                         "a snapshot from the leader replaced the log before the entry applied");
     for (auto it = proposals.begin(); it != proposals.end() && it->first <= applied;) {
-      it->second.done(err);
+      Done d = std::move(it->second.done);
       it = proposals.erase(it);
+      d(unknown);
     }
   }
-  for (const auto& e : rd->committed_entries)
-    ApplyEntry(e);
+  for (const auto& e : rd->committed_entries) ApplyEntry(e);
   for (const auto& r : rd->read_states) {
     uint64_t id = 0;
-    for (char c : r.context)
-      id = (id << 8) | static_cast<unsigned char>(c);
+    for (char c : r.context) id = (id << 8) | static_cast<unsigned char>(c);
     auto it = reads_waiting_index.find(id);
     if (it == reads_waiting_index.end()) continue;
-    reads_waiting_apply.emplace(r.index, std::move(it->second));
+    reads_waiting_apply.emplace(r.index, std::move(it->second.done));
     reads_waiting_index.erase(it);
   }
   node->Advance(*rd);
@@ -249,6 +296,9 @@ void RaftNode::Impl::ServeReads() {
 }
 
 void RaftNode::Impl::MaybeSnapshot() {
+  // The state machine is serialized here, on the strand, as of `applied`; the synced write of
+  // the snapshot runs on the writer thread, where it delays the next Ready's write but not the
+  // messages that may leave meanwhile (see Pump).
   if (options.snapshot_every == 0 || applied < snapshot_index + options.snapshot_every) return;
   const Index at = applied;
   const Index compact_to = at > options.snapshot_keep ? at - options.snapshot_keep : 0;
@@ -261,14 +311,17 @@ void RaftNode::Impl::MaybeSnapshot() {
       self->storage->CreateSnapshot(at, conf, std::move(*data), compact_to);
     } catch (const std::exception& e) {
       std::string why = e.what();
-      asio::post(self->strand, [self, why] { self->Fail(why); });
+      asio::post(self->strand, [self, why] {
+        if (self->Live()) self->Fail(why);
+      });
     }
   });
 }
 
 void RaftNode::Impl::Tick() {
-  if (!running) return;
+  if (!Live()) return;
   node->Tick();
+  ExpireReads();
   Pump();
   PublishStatus();
   timer.expires_after(options.tick);
@@ -283,13 +336,9 @@ RaftNode::RaftNode(asio::io_context& io, const RaftNodeOptions& options, raft::S
                    RaftTransport* transport, RaftStateMachine* state_machine)
     : impl_(std::make_shared<Impl>(io, options, storage, transport, state_machine)) {}
 
-RaftNode::~RaftNode() {
-  Stop();
-}
+RaftNode::~RaftNode() { Stop(); }
 
-RaftNode::Executor& RaftNode::executor() {
-  return impl_->strand;
-}
+RaftNode::Executor& RaftNode::executor() { return impl_->strand; }
 
 void RaftNode::Start() {
   auto snap = impl_->storage->Snapshot();
@@ -306,29 +355,46 @@ void RaftNode::Start() {
 }
 
 void RaftNode::Stop() {
-  if (!impl_ || !impl_->node || !impl_->running.exchange(false)) return;
-  asio::post(impl_->strand, [self = impl_] { self->timer.cancel(); });
-  // Finishes the write in progress; the strand starts no new one once `running` is false.
+  if (!impl_ || !impl_->node) return;
+  if (impl_->running.exchange(false)) {
+    // Waits for the handler running on the strand, if any, and tells whoever still waits that
+    // the node stopped.
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    asio::post(impl_->strand, [self = impl_, done] {
+      self->timer.cancel();
+      self->FailProposals(Status(ErrorCode::kOutcomeUnknown, "raft node stopped"));
+      self->FailReads(Status(ErrorCode::kNotLeader, "raft node stopped"));
+      done->set_value();
+    });
+    // If the io_context no longer runs nothing else will either: don't wait forever.
+    fut.wait_for(std::chrono::seconds(5));
+  }
+  // Finishes the write in progress (even after a failure); its completion finds the node
+  // stopped and does nothing.
   impl_->writer.Close();
 }
 
 void RaftNode::Step(raftpb::Message m) {
   asio::post(impl_->strand, [self = impl_, m = std::move(m)] {
-    if (!self->running) return;
+    if (!self->Live()) return;
     (void)self->node->Step(m);  // a malformed message is dropped; the core changed nothing
     self->Pump();
   });
 }
 
+namespace {
+const Status kNotRunning(ErrorCode::kNotLeader, "raft node is not running");
+}
+
 void RaftNode::Propose(std::string data, Done done) {
   asio::post(impl_->strand,
              [self = impl_, data = std::move(data), done = std::move(done)]() mutable {
-               if (!self->running)
-                 return done(Status(ErrorCode::kNotLeader, "raft node is not running"));
+               if (!self->Live()) return done(kNotRunning);
                Index index = 0;
                Status st = self->node->Propose(std::move(data), &index);
                if (!st.ok()) return done(st);
-               self->proposals[index] = {self->node->GetStatus().term, std::move(done)};
+               self->Track(index, std::move(done));
                self->Pump();
              });
 }
@@ -337,32 +403,31 @@ void RaftNode::ProposeConfChange(raftpb::ConfChangeType type, raft::NodeId node,
                                  std::string context, Done done) {
   asio::post(impl_->strand, [self = impl_, type, node, context = std::move(context),
                              done = std::move(done)]() mutable {
-    if (!self->running) return done(Status(ErrorCode::kNotLeader, "raft node is not running"));
+    if (!self->Live()) return done(kNotRunning);
     Index index = 0;
     Status st = self->node->ProposeConfChange(type, node, std::move(context), &index);
     if (!st.ok()) return done(st);
-    self->proposals[index] = {self->node->GetStatus().term, std::move(done)};
+    self->Track(index, std::move(done));
     self->Pump();
   });
 }
 
 void RaftNode::ReadIndex(Done done) {
   asio::post(impl_->strand, [self = impl_, done = std::move(done)]() mutable {
-    if (!self->running) return done(Status(ErrorCode::kNotLeader, "raft node is not running"));
+    if (!self->Live()) return done(kNotRunning);
     const uint64_t id = self->next_read++;
     std::string ctx(8, '\0');
-    for (int b = 0; b < 8; ++b)
-      ctx[7 - b] = static_cast<char>((id >> (8 * b)) & 0xff);
+    for (int b = 0; b < 8; ++b) ctx[7 - b] = static_cast<char>((id >> (8 * b)) & 0xff);
     Status st = self->node->ReadIndex(ctx);
     if (!st.ok()) return done(st);
-    self->reads_waiting_index[id] = std::move(done);
+    self->reads_waiting_index[id] = {std::chrono::steady_clock::now(), std::move(done)};
     self->Pump();
   });
 }
 
 void RaftNode::TransferLeadership(raft::NodeId target, Done done) {
   asio::post(impl_->strand, [self = impl_, target, done = std::move(done)] {
-    if (!self->running) return done(Status(ErrorCode::kNotLeader, "raft node is not running"));
+    if (!self->Live()) return done(kNotRunning);
     Status st = self->node->TransferLeadership(target);
     self->Pump();
     done(st);
@@ -371,9 +436,15 @@ void RaftNode::TransferLeadership(raft::NodeId target, Done done) {
 
 void RaftNode::Campaign() {
   asio::post(impl_->strand, [self = impl_] {
-    if (!self->running) return;
+    if (!self->Live()) return;
     (void)self->node->Campaign();
     self->Pump();
+  });
+}
+
+void RaftNode::SetTimeouts(int election_tick, int heartbeat_tick) {
+  asio::post(impl_->strand, [self = impl_, election_tick, heartbeat_tick] {
+    if (self->Live()) (void)self->node->SetTimeouts(election_tick, heartbeat_tick);
   });
 }
 

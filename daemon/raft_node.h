@@ -75,6 +75,8 @@ class RaftNode {
   void ReadIndex(Done done);
   void TransferLeadership(raft::NodeId target, Done done);
   void Campaign();
+  // New timeouts, in ticks (see raft::Node::SetTimeouts).
+  void SetTimeouts(int election_tick, int heartbeat_tick);
 
   // The core's status as of the last time it moved. Thread-safe.
   raft::NodeStatus GetStatus() const;

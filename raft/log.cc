@@ -165,7 +165,9 @@ void RaftLog::StableSnapTo(Index i) {
 }
 
 Index RaftLog::StableLastIndex() const {
-  if (unstable_snapshot_) return storage_->LastIndex();
+  // While a snapshot waits to be persisted, the stored tail may be a divergent log about to be
+  // replaced: nothing is known to be durable and in agreement until the snapshot is.
+  if (unstable_snapshot_) return 0;
   return unstable_offset_ - 1;
 }
 

@@ -129,10 +129,15 @@ class Node {
   Status TransferLeadership(NodeId target);
   // Starts an election now (tests, and a single-node group that wants to lead at once).
   Status Campaign();
+  // Changes the election and heartbeat timeouts (in ticks) from the next timeout on.
+  Status SetTimeouts(int election_tick, int heartbeat_tick);
 
   bool HasReady() const;
   Ready GetReady();
   void Advance(const Ready& ready);
+  // The messages that may be sent at once (the `messages` of the next Ready), without taking a
+  // Ready: lets a driver keep heartbeats and appends flowing while a Ready is being persisted.
+  std::vector<raftpb::Message> TakeMessages();
 
   NodeStatus GetStatus() const;
   NodeId id() const;

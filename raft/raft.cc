@@ -200,8 +200,10 @@ void Raft::Tick() {
         for (auto& [id, pr] : l->progress)
           pr.recent_active = id == cfg_.id;
       }
-      // A transfer that did not finish within an election timeout is abandoned (§3.10).
-      if (l->transferee != kNoNode) AbortTransfer(*l);
+    }
+    // A transfer that did not finish within an election timeout is abandoned (§3.10).
+    if (l->transferee != kNoNode && ++l->transfer_elapsed >= cfg_.election_tick) {
+      AbortTransfer(*l);
     }
     for (auto& [id, pr] : l->progress) {
       if (pr.state != Progress::State::kSnapshot || !pr.transfer) continue;
@@ -233,6 +235,18 @@ Status Raft::Campaign() {
             "node " + std::to_string(cfg_.id) + " is not a voter in " + Describe(conf_.Active())};
   }
   Hup(CampaignType::kElection);
+  return Status::Ok();
+}
+
+Status Raft::SetTimeouts(int election_tick, int heartbeat_tick) {
+  if (heartbeat_tick <= 0 || election_tick <= heartbeat_tick) {
+    return {ErrorCode::kInvalidArgument,
+            "the election timeout must be longer than the heartbeat period"};
+  }
+  cfg_.election_tick = election_tick;
+  cfg_.heartbeat_tick = heartbeat_tick;
+  std::uniform_int_distribution<int> dist(cfg_.election_tick, 2 * cfg_.election_tick - 1);
+  randomized_election_timeout_ = dist(rng_);
   return Status::Ok();
 }
 

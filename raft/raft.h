@@ -48,6 +48,7 @@ struct PendingRead {
 struct LeaderState {
   std::map<NodeId, Progress> progress;
   NodeId transferee = kNoNode;
+  int transfer_elapsed = 0;  // ticks since the transfer began; it is abandoned after a timeout
   // ReadIndex (§6.4): a read waits for a heartbeat round acknowledged by a quorum.
   uint64_t read_seq = 0;
   std::deque<PendingRead> reads;
@@ -73,10 +74,12 @@ class Raft {
   Status ReadIndex(std::string context);
   Status TransferLeadership(NodeId target);
   Status Campaign();
+  Status SetTimeouts(int election_tick, int heartbeat_tick);
 
   bool HasReady() const;
   Ready GetReady();
   void Advance(const Ready& ready);
+  std::vector<raftpb::Message> TakeMessages();
   NodeStatus GetStatus() const;
   NodeId id() const { return cfg_.id; }
   std::vector<std::string> CheckInvariants() const;

@@ -56,6 +56,16 @@ Ready Raft::GetReady() {
   return rd;
 }
 
+std::vector<raftpb::Message> Raft::TakeMessages() {
+  if (auto* l = leader()) {
+    if (l->broadcast_due) BroadcastAppend();
+    if (l->read_heartbeat_due) BroadcastHeartbeat();
+  }
+  std::vector<raftpb::Message> out = std::move(msgs_);
+  msgs_.clear();
+  return out;
+}
+
 void Raft::Advance(const Ready& rd) {
   ready_outstanding_ = false;
   if (rd.hard_state) prev_hard_state_ = *rd.hard_state;
@@ -247,6 +257,9 @@ Status Node::TransferLeadership(NodeId target) {
 Status Node::Campaign() {
   return raft_->Campaign();
 }
+Status Node::SetTimeouts(int election_tick, int heartbeat_tick) {
+  return raft_->SetTimeouts(election_tick, heartbeat_tick);
+}
 bool Node::HasReady() const {
   return raft_->HasReady();
 }
@@ -255,6 +268,9 @@ Ready Node::GetReady() {
 }
 void Node::Advance(const Ready& ready) {
   raft_->Advance(ready);
+}
+std::vector<raftpb::Message> Node::TakeMessages() {
+  return raft_->TakeMessages();
 }
 NodeStatus Node::GetStatus() const {
   return raft_->GetStatus();

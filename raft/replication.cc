@@ -263,7 +263,10 @@ void Raft::HandleAppendResponse(LeaderState& l, Progress& pr, const raftpb::Mess
     return;
   }
   const bool was_paused = pr.IsPaused();
-  if (!pr.MaybeUpdate(m.index())) return;
+  // An ack of exactly what we already knew still proves the logs match: a probing follower
+  // moves on to replication rather than waiting for the next heartbeat.
+  const bool updated = pr.MaybeUpdate(m.index());
+  if (!updated && !(pr.state == Progress::State::kProbe && m.index() == pr.match)) return;
   switch (pr.state) {
     case Progress::State::kProbe:
       pr.BecomeReplicate();
@@ -301,6 +304,9 @@ void Raft::HandleHeartbeatResponse(LeaderState& l, Progress& pr, const raftpb::M
   if (pr.state != Progress::State::kSnapshot && pr.match < log_.LastIndex()) {
     SendAppend(m.from(), pr, true);
   }
+  // A lost TIMEOUT_NOW would otherwise stall the transfer until it times out: no appends flow
+  // to a caught-up transferee while proposals are refused.
+  if (m.from() == l.transferee && pr.match == log_.LastIndex()) SendTimeoutNow(m.from());
   if (m.read_seq() > pr.read_ack) {
     pr.read_ack = m.read_seq();
     AdvanceReads(l);
@@ -456,8 +462,7 @@ Status Raft::TransferLeadership(NodeId target) {
   }
   if (l->transferee == target) return Status::Ok();
   l->transferee = target;
-  // The transfer must finish within an election timeout (checked in Tick).
-  election_elapsed_ = 0;
+  l->transfer_elapsed = 0;  // it must finish within an election timeout (checked in Tick)
   Progress& pr = l->progress.at(target);
   if (pr.match == log_.LastIndex()) {
     SendTimeoutNow(target);

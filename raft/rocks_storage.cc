@@ -113,6 +113,9 @@ class RocksStorage::Impl {
   std::deque<Term> terms;                // terms of [FirstLocked(), LastLocked()]
   std::map<Index, raftpb::Entry> cache;  // the most recent entries
   size_t cache_bytes = 0;
+  // Entries below this are being deleted by a write in progress: reads of them answer
+  // "compacted" rather than racing the deletion.
+  Index read_floor = 0;
 };
 
 void RocksStorage::Impl::Write(rocksdb::WriteBatch* batch) {
@@ -312,7 +315,7 @@ std::optional<Term> RocksStorage::TermAt(Index i) const {
 bool RocksStorage::Entries(Index lo, Index hi, uint64_t max_bytes,
                            std::vector<raftpb::Entry>* out) const {
   std::lock_guard lock(impl_->mu);
-  if (lo < impl_->FirstLocked()) return false;
+  if (lo < std::max(impl_->FirstLocked(), impl_->read_floor)) return false;
   hi = std::min(hi, impl_->LastLocked() + 1);
   uint64_t bytes = 0;
   Index next = lo;
@@ -404,6 +407,10 @@ void RocksStorage::Save(const raftpb::HardState* hard_state,
   }
   if (hard_state != nullptr) batch.Put(kHardStateKey, Record(*hard_state));
   if (batch.Count() == 0) return;
+  if (new_snapshot) {
+    std::lock_guard lock(impl_->mu);
+    impl_->read_floor = std::max(impl_->read_floor, compacted_index + 1);
+  }
   impl_->Write(&batch);
 
   std::lock_guard lock(impl_->mu);
@@ -455,6 +462,8 @@ void RocksStorage::CreateSnapshot(Index index, const raftpb::ConfState& conf, st
     point.set_term(*compact_term);
     batch.Put(kCompactedKey, Record(point));
     batch.DeleteRange(EntryKey(0), EntryKey(compact_to + 1));
+    std::lock_guard lock(impl_->mu);
+    impl_->read_floor = std::max(impl_->read_floor, compact_to + 1);
   }
   impl_->Write(&batch);
 
