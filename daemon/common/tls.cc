@@ -1,0 +1,110 @@
+#include "daemon/common/tls.h"
+
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
+
+#include "daemon/common/pki.h"
+
+namespace skep::tls {
+
+namespace gx = grpc::experimental;
+
+Files Files::In(const std::string& dir) {
+  return {dir + "/node.key", dir + "/node.crt", dir + "/ca.crt"};
+}
+
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Files& files) {
+  auto provider =
+      std::make_shared<gx::FileWatcherCertificateProvider>(files.key, files.cert, files.ca, 1);
+  gx::TlsServerCredentialsOptions options(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  // A certificate is verified when presented; calls that need one check for it (PeerOf).
+  options.set_cert_request_type(GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> NodeCredentials(const Files& files) {
+  auto provider =
+      std::make_shared<gx::FileWatcherCertificateProvider>(files.key, files.cert, files.ca, 1);
+  gx::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider);
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  options.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  options.set_check_call_host(false);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> JoinCredentials(const std::string& ca_pem) {
+  auto provider = std::make_shared<gx::StaticDataCertificateProvider>(ca_pem);
+  gx::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(provider);
+  options.watch_root_certs();
+  options.set_verify_server_certs(true);
+  options.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  options.set_check_call_host(false);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> UnverifiedCredentials() {
+  gx::TlsChannelCredentialsOptions options;
+  options.set_verify_server_certs(false);
+  options.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  options.set_check_call_host(false);
+  return grpc::experimental::TlsCredentials(options);
+}
+
+grpc::ChannelArguments ChannelArgs() {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  return args;
+}
+
+void ConfigureServer(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+}
+
+Peer PeerOf(const grpc::ServerContext& context) {
+  Peer peer;
+  const std::string uri = context.peer();  // ipv4:10.0.0.1:1234
+  if (uri.rfind("ipv4:", 0) == 0) {
+    const std::string hostport = uri.substr(5);
+    peer.address = hostport.substr(0, hostport.rfind(':'));
+  } else if (uri.rfind("ipv6:", 0) == 0) {
+    const std::string hostport = uri.substr(5);
+    peer.address = hostport.substr(0, hostport.rfind(':'));
+  }
+  auto auth = context.auth_context();
+  if (!auth) return peer;
+  auto pems = auth->FindPropertyValues("x509_pem_cert");
+  if (pems.empty()) return peer;
+  try {
+    const pki::CertInfo info = pki::ParseCertificate(std::string(pems.front().data(), pems.front().size()));
+    peer.has_certificate = true;
+    peer.node_id = info.node_id;
+    peer.role = info.role;
+    peer.cluster_id = info.cluster_id;
+  } catch (const pki::PkiError&) {
+  }
+  return peer;
+}
+
+}  // namespace skep::tls

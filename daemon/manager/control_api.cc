@@ -1,0 +1,361 @@
+#include "daemon/manager/control_api.h"
+
+#include <algorithm>
+
+#include "daemon/common/pki.h"
+#include "daemon/common/tls.h"
+#include "daemon/manager/manager.h"
+
+namespace skep::manager {
+
+using grpc::StatusCode;
+
+namespace {
+
+constexpr auto kForwardDeadline = std::chrono::seconds(5);
+constexpr size_t kRetiredTokensKept = 10;
+
+grpc::Status Invalid(const std::string& msg) { return {StatusCode::INVALID_ARGUMENT, msg}; }
+grpc::Status Precondition(const std::string& msg) {
+  return {StatusCode::FAILED_PRECONDITION, msg};
+}
+
+std::string Hostname(const api::Node& n) { return n.description().hostname(); }
+
+// Read-modify-write of one node, retried when a concurrent change got there first.
+template <class Modify>
+grpc::Status UpdateNodeObject(Manager* m, const std::string& id, Modify modify,
+                              api::Node* out = nullptr) {
+  for (int attempt = 0;; ++attempt) {
+    auto n = m->store().GetNode(id);
+    if (!n) return {StatusCode::NOT_FOUND, "node " + id + " not found"};
+    if (grpc::Status st = modify(*n); !st.ok()) return st;
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_node() = *n;
+    grpc::Status st = m->Write(batch);
+    const bool conflict = st.error_code() == StatusCode::FAILED_PRECONDITION &&
+                          st.error_message().rfind("update out of sequence", 0) == 0;
+    if (conflict && attempt < 3) continue;
+    if (st.ok() && out != nullptr) *out = *m->store().GetNode(id);
+    return st;
+  }
+}
+
+template <class Modify>
+grpc::Status UpdateClusterObject(Manager* m, Modify modify) {
+  for (int attempt = 0;; ++attempt) {
+    auto c = m->store().GetCluster();
+    if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
+    if (grpc::Status st = modify(*c); !st.ok()) return st;
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_cluster() = *c;
+    grpc::Status st = m->Write(batch);
+    const bool conflict = st.error_code() == StatusCode::FAILED_PRECONDITION &&
+                          st.error_message().rfind("update out of sequence", 0) == 0;
+    if (conflict && attempt < 3) continue;
+    return st;
+  }
+}
+
+}  // namespace
+
+template <class Req, class Resp>
+grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,
+                                                                           const Req&, Resp*),
+                                 const Req& req, Resp* resp) {
+  auto leader = m_->Leader();
+  if (!leader) return m_->NoLeaderStatus();
+  auto stub = api::Control::NewStub(m_->ChannelTo(leader->addr));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + kForwardDeadline);
+  grpc::Status st = ((*stub).*method)(&ctx, req, resp);
+  if (st.error_code() == StatusCode::UNAVAILABLE || st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
+    if (!m_->Leader()) return m_->NoLeaderStatus();
+    if (st.error_message().find("does not have a leader") != std::string::npos) return st;
+    return {StatusCode::UNAVAILABLE,
+            "the leader at " + leader->addr + " did not answer: " + st.error_message()};
+  }
+  return st;
+}
+
+grpc::Status ControlApi::Resolve(const std::string& ref, api::Node* out) const {
+  if (ref.empty()) return Invalid("a node name or ID is required");
+  const auto nodes = m_->store().ListNodes();
+  for (const auto& n : nodes) {
+    if (n.id() == ref) {
+      *out = n;
+      return grpc::Status::OK;
+    }
+  }
+  std::vector<const api::Node*> matches;
+  for (const auto& n : nodes) {
+    if (n.id().rfind(ref, 0) == 0) matches.push_back(&n);
+  }
+  if (matches.empty()) {
+    for (const auto& n : nodes) {
+      if (Hostname(n) == ref) matches.push_back(&n);
+    }
+  }
+  if (matches.empty()) return {StatusCode::NOT_FOUND, "node " + ref + " not found"};
+  if (matches.size() > 1) {
+    return Invalid("node " + ref + " is ambiguous (" + std::to_string(matches.size()) +
+                   " matches found)");
+  }
+  *out = *matches.front();
+  return grpc::Status::OK;
+}
+
+api::NodeView ControlApi::View(const api::Node& n) const {
+  api::NodeView v;
+  *v.mutable_node() = n;
+  v.set_manager_status(m_->ManagerStatusOf(n));
+  if (!v.manager_status().empty()) {
+    v.mutable_node()->mutable_manager_status()->set_raft_id(n.raft_id());
+    v.mutable_node()->mutable_manager_status()->set_addr(n.advertise_addr());
+  }
+  return v;
+}
+
+grpc::Status ControlApi::InspectSwarm(const api::Empty& req, api::ClusterView* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::InspectSwarm, req, resp);
+  auto c = m_->store().GetCluster();
+  if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
+  c->mutable_root_ca()->clear_key_pem();
+  c->mutable_root_ca()->clear_retired_tokens();
+  *resp->mutable_cluster() = *c;
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateSwarm, req, resp);
+  return UpdateClusterObject(m_, [&](api::Cluster& c) -> grpc::Status {
+    auto* spec = c.mutable_spec();
+    const int64_t hb = req.heartbeat_period_ms() ? req.heartbeat_period_ms()
+                                                 : spec->raft().heartbeat_period_ms();
+    const int64_t el = req.election_timeout_ms() ? req.election_timeout_ms()
+                                                 : spec->raft().election_timeout_ms();
+    if (req.heartbeat_period_ms() && (hb < 50 || hb > 10000)) {
+      return Invalid("invalid heartbeat period " + std::to_string(hb) +
+                     "ms: it must be between 50ms and 10s");
+    }
+    if (req.election_timeout_ms() && (el < 150 || el > 60000)) {
+      return Invalid("invalid election timeout " + std::to_string(el) +
+                     "ms: it must be between 150ms and 60s");
+    }
+    if ((req.heartbeat_period_ms() || req.election_timeout_ms()) && el < 3 * hb) {
+      return Invalid("the election timeout (" + std::to_string(el) +
+                     "ms) must be at least three heartbeat periods (" + std::to_string(3 * hb) +
+                     "ms)");
+    }
+    if (req.cert_expiry_s() && req.cert_expiry_s() < 3600) {
+      return Invalid("invalid certificate expiry: it must be at least 1h");
+    }
+    if (req.dispatcher_heartbeat_ms() && req.dispatcher_heartbeat_ms() < 100) {
+      return Invalid("invalid dispatcher heartbeat period: it must be at least 100ms");
+    }
+    if (req.heartbeat_period_ms()) spec->mutable_raft()->set_heartbeat_period_ms(hb);
+    if (req.election_timeout_ms()) spec->mutable_raft()->set_election_timeout_ms(el);
+    if (req.cert_expiry_s()) spec->mutable_ca()->set_node_cert_expiry_s(req.cert_expiry_s());
+    if (req.dispatcher_heartbeat_ms()) {
+      spec->mutable_dispatcher()->set_heartbeat_period_ms(req.dispatcher_heartbeat_ms());
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
+                                      api::JoinTokenResponse* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetJoinToken, req, resp);
+  if (req.rotate()) {
+    grpc::Status st = UpdateClusterObject(m_, [&](api::Cluster& c) -> grpc::Status {
+      auto* ca = c.mutable_root_ca();
+      auto* tokens = ca->mutable_join_tokens();
+      std::string* token =
+          req.role() == api::ROLE_MANAGER ? tokens->mutable_manager() : tokens->mutable_worker();
+      ca->add_retired_tokens(*token);
+      while (static_cast<size_t>(ca->retired_tokens_size()) > kRetiredTokensKept) {
+        ca->mutable_retired_tokens()->erase(ca->mutable_retired_tokens()->begin());
+      }
+      *token = pki::NewJoinToken(ca->digest());
+      return grpc::Status::OK;
+    });
+    if (!st.ok()) return st;
+  }
+  auto c = m_->store().GetCluster();
+  if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
+  resp->set_token(req.role() == api::ROLE_MANAGER ? c->root_ca().join_tokens().manager()
+                                                  : c->root_ca().join_tokens().worker());
+  resp->set_manager_addr(m_->options().advertise_addr);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req,
+                                   api::ListNodesResponse* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::ListNodes, req, resp);
+  struct Filter {
+    std::string key, value;
+  };
+  std::vector<Filter> filters;
+  for (const auto& f : req.filters()) {
+    const size_t eq = f.find('=');
+    if (eq == std::string::npos) return Invalid("invalid filter '" + f + "': expected key=value");
+    Filter flt{f.substr(0, eq), f.substr(eq + 1)};
+    if (flt.key == "role" && flt.value != "manager" && flt.value != "worker") {
+      return Invalid("invalid filter 'role=" + flt.value + "': the role is manager or worker");
+    }
+    if (flt.key != "role" && flt.key != "id" && flt.key != "name" && flt.key != "label" &&
+        flt.key != "node.label") {
+      return Invalid("invalid filter '" + f + "': unknown key '" + flt.key +
+                     "' (use id, label, name, node.label or role)");
+    }
+    filters.push_back(flt);
+  }
+  for (const auto& n : m_->store().ListNodes()) {
+    bool keep = true;
+    for (const auto& f : filters) {
+      if (f.key == "role") {
+        keep = keep && (f.value == "manager") == (n.role() == api::ROLE_MANAGER);
+      } else if (f.key == "id") {
+        keep = keep && n.id().rfind(f.value, 0) == 0;
+      } else if (f.key == "name") {
+        keep = keep && Hostname(n).find(f.value) != std::string::npos;
+      } else {
+        const auto& labels =
+            f.key == "label" ? n.description().engine_labels() : n.spec().labels();
+        const size_t eq = f.value.find('=');
+        const std::string k = f.value.substr(0, eq);
+        auto it = labels.find(k);
+        keep = keep && it != labels.end() &&
+               (eq == std::string::npos || it->second == f.value.substr(eq + 1));
+      }
+    }
+    if (keep) *resp->add_nodes() = View(n);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlApi::GetNode(const api::NodeRef& req, api::NodeView* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetNode, req, resp);
+  api::Node n;
+  if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
+  *resp = View(n);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateNode, req, resp);
+  api::Node target;
+  if (grpc::Status st = Resolve(req.ref(), &target); !st.ok()) return st;
+  for (const auto& [k, v] : req.label_add()) {
+    if (k.empty()) return Invalid("invalid label '=" + v + "': the key is empty");
+  }
+  if (req.set_role() && req.role() == api::ROLE_WORKER &&
+      target.spec().desired_role() == api::ROLE_MANAGER) {
+    if (auto risk = m_->QuorumRiskOfRemoving(target.raft_id(), "demote " + Hostname(target))) {
+      return Precondition(*risk);
+    }
+  }
+  api::Node updated;
+  grpc::Status st = UpdateNodeObject(
+      m_, target.id(),
+      [&](api::Node& n) -> grpc::Status {
+        auto* spec = n.mutable_spec();
+        if (req.set_availability()) spec->set_availability(req.availability());
+        for (const auto& [k, v] : req.label_add()) (*spec->mutable_labels())[k] = v;
+        for (const auto& k : req.label_rm()) {
+          if (spec->labels().count(k) == 0) {
+            return Invalid("node " + Hostname(n) + " has no label '" + k + "'");
+          }
+          spec->mutable_labels()->erase(k);
+        }
+        if (req.set_role()) spec->set_desired_role(req.role());
+        return grpc::Status::OK;
+      },
+      &updated);
+  if (!st.ok()) return st;
+  *resp = View(updated);
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp) {
+  if (!m_->IsLeader()) return Forward(&api::Control::Stub::RemoveNode, req, resp);
+  api::Node n;
+  if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
+  if (!m_->ManagerStatusOf(n).empty() || n.spec().desired_role() == api::ROLE_MANAGER) {
+    return Precondition("node " + Hostname(n) + " is a cluster manager and a member of the raft " +
+                        "group; demote it first ('skep node demote " + Hostname(n) + "')");
+  }
+  if (!req.force() && n.status().state() != api::NODE_STATE_DOWN) {
+    return Precondition("node " + Hostname(n) + " is not down and can't be removed; stop it " +
+                        "first, or use --force to remove it anyway");
+  }
+  api::StoreBatch batch;
+  auto* a = batch.add_actions();
+  a->set_kind(api::StoreAction::REMOVE);
+  *a->mutable_node() = n;
+  return m_->Write(batch);
+}
+
+// ---------------------------------------------------------------------------------------------
+// On 2377: managers only.
+
+namespace {
+
+grpc::Status RequireManager(grpc::ServerContext* c) {
+  const tls::Peer p = tls::PeerOf(*c);
+  if (!p.has_certificate) {
+    return {StatusCode::UNAUTHENTICATED, "the control API needs a node certificate"};
+  }
+  if (p.role != pki::kManagerRole) {
+    return {StatusCode::PERMISSION_DENIED,
+            "the control API is for managers only: node " + p.node_id + " has a " + p.role +
+                " certificate"};
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+#define SKEP_MANAGER_ONLY(call)                          \
+  if (grpc::Status st = RequireManager(c); !st.ok()) {   \
+    return st;                                           \
+  }                                                      \
+  return call
+
+grpc::Status ControlService::InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
+                                          api::ClusterView* resp) {
+  SKEP_MANAGER_ONLY(api_->InspectSwarm(*req, resp));
+}
+grpc::Status ControlService::UpdateSwarm(grpc::ServerContext* c,
+                                         const api::UpdateSwarmRequest* req, api::Empty* resp) {
+  SKEP_MANAGER_ONLY(api_->UpdateSwarm(*req, resp));
+}
+grpc::Status ControlService::GetJoinToken(grpc::ServerContext* c,
+                                          const api::JoinTokenRequest* req,
+                                          api::JoinTokenResponse* resp) {
+  SKEP_MANAGER_ONLY(api_->GetJoinToken(*req, resp));
+}
+grpc::Status ControlService::ListNodes(grpc::ServerContext* c, const api::ListNodesRequest* req,
+                                       api::ListNodesResponse* resp) {
+  SKEP_MANAGER_ONLY(api_->ListNodes(*req, resp));
+}
+grpc::Status ControlService::GetNode(grpc::ServerContext* c, const api::NodeRef* req,
+                                     api::NodeView* resp) {
+  SKEP_MANAGER_ONLY(api_->GetNode(*req, resp));
+}
+grpc::Status ControlService::UpdateNode(grpc::ServerContext* c,
+                                        const api::UpdateNodeRequest* req, api::NodeView* resp) {
+  SKEP_MANAGER_ONLY(api_->UpdateNode(*req, resp));
+}
+grpc::Status ControlService::RemoveNode(grpc::ServerContext* c,
+                                        const api::RemoveNodeRequest* req, api::Empty* resp) {
+  SKEP_MANAGER_ONLY(api_->RemoveNode(*req, resp));
+}
+
+#undef SKEP_MANAGER_ONLY
+
+}  // namespace skep::manager

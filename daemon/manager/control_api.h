@@ -1,0 +1,61 @@
+// The cluster control API: validation, then one raft write per change. Any manager accepts a
+// request; a follower forwards it to the leader over 2377. ControlService serves it on 2377 to
+// other managers only (worker certificates are refused); skepd's control socket calls ControlApi
+// directly.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "control.grpc.pb.h"
+
+namespace skep::manager {
+
+class Manager;
+
+class ControlApi {
+ public:
+  explicit ControlApi(Manager* manager) : m_(manager) {}
+
+  grpc::Status InspectSwarm(const api::Empty& req, api::ClusterView* resp);
+  grpc::Status UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp);
+  grpc::Status GetJoinToken(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp);
+  grpc::Status ListNodes(const api::ListNodesRequest& req, api::ListNodesResponse* resp);
+  grpc::Status GetNode(const api::NodeRef& req, api::NodeView* resp);
+  grpc::Status UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp);
+  grpc::Status RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp);
+
+ private:
+  template <class Req, class Resp>
+  grpc::Status Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,
+                                                                  const Req&, Resp*),
+                       const Req& req, Resp* resp);
+  grpc::Status Resolve(const std::string& ref, api::Node* out) const;
+  api::NodeView View(const api::Node& n) const;
+
+  Manager* m_;
+};
+
+class ControlService final : public api::Control::Service {
+ public:
+  explicit ControlService(ControlApi* api) : api_(api) {}
+
+  grpc::Status InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
+                            api::ClusterView* resp) override;
+  grpc::Status UpdateSwarm(grpc::ServerContext* c, const api::UpdateSwarmRequest* req,
+                           api::Empty* resp) override;
+  grpc::Status GetJoinToken(grpc::ServerContext* c, const api::JoinTokenRequest* req,
+                            api::JoinTokenResponse* resp) override;
+  grpc::Status ListNodes(grpc::ServerContext* c, const api::ListNodesRequest* req,
+                         api::ListNodesResponse* resp) override;
+  grpc::Status GetNode(grpc::ServerContext* c, const api::NodeRef* req,
+                       api::NodeView* resp) override;
+  grpc::Status UpdateNode(grpc::ServerContext* c, const api::UpdateNodeRequest* req,
+                          api::NodeView* resp) override;
+  grpc::Status RemoveNode(grpc::ServerContext* c, const api::RemoveNodeRequest* req,
+                          api::Empty* resp) override;
+
+ private:
+  ControlApi* api_;
+};
+
+}  // namespace skep::manager

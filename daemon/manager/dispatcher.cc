@@ -1,0 +1,214 @@
+#include "daemon/manager/dispatcher.h"
+
+#include "daemon/common/log.h"
+#include "daemon/common/pki.h"
+#include "daemon/common/tls.h"
+#include "daemon/manager/manager.h"
+
+namespace skep::manager {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr int64_t kDefaultPeriodMs = 5000;
+// A node is down after this many periods without a heartbeat (Docker's grace multiplier).
+constexpr int kGracePeriods = 3;
+
+}  // namespace
+
+Dispatcher::Dispatcher(Manager* manager) : manager_(manager) {}
+
+std::chrono::milliseconds Dispatcher::Period() const {
+  auto c = manager_->store().GetCluster();
+  int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
+  return std::chrono::milliseconds(ms > 0 ? ms : kDefaultPeriodMs);
+}
+
+grpc::Status Dispatcher::NotLeader() const {
+  auto leader = manager_->Leader();
+  if (!leader) return manager_->NoLeaderStatus();
+  return {grpc::StatusCode::FAILED_PRECONDITION, "not the leader; the leader is at " + leader->addr,
+          leader->addr};
+}
+
+api::SessionMessage Dispatcher::Message(const SessionState& s) const {
+  api::SessionMessage msg;
+  msg.set_session_id(s.id);
+  for (const auto& p : manager_->Managers()) *msg.add_managers() = p;
+  if (auto n = manager_->store().GetNode(s.node_id)) *msg.mutable_node() = *n;
+  msg.set_heartbeat_period_ms(Period().count());
+  if (auto l = manager_->Leader()) msg.set_leader_addr(l->addr);
+  return msg;
+}
+
+void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto n = manager_->store().GetNode(node_id);
+    if (!n) return;
+    if (n->status().state() == api::NODE_STATE_READY && n->status().addr() == addr) return;
+    n->mutable_status()->set_state(api::NODE_STATE_READY);
+    n->mutable_status()->set_message("");
+    n->mutable_status()->set_addr(addr);
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_node() = *n;
+    grpc::Status st = manager_->Write(batch);
+    if (st.ok()) return;
+    if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION) return;  // no longer leader
+  }
+}
+
+grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::SessionRequest& request,
+                                 grpc::ServerWriter<api::SessionMessage>* writer) {
+  const tls::Peer peer = tls::PeerOf(*context);
+  if (!peer.has_certificate) {
+    return {grpc::StatusCode::UNAUTHENTICATED, "a session needs the node's certificate"};
+  }
+  if (!manager_->IsLeader()) return NotLeader();
+  auto node = manager_->store().GetNode(peer.node_id);
+  if (!node) {
+    return {grpc::StatusCode::NOT_FOUND,
+            "node " + peer.node_id + " is not a member of this swarm (it was removed)"};
+  }
+  auto s = std::make_shared<SessionState>();
+  s->id = pki::RandomId();
+  s->node_id = peer.node_id;
+  s->last_heartbeat = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    sessions_[peer.node_id] = s;
+  }
+  // What the node reports about itself (hostname, version, labels) is kept up to date.
+  if (node->description().SerializeAsString() != request.description().SerializeAsString()) {
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      auto n = manager_->store().GetNode(peer.node_id);
+      if (!n) break;
+      *n->mutable_description() = request.description();
+      api::StoreBatch batch;
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_node() = *n;
+      if (manager_->Write(batch).ok()) break;
+    }
+  }
+  MarkReady(peer.node_id, peer.address);
+  SKEP_LOG(debug, "dispatcher", "session {} opened for node {} from {}", s->id, peer.node_id,
+           peer.address);
+  if (!writer->Write(Message(*s))) return grpc::Status::OK;
+  std::string last_sent;
+  for (;;) {
+    bool send = false;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, 1s, [&] { return stopped_ || s->dirty || !leader_; });
+      if (stopped_) return {grpc::StatusCode::UNAVAILABLE, "the manager is shutting down"};
+      auto it = sessions_.find(peer.node_id);
+      if (it == sessions_.end() || it->second != s) {
+        return {grpc::StatusCode::ABORTED, "a newer session replaced this one"};
+      }
+      if (!leader_) {
+        sessions_.erase(it);
+        break;
+      }
+      send = s->dirty;
+      s->dirty = false;
+    }
+    if (context->IsCancelled()) break;
+    if (send) {
+      api::SessionMessage msg = Message(*s);
+      std::string bytes = msg.SerializeAsString();
+      if (bytes != last_sent && !writer->Write(msg)) break;
+      last_sent = std::move(bytes);
+    }
+  }
+  if (!manager_->IsLeader()) return NotLeader();
+  return grpc::Status::OK;
+}
+
+grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
+                                   const api::HeartbeatRequest& request,
+                                   api::HeartbeatResponse* response) {
+  const tls::Peer peer = tls::PeerOf(*context);
+  if (!peer.has_certificate) {
+    return {grpc::StatusCode::UNAUTHENTICATED, "a heartbeat needs the node's certificate"};
+  }
+  if (!manager_->IsLeader()) return NotLeader();
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(peer.node_id);
+  if (it == sessions_.end() || it->second->id != request.session_id()) {
+    return {grpc::StatusCode::NOT_FOUND, "no such session; open a new one"};
+  }
+  it->second->last_heartbeat = std::chrono::steady_clock::now();
+  response->set_period_ms(Period().count());
+  return grpc::Status::OK;
+}
+
+void Dispatcher::OnStoreEvent(const StoreEvent& event) {
+  std::lock_guard lock(mu_);
+  if (event.node) {
+    // A node's own object changed, or the set of managers may have.
+    for (auto& [id, s] : sessions_) {
+      if (id == event.node->id() || event.node->role() == api::ROLE_MANAGER ||
+          event.node->spec().desired_role() == api::ROLE_MANAGER) {
+        s->dirty = true;
+      }
+    }
+  } else {
+    for (auto& [id, s] : sessions_) s->dirty = true;
+  }
+  cv_.notify_all();
+}
+
+void Dispatcher::OnLeadershipChange(bool leader) {
+  std::lock_guard lock(mu_);
+  leader_ = leader;
+  if (leader) {
+    // Nodes get a full grace period to find the new leader before they count as down.
+    leader_since_ = std::chrono::steady_clock::now();
+  } else {
+    sessions_.clear();
+  }
+  for (auto& [id, s] : sessions_) s->dirty = true;
+  cv_.notify_all();
+}
+
+void Dispatcher::CheckNodes() {
+  const auto grace = Period() * kGracePeriods;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::string> down;
+  {
+    std::lock_guard lock(mu_);
+    if (!leader_ || now - leader_since_ < grace) return;
+    for (const auto& n : manager_->store().ListNodes()) {
+      if (n.status().state() == api::NODE_STATE_DOWN) continue;
+      auto it = sessions_.find(n.id());
+      if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
+      down.push_back(n.id());
+    }
+  }
+  for (const auto& id : down) {
+    auto n = manager_->store().GetNode(id);
+    if (!n || n->status().state() == api::NODE_STATE_DOWN) continue;
+    n->mutable_status()->set_state(api::NODE_STATE_DOWN);
+    n->mutable_status()->set_message("heartbeat failure");
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_node() = *n;
+    if (manager_->Write(batch).ok()) {
+      SKEP_LOG(info, "dispatcher", "node {} ({}) is down: no heartbeat for {} ms", id,
+               n->description().hostname(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
+    }
+  }
+}
+
+void Dispatcher::Stop() {
+  std::lock_guard lock(mu_);
+  stopped_ = true;
+  cv_.notify_all();
+}
+
+}  // namespace skep::manager

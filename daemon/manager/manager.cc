@@ -1,0 +1,521 @@
+#include "daemon/manager/manager.h"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <future>
+#include <map>
+#include <thread>
+
+#include "daemon/common/log.h"
+#include "daemon/common/pki.h"
+#include "daemon/manager/ca_service.h"
+#include "daemon/manager/control_api.h"
+#include "daemon/manager/dispatcher.h"
+#include "daemon/manager/raft_transport.h"
+#include "daemon/raft_node.h"
+#include "raft/conf.h"
+#include "raft/quorum.h"
+#include "raft/rocks_storage.h"
+
+namespace skep::manager {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Raft runs on a 50 ms clock; the cluster's settings are converted to ticks of it.
+constexpr std::chrono::milliseconds kTick(50);
+constexpr int64_t kDefaultHeartbeatMs = 100;
+constexpr int64_t kDefaultElectionMs = 500;
+
+int ToTicks(int64_t ms) { return static_cast<int>(std::max<int64_t>(1, ms / kTick.count())); }
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Contains(const google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+}  // namespace
+
+class Manager::Impl {
+ public:
+  explicit Impl(Manager* m) : m(m), housekeeping(asio::make_strand(io)), timer(housekeeping) {}
+
+  void Housekeeping();
+  void SyncPeers(const raft::NodeStatus& st);
+  void ApplySettings();
+  void Reconcile(const raft::NodeStatus& st);
+  void ForceNewClusterCleanup();
+  void RewriteForNewCluster();
+  int64_t ElectionMs() const;
+
+  Manager* m;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  std::vector<std::thread> threads;
+  asio::strand<asio::io_context::executor_type> housekeeping;
+  asio::steady_timer timer;
+
+  std::unique_ptr<raft::RocksStorage> storage;
+  std::unique_ptr<GrpcRaftTransport> transport;
+  std::unique_ptr<RaftNode> raft;
+  std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<ControlApi> control;
+  std::unique_ptr<ControlService> control_service;
+  std::unique_ptr<CAService> ca_service;
+  std::unique_ptr<RaftService> raft_service;
+  std::unique_ptr<DispatcherService> dispatcher_service;
+  std::unique_ptr<grpc::Server> server;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+
+  std::mutex channels_mu;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
+
+  std::atomic<bool> running{false};
+  bool cleanup_pending = false;
+  int64_t applied_heartbeat_ms = kDefaultHeartbeatMs;
+  int64_t applied_election_ms = kDefaultElectionMs;
+  std::map<uint64_t, std::string> known_peers;  // raft id -> addr, until the store has them
+};
+
+// ---------------------------------------------------------------------------------------------
+
+Manager::Manager(ManagerOptions options)
+    : options_(std::move(options)), impl_(std::make_unique<Impl>(this)) {}
+
+Manager::~Manager() { Stop(); }
+
+Dispatcher& Manager::dispatcher() { return *impl_->dispatcher; }
+ControlApi& Manager::control() { return *impl_->control; }
+
+void Manager::Impl::RewriteForNewCluster() {
+  // Everything this manager holds counts as committed, and a configuration entry makes it the
+  // only member (§4.1: the latest configuration in the log is the one in force).
+  const raft::Index last = storage->LastIndex();
+  const raft::Term term = std::max<raft::Term>(storage->HardState().term(),
+                                               storage->TermAt(last).value_or(0)) + 1;
+  raftpb::ConfChange cc;
+  cc.set_type(raftpb::CONF_REMOVE);
+  *cc.mutable_result() = raft::MakeConfState({m->options_.raft_id});
+  raftpb::Entry e;
+  e.set_index(last + 1);
+  e.set_term(term);
+  e.set_type(raftpb::ENTRY_CONF_CHANGE);
+  e.set_data(cc.SerializeAsString());
+  raftpb::HardState hs;
+  hs.set_term(term);
+  hs.set_vote(m->options_.raft_id);
+  hs.set_commit(last + 1);
+  storage->Save(&hs, {e}, nullptr);
+  SKEP_LOG(warn, "manager", "forced a new cluster: this manager is now the only raft member "
+           "(log up to index {} kept)", last);
+}
+
+void Manager::Start() {
+  const ManagerOptions& o = options_;
+  impl_->storage = raft::RocksStorage::Open(o.data_dir + "/raft");
+  switch (o.start) {
+    case ManagerOptions::Start::kNewCluster:
+      if (!impl_->storage->Empty()) {
+        throw std::runtime_error("the raft log in " + o.data_dir + "/raft already holds a cluster");
+      }
+      impl_->storage->Bootstrap(raft::MakeConfState({o.raft_id}));
+      break;
+    case ManagerOptions::Start::kJoin:
+      if (!impl_->storage->Empty()) {
+        throw std::runtime_error("the raft log in " + o.data_dir + "/raft is not empty");
+      }
+      break;
+    case ManagerOptions::Start::kForceNewCluster:
+      impl_->RewriteForNewCluster();
+      impl_->cleanup_pending = true;
+      break;
+    case ManagerOptions::Start::kResume:
+      if (impl_->storage->Empty()) {
+        throw std::runtime_error("the raft log in " + o.data_dir + "/raft is empty");
+      }
+      break;
+  }
+
+  impl_->credentials = tls::NodeCredentials(o.tls);
+  impl_->transport = std::make_unique<GrpcRaftTransport>(impl_->credentials);
+  for (const auto& p : o.peers) {
+    if (p.raft_id() != o.raft_id && !p.addr().empty()) {
+      impl_->known_peers[p.raft_id()] = p.addr();
+      impl_->transport->SetPeer(p.raft_id(), p.addr());
+    }
+  }
+
+  RaftNodeOptions ro;
+  ro.raft.id = o.raft_id;
+  ro.raft.seed = o.raft_id ^ static_cast<uint64_t>(NowNanos());
+  ro.raft.heartbeat_tick = ToTicks(kDefaultHeartbeatMs);
+  ro.raft.election_tick = ToTicks(kDefaultElectionMs);
+  ro.tick = kTick;
+  ro.snapshot_every = 10000;
+  ro.snapshot_keep = 2000;
+  impl_->raft = std::make_unique<RaftNode>(impl_->io, ro, impl_->storage.get(),
+                                           impl_->transport.get(), &store_);
+  impl_->raft->OnFatal([](const std::string& why) {
+    SKEP_LOG(critical, "raft", "the raft log failed, this manager stopped: {}", why);
+  });
+  impl_->raft->OnLeaderChange([this](raft::NodeId lead, raft::Term term, bool self) {
+    SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
+    impl_->dispatcher->OnLeadershipChange(self);
+  });
+
+  impl_->dispatcher = std::make_unique<Dispatcher>(this);
+  store_.Watch([this](const StoreEvent& ev) { impl_->dispatcher->OnStoreEvent(ev); });
+  impl_->control = std::make_unique<ControlApi>(this);
+  impl_->control_service = std::make_unique<ControlService>(impl_->control.get());
+  impl_->ca_service = std::make_unique<CAService>(this);
+  impl_->raft_service = std::make_unique<RaftService>(impl_->raft.get(), impl_->transport.get());
+  impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
+
+  impl_->guard.emplace(asio::make_work_guard(impl_->io));
+  for (int i = 0; i < 2; ++i) impl_->threads.emplace_back([this] { impl_->io.run(); });
+  impl_->raft->Start();
+
+  grpc::ServerBuilder builder;
+  tls::ConfigureServer(builder);
+  builder.AddListeningPort(o.listen_addr, tls::ServerCredentials(o.tls));
+  builder.RegisterService(impl_->raft_service.get());
+  builder.RegisterService(impl_->control_service.get());
+  builder.RegisterService(impl_->ca_service.get());
+  builder.RegisterService(impl_->dispatcher_service.get());
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server) {
+    Stop();
+    throw std::runtime_error("cannot listen on " + o.listen_addr +
+                             " (is another skepd or process using the port?)");
+  }
+  impl_->running = true;
+  if (o.start == ManagerOptions::Start::kNewCluster ||
+      o.start == ManagerOptions::Start::kForceNewCluster) {
+    impl_->raft->Campaign();  // a group of one: no need to wait for a timeout
+  }
+  asio::post(impl_->housekeeping, [this] { impl_->Housekeeping(); });
+  SKEP_LOG(info, "manager", "manager {} (raft id {}) listening on {}", o.node_id, o.raft_id,
+           o.listen_addr);
+}
+
+grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!IsLeader()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return {grpc::StatusCode::UNAVAILABLE, "this manager did not become the leader in time"};
+    }
+    std::this_thread::sleep_for(10ms);
+  }
+  if (options_.start == ManagerOptions::Start::kNewCluster && !store_.GetCluster()) {
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::CREATE);
+    *a->mutable_cluster() = options_.initial_cluster;
+    auto* b = batch.add_actions();
+    b->set_kind(api::StoreAction::CREATE);
+    *b->mutable_node() = options_.initial_node;
+    return Write(batch, timeout);
+  }
+  if (options_.start == ManagerOptions::Start::kForceNewCluster) {
+    // Wait for the state to be applied so that the other managers can be demoted.
+    while (store_.applied_index() < impl_->raft->GetStatus().commit) {
+      if (std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+  return grpc::Status::OK;
+}
+
+void Manager::Stop() {
+  if (!impl_) return;
+  impl_->running = false;
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + 1s);
+    impl_->server.reset();
+  }
+  if (impl_->dispatcher) impl_->dispatcher->Stop();
+  if (impl_->raft) impl_->raft->Stop();
+  if (impl_->transport) impl_->transport->Stop();
+  asio::post(impl_->housekeeping, [this] { impl_->timer.cancel(); });
+  if (impl_->guard) impl_->guard.reset();
+  impl_->io.stop();
+  for (auto& t : impl_->threads) t.join();
+  impl_->threads.clear();
+}
+
+bool Manager::IsLeader() const {
+  return impl_->raft && impl_->raft->GetStatus().role == raft::Role::kLeader;
+}
+
+std::optional<Manager::LeaderInfo> Manager::Leader() const {
+  if (!impl_->raft) return std::nullopt;
+  const raft::NodeStatus st = impl_->raft->GetStatus();
+  if (st.lead == raft::kNoNode) return std::nullopt;
+  LeaderInfo info;
+  info.raft_id = st.lead;
+  if (st.lead == options_.raft_id) {
+    info.node_id = options_.node_id;
+    info.addr = options_.advertise_addr;
+    return info;
+  }
+  if (auto n = store_.NodeByRaftId(st.lead)) {
+    info.node_id = n->id();
+    info.addr = n->advertise_addr();
+  } else {
+    info.addr = impl_->transport->PeerAddr(st.lead);
+  }
+  if (info.addr.empty()) return std::nullopt;
+  return info;
+}
+
+int64_t Manager::Impl::ElectionMs() const { return applied_election_ms; }
+
+grpc::Status Manager::NoLeaderStatus() const {
+  const raft::NodeStatus st = impl_->raft->GetStatus();
+  std::vector<uint64_t> others;
+  for (uint64_t v : st.conf.voters()) {
+    if (v != options_.raft_id) others.push_back(v);
+  }
+  const auto silent = impl_->transport->Silent(
+      others, std::chrono::milliseconds(2 * impl_->ElectionMs() + 500));
+  const size_t total = static_cast<size_t>(st.conf.voters_size());
+  const size_t need = raft::QuorumSize(total);
+  std::string msg = "the swarm does not have a leader: " + std::to_string(silent.size()) +
+                    " of " + std::to_string(total) + " managers " +
+                    (silent.size() == 1 ? "is" : "are") + " unreachable, and electing one needs " +
+                    std::to_string(need) + " of them online. If the unreachable managers are " +
+                    "gone for good, run 'skep swarm init --force-new-cluster' on a surviving " +
+                    "manager to recover";
+  return {grpc::StatusCode::UNAVAILABLE, msg};
+}
+
+grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds timeout) {
+  if (!IsLeader()) {
+    if (Leader()) return {grpc::StatusCode::FAILED_PRECONDITION, "this manager is not the leader"};
+    return NoLeaderStatus();
+  }
+  if (ApplyResult pre = store_.Validate(batch); !pre.ok) {
+    return {grpc::StatusCode::FAILED_PRECONDITION, pre.error};
+  }
+  batch.set_request_id(pki::RandomId());
+  batch.set_proposed_at(NowNanos());
+  struct Outcome {
+    std::mutex mu;
+    std::optional<grpc::Status> status;
+    std::condition_variable cv;
+    void Set(grpc::Status s) {
+      std::lock_guard lock(mu);
+      if (!status) status = std::move(s);
+      cv.notify_all();
+    }
+  };
+  auto outcome = std::make_shared<Outcome>();
+  store_.ExpectOutcome(batch.request_id(), [outcome](const ApplyResult& r) {
+    outcome->Set(r.ok ? grpc::Status::OK
+                      : grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, r.error));
+  });
+  impl_->raft->Propose(batch.SerializeAsString(), [outcome](const raft::Status& st) {
+    if (!st.ok()) outcome->Set({grpc::StatusCode::UNAVAILABLE, st.message()});
+  });
+  std::unique_lock lock(outcome->mu);
+  if (!outcome->cv.wait_for(lock, timeout, [&] { return outcome->status.has_value(); })) {
+    lock.unlock();
+    store_.ForgetOutcome(batch.request_id());
+    if (!IsLeader()) return NoLeaderStatus();
+    return {grpc::StatusCode::UNAVAILABLE,
+            "the change was not committed in time: too few managers are reachable"};
+  }
+  return *outcome->status;
+}
+
+raft::NodeStatus Manager::RaftStatus() const { return impl_->raft->GetStatus(); }
+
+std::string Manager::ManagerStatusOf(const api::Node& node) const {
+  const raft::NodeStatus st = impl_->raft->GetStatus();
+  if (node.raft_id() == 0 || !raft::IsMember(st.conf, node.raft_id())) return "";
+  if (node.raft_id() == st.lead) return "Leader";
+  if (st.role != raft::Role::kLeader) return "Reachable";
+  for (const auto& p : st.peers) {
+    if (p.id == node.raft_id()) return p.recent_active ? "Reachable" : "Unreachable";
+  }
+  return "Unreachable";
+}
+
+std::vector<api::ManagerPeer> Manager::Managers() const {
+  const raft::NodeStatus st = impl_->raft->GetStatus();
+  std::vector<api::ManagerPeer> out;
+  for (uint64_t id : raft::Members(st.conf)) {
+    api::ManagerPeer p;
+    p.set_raft_id(id);
+    if (id == options_.raft_id) {
+      p.set_node_id(options_.node_id);
+      p.set_addr(options_.advertise_addr);
+    } else if (auto n = store_.NodeByRaftId(id)) {
+      p.set_node_id(n->id());
+      p.set_addr(n->advertise_addr());
+    } else {
+      p.set_addr(impl_->transport->PeerAddr(id));
+    }
+    if (!p.addr().empty()) out.push_back(p);
+  }
+  return out;
+}
+
+std::optional<std::string> Manager::QuorumRiskOfRemoving(uint64_t raft_id,
+                                                         const std::string& what) const {
+  const raft::NodeStatus st = impl_->raft->GetStatus();
+  if (!Contains(st.conf.voters(), raft_id)) return std::nullopt;
+  const size_t remaining = static_cast<size_t>(st.conf.voters_size()) - 1;
+  if (remaining == 0) return "can't " + what + ": it is the last manager of the swarm";
+  size_t reachable = 0;
+  for (uint64_t v : st.conf.voters()) {
+    if (v == raft_id) continue;
+    if (v == options_.raft_id) {
+      ++reachable;
+      continue;
+    }
+    for (const auto& p : st.peers) {
+      if (p.id == v && p.recent_active) ++reachable;
+    }
+  }
+  const size_t need = raft::QuorumSize(remaining);
+  if (reachable >= need) return std::nullopt;
+  return "can't " + what + ": the " + std::to_string(remaining) +
+         " managers left would include only " + std::to_string(reachable) +
+         " reachable, fewer than the " + std::to_string(need) +
+         " a quorum needs; bring the unreachable managers back first";
+}
+
+std::shared_ptr<grpc::Channel> Manager::ChannelTo(const std::string& addr) {
+  std::lock_guard lock(impl_->channels_mu);
+  auto& ch = impl_->channels[addr];
+  if (!ch) ch = grpc::CreateCustomChannel(addr, impl_->credentials, tls::ChannelArgs());
+  return ch;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Housekeeping, every 200 ms on its own strand
+
+void Manager::Impl::Housekeeping() {
+  if (!running) return;
+  try {
+    const raft::NodeStatus st = raft->GetStatus();
+    SyncPeers(st);
+    ApplySettings();
+    if (st.role == raft::Role::kLeader) {
+      Reconcile(st);
+      dispatcher->CheckNodes();
+      if (cleanup_pending && m->store_.applied_index() >= st.commit) ForceNewClusterCleanup();
+    }
+  } catch (const std::exception& e) {
+    SKEP_LOG(error, "manager", "housekeeping failed: {}", e.what());
+  }
+  timer.expires_after(200ms);
+  timer.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Housekeeping();
+  });
+}
+
+void Manager::Impl::SyncPeers(const raft::NodeStatus& st) {
+  for (uint64_t id : raft::Members(st.conf)) {
+    if (id == m->options_.raft_id) continue;
+    std::string addr;
+    if (auto n = m->store_.NodeByRaftId(id)) addr = n->advertise_addr();
+    if (addr.empty()) {
+      auto it = known_peers.find(id);
+      if (it != known_peers.end()) addr = it->second;
+    }
+    if (!addr.empty()) transport->SetPeer(id, addr);
+  }
+}
+
+void Manager::Impl::ApplySettings() {
+  auto cluster = m->store_.GetCluster();
+  if (!cluster) return;
+  int64_t hb = cluster->spec().raft().heartbeat_period_ms();
+  int64_t el = cluster->spec().raft().election_timeout_ms();
+  if (hb <= 0) hb = kDefaultHeartbeatMs;
+  if (el <= 0) el = kDefaultElectionMs;
+  if (hb == applied_heartbeat_ms && el == applied_election_ms) return;
+  applied_heartbeat_ms = hb;
+  applied_election_ms = el;
+  raft->SetTimeouts(ToTicks(el), ToTicks(hb));
+  SKEP_LOG(info, "raft", "heartbeat period {} ms, election timeout {} ms", hb, el);
+}
+
+void Manager::Impl::Reconcile(const raft::NodeStatus& st) {
+  // One membership change at a time: wait until the last one is committed.
+  if (st.conf_index > st.commit) return;
+  auto done = [](const char* what, uint64_t id) {
+    return [what, id](const raft::Status& s) {
+      if (s.ok()) {
+        SKEP_LOG(info, "manager", "{} raft member {}", what, id);
+      } else {
+        SKEP_LOG(debug, "manager", "could not {} raft member {}: {}", what, id, s.message());
+      }
+    };
+  };
+  // Learners that caught up become voters.
+  for (const auto& p : st.peers) {
+    if (!p.voter && p.match >= st.commit) {
+      raft->ProposeConfChange(raftpb::CONF_PROMOTE, p.id, "", done("promoted", p.id));
+      return;
+    }
+  }
+  for (const auto& n : m->store_.ListNodes()) {
+    if (n.raft_id() == 0) continue;
+    const bool member = raft::IsMember(st.conf, n.raft_id());
+    if (n.spec().desired_role() == api::ROLE_WORKER && member) {
+      if (n.raft_id() == m->options_.raft_id) {
+        // Demoting the leader: hand leadership to another voter, which then removes us.
+        for (uint64_t v : st.conf.voters()) {
+          if (v == n.raft_id()) continue;
+          raft->TransferLeadership(v, [](const raft::Status&) {});
+          return;
+        }
+        continue;
+      }
+      if (m->QuorumRiskOfRemoving(n.raft_id(), "demote")) continue;  // wait for the others
+      raft->ProposeConfChange(raftpb::CONF_REMOVE, n.raft_id(), "", done("removed", n.raft_id()));
+      return;
+    }
+    if (n.spec().desired_role() == api::ROLE_MANAGER && n.role() == api::ROLE_MANAGER &&
+        !member && !n.advertise_addr().empty()) {
+      transport->SetPeer(n.raft_id(), n.advertise_addr());
+      raft->ProposeConfChange(raftpb::CONF_ADD_LEARNER, n.raft_id(), n.advertise_addr(),
+                              done("added as a learner", n.raft_id()));
+      return;
+    }
+  }
+}
+
+void Manager::Impl::ForceNewClusterCleanup() {
+  // The other managers are no longer raft members; show them as workers that are down, so
+  // that they can be removed and joined again.
+  const raft::NodeStatus st = raft->GetStatus();
+  api::StoreBatch batch;
+  for (auto n : m->store_.ListNodes()) {
+    if (n.raft_id() == m->options_.raft_id || raft::IsMember(st.conf, n.raft_id())) continue;
+    if (n.role() != api::ROLE_MANAGER && n.spec().desired_role() != api::ROLE_MANAGER) continue;
+    n.set_role(api::ROLE_WORKER);
+    n.mutable_spec()->set_desired_role(api::ROLE_WORKER);
+    n.mutable_status()->set_state(api::NODE_STATE_DOWN);
+    n.mutable_status()->set_message("removed from the managers by --force-new-cluster");
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_node() = n;
+  }
+  if (batch.actions_size() == 0 || m->Write(batch).ok()) cleanup_pending = false;
+}
+
+}  // namespace skep::manager

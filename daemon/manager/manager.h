@@ -1,0 +1,101 @@
+// A manager: a member of the raft group that replicates the cluster's store, listening on 2377
+// for the other managers (raft), for every node (dispatcher, CA) and for forwarded control
+// requests. The leader also runs the cluster's housekeeping: it adds joining managers to the
+// raft group as learners and promotes them once caught up, removes demoted ones, and marks
+// nodes whose agent stopped heartbeating as down.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control.pb.h"
+#include "daemon/common/tls.h"
+#include "daemon/manager/store.h"
+#include "objects.pb.h"
+#include "raft/node.h"
+
+namespace skep::manager {
+
+class ControlApi;
+class Dispatcher;
+
+struct ManagerOptions {
+  std::string data_dir;        // the raft log lives in data_dir/raft
+  std::string node_id;
+  uint64_t raft_id = 0;
+  std::string advertise_addr;  // ip:port other nodes reach this manager at
+  std::string listen_addr;     // ip:port to listen on
+  tls::Files tls;
+
+  enum class Start {
+    kResume,           // the raft log on disk says who we are
+    kNewCluster,       // swarm init: bootstrap a group of one and create the cluster objects
+    kJoin,             // a new member: an empty log, the leader sends us everything
+    kForceNewCluster,  // swarm init --force-new-cluster: keep the state, become the only member
+  };
+  Start start = Start::kResume;
+  std::vector<api::ManagerPeer> peers;  // managers known so far (from the join answer)
+  // For kNewCluster: the objects the cluster starts with.
+  api::Cluster initial_cluster;
+  api::Node initial_node;
+};
+
+class Manager {
+ public:
+  explicit Manager(ManagerOptions options);
+  ~Manager();
+  Manager(const Manager&) = delete;
+  Manager& operator=(const Manager&) = delete;
+
+  // Opens the raft log, starts raft and the 2377 listener. Throws std::runtime_error.
+  void Start();
+  // For kNewCluster and kForceNewCluster: waits until this manager leads and the initial
+  // writes are committed.
+  grpc::Status WaitReady(std::chrono::milliseconds timeout);
+  void Stop();
+
+  const ManagerOptions& options() const { return options_; }
+  Store& store() { return store_; }
+
+  bool IsLeader() const;
+  struct LeaderInfo {
+    uint64_t raft_id = 0;
+    std::string node_id;
+    std::string addr;
+  };
+  std::optional<LeaderInfo> Leader() const;
+  // UNAVAILABLE, explaining that there is no leader: how many managers are unreachable, and
+  // that `swarm init --force-new-cluster` recovers when they are gone for good.
+  grpc::Status NoLeaderStatus() const;
+
+  // Proposes a batch and waits until it is applied here. Only on the leader.
+  grpc::Status Write(api::StoreBatch batch,
+                     std::chrono::milliseconds timeout = std::chrono::seconds(4));
+
+  raft::NodeStatus RaftStatus() const;
+  // Leader, Reachable, Unreachable, or empty for a node outside the raft group.
+  std::string ManagerStatusOf(const api::Node& node) const;
+  std::vector<api::ManagerPeer> Managers() const;
+  // Whether removing raft member `raft_id` keeps a reachable quorum; if not, why not.
+  std::optional<std::string> QuorumRiskOfRemoving(uint64_t raft_id,
+                                                  const std::string& what) const;
+
+  // A channel to another manager, authenticated with this node's certificate.
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
+  Dispatcher& dispatcher();
+  ControlApi& control();
+
+  class Impl;
+
+ private:
+  ManagerOptions options_;
+  Store store_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace skep::manager

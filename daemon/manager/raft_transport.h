@@ -1,0 +1,65 @@
+// Raft messages between managers over gRPC on 2377: one long-lived client stream per peer,
+// written by a thread of its own from a bounded queue (raft tolerates lost messages, so a full
+// queue drops), reconnecting with a short backoff. The receiving side is RaftService.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "daemon/raft_node.h"
+#include "raft.grpc.pb.h"
+
+namespace skep::manager {
+
+class GrpcRaftTransport final : public RaftTransport {
+ public:
+  explicit GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials);
+  ~GrpcRaftTransport() override;
+
+  // Where peer `raft_id` listens (ip:port). Unknown peers' messages are dropped.
+  void SetPeer(uint64_t raft_id, const std::string& addr);
+  void RemovePeer(uint64_t raft_id);
+  std::string PeerAddr(uint64_t raft_id) const;
+
+  void Send(raftpb::Message m) override;
+
+  // The receiving side reports each message it gets, so that the node can tell which peers it
+  // hears from (for "N managers unreachable" when there is no leader).
+  void Heard(uint64_t raft_id);
+  // Peers not heard from within `window`.
+  std::vector<uint64_t> Silent(const std::vector<uint64_t>& peers,
+                               std::chrono::milliseconds window) const;
+
+  void Stop();
+
+ private:
+  struct Peer;
+  void Run(std::shared_ptr<Peer> peer);
+
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  mutable std::mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Peer>> peers_;
+  std::map<uint64_t, std::chrono::steady_clock::time_point> heard_;
+  bool stopped_ = false;
+};
+
+// Receives peers' streams and steps their messages into the local node.
+class RaftService final : public raftpb::Raft::Service {
+ public:
+  RaftService(RaftNode* node, GrpcRaftTransport* transport) : node_(node), transport_(transport) {}
+  grpc::Status Stream(grpc::ServerContext* context, grpc::ServerReader<raftpb::Message>* reader,
+                      raftpb::StreamAck* ack) override;
+
+ private:
+  RaftNode* node_;
+  GrpcRaftTransport* transport_;
+};
+
+}  // namespace skep::manager
