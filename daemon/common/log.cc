@@ -1,5 +1,6 @@
 #include "daemon/common/log.h"
 
+#include <grpc/support/log.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <stdexcept>
@@ -17,6 +18,12 @@ void Init(const std::string& level) {
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+  // gRPC's own messages are about its internals (it reports, for one, every TLS connection to
+  // a manager reached by IP address as a name mismatch, which skep does not check by design);
+  // what matters to an operator is logged by skep where the call fails.
+  gpr_set_log_function([](gpr_log_func_args* args) {
+    spdlog::debug("component=grpc msg={}", Quote(args->message));
+  });
 }
 
 std::string Quote(const std::string& s) {

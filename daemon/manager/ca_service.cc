@@ -24,12 +24,22 @@ pki::KeyPair CaKeys(const api::Cluster& c) { return {c.root_ca().key_pem(), c.ro
 
 }  // namespace
 
-grpc::Status CAService::GetRootCACertificate(grpc::ServerContext*, const api::GetRootCARequest*,
+grpc::Status CAService::GetRootCACertificate(grpc::ServerContext*,
+                                             const api::GetRootCARequest* req,
                                              api::GetRootCAResponse* resp) {
-  auto c = m_->store().GetCluster();
-  if (!c) return {StatusCode::UNAVAILABLE, "this manager has no cluster state yet"};
-  resp->set_cert_pem(c->root_ca().cert_pem());
-  return grpc::Status::OK;
+  if (auto c = m_->store().GetCluster()) {
+    resp->set_cert_pem(c->root_ca().cert_pem());
+    return grpc::Status::OK;
+  }
+  // A manager that joined moments ago may not have received the state yet; the leader has it.
+  auto leader = m_->Leader();
+  if (!leader || leader->raft_id == m_->options().raft_id) {
+    return {StatusCode::UNAVAILABLE, "this manager has no cluster state yet; try again shortly"};
+  }
+  auto stub = api::CA::NewStub(m_->ChannelTo(leader->addr));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  return stub->GetRootCACertificate(&ctx, *req, resp);
 }
 
 grpc::Status CAService::JoinNode(grpc::ServerContext*, const api::JoinNodeRequest* req,

@@ -54,9 +54,10 @@ class Manager::Impl {
   void SyncPeers(const raft::NodeStatus& st);
   void ApplySettings();
   void Reconcile(const raft::NodeStatus& st);
-  void ForceNewClusterCleanup();
+  grpc::Status ForceNewClusterCleanup();
   void RewriteForNewCluster();
   int64_t ElectionMs() const;
+  bool Reachable(uint64_t raft_id) const;
 
   Manager* m;
   asio::io_context io;
@@ -81,7 +82,7 @@ class Manager::Impl {
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
 
   std::atomic<bool> running{false};
-  bool cleanup_pending = false;
+  std::atomic<bool> cleanup_pending{false};
   int64_t applied_heartbeat_ms = kDefaultHeartbeatMs;
   int64_t applied_election_ms = kDefaultElectionMs;
   std::map<uint64_t, std::string> known_peers;  // raft id -> addr, until the store has them
@@ -226,12 +227,17 @@ grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
     *b->mutable_node() = options_.initial_node;
     return Write(batch, timeout);
   }
-  if (options_.start == ManagerOptions::Start::kForceNewCluster) {
-    // Wait for the state to be applied so that the other managers can be demoted.
+  if (options_.start == ManagerOptions::Start::kForceNewCluster && impl_->cleanup_pending) {
+    // The whole log is applied first, so that the other managers are known and demoted before
+    // anything else changes (a node joining now must not be mistaken for one of them).
     while (store_.applied_index() < impl_->raft->GetStatus().commit) {
-      if (std::chrono::steady_clock::now() > deadline) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return {grpc::StatusCode::UNAVAILABLE, "the state was not applied in time"};
+      }
       std::this_thread::sleep_for(10ms);
     }
+    if (grpc::Status st = impl_->ForceNewClusterCleanup(); !st.ok()) return st;
+    impl_->cleanup_pending = false;
   }
   return grpc::Status::OK;
 }
@@ -340,15 +346,19 @@ grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds tim
 
 raft::NodeStatus Manager::RaftStatus() const { return impl_->raft->GetStatus(); }
 
+bool Manager::Impl::Reachable(uint64_t raft_id) const {
+  if (raft_id == m->options_.raft_id) return true;
+  // Heard from within two election timeouts: raft's own activity flags are reset every
+  // election timeout, so a reading taken just after a reset would call everyone unreachable.
+  return transport->Silent({raft_id}, std::chrono::milliseconds(2 * applied_election_ms + 500))
+      .empty();
+}
+
 std::string Manager::ManagerStatusOf(const api::Node& node) const {
   const raft::NodeStatus st = impl_->raft->GetStatus();
   if (node.raft_id() == 0 || !raft::IsMember(st.conf, node.raft_id())) return "";
   if (node.raft_id() == st.lead) return "Leader";
-  if (st.role != raft::Role::kLeader) return "Reachable";
-  for (const auto& p : st.peers) {
-    if (p.id == node.raft_id()) return p.recent_active ? "Reachable" : "Unreachable";
-  }
-  return "Unreachable";
+  return impl_->Reachable(node.raft_id()) ? "Reachable" : "Unreachable";
 }
 
 std::vector<api::ManagerPeer> Manager::Managers() const {
@@ -380,13 +390,7 @@ std::optional<std::string> Manager::QuorumRiskOfRemoving(uint64_t raft_id,
   size_t reachable = 0;
   for (uint64_t v : st.conf.voters()) {
     if (v == raft_id) continue;
-    if (v == options_.raft_id) {
-      ++reachable;
-      continue;
-    }
-    for (const auto& p : st.peers) {
-      if (p.id == v && p.recent_active) ++reachable;
-    }
+    if (impl_->Reachable(v)) ++reachable;
   }
   const size_t need = raft::QuorumSize(remaining);
   if (reachable >= need) return std::nullopt;
@@ -412,10 +416,10 @@ void Manager::Impl::Housekeeping() {
     const raft::NodeStatus st = raft->GetStatus();
     SyncPeers(st);
     ApplySettings();
-    if (st.role == raft::Role::kLeader) {
+    // After --force-new-cluster, membership waits until the old managers are demoted.
+    if (st.role == raft::Role::kLeader && !cleanup_pending) {
       Reconcile(st);
       dispatcher->CheckNodes();
-      if (cleanup_pending && m->store_.applied_index() >= st.commit) ForceNewClusterCleanup();
     }
   } catch (const std::exception& e) {
     SKEP_LOG(error, "manager", "housekeeping failed: {}", e.what());
@@ -499,7 +503,7 @@ void Manager::Impl::Reconcile(const raft::NodeStatus& st) {
   }
 }
 
-void Manager::Impl::ForceNewClusterCleanup() {
+grpc::Status Manager::Impl::ForceNewClusterCleanup() {
   // The other managers are no longer raft members; show them as workers that are down, so
   // that they can be removed and joined again.
   const raft::NodeStatus st = raft->GetStatus();
@@ -515,7 +519,8 @@ void Manager::Impl::ForceNewClusterCleanup() {
     a->set_kind(api::StoreAction::UPDATE);
     *a->mutable_node() = n;
   }
-  if (batch.actions_size() == 0 || m->Write(batch).ok()) cleanup_pending = false;
+  if (batch.actions_size() == 0) return grpc::Status::OK;
+  return m->Write(batch);
 }
 
 }  // namespace skep::manager

@@ -1,0 +1,75 @@
+// The agent every node runs (managers too): a session with the leader's dispatcher, heartbeats
+// at the period the dispatcher asks for, and a switch to another manager whenever the session
+// breaks. It renews the node's certificate before it expires and whenever the role the swarm
+// wants for the node differs from the one the certificate carries.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "control.pb.h"
+#include "daemon/node/state.h"
+#include "dispatcher.pb.h"
+
+namespace grpc {
+class ClientContext;
+class ChannelCredentials;
+}  // namespace grpc
+
+namespace skep::node {
+
+struct AgentCallbacks {
+  // Every session message (managers, the node's own object).
+  std::function<void(const api::SessionMessage&)> on_session;
+  // The certificate was renewed with a different role.
+  std::function<void(api::NodeRole)> on_role;
+  // The swarm no longer knows this node.
+  std::function<void(const std::string& why)> on_removed;
+};
+
+class Agent {
+ public:
+  Agent(const DataDir& dir, api::NodeDescription description,
+        std::vector<api::ManagerPeer> managers, AgentCallbacks callbacks);
+  ~Agent();
+  void Start();
+  void Stop();
+  // The manager the session is with, empty when there is none.
+  std::string Manager() const;
+
+ private:
+  void Run();
+  void Heartbeats(std::string addr, std::string session_id, std::chrono::milliseconds period,
+                  grpc::ClientContext* session);
+  void Handle(const std::string& addr, const api::SessionMessage& msg);
+  // Renews the certificate at `addr` if its role or age call for it. False if it failed.
+  bool MaybeRenew(const std::string& addr);
+  std::string NextManager();
+
+  DataDir dir_;
+  api::NodeDescription description_;
+  AgentCallbacks callbacks_;
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;
+
+  mutable std::mutex mu_;
+  std::vector<api::ManagerPeer> managers_;
+  size_t next_ = 0;
+  std::string leader_hint_;
+  std::string connected_;
+  grpc::ClientContext* session_ = nullptr;  // the open session, to cancel it
+  api::NodeRole desired_role_ = api::ROLE_WORKER;
+  bool desired_known_ = false;
+  std::chrono::steady_clock::time_point last_renew_attempt_;
+  double renew_fraction_;  // renew once this share of the certificate's lifetime has passed
+
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace skep::node

@@ -1,0 +1,636 @@
+#include "daemon/node/node.h"
+
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "ca.grpc.pb.h"
+#include "daemon/common/log.h"
+#include "daemon/common/pki.h"
+#include "daemon/common/tls.h"
+#include "daemon/manager/control_api.h"
+#include "daemon/node/netutil.h"
+#include "raft/conf.h"
+#include "raft/rocks_storage.h"
+
+#ifndef SKEP_VERSION
+#define SKEP_VERSION "0.1.0"
+#endif
+
+namespace skep::node {
+
+using grpc::StatusCode;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kDefaultPort = 2377;
+constexpr int64_t kDefaultRaftHeartbeatMs = 100;
+constexpr int64_t kDefaultElectionTimeoutMs = 500;
+constexpr int64_t kDefaultDispatcherHeartbeatMs = 5000;
+constexpr int64_t kDefaultCertExpiryS = 90 * 24 * 3600;
+
+const char kAlreadyInSwarm[] =
+    "This node is already part of a swarm. Use \"skep swarm leave\" to leave this swarm and "
+    "join another one.";
+const char kNotInSwarm[] =
+    "This node is not part of a swarm. Use \"skep swarm init\" or \"skep swarm join\" to "
+    "connect it to one.";
+
+uint64_t RandomRaftId() {
+  std::random_device rd;
+  std::uniform_int_distribution<uint64_t> dist(1, UINT64_MAX);
+  return dist(rd);
+}
+
+grpc::Status Invalid(const std::string& msg) { return {StatusCode::INVALID_ARGUMENT, msg}; }
+
+// The listen and advertise addresses of a manager. The advertise address defaults to the
+// address toward `toward` (a manager being joined), or the default route's, or the listen IP.
+grpc::Status Addresses(const std::string& listen_text, const std::string& advertise_text,
+                       const std::string& toward, std::string* listen, std::string* advertise) {
+  std::string err;
+  auto l = net::ParseHostPort(listen_text.empty() ? "0.0.0.0" : listen_text, kDefaultPort, &err);
+  if (!l) return Invalid("--listen-addr: " + err);
+  *listen = l->ToString();
+  if (!advertise_text.empty()) {
+    auto a = net::ParseHostPort(advertise_text, l->port, &err);
+    if (!a) return Invalid("--advertise-addr: " + err);
+    if (a->host == "0.0.0.0" || a->host == "::") {
+      return Invalid("--advertise-addr: " + a->host + " is not an address others can reach");
+    }
+    *advertise = a->ToString();
+    return grpc::Status::OK;
+  }
+  std::optional<std::string> ip;
+  if (l->host != "0.0.0.0" && l->host != "::") ip = l->host;
+  if (!ip && !toward.empty()) ip = net::LocalAddressToward(toward);
+  if (!ip) ip = net::DefaultRouteAddress();
+  if (!ip) {
+    return Invalid(
+        "could not choose an IP address to advertise (there is no default route); give one "
+        "with --advertise-addr");
+  }
+  *advertise = net::HostPort{*ip, l->port}.ToString();
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The control socket's services.
+
+class LocalNodeService final : public api::LocalNode::Service {
+ public:
+  explicit LocalNodeService(NodeRuntime* node) : node_(node) {}
+  grpc::Status Init(grpc::ServerContext*, const api::InitRequest* req,
+                    api::InitResponse* resp) override {
+    return node_->Init(*req, resp);
+  }
+  grpc::Status Join(grpc::ServerContext*, const api::JoinRequest* req,
+                    api::JoinResponse* resp) override {
+    return node_->Join(*req, resp);
+  }
+  grpc::Status Leave(grpc::ServerContext*, const api::LeaveRequest* req,
+                     api::Empty* resp) override {
+    return node_->Leave(*req, resp);
+  }
+  grpc::Status Info(grpc::ServerContext*, const api::Empty*, api::InfoResponse* resp) override {
+    return node_->Info(resp);
+  }
+
+ private:
+  NodeRuntime* node_;
+};
+
+class LocalControlService final : public api::Control::Service {
+ public:
+  explicit LocalControlService(NodeRuntime* node) : node_(node) {}
+
+#define SKEP_VIA_MANAGER(call)                                             \
+  std::shared_ptr<manager::Manager> m;                                     \
+  if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;      \
+  return m->control().call
+
+  grpc::Status InspectSwarm(grpc::ServerContext*, const api::Empty* req,
+                            api::ClusterView* resp) override {
+    SKEP_VIA_MANAGER(InspectSwarm(*req, resp));
+  }
+  grpc::Status UpdateSwarm(grpc::ServerContext*, const api::UpdateSwarmRequest* req,
+                           api::Empty* resp) override {
+    SKEP_VIA_MANAGER(UpdateSwarm(*req, resp));
+  }
+  grpc::Status GetJoinToken(grpc::ServerContext*, const api::JoinTokenRequest* req,
+                            api::JoinTokenResponse* resp) override {
+    std::shared_ptr<manager::Manager> m;
+    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
+    grpc::Status st = m->control().GetJoinToken(*req, resp);
+    // Joining through this manager works as well as through the leader.
+    if (st.ok()) resp->set_manager_addr(m->options().advertise_addr);
+    return st;
+  }
+  grpc::Status GetNode(grpc::ServerContext*, const api::NodeRef* req,
+                       api::NodeView* resp) override {
+    std::shared_ptr<manager::Manager> m;
+    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
+    grpc::Status st = m->control().GetNode(*req, resp);
+    resp->set_self(resp->node().id() == node_->node_id());
+    return st;
+  }
+  grpc::Status ListNodes(grpc::ServerContext*, const api::ListNodesRequest* req,
+                         api::ListNodesResponse* resp) override {
+    std::shared_ptr<manager::Manager> m;
+    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
+    grpc::Status st = m->control().ListNodes(*req, resp);
+    for (auto& v : *resp->mutable_nodes()) v.set_self(v.node().id() == node_->node_id());
+    return st;
+  }
+  grpc::Status UpdateNode(grpc::ServerContext*, const api::UpdateNodeRequest* req,
+                          api::NodeView* resp) override {
+    SKEP_VIA_MANAGER(UpdateNode(*req, resp));
+  }
+  grpc::Status RemoveNode(grpc::ServerContext*, const api::RemoveNodeRequest* req,
+                          api::Empty* resp) override {
+    SKEP_VIA_MANAGER(RemoveNode(*req, resp));
+  }
+#undef SKEP_VIA_MANAGER
+
+ private:
+  NodeRuntime* node_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+NodeRuntime::NodeRuntime(NodeOptions options)
+    : options_(std::move(options)), dir_(options_.data_dir) {
+  if (options_.hostname.empty()) {
+    char buf[256] = {};
+    gethostname(buf, sizeof(buf) - 1);
+    options_.hostname = buf;
+  }
+}
+
+NodeRuntime::~NodeRuntime() { Stop(); }
+
+std::string NodeRuntime::node_id() const {
+  std::lock_guard lock(mu_);
+  return state_ ? state_->node_id() : "";
+}
+
+api::NodeDescription NodeRuntime::Describe() const {
+  api::NodeDescription d;
+  d.set_hostname(options_.hostname);
+  d.set_engine_version(SKEP_VERSION);
+  struct utsname u {};
+  uname(&u);
+  d.set_os("linux");
+  d.set_arch(u.machine);
+  for (const auto& [k, v] : options_.labels) (*d.mutable_engine_labels())[k] = v;
+  d.set_nano_cpus(static_cast<int64_t>(std::thread::hardware_concurrency()) * 1'000'000'000);
+  d.set_memory_bytes(static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
+  return d;
+}
+
+void NodeRuntime::Start() {
+  fs::create_directories(dir_.path());
+  fs::permissions(dir_.path(), fs::perms::owner_all, fs::perm_options::replace);
+  state_ = dir_.LoadState();
+  if (state_) {
+    SKEP_LOG(info, "node", "resuming node {} of swarm {} as a {}", state_->node_id(),
+             state_->cluster_id(), state_->role() == api::ROLE_MANAGER ? "manager" : "worker");
+    if (state_->role() == api::ROLE_MANAGER) {
+      std::vector<api::ManagerPeer> peers(state_->managers().begin(), state_->managers().end());
+      auto log = raft::RocksStorage::Open(dir_.RaftDir());
+      const bool empty = log->Empty();
+      log.reset();
+      StartManager(empty ? manager::ManagerOptions::Start::kJoin
+                         : manager::ManagerOptions::Start::kResume,
+                   peers);
+    }
+    StartAgent({state_->managers().begin(), state_->managers().end()});
+  }
+
+  fs::create_directories(fs::path(options_.control_socket).parent_path());
+  std::error_code ec;
+  fs::remove(options_.control_socket, ec);  // left by a skepd that did not stop cleanly
+  local_node_service_ = std::make_unique<LocalNodeService>(this);
+  local_control_service_ = std::make_unique<LocalControlService>(this);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + options_.control_socket, grpc::InsecureServerCredentials());
+  builder.RegisterService(local_node_service_.get());
+  builder.RegisterService(local_control_service_.get());
+  const mode_t old = umask(077);  // the socket is for root only
+  local_server_ = builder.BuildAndStart();
+  umask(old);
+  if (!local_server_) {
+    throw std::runtime_error("cannot listen on the control socket " + options_.control_socket);
+  }
+  SKEP_LOG(info, "node", "control socket {}", options_.control_socket);
+}
+
+void NodeRuntime::Stop() {
+  if (local_server_) {
+    local_server_->Shutdown(std::chrono::system_clock::now() + 2s);
+    local_server_.reset();
+  }
+  std::lock_guard lock(mu_);
+  if (agent_) agent_->Stop();
+  agent_.reset();
+  if (manager_) manager_->Stop();
+  manager_.reset();
+}
+
+void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
+  AgentCallbacks cb;
+  cb.on_session = [this](const api::SessionMessage& msg) { OnSession(msg); };
+  cb.on_role = [this](api::NodeRole role) { OnRole(role); };
+  cb.on_removed = [this](const std::string& why) {
+    std::lock_guard lock(mu_);
+    error_ = why;
+  };
+  agent_ = std::make_unique<Agent>(dir_, Describe(), managers, std::move(cb));
+  agent_->Start();
+}
+
+void NodeRuntime::StartManager(manager::ManagerOptions::Start mode,
+                               const std::vector<api::ManagerPeer>& peers) {
+  manager::ManagerOptions mo;
+  mo.data_dir = dir_.path();
+  mo.node_id = state_->node_id();
+  mo.raft_id = state_->raft_id();
+  mo.advertise_addr = state_->advertise_addr();
+  mo.listen_addr = state_->listen_addr();
+  mo.tls = dir_.Certs();
+  mo.start = mode;
+  mo.peers = peers;
+  auto m = std::make_shared<manager::Manager>(std::move(mo));
+  m->Start();
+  manager_ = std::move(m);
+}
+
+grpc::Status NodeRuntime::LocalManager(std::shared_ptr<manager::Manager>* out) const {
+  std::lock_guard lock(mu_);
+  if (!state_) {
+    return {StatusCode::FAILED_PRECONDITION,
+            "This node is not a swarm manager. Use \"skep swarm init\" or \"skep swarm join\" "
+            "to connect this node to a swarm and try again."};
+  }
+  if (!manager_) {
+    return {StatusCode::FAILED_PRECONDITION,
+            "This node is not a swarm manager. Worker nodes can't be used to view or modify "
+            "cluster state. Run this command on a manager node or promote this node to a "
+            "manager."};
+  }
+  *out = manager_;
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// init
+
+grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* resp) {
+  std::lock_guard lock(mu_);
+  if (req.force_new_cluster()) {
+    if (!state_ || state_->role() != api::ROLE_MANAGER) {
+      return {StatusCode::FAILED_PRECONDITION,
+              "--force-new-cluster recovers a swarm from one of its managers, and this node is "
+              "not a manager of any swarm"};
+    }
+    if (manager_) manager_->Stop();
+    manager_.reset();
+    try {
+      StartManager(manager::ManagerOptions::Start::kForceNewCluster, {});
+    } catch (const std::exception& e) {
+      return {StatusCode::INTERNAL, std::string("cannot force a new cluster: ") + e.what()};
+    }
+    if (grpc::Status st = manager_->WaitReady(10s); !st.ok()) return st;
+    state_->clear_managers();
+    api::ManagerPeer* self = state_->add_managers();
+    self->set_node_id(state_->node_id());
+    self->set_raft_id(state_->raft_id());
+    self->set_addr(state_->advertise_addr());
+    dir_.SaveState(*state_);
+    resp->set_node_id(state_->node_id());
+    if (auto c = manager_->store().GetCluster()) {
+      resp->set_worker_token(c->root_ca().join_tokens().worker());
+    }
+    resp->set_manager_addr(state_->advertise_addr());
+    return grpc::Status::OK;
+  }
+  if (state_) return {StatusCode::FAILED_PRECONDITION, kAlreadyInSwarm};
+  std::string listen, advertise;
+  if (grpc::Status st = Addresses(req.listen_addr(), req.advertise_addr(), "", &listen, &advertise);
+      !st.ok()) {
+    return st;
+  }
+
+  const std::string cluster_id = pki::RandomId();
+  const std::string node_id = pki::RandomId();
+  const uint64_t raft_id = RandomRaftId();
+  api::Cluster cluster;
+  std::string node_key, node_cert;
+  try {
+    const pki::KeyPair ca = pki::CreateRootCA();
+    const std::string digest = pki::CertificateDigest(ca.cert_pem);
+    cluster.set_id(cluster_id);
+    cluster.mutable_spec()->set_name("default");
+    cluster.mutable_spec()->mutable_raft()->set_heartbeat_period_ms(kDefaultRaftHeartbeatMs);
+    cluster.mutable_spec()->mutable_raft()->set_election_timeout_ms(kDefaultElectionTimeoutMs);
+    cluster.mutable_spec()->mutable_dispatcher()->set_heartbeat_period_ms(
+        kDefaultDispatcherHeartbeatMs);
+    cluster.mutable_spec()->mutable_ca()->set_node_cert_expiry_s(kDefaultCertExpiryS);
+    auto* root = cluster.mutable_root_ca();
+    root->set_cert_pem(ca.cert_pem);
+    root->set_key_pem(ca.key_pem);
+    root->set_digest(digest);
+    root->mutable_join_tokens()->set_worker(pki::NewJoinToken(digest));
+    root->mutable_join_tokens()->set_manager(pki::NewJoinToken(digest));
+    const pki::KeyAndRequest kr = pki::CreateKeyAndRequest();
+    node_key = kr.key_pem;
+    node_cert = pki::SignNodeCertificate(ca, kr.csr_pem, node_id, pki::kManagerRole, cluster_id,
+                                         std::chrono::seconds(kDefaultCertExpiryS));
+    dir_.WipeRaft();
+    dir_.SaveCertificates(node_key, node_cert, ca.cert_pem);
+  } catch (const std::exception& e) {
+    return {StatusCode::INTERNAL, std::string("cannot create the swarm's CA: ") + e.what()};
+  }
+
+  api::Node self;
+  self.set_id(node_id);
+  self.mutable_spec()->set_desired_role(api::ROLE_MANAGER);
+  self.mutable_spec()->set_availability(api::AVAILABILITY_ACTIVE);
+  *self.mutable_description() = Describe();
+  self.mutable_status()->set_state(api::NODE_STATE_UNKNOWN);
+  self.set_role(api::ROLE_MANAGER);
+  self.set_raft_id(raft_id);
+  self.set_advertise_addr(advertise);
+
+  api::LocalState st;
+  st.set_node_id(node_id);
+  st.set_cluster_id(cluster_id);
+  st.set_raft_id(raft_id);
+  st.set_role(api::ROLE_MANAGER);
+  st.set_advertise_addr(advertise);
+  st.set_listen_addr(listen);
+  api::ManagerPeer* me = st.add_managers();
+  me->set_node_id(node_id);
+  me->set_raft_id(raft_id);
+  me->set_addr(advertise);
+  state_ = st;
+
+  manager::ManagerOptions mo;
+  mo.data_dir = dir_.path();
+  mo.node_id = node_id;
+  mo.raft_id = raft_id;
+  mo.advertise_addr = advertise;
+  mo.listen_addr = listen;
+  mo.tls = dir_.Certs();
+  mo.start = manager::ManagerOptions::Start::kNewCluster;
+  mo.initial_cluster = cluster;
+  mo.initial_node = self;
+  grpc::Status result;
+  try {
+    auto m = std::make_shared<manager::Manager>(std::move(mo));
+    m->Start();
+    manager_ = m;
+    result = m->WaitReady(10s);
+  } catch (const std::exception& e) {
+    result = {StatusCode::INTERNAL, e.what()};
+  }
+  if (!result.ok()) {
+    if (manager_) manager_->Stop();
+    manager_.reset();
+    state_.reset();
+    dir_.Wipe();
+    return result;
+  }
+  dir_.SaveState(st);
+  StartAgent({st.managers().begin(), st.managers().end()});
+  SKEP_LOG(info, "node", "initialized swarm {} with this node {} as its manager at {}", cluster_id,
+           node_id, advertise);
+  resp->set_node_id(node_id);
+  resp->set_worker_token(cluster.root_ca().join_tokens().worker());
+  resp->set_manager_addr(advertise);
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// join
+
+grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* resp) {
+  std::lock_guard lock(mu_);
+  if (state_) return {StatusCode::FAILED_PRECONDITION, kAlreadyInSwarm};
+  pki::ParsedToken token;
+  try {
+    token = pki::ParseJoinToken(req.token());
+  } catch (const pki::PkiError& e) {
+    return Invalid(e.what());
+  }
+  std::string err;
+  auto remote = net::ParseHostPort(req.remote_addr(), kDefaultPort, &err);
+  if (!remote) return Invalid(err);
+  std::string listen, advertise;
+  if (grpc::Status st =
+          Addresses(req.listen_addr(), req.advertise_addr(), remote->host, &listen, &advertise);
+      !st.ok()) {
+    return st;
+  }
+  const std::string manager_addr = remote->ToString();
+
+  // The root CA cannot be verified before we have it: fetch it, then check it against the
+  // digest the token carries.
+  std::string ca_pem;
+  {
+    auto stub = api::CA::NewStub(grpc::CreateCustomChannel(
+        manager_addr, tls::UnverifiedCredentials(), tls::ChannelArgs()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    api::GetRootCAResponse ca;
+    grpc::Status st = stub->GetRootCACertificate(&ctx, {}, &ca);
+    if (!st.ok()) {
+      return {StatusCode::UNAVAILABLE,
+              "could not reach a manager at " + manager_addr + ": " + st.error_message()};
+    }
+    ca_pem = ca.cert_pem();
+    std::string digest;
+    try {
+      digest = pki::CertificateDigest(ca_pem);
+    } catch (const pki::PkiError& e) {
+      return {StatusCode::PERMISSION_DENIED,
+              "the manager at " + manager_addr + " sent a root CA that is not a certificate"};
+    }
+    if (digest != token.ca_digest) {
+      return {StatusCode::PERMISSION_DENIED,
+              "the join token is for another swarm: the manager at " + manager_addr +
+                  " holds a root CA whose digest does not match the token"};
+    }
+  }
+
+  const uint64_t raft_id = RandomRaftId();
+  pki::KeyAndRequest kr;
+  try {
+    kr = pki::CreateKeyAndRequest();
+  } catch (const pki::PkiError& e) {
+    return {StatusCode::INTERNAL, e.what()};
+  }
+  api::JoinNodeRequest jr;
+  jr.set_token(req.token());
+  jr.set_csr_pem(kr.csr_pem);
+  jr.set_advertise_addr(advertise);
+  jr.set_raft_id(raft_id);
+  *jr.mutable_description() = Describe();
+  api::JoinNodeResponse joined;
+  {
+    auto stub = api::CA::NewStub(grpc::CreateCustomChannel(
+        manager_addr, tls::JoinCredentials(ca_pem), tls::ChannelArgs()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 20s);
+    grpc::Status st = stub->JoinNode(&ctx, jr, &joined);
+    if (!st.ok()) return st;
+  }
+
+  api::LocalState state;
+  state.set_node_id(joined.node_id());
+  state.set_cluster_id(joined.cluster_id());
+  state.set_raft_id(raft_id);
+  state.set_role(joined.role());
+  state.set_advertise_addr(advertise);
+  state.set_listen_addr(listen);
+  *state.mutable_managers() = joined.managers();
+  try {
+    dir_.WipeRaft();
+    dir_.SaveCertificates(kr.key_pem, joined.cert_pem(), ca_pem);
+    dir_.SaveState(state);
+  } catch (const std::exception& e) {
+    return {StatusCode::INTERNAL, e.what()};
+  }
+  state_ = state;
+  std::vector<api::ManagerPeer> peers(joined.managers().begin(), joined.managers().end());
+  if (joined.role() == api::ROLE_MANAGER) {
+    try {
+      StartManager(manager::ManagerOptions::Start::kJoin, peers);
+    } catch (const std::exception& e) {
+      error_ = e.what();
+      return {StatusCode::INTERNAL, std::string("joined, but the manager did not start: ") +
+                                        e.what()};
+    }
+  }
+  StartAgent(peers);
+  if (joined.role() == api::ROLE_MANAGER) {
+    // A new manager starts as a learner; it counts toward quorum once it has caught up and the
+    // leader promoted it. `swarm join` returns then, as Docker's does once the node is in raft.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline &&
+           !raft::IsVoter(manager_->RaftStatus().conf, raft_id)) {
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+  SKEP_LOG(info, "node", "joined swarm {} as {} ({})", joined.cluster_id(), joined.node_id(),
+           joined.role() == api::ROLE_MANAGER ? "manager" : "worker");
+  resp->set_node_id(joined.node_id());
+  resp->set_role(joined.role());
+  return grpc::Status::OK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// leave, info, role changes
+
+grpc::Status NodeRuntime::Leave(const api::LeaveRequest& req, api::Empty*) {
+  std::unique_lock lock(mu_);
+  if (!state_) return {StatusCode::FAILED_PRECONDITION, kNotInSwarm};
+  if (manager_ && !req.force()) {
+    const raft::NodeStatus st = manager_->RaftStatus();
+    const int managers = st.conf.voters_size();
+    return {StatusCode::FAILED_PRECONDITION,
+            "You are attempting to leave the swarm on a node that is participating as a manager. "
+            "Demote it first ('skep node demote " + options_.hostname + "' on another manager), " +
+            "or use --force to leave anyway: removing this node leaves " +
+            std::to_string(managers - 1) + " managers out of " + std::to_string(managers) +
+            ", and a swarm that loses its raft quorum can only be restored with " +
+            "'skep swarm init --force-new-cluster'."};
+  }
+  auto agent = std::move(agent_);
+  auto mgr = std::move(manager_);
+  state_.reset();
+  error_.clear();
+  lock.unlock();
+  if (agent) agent->Stop();
+  if (mgr) mgr->Stop();
+  lock.lock();
+  dir_.Wipe();
+  SKEP_LOG(info, "node", "left the swarm");
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
+  std::lock_guard lock(mu_);
+  resp->set_engine_version(SKEP_VERSION);
+  if (!state_) {
+    resp->set_local_state("inactive");
+    return grpc::Status::OK;
+  }
+  resp->set_local_state(!error_.empty() ? "error"
+                        : agent_ && !agent_->Manager().empty() ? "active"
+                                                                : "pending");
+  resp->set_error(error_);
+  resp->set_node_id(state_->node_id());
+  resp->set_cluster_id(state_->cluster_id());
+  resp->set_role(state_->role());
+  resp->set_node_addr(state_->advertise_addr());
+  *resp->mutable_managers() = state_->managers();
+  resp->set_is_leader(manager_ && manager_->IsLeader());
+  return grpc::Status::OK;
+}
+
+void NodeRuntime::OnSession(const api::SessionMessage& msg) {
+  std::lock_guard lock(mu_);
+  if (!state_ || msg.managers_size() == 0) return;
+  error_.clear();
+  auto same = [](const auto& a, const auto& b) {
+    if (a.size() != b.size()) return false;
+    for (int i = 0; i < a.size(); ++i) {
+      if (a[i].SerializeAsString() != b[i].SerializeAsString()) return false;
+    }
+    return true;
+  };
+  if (same(state_->managers(), msg.managers())) return;
+  // Kept on disk so that after a restart the agent knows where the managers are.
+  *state_->mutable_managers() = msg.managers();
+  try {
+    dir_.SaveState(*state_);
+  } catch (const std::exception& e) {
+    SKEP_LOG(error, "node", "cannot save the list of managers: {}", e.what());
+  }
+}
+
+void NodeRuntime::OnRole(api::NodeRole role) {
+  std::unique_lock lock(mu_);
+  if (!state_ || state_->role() == role) return;
+  state_->set_role(role);
+  dir_.SaveState(*state_);
+  if (role == api::ROLE_MANAGER) {
+    SKEP_LOG(info, "node", "promoted: starting the manager");
+    try {
+      dir_.WipeRaft();
+      StartManager(manager::ManagerOptions::Start::kJoin,
+                   {state_->managers().begin(), state_->managers().end()});
+    } catch (const std::exception& e) {
+      error_ = std::string("the manager did not start: ") + e.what();
+      SKEP_LOG(error, "node", "{}", error_);
+    }
+    return;
+  }
+  SKEP_LOG(info, "node", "demoted: stopping the manager");
+  auto mgr = std::move(manager_);
+  lock.unlock();
+  if (mgr) mgr->Stop();
+  lock.lock();
+  dir_.WipeRaft();
+}
+
+}  // namespace skep::node

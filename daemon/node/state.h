@@ -1,0 +1,41 @@
+// What skepd keeps in its data directory:
+//   state.pb        the swarm this node belongs to (LocalState), absent when it belongs to none
+//   certificates/   node.key, node.crt, ca.crt
+//   raft/           the raft log (managers only)
+// Files are replaced atomically (write to a temporary file, fsync, rename, fsync the directory).
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "control.pb.h"
+#include "daemon/common/tls.h"
+
+namespace skep::node {
+
+class DataDir {
+ public:
+  explicit DataDir(std::string path) : path_(std::move(path)) {}
+  const std::string& path() const { return path_; }
+  std::string CertDir() const { return path_ + "/certificates"; }
+  std::string RaftDir() const { return path_ + "/raft"; }
+  tls::Files Certs() const { return tls::Files::In(CertDir()); }
+
+  // Throws std::runtime_error naming the file when it exists but cannot be read or parsed.
+  std::optional<api::LocalState> LoadState() const;
+  void SaveState(const api::LocalState& state) const;
+  void SaveCertificates(const std::string& key_pem, const std::string& cert_pem,
+                        const std::string& ca_pem) const;
+  void SaveCertificate(const std::string& cert_pem) const;  // a renewal keeps the key
+  std::string ReadFile(const std::string& path) const;
+  // Removes everything the swarm left: state, certificates, raft log.
+  void Wipe() const;
+  void WipeRaft() const;
+
+ private:
+  std::string path_;
+};
+
+void WriteFileAtomically(const std::string& path, const std::string& data, int mode);
+
+}  // namespace skep::node

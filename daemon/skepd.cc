@@ -1,0 +1,83 @@
+// skepd: the skep daemon. One per machine; see daemon/node/node.h for what it does.
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <iostream>
+
+#include "daemon/common/log.h"
+#include "daemon/node/node.h"
+
+namespace po = boost::program_options;
+
+int main(int argc, char** argv) {
+  skep::node::NodeOptions opt;
+  std::string log_level;
+  std::vector<std::string> labels;
+  po::options_description desc(
+      "Usage: skepd [OPTIONS]\n\nThe skep daemon: one per machine of a swarm.\n\nOptions");
+  desc.add_options()
+      ("help,h", "print this help and exit")
+      ("version,v", "print the version and exit")
+      ("data-dir", po::value(&opt.data_dir)->default_value("/var/lib/skep"),
+       "where the node keeps its state, certificates and raft log")
+      ("control-socket", po::value(&opt.control_socket)->default_value("/run/skep/skepd.sock"),
+       "the unix socket skep talks to")
+      ("hostname", po::value(&opt.hostname), "the name this node is known by (default: the host's)")
+      ("log-level", po::value(&log_level)->default_value("info"),
+       "trace, debug, info, warn or error")
+      ("node-label", po::value(&labels)->composing(),
+       "a label for this node, key=value (repeatable)");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, desc), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    std::cerr << "skepd: " << e.what() << "\nSee 'skepd --help'.\n";
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (vm.count("version")) {
+    std::cout << "skepd version " << SKEP_VERSION << "\n";
+    return 0;
+  }
+  for (const auto& l : labels) {
+    const size_t eq = l.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      std::cerr << "skepd: invalid --node-label \"" << l << "\": expected key=value\n";
+      return 2;
+    }
+    opt.labels[l.substr(0, eq)] = l.substr(eq + 1);
+  }
+  try {
+    skep::log::Init(log_level);
+  } catch (const std::exception& e) {
+    std::cerr << "skepd: " << e.what() << "\n";
+    return 2;
+  }
+
+  // Signals are taken synchronously by the main thread; every other thread blocks them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  skep::node::NodeRuntime node(opt);
+  try {
+    node.Start();
+  } catch (const std::exception& e) {
+    SKEP_LOG(critical, "skepd", "cannot start: {}", e.what());
+    return 1;
+  }
+  SKEP_LOG(info, "skepd", "skepd {} started (data dir {})", SKEP_VERSION, opt.data_dir);
+  int sig = 0;
+  sigwait(&signals, &sig);
+  SKEP_LOG(info, "skepd", "signal {}: shutting down", sig);
+  node.Stop();
+  SKEP_LOG(info, "skepd", "stopped");
+  return 0;
+}

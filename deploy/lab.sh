@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# A local skep cluster on one machine: every node is a network namespace with its own address
+# on a bridge, running a real skepd with its own data directory and control socket.
+#
+#   deploy/lab.sh up [--managers N] [--workers N]   install, build, start, init, join, show
+#   deploy/lab.sh exec NODE -- CMD...               run CMD in NODE's namespace; `skep` there
+#                                                   talks to NODE's skepd
+#   deploy/lab.sh kill NODE                         kill -9 NODE's skepd
+#   deploy/lab.sh start NODE                        start NODE's skepd again
+#   deploy/lab.sh cut NODE | heal NODE              drop all of NODE's traffic (nftables) / stop
+#   deploy/lab.sh status                            what runs where
+#   deploy/lab.sh down                              remove everything the lab created
+#
+# Nodes are m1..mN (managers) and w1..wN (workers). Environment (for tests running several
+# labs side by side): SKEP_LAB (name, default "skep"), SKEP_LAB_NET (the /24 prefix, default
+# 10.88.0), SKEP_LAB_ROOT (state, default /var/lib/skep-lab/$SKEP_LAB), SKEP_LAB_BIN (where
+# skepd and skep are, default build/daemon), SKEP_LAB_NO_BUILD=1 (use the binaries as they are).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+lab="${SKEP_LAB:-skep}"
+net="${SKEP_LAB_NET:-10.88.0}"
+root="${SKEP_LAB_ROOT:-/var/lib/skep-lab/$lab}"
+bin="${SKEP_LAB_BIN:-$here/build/daemon}"
+bridge="${lab}-br"
+
+die() { echo "lab: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root: the lab creates network namespaces"
+
+ns_of() { echo "${lab}-$1"; }
+ip_of() {
+  case "$1" in
+    m[0-9]*) echo "$net.$((10 + ${1#m}))" ;;
+    w[0-9]*) echo "$net.$((100 + ${1#w}))" ;;
+    *) die "unknown node \"$1\": nodes are m1, m2, ... and w1, w2, ..." ;;
+  esac
+}
+sock_of() { echo "$root/$1/skepd.sock"; }
+nodes() { [ -d "$root" ] && find "$root" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V || true; }
+known() { [ -d "$root/$1" ] || die "no node \"$1\" in lab \"$lab\" (see: deploy/lab.sh status)"; }
+skep_on() { local node=$1; shift; SKEP_HOST="unix://$(sock_of "$node")" "$bin/skep" "$@"; }
+running() { [ -f "$root/$1/pid" ] && kill -0 "$(cat "$root/$1/pid")" 2>/dev/null; }
+
+start_node() {
+  local node=$1
+  running "$node" && return 0
+  mkdir -p "$root/$node"
+  rm -f "$(sock_of "$node")"
+  ip netns exec "$(ns_of "$node")" setsid "$bin/skepd" \
+    --data-dir "$root/$node/data" --control-socket "$(sock_of "$node")" \
+    --hostname "$node" ${SKEP_LAB_LOG_LEVEL:+--log-level "$SKEP_LAB_LOG_LEVEL"} \
+    >>"$root/$node/skepd.log" 2>&1 </dev/null &
+  echo $! >"$root/$node/pid"
+  for _ in $(seq 100); do
+    [ -S "$(sock_of "$node")" ] && return 0
+    running "$node" || die "skepd on $node exited; see $root/$node/skepd.log"
+    sleep 0.05
+  done
+  die "skepd on $node did not open its control socket; see $root/$node/skepd.log"
+}
+
+kill_node() {
+  local node=$1
+  if running "$node"; then
+    kill -9 "$(cat "$root/$node/pid")" 2>/dev/null || true
+    while running "$node"; do sleep 0.02; done
+  fi
+  rm -f "$root/$node/pid"
+}
+
+add_node() {
+  local node=$1 ns ip host_if
+  ns=$(ns_of "$node")
+  ip=$(ip_of "$node")
+  host_if="${lab}-${node}"
+  [ ${#host_if} -le 15 ] || die "interface name $host_if is too long; use a shorter SKEP_LAB"
+  mkdir -p "$root/$node"
+  ip netns add "$ns"
+  ip link add "$host_if" type veth peer name eth0 netns "$ns"
+  ip link set "$host_if" master "$bridge" up
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$ip/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route add default via "$net.1"
+}
+
+cmd_down() {
+  for node in $(nodes); do kill_node "$node"; done
+  for node in $(nodes); do ip netns del "$(ns_of "$node")" 2>/dev/null || true; done
+  ip link del "$bridge" 2>/dev/null || true
+  rm -rf "$root"
+}
+
+wait_ready() {
+  local want=$1
+  for _ in $(seq 200); do
+    local ready
+    ready=$(skep_on m1 node ls 2>/dev/null | grep -c " Ready " || true)
+    [ "$ready" -ge "$want" ] && return 0
+    sleep 0.1
+  done
+  skep_on m1 node ls >&2 || true
+  die "not every node became Ready"
+}
+
+cmd_up() {
+  local managers=3 workers=2
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --managers) managers=${2:?--managers needs a number}; shift 2 ;;
+      --workers) workers=${2:?--workers needs a number}; shift 2 ;;
+      *) die "unknown option $1 (use --managers N --workers N)" ;;
+    esac
+  done
+  [[ "$managers" =~ ^[0-9]+$ && "$managers" -ge 1 ]] || die "--managers must be at least 1"
+  [[ "$workers" =~ ^[0-9]+$ ]] || die "--workers must be a number"
+  if [ -z "${SKEP_LAB_NO_BUILD:-}" ]; then
+    "$here/deploy/install-deps.sh"
+    cmake -S "$here" -B "$here/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$here/build" -j2 --target skepd skep
+  fi
+  [ -x "$bin/skepd" ] && [ -x "$bin/skep" ] || die "no skepd/skep in $bin"
+  cmd_down
+  mkdir -p "$root"
+  ip link add "$bridge" type bridge
+  ip addr add "$net.1/24" dev "$bridge"
+  ip link set "$bridge" up
+
+  local all=()
+  for i in $(seq "$managers"); do all+=("m$i"); done
+  for i in $(seq "$workers"); do all+=("w$i"); done
+  for node in "${all[@]}"; do add_node "$node"; done
+  for node in "${all[@]}"; do start_node "$node"; done
+
+  skep_on m1 swarm init --advertise-addr "$(ip_of m1)" >/dev/null
+  local mtoken wtoken
+  mtoken=$(skep_on m1 swarm join-token -q manager)
+  wtoken=$(skep_on m1 swarm join-token -q worker)
+  for node in "${all[@]}"; do
+    [ "$node" = m1 ] && continue
+    local token=$wtoken
+    [[ "$node" == m* ]] && token=$mtoken
+    skep_on "$node" swarm join --token "$token" --advertise-addr "$(ip_of "$node")" \
+      "$(ip_of m1):2377" >/dev/null
+  done
+  wait_ready "${#all[@]}"
+  # Wait for every manager to be a voting member, so the table shows them Reachable.
+  for _ in $(seq 100); do
+    [ "$(skep_on m1 node ls | grep -cE ' (Leader|Reachable) ')" -ge "$managers" ] && break
+    sleep 0.1
+  done
+  echo "lab \"$lab\": ${managers} managers, ${workers} workers on $net.0/24 (state in $root)"
+  echo "run commands on a node with: deploy/lab.sh exec m1 -- skep node ls"
+  echo
+  skep_on m1 node ls
+}
+
+cmd_exec() {
+  local node=${1:?exec needs a node}; shift
+  known "$node"
+  [ "${1:-}" = "--" ] && shift
+  [ $# -gt 0 ] || die "exec needs a command after --"
+  # `skep` inside resolves to the lab's binary and talks to this node's skepd.
+  exec ip netns exec "$(ns_of "$node")" env SKEP_HOST="unix://$(sock_of "$node")" \
+    PATH="$bin:$PATH" "$@"
+}
+
+cmd_cut() {
+  local node=${1:?cut needs a node}
+  known "$node"
+  ip netns exec "$(ns_of "$node")" nft -f - <<EOF
+table inet skeplab
+delete table inet skeplab
+table inet skeplab {
+  chain input { type filter hook input priority 0; policy accept; iifname "eth0" drop; }
+  chain output { type filter hook output priority 0; policy accept; oifname "eth0" drop; }
+}
+EOF
+  echo "$node is cut off"
+}
+
+cmd_heal() {
+  local node=${1:?heal needs a node}
+  known "$node"
+  ip netns exec "$(ns_of "$node")" nft delete table inet skeplab 2>/dev/null || true
+  echo "$node is reachable again"
+}
+
+cmd_status() {
+  [ -d "$root" ] || { echo "lab \"$lab\" is down"; return 0; }
+  printf "%-6s %-14s %-9s %-8s %s\n" NODE ADDRESS SKEPD TRAFFIC SWARM
+  for node in $(nodes); do
+    local state="stopped" traffic="open" swarm="-"
+    running "$node" && state="running"
+    ip netns exec "$(ns_of "$node")" nft list table inet skeplab >/dev/null 2>&1 && traffic="cut"
+    if [ "$state" = running ]; then
+      swarm=$(skep_on "$node" info 2>/dev/null | awk '/^Swarm:/{s=$2} /Is Manager: true/{m=" manager"} /Is Leader: true/{l=" (leader)"} END{print s m l}')
+    fi
+    printf "%-6s %-14s %-9s %-8s %s\n" "$node" "$(ip_of "$node")" "$state" "$traffic" "$swarm"
+  done
+}
+
+case "${1:-}" in
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  exec) shift; cmd_exec "$@" ;;
+  kill) known "${2:?kill needs a node}"; kill_node "$2" ;;
+  start) known "${2:?start needs a node}"; start_node "$2" ;;
+  cut) cmd_cut "${2:-}" ;;
+  heal) cmd_heal "${2:-}" ;;
+  status) cmd_status ;;
+  *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
