@@ -101,7 +101,7 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   StorageWriter writer;
 
   std::atomic<bool> running{false};
-  bool failed = false;
+  std::atomic<bool> failed{false};
   bool persisting = false;
   Index applied = 0;
   Index snapshot_index = 0;
@@ -210,7 +210,9 @@ void RaftNode::Impl::Pump() {
   for (auto& m : rd->messages) transport->Send(std::move(m));
   rd->messages.clear();
   persisting = true;
-  if (!rd->MustPersist()) {
+  if (!rd->must_sync) {
+    // Nothing that must be durable: a commit index alone is recovered from the leader after a
+    // crash, so it is not written now but with the next write that must be.
     Persisted(std::move(rd));
     return;
   }
@@ -220,6 +222,12 @@ void RaftNode::Impl::Pump() {
     try {
       self->storage->Save(rd->hard_state ? &*rd->hard_state : nullptr, rd->entries,
                           rd->snapshot.get());
+      // Acknowledgements leave as soon as what they promise is on disk, from this thread: the
+      // hop back to the strand would only delay the leader's commit.
+      if (self->Live()) {
+        for (auto& m : rd->persisted_messages) self->transport->Send(std::move(m));
+      }
+      rd->persisted_messages.clear();
     } catch (const std::exception& e) {
       error = e.what();
     }

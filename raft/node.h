@@ -6,7 +6,8 @@
 // The Ready contract, in order:
 //   1. send `messages` at once (the leader's appends go out while it persists its own copy,
 //      thesis §10.2.1);
-//   2. persist `snapshot`, `entries` and `hard_state` in one durable write (Storage::Save);
+//   2. persist `snapshot`, `entries` and `hard_state` in one durable write (Storage::Save),
+//      which may be skipped when `must_sync` is false;
 //   3. only then send `persisted_messages`: votes and append acknowledgements promise that
 //      something is on disk, so they must not leave before it is;
 //   4. install `snapshot` into the state machine, then apply `committed_entries` in order;
@@ -77,8 +78,11 @@ struct Ready {
   std::vector<raftpb::Entry> committed_entries;
   std::vector<ReadState> read_states;
 
-  // Whether step 2 has anything to write.
-  bool MustPersist() const { return hard_state || snapshot || !entries.empty(); }
+  // Whether the write must happen: new entries, a snapshot, or a new term or vote. A Ready
+  // that only moves the commit index need not be persisted (etcd syncs on the same rule): a
+  // commit index lost in a crash is learnt again from the leader, and everything below it is
+  // in the log already.
+  bool must_sync = false;
 };
 
 struct PeerStatus {

@@ -45,6 +45,9 @@ Ready Raft::GetReady() {
   }
   rd.snapshot = log_.UnstableSnapshot();
   rd.entries = log_.UnstableEntries();
+  rd.must_sync = !rd.entries.empty() || rd.snapshot != nullptr ||
+                 (rd.hard_state && (rd.hard_state->term() != prev_hard_state_.term() ||
+                                    rd.hard_state->vote() != prev_hard_state_.vote()));
   rd.committed_entries = log_.NextCommittedEntries(cfg_.max_committed_size_per_ready);
   rd.messages = std::move(msgs_);
   msgs_.clear();

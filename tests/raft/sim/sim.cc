@@ -336,7 +336,10 @@ void Simulation::Pump(SimNode& n) {
 void Simulation::CompletePersist(SimNode& n) {
   Ready rd = std::move(*n.persisting);
   n.persisting.reset();
-  n.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries, rd.snapshot.get());
+  // A write that need not be synced is taken as lost, the worst a crash could do to it.
+  if (rd.must_sync) {
+    n.storage->Save(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries, rd.snapshot.get());
+  }
   checker_.OnPersisted(n.id, rd);
   for (auto& m : rd.persisted_messages) {
     const NodeId to = m.to();
