@@ -39,7 +39,14 @@ sock_of() { echo "$root/$1/skepd.sock"; }
 nodes() { [ -d "$root" ] && find "$root" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V || true; }
 known() { [ -d "$root/$1" ] || die "no node \"$1\" in lab \"$lab\" (see: deploy/lab.sh status)"; }
 skep_on() { local node=$1; shift; SKEP_HOST="unix://$(sock_of "$node")" "$bin/skep" "$@"; }
-running() { [ -f "$root/$1/pid" ] && kill -0 "$(cat "$root/$1/pid")" 2>/dev/null; }
+# A killed skepd whose parent is gone may linger as a zombie until something reaps it: that
+# does not count as running.
+running() {
+  [ -f "$root/$1/pid" ] || return 1
+  local state
+  state=$(ps -o stat= -p "$(cat "$root/$1/pid")" 2>/dev/null) || return 1
+  [[ "$state" != Z* ]]
+}
 
 start_node() {
   local node=$1

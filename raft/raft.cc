@@ -314,11 +314,17 @@ Status Raft::Step(const raftpb::Message& m) {
 
   if (m.term() > term_) {
     const bool vote_request = m.type() == raftpb::MSG_VOTE || m.type() == raftpb::MSG_PRE_VOTE;
+    // A follower's lease ends a heartbeat period before the shortest election timeout: the
+    // first follower to time out after the leader died must not find the others still in their
+    // lease only because their clocks tick a little behind its own, or the election waits for
+    // another timeout. A leader keeps the whole window.
+    const int lease = leader() != nullptr
+                          ? cfg_.election_tick
+                          : std::max(cfg_.heartbeat_tick, cfg_.election_tick - cfg_.heartbeat_tick);
     if (vote_request && !m.transfer() && cfg_.check_quorum && lead_ != kNoNode &&
-        election_elapsed_ < cfg_.election_tick) {
-      // We heard from a leader within the minimum election timeout: a node asking for votes
-      // now is most likely cut off or removed; ignore it rather than depose a live leader
-      // (§4.2.3).
+        election_elapsed_ < lease) {
+      // We heard from a leader within the lease: a node asking for votes now is most likely
+      // cut off or removed; ignore it rather than depose a live leader (§4.2.3).
       return Status::Ok();
     }
     if (m.type() == raftpb::MSG_PRE_VOTE) {

@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
 
   auto storage = raft::RocksStorage::Open(flags["--data-dir"] + "/raft");
   if (storage->Empty()) storage->Bootstrap(raft::MakeConfState(ids));
-  manager::GrpcRaftTransport transport(tls::NodeCredentials(certs));
+  manager::GrpcRaftTransport transport(tls::NodeCredentials(certs), id, peers[id]);
   for (const auto& [pid, addr] : peers) {
     if (pid != id) transport.SetPeer(pid, addr);
   }

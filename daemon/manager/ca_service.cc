@@ -3,6 +3,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
+#include "daemon/manager/defaults.h"
 #include "daemon/manager/dispatcher.h"
 #include "daemon/manager/manager.h"
 #include "raft/conf.h"
@@ -13,11 +14,9 @@ using grpc::StatusCode;
 
 namespace {
 
-constexpr int64_t kDefaultCertExpiryS = 90 * 24 * 3600;
-
 std::chrono::seconds CertExpiry(const api::Cluster& c) {
   const int64_t s = c.spec().ca().node_cert_expiry_s();
-  return std::chrono::seconds(s > 0 ? s : kDefaultCertExpiryS);
+  return std::chrono::seconds(s > 0 ? s : kNodeCertExpiryS);
 }
 
 pki::KeyPair CaKeys(const api::Cluster& c) { return {c.root_ca().key_pem(), c.root_ca().cert_pem()}; }

@@ -74,6 +74,9 @@ grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc
   ctx.set_deadline(std::chrono::system_clock::now() + kForwardDeadline);
   grpc::Status st = ((*stub).*method)(&ctx, req, resp);
   if (st.error_code() == StatusCode::UNAVAILABLE || st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
+    // The leader may have just come back: retry the connection at once next time rather than
+    // after gRPC's reconnect backoff.
+    grpc::experimental::ChannelResetConnectionBackoff(m_->ChannelTo(leader->addr).get());
     if (!m_->Leader()) return m_->NoLeaderStatus();
     if (st.error_message().find("does not have a leader") != std::string::npos) return st;
     return {StatusCode::UNAVAILABLE,

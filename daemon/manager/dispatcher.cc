@@ -3,6 +3,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
+#include "daemon/manager/defaults.h"
 #include "daemon/manager/manager.h"
 
 namespace skep::manager {
@@ -11,7 +12,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int64_t kDefaultPeriodMs = 5000;
 // A node is down after this many periods without a heartbeat (Docker's grace multiplier).
 constexpr int kGracePeriods = 3;
 
@@ -22,7 +22,7 @@ Dispatcher::Dispatcher(Manager* manager) : manager_(manager) {}
 std::chrono::milliseconds Dispatcher::Period() const {
   auto c = manager_->store().GetCluster();
   int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
-  return std::chrono::milliseconds(ms > 0 ? ms : kDefaultPeriodMs);
+  return std::chrono::milliseconds(ms > 0 ? ms : kDispatcherHeartbeatMs);
 }
 
 grpc::Status Dispatcher::NotLeader() const {
@@ -158,6 +158,12 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
   } else {
     for (auto& [id, s] : sessions_) s->dirty = true;
   }
+  cv_.notify_all();
+}
+
+void Dispatcher::OnManagersChanged() {
+  std::lock_guard lock(mu_);
+  for (auto& [id, s] : sessions_) s->dirty = true;
   cv_.notify_all();
 }
 

@@ -31,6 +31,8 @@ class Dispatcher {
                          api::HeartbeatResponse* response);
 
   void OnStoreEvent(const StoreEvent& event);
+  // The raft group's members changed: every session hears the new list of managers.
+  void OnManagersChanged();
   void OnLeadershipChange(bool leader);
   // Leader: marks down the nodes whose heartbeats stopped.
   void CheckNodes();

@@ -13,6 +13,7 @@
 #include "daemon/common/pki.h"
 #include "daemon/manager/ca_service.h"
 #include "daemon/manager/control_api.h"
+#include "daemon/manager/defaults.h"
 #include "daemon/manager/dispatcher.h"
 #include "daemon/manager/raft_transport.h"
 #include "daemon/raft_node.h"
@@ -29,8 +30,6 @@ namespace {
 
 // Raft runs on a 50 ms clock; the cluster's settings are converted to ticks of it.
 constexpr std::chrono::milliseconds kTick(50);
-constexpr int64_t kDefaultHeartbeatMs = 100;
-constexpr int64_t kDefaultElectionMs = 500;
 
 int ToTicks(int64_t ms) { return static_cast<int>(std::max<int64_t>(1, ms / kTick.count())); }
 
@@ -83,9 +82,10 @@ class Manager::Impl {
 
   std::atomic<bool> running{false};
   std::atomic<bool> cleanup_pending{false};
-  int64_t applied_heartbeat_ms = kDefaultHeartbeatMs;
-  int64_t applied_election_ms = kDefaultElectionMs;
+  int64_t applied_heartbeat_ms = kRaftHeartbeatMs;
+  int64_t applied_election_ms = kElectionTimeoutMs;
   std::map<uint64_t, std::string> known_peers;  // raft id -> addr, until the store has them
+  std::string last_members;                     // the raft configuration last seen
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -148,7 +148,8 @@ void Manager::Start() {
   }
 
   impl_->credentials = tls::NodeCredentials(o.tls);
-  impl_->transport = std::make_unique<GrpcRaftTransport>(impl_->credentials);
+  impl_->transport =
+      std::make_unique<GrpcRaftTransport>(impl_->credentials, o.raft_id, o.advertise_addr);
   for (const auto& p : o.peers) {
     if (p.raft_id() != o.raft_id && !p.addr().empty()) {
       impl_->known_peers[p.raft_id()] = p.addr();
@@ -159,8 +160,8 @@ void Manager::Start() {
   RaftNodeOptions ro;
   ro.raft.id = o.raft_id;
   ro.raft.seed = o.raft_id ^ static_cast<uint64_t>(NowNanos());
-  ro.raft.heartbeat_tick = ToTicks(kDefaultHeartbeatMs);
-  ro.raft.election_tick = ToTicks(kDefaultElectionMs);
+  ro.raft.heartbeat_tick = ToTicks(kRaftHeartbeatMs);
+  ro.raft.election_tick = ToTicks(kElectionTimeoutMs);
   ro.tick = kTick;
   ro.snapshot_every = 10000;
   ro.snapshot_keep = 2000;
@@ -431,6 +432,12 @@ void Manager::Impl::Housekeeping() {
 }
 
 void Manager::Impl::SyncPeers(const raft::NodeStatus& st) {
+  // Agents keep a list of the managers to fall back on: tell them when it changes.
+  const std::string members = st.conf.SerializeAsString();
+  if (members != last_members) {
+    last_members = members;
+    dispatcher->OnManagersChanged();
+  }
   for (uint64_t id : raft::Members(st.conf)) {
     if (id == m->options_.raft_id) continue;
     std::string addr;
@@ -448,8 +455,8 @@ void Manager::Impl::ApplySettings() {
   if (!cluster) return;
   int64_t hb = cluster->spec().raft().heartbeat_period_ms();
   int64_t el = cluster->spec().raft().election_timeout_ms();
-  if (hb <= 0) hb = kDefaultHeartbeatMs;
-  if (el <= 0) el = kDefaultElectionMs;
+  if (hb <= 0) hb = kRaftHeartbeatMs;
+  if (el <= 0) el = kElectionTimeoutMs;
   if (hb == applied_heartbeat_ms && el == applied_election_ms) return;
   applied_heartbeat_ms = hb;
   applied_election_ms = el;

@@ -8,6 +8,7 @@ namespace skep::manager {
 
 namespace {
 constexpr size_t kMaxQueued = 8192;
+constexpr char kFromHeader[] = "skep-raft-from";  // "<raft id> <ip:port>"
 }
 
 struct GrpcRaftTransport::Peer {
@@ -22,8 +23,9 @@ struct GrpcRaftTransport::Peer {
   std::thread thread;
 };
 
-GrpcRaftTransport::GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials)
-    : credentials_(std::move(credentials)) {}
+GrpcRaftTransport::GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                     uint64_t self, std::string self_addr)
+    : credentials_(std::move(credentials)), self_(self), self_addr_(std::move(self_addr)) {}
 
 GrpcRaftTransport::~GrpcRaftTransport() { Stop(); }
 
@@ -145,8 +147,12 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
     if (!channel) {
       channel = grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
       stub = raftpb::Raft::NewStub(channel);
+    } else {
+      // A peer that restarted is reconnected to at once, not after gRPC's growing backoff.
+      grpc::experimental::ChannelResetConnectionBackoff(channel.get());
     }
     auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!self_addr_.empty()) ctx->AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
     grpc::ClientContext* raw = ctx.get();
     {
       std::lock_guard lock(p->mu);
@@ -193,6 +199,18 @@ grpc::Status RaftService::Stream(grpc::ServerContext* context,
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate || peer.role != pki::kManagerRole) {
     return {grpc::StatusCode::PERMISSION_DENIED, "raft traffic needs a manager certificate"};
+  }
+  auto from = context->client_metadata().find(kFromHeader);
+  if (from != context->client_metadata().end()) {
+    const std::string v(from->second.data(), from->second.size());
+    const size_t space = v.find(' ');
+    if (space != std::string::npos) {
+      try {
+        transport_->SetPeer(std::stoull(v.substr(0, space)), v.substr(space + 1));
+      } catch (const std::exception&) {
+        // a malformed announcement is ignored; the address comes from the store then
+      }
+    }
   }
   raftpb::Message m;
   while (reader->Read(&m)) {

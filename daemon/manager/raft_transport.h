@@ -20,7 +20,10 @@ namespace skep::manager {
 
 class GrpcRaftTransport final : public RaftTransport {
  public:
-  explicit GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials);
+  // `self` and `self_addr` are announced on every stream, so that a peer that lost track of
+  // where this node listens (it restarted behind on the log) can answer it.
+  GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials, uint64_t self,
+                    std::string self_addr);
   ~GrpcRaftTransport() override;
 
   // Where peer `raft_id` listens (ip:port). Unknown peers' messages are dropped.
@@ -44,13 +47,16 @@ class GrpcRaftTransport final : public RaftTransport {
   void Run(std::shared_ptr<Peer> peer);
 
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  uint64_t self_;
+  std::string self_addr_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Peer>> peers_;
   std::map<uint64_t, std::chrono::steady_clock::time_point> heard_;
   bool stopped_ = false;
 };
 
-// Receives peers' streams and steps their messages into the local node.
+// Receives peers' streams and steps their messages into the local node; learns the address
+// each peer announces.
 class RaftService final : public raftpb::Raft::Service {
  public:
   RaftService(RaftNode* node, GrpcRaftTransport* transport) : node_(node), transport_(transport) {}

@@ -13,6 +13,7 @@
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/control_api.h"
+#include "daemon/manager/defaults.h"
 #include "daemon/node/netutil.h"
 #include "raft/conf.h"
 #include "raft/rocks_storage.h"
@@ -30,10 +31,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kDefaultPort = 2377;
-constexpr int64_t kDefaultRaftHeartbeatMs = 100;
-constexpr int64_t kDefaultElectionTimeoutMs = 500;
-constexpr int64_t kDefaultDispatcherHeartbeatMs = 5000;
-constexpr int64_t kDefaultCertExpiryS = 90 * 24 * 3600;
 
 const char kAlreadyInSwarm[] =
     "This node is already part of a swarm. Use \"skep swarm leave\" to leave this swarm and "
@@ -339,11 +336,11 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
     const std::string digest = pki::CertificateDigest(ca.cert_pem);
     cluster.set_id(cluster_id);
     cluster.mutable_spec()->set_name("default");
-    cluster.mutable_spec()->mutable_raft()->set_heartbeat_period_ms(kDefaultRaftHeartbeatMs);
-    cluster.mutable_spec()->mutable_raft()->set_election_timeout_ms(kDefaultElectionTimeoutMs);
+    cluster.mutable_spec()->mutable_raft()->set_heartbeat_period_ms(manager::kRaftHeartbeatMs);
+    cluster.mutable_spec()->mutable_raft()->set_election_timeout_ms(manager::kElectionTimeoutMs);
     cluster.mutable_spec()->mutable_dispatcher()->set_heartbeat_period_ms(
-        kDefaultDispatcherHeartbeatMs);
-    cluster.mutable_spec()->mutable_ca()->set_node_cert_expiry_s(kDefaultCertExpiryS);
+        manager::kDispatcherHeartbeatMs);
+    cluster.mutable_spec()->mutable_ca()->set_node_cert_expiry_s(manager::kNodeCertExpiryS);
     auto* root = cluster.mutable_root_ca();
     root->set_cert_pem(ca.cert_pem);
     root->set_key_pem(ca.key_pem);
@@ -353,7 +350,7 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
     const pki::KeyAndRequest kr = pki::CreateKeyAndRequest();
     node_key = kr.key_pem;
     node_cert = pki::SignNodeCertificate(ca, kr.csr_pem, node_id, pki::kManagerRole, cluster_id,
-                                         std::chrono::seconds(kDefaultCertExpiryS));
+                                         std::chrono::seconds(manager::kNodeCertExpiryS));
     dir_.WipeRaft();
     dir_.SaveCertificates(node_key, node_cert, ca.cert_pem);
   } catch (const std::exception& e) {

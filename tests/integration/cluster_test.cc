@@ -241,10 +241,13 @@ TEST_CASE("killing the leader elects a new one and writes go on", "[integration]
            rows.at(old).status == "Ready";
   }));
   // The restarted manager has the write made while it was down.
-  CHECK(Eventually([&] {
-    return lab.Skep(old, {"node", "inspect", "w1"}).out.find("\"after\": \"failover\"") !=
-           std::string::npos;
-  }));
+  Output seen;
+  const bool caught_up = Eventually([&] {
+    seen = lab.Skep(old, {"node", "inspect", "w1"});
+    return seen.out.find("\"after\": \"failover\"") != std::string::npos;
+  });
+  INFO(seen.text() << lab.Logs(15));
+  CHECK(caught_up);
 }
 
 TEST_CASE("restarting every node keeps the swarm's state", "[integration]") {

@@ -1,0 +1,17 @@
+// The cluster settings a new swarm starts with (`skep swarm update` changes them), and what a
+// manager assumes when a setting is missing.
+#pragma once
+
+#include <cstdint>
+
+namespace skep::manager {
+
+// Raft between managers, tuned for a LAN so that a dead leader is replaced within a second:
+// followers campaign 400-800 ms after the last heartbeat (the timeout is randomized).
+inline constexpr int64_t kRaftHeartbeatMs = 100;
+inline constexpr int64_t kElectionTimeoutMs = 400;
+// Agents heartbeat the dispatcher this often; a node is down after three missed periods.
+inline constexpr int64_t kDispatcherHeartbeatMs = 5000;
+inline constexpr int64_t kNodeCertExpiryS = 90 * 24 * 3600;
+
+}  // namespace skep::manager
