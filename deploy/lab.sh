@@ -6,6 +6,7 @@
 #   deploy/lab.sh exec NODE -- CMD...               run CMD in NODE's namespace; `skep` there
 #                                                   talks to NODE's skepd
 #   deploy/lab.sh kill NODE                         kill -9 NODE's skepd
+#   deploy/lab.sh stop NODE                         SIGTERM: NODE's skepd shuts down cleanly
 #   deploy/lab.sh start NODE                        start NODE's skepd again
 #   deploy/lab.sh cut NODE | heal NODE              drop all of NODE's traffic (nftables) / stop
 #   deploy/lab.sh status                            what runs where
@@ -73,6 +74,17 @@ kill_node() {
     while running "$node"; do sleep 0.02; done
   fi
   rm -f "$root/$node/pid"
+}
+
+stop_node() {
+  local node=$1
+  running "$node" || return 0
+  kill -TERM "$(cat "$root/$node/pid")"
+  for _ in $(seq 200); do
+    running "$node" || { rm -f "$root/$node/pid"; return 0; }
+    sleep 0.05
+  done
+  die "skepd on $node did not stop within 10 s of SIGTERM"
 }
 
 add_node() {
@@ -212,6 +224,7 @@ case "${1:-}" in
   down) cmd_down ;;
   exec) shift; cmd_exec "$@" ;;
   kill) known "${2:?kill needs a node}"; kill_node "$2" ;;
+  stop) known "${2:?stop needs a node}"; stop_node "$2" ;;
   start) known "${2:?start needs a node}"; start_node "$2" ;;
   cut) cmd_cut "${2:-}" ;;
   heal) cmd_heal "${2:-}" ;;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "control.grpc.pb.h"
+#include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
 #include "tests/integration/lab.h"
 
@@ -76,6 +77,13 @@ TEST_CASE("nodes are promoted and demoted, never at the cost of quorum", "[integ
   // w1 now runs a manager: it can read the cluster state itself.
   CHECK(Eventually([&] { return lab.Skep("w1", {"node", "ls"}).code == 0; }));
   CHECK(lab.Skep("m1", {"node", "promote", "w1"}).out == "Node w1 is already a manager.\n");
+  auto cert_role = [&](const std::string& node) {
+    std::ifstream f(lab.CertDir(node) + "/node.crt");
+    std::stringstream pem;
+    pem << f.rdbuf();
+    return skep::pki::ParseCertificate(pem.str()).role;
+  };
+  CHECK(cert_role("w1") == "swarm-manager");  // the certificate was renewed with the new role
 
   o = lab.Skep("m1", {"node", "demote", "m3"});
   CHECK(o.out == "Manager m3 demoted in the swarm.\n");
@@ -83,7 +91,10 @@ TEST_CASE("nodes are promoted and demoted, never at the cost of quorum", "[integ
     auto rows = lab.Nodes("m1");
     return rows.at("m3").manager_status.empty() && rows.at("m3").status == "Ready";
   }));
-  CHECK(Eventually([&] { return lab.Skep("m3", {"node", "ls"}).code == 1; }));
+  CHECK(Eventually([&] {
+    return lab.Skep("m3", {"node", "ls"}).err.find("not a swarm manager") != std::string::npos;
+  }));
+  CHECK(cert_role("m3") == "swarm-worker");
 
   // Managers are now m1, m2, w1. With w1 cut off, demoting m2 would leave m1 alone with an
   // unreachable w1: no quorum. It is refused, with the reason.
@@ -255,7 +266,13 @@ TEST_CASE("restarting every node keeps the swarm's state", "[integration]") {
   REQUIRE(lab.Skep("m1", {"node", "update", "--label-add", "keep=me", "w2"}).code == 0);
   REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "drain", "w1"}).code == 0);
   const auto before = lab.Nodes("m1");
-  for (const char* n : {"m1", "m2", "m3", "w1", "w2"}) lab.Kill(n);
+  // SIGTERM is a clean shutdown: skepd says so and exits.
+  lab.Stop("m2");
+  std::ifstream log(lab.Root() + "/m2/skepd.log");
+  std::stringstream text;
+  text << log.rdbuf();
+  CHECK(text.str().find("msg=\"stopped\"") != std::string::npos);
+  for (const char* n : {"m1", "m3", "w1", "w2"}) lab.Kill(n);
   for (const char* n : {"m1", "m2", "m3", "w1", "w2"}) lab.Start(n);
   CHECK(Eventually(
       [&] {

@@ -94,6 +94,10 @@ Output Lab::Skep(const std::string& node, const std::vector<std::string>& args) 
 }
 
 void Lab::Kill(const std::string& node) const { Lab_({"kill", node}); }
+void Lab::Stop(const std::string& node) const {
+  const Output o = Lab_({"stop", node});
+  if (o.code != 0) throw std::runtime_error("cannot stop " + node + ": " + o.text());
+}
 void Lab::Start(const std::string& node) const {
   const Output o = Lab_({"start", node});
   if (o.code != 0) throw std::runtime_error("cannot start " + node + ": " + o.text());

@@ -32,6 +32,7 @@ class Lab {
   Output Skep(const std::string& node, const std::vector<std::string>& args) const;
   Output Lab_(const std::vector<std::string>& args) const;  // deploy/lab.sh ARGS
   void Kill(const std::string& node) const;
+  void Stop(const std::string& node) const;  // SIGTERM, waits for the exit
   void Start(const std::string& node) const;
   void Cut(const std::string& node) const;
   void Heal(const std::string& node) const;
