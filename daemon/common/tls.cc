@@ -82,7 +82,7 @@ void ConfigureServer(grpc::ServerBuilder& builder) {
   builder.SetMaxSendMessageSize(64 << 20);
 }
 
-Peer PeerOf(const grpc::ServerContext& context) {
+Peer PeerOf(const grpc::ServerContextBase& context) {
   Peer peer;
   const std::string uri = context.peer();  // ipv4:10.0.0.1:1234
   if (uri.rfind("ipv4:", 0) == 0) {

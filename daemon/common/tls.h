@@ -41,6 +41,6 @@ struct Peer {
   std::string cluster_id;
   std::string address;  // the peer's IP
 };
-Peer PeerOf(const grpc::ServerContext& context);
+Peer PeerOf(const grpc::ServerContextBase& context);
 
 }  // namespace skep::tls
