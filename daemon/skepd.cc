@@ -5,11 +5,13 @@
 #include <iostream>
 
 #include "daemon/common/log.h"
+#include "daemon/common/runtime.h"
 #include "daemon/node/node.h"
 
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
+  skep::ConfigureProcess();
   skep::node::NodeOptions opt;
   std::string log_level;
   std::vector<std::string> labels;

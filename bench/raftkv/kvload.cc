@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "daemon/common/runtime.h"
 #include "etcdkv.grpc.pb.h"
 
 using Clock = std::chrono::steady_clock;
@@ -96,6 +97,7 @@ std::string FindLeader(const std::vector<std::string>& endpoints) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  skep::ConfigureProcess();  // the same client settings whichever server it drives
   std::map<std::string, std::string> flags = {
       {"--seconds", "10"}, {"--value-size", "256"}, {"--warmup", "2"}, {"--channels", "8"}};
   for (int i = 1; i + 1 < argc; i += 2) flags[argv[i]] = argv[i + 1];

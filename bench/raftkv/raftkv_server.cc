@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "daemon/common/pki.h"
+#include "daemon/common/runtime.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/raft_transport.h"
 #include "daemon/node/state.h"
@@ -146,6 +147,7 @@ class StatusService final : public etcdserverpb::Maintenance::CallbackService {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ConfigureProcess();
   // Signals are taken by the main thread alone: block them before any thread starts.
   sigset_t signals;
   sigemptyset(&signals);

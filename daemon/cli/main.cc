@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "daemon/cli/command.h"
+#include "daemon/common/runtime.h"
 
 namespace skep::cli {
 
@@ -241,6 +242,7 @@ int Dispatch(int argc, char** argv) {
 }  // namespace skep::cli
 
 int main(int argc, char** argv) {
+  skep::ConfigureProcess();
   try {
     return skep::cli::Dispatch(argc, argv);
   } catch (const skep::cli::UsageError& e) {
