@@ -18,10 +18,15 @@ namespace {
 class Net : public RaftTransport {
  public:
   void Send(raftpb::Message m) override {
-    std::lock_guard lock(mu);
-    if (down.count(m.to()) || down.count(m.from())) return;
-    auto it = nodes.find(m.to());
-    if (it != nodes.end()) it->second->Step(std::move(m));
+    RaftNode* to = nullptr;
+    {
+      std::lock_guard lock(mu);
+      if (down.count(m.to()) || down.count(m.from())) return;
+      auto it = nodes.find(m.to());
+      if (it != nodes.end()) to = it->second;
+    }
+    // Outside the lock: Step may run the receiving node's work right here.
+    if (to) to->Step(std::move(m));
   }
   std::mutex mu;
   std::map<raft::NodeId, RaftNode*> nodes;
