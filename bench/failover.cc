@@ -29,7 +29,8 @@ const std::string kRoot = "/var/lib/skep-lab/" + kLab;
 int Lab(const std::string& args) {
   const std::string cmd = "SKEP_LAB=" + kLab + " SKEP_LAB_NET=10.91.0 SKEP_LAB_NO_BUILD=1 " +
                           "SKEP_LAB_BIN=" SKEP_BINARY_DIR "/daemon " SKEP_SOURCE_DIR
-                          "/deploy/lab.sh " + args + " >/dev/null";
+                          "/deploy/lab.sh " +
+                          args + " >/dev/null";
   return std::system(cmd.c_str());
 }
 
@@ -76,8 +77,10 @@ int main(int argc, char** argv) {
   int runs = 30, managers = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (a == "--managers") managers = std::atoi(argv[i + 1]);
+    if (a == "--runs")
+      runs = std::atoi(argv[i + 1]);
+    else if (a == "--managers")
+      managers = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "usage: failover [--runs N] [--managers N]\n");
       return 2;
@@ -88,7 +91,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::vector<std::string> names;
-  for (int i = 1; i <= managers; ++i) names.push_back("m" + std::to_string(i));
+  for (int i = 1; i <= managers; ++i)
+    names.push_back("m" + std::to_string(i));
   std::vector<double> times;
   for (int run = 1; run <= runs; ++run) {
     const std::string leader = WaitHealthy(names);
@@ -112,7 +116,7 @@ int main(int argc, char** argv) {
     };
     // Steady state before the kill: the node we write through has caught up and forwards to
     // the leader.
-    for (auto until = Clock::now() + 10s; Clock::now() < until && !write("before"); ) {
+    for (auto until = Clock::now() + 10s; Clock::now() < until && !write("before");) {
       std::this_thread::sleep_for(50ms);
     }
     std::this_thread::sleep_for(500ms);
@@ -128,8 +132,8 @@ int main(int argc, char** argv) {
       }
       std::this_thread::sleep_for(5ms);
     }
-    std::fprintf(stderr, "run %2d: killed %s, first write through %s accepted after %.0f ms\n",
-                 run, leader.c_str(), via.c_str(), ms);
+    std::fprintf(stderr, "run %2d: killed %s, first write through %s accepted after %.0f ms\n", run,
+                 leader.c_str(), via.c_str(), ms);
     if (ms >= 0) times.push_back(ms);
     Lab("start " + leader);
   }
@@ -137,11 +141,12 @@ int main(int argc, char** argv) {
   if (!std::getenv("SKEP_FAILOVER_KEEP")) Lab("down");
   if (times.empty()) return 1;
   double sum = 0;
-  for (double t : times) sum += t;
+  for (double t : times)
+    sum += t;
   std::printf("\n%d managers, %zu leader kills (kill -9, then restart)\n\n", managers,
               times.size());
-  std::printf("%-10s %10s %10s %10s %10s %10s\n", "KILLS", "MIN MS", "P50 MS", "P99 MS",
-              "MAX MS", "MEAN MS");
+  std::printf("%-10s %10s %10s %10s %10s %10s\n", "KILLS", "MIN MS", "P50 MS", "P99 MS", "MAX MS",
+              "MEAN MS");
   std::printf("%-10zu %10.0f %10.0f %10.0f %10.0f %10.0f\n", times.size(),
               *std::min_element(times.begin(), times.end()), Percentile(times, 0.5),
               Percentile(times, 0.99), *std::max_element(times.begin(), times.end()),

@@ -149,13 +149,15 @@ void RaftNode::Impl::Track(Index index, Done done) {
 void RaftNode::Impl::FailProposals(const Status& err) {
   auto pending = std::move(proposals);
   proposals.clear();
-  for (auto& [i, p] : pending) p.done(err);
+  for (auto& [i, p] : pending)
+    p.done(err);
 }
 
 void RaftNode::Impl::FailReads(const Status& err) {
   auto waiting = std::move(reads_waiting_index);
   reads_waiting_index.clear();
-  for (auto& [id, r] : waiting) r.done(err);
+  for (auto& [id, r] : waiting)
+    r.done(err);
 }
 
 void RaftNode::Impl::ExpireReads() {
@@ -180,7 +182,8 @@ void RaftNode::Impl::Fail(const std::string& why) {
   FailReads(Status(ErrorCode::kNotLeader, "raft node stopped: " + why));
   auto applying = std::move(reads_waiting_apply);
   reads_waiting_apply.clear();
-  for (auto& [i, d] : applying) d(Status(ErrorCode::kNotLeader, "raft node stopped: " + why));
+  for (auto& [i, d] : applying)
+    d(Status(ErrorCode::kNotLeader, "raft node stopped: " + why));
   if (on_fatal) on_fatal(why);
 }
 
@@ -189,7 +192,8 @@ void RaftNode::Impl::Pump() {
   if (persisting) {
     // The write in progress holds the Ready; what may leave at once still leaves, so that
     // heartbeats and appends keep flowing during a slow write.
-    for (auto& m : node->TakeMessages()) transport->Send(std::move(m));
+    for (auto& m : node->TakeMessages())
+      transport->Send(std::move(m));
     return;
   }
   if (!node->HasReady()) return;
@@ -207,7 +211,8 @@ void RaftNode::Impl::Pump() {
       }
     }
   }
-  for (auto& m : rd->messages) transport->Send(std::move(m));
+  for (auto& m : rd->messages)
+    transport->Send(std::move(m));
   rd->messages.clear();
   persisting = true;
   if (!rd->must_sync) {
@@ -225,7 +230,8 @@ void RaftNode::Impl::Pump() {
       // Acknowledgements leave as soon as what they promise is on disk, from this thread: the
       // hop back to the strand would only delay the leader's commit.
       if (self->Live()) {
-        for (auto& m : rd->persisted_messages) self->transport->Send(std::move(m));
+        for (auto& m : rd->persisted_messages)
+          self->transport->Send(std::move(m));
       }
       rd->persisted_messages.clear();
     } catch (const std::exception& e) {
@@ -244,7 +250,8 @@ void RaftNode::Impl::Pump() {
 
 void RaftNode::Impl::Persisted(std::shared_ptr<raft::Ready> rd) {
   if (!Live()) return;
-  for (auto& m : rd->persisted_messages) transport->Send(std::move(m));
+  for (auto& m : rd->persisted_messages)
+    transport->Send(std::move(m));
   if (rd->snapshot) {
     sm->Restore(*rd->snapshot);
     applied = rd->snapshot->metadata().index();
@@ -260,10 +267,12 @@ void RaftNode::Impl::Persisted(std::shared_ptr<raft::Ready> rd) {
       d(unknown);
     }
   }
-  for (const auto& e : rd->committed_entries) ApplyEntry(e);
+  for (const auto& e : rd->committed_entries)
+    ApplyEntry(e);
   for (const auto& r : rd->read_states) {
     uint64_t id = 0;
-    for (char c : r.context) id = (id << 8) | static_cast<unsigned char>(c);
+    for (char c : r.context)
+      id = (id << 8) | static_cast<unsigned char>(c);
     auto it = reads_waiting_index.find(id);
     if (it == reads_waiting_index.end()) continue;
     reads_waiting_apply.emplace(r.index, std::move(it->second.done));
@@ -344,9 +353,13 @@ RaftNode::RaftNode(asio::io_context& io, const RaftNodeOptions& options, raft::S
                    RaftTransport* transport, RaftStateMachine* state_machine)
     : impl_(std::make_shared<Impl>(io, options, storage, transport, state_machine)) {}
 
-RaftNode::~RaftNode() { Stop(); }
+RaftNode::~RaftNode() {
+  Stop();
+}
 
-RaftNode::Executor& RaftNode::executor() { return impl_->strand; }
+RaftNode::Executor& RaftNode::executor() {
+  return impl_->strand;
+}
 
 void RaftNode::Start() {
   auto snap = impl_->storage->Snapshot();
@@ -425,7 +438,8 @@ void RaftNode::ReadIndex(Done done) {
     if (!self->Live()) return done(kNotRunning);
     const uint64_t id = self->next_read++;
     std::string ctx(8, '\0');
-    for (int b = 0; b < 8; ++b) ctx[7 - b] = static_cast<char>((id >> (8 * b)) & 0xff);
+    for (int b = 0; b < 8; ++b)
+      ctx[7 - b] = static_cast<char>((id >> (8 * b)) & 0xff);
     Status st = self->node->ReadIndex(ctx);
     if (!st.ok()) return done(st);
     self->reads_waiting_index[id] = {std::chrono::steady_clock::now(), std::move(done)};

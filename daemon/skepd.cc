@@ -17,18 +17,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> labels;
   po::options_description desc(
       "Usage: skepd [OPTIONS]\n\nThe skep daemon: one per machine of a swarm.\n\nOptions");
-  desc.add_options()
-      ("help,h", "print this help and exit")
-      ("version,v", "print the version and exit")
-      ("data-dir", po::value(&opt.data_dir)->default_value("/var/lib/skep"),
-       "where the node keeps its state, certificates and raft log")
-      ("control-socket", po::value(&opt.control_socket)->default_value("/run/skep/skepd.sock"),
-       "the unix socket skep talks to")
-      ("hostname", po::value(&opt.hostname), "the name this node is known by (default: the host's)")
-      ("log-level", po::value(&log_level)->default_value("info"),
-       "trace, debug, info, warn or error")
-      ("node-label", po::value(&labels)->composing(),
-       "a label for this node, key=value (repeatable)");
+  desc.add_options()("help,h", "print this help and exit")("version,v",
+                                                           "print the version and exit")(
+      "data-dir", po::value(&opt.data_dir)->default_value("/var/lib/skep"),
+      "where the node keeps its state, certificates and raft log")(
+      "control-socket", po::value(&opt.control_socket)->default_value("/run/skep/skepd.sock"),
+      "the unix socket skep talks to")("hostname", po::value(&opt.hostname),
+                                       "the name this node is known by (default: the host's)")(
+      "log-level", po::value(&log_level)->default_value("info"),
+      "trace, debug, info, warn or error")("node-label", po::value(&labels)->composing(),
+                                           "a label for this node, key=value (repeatable)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);

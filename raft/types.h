@@ -25,7 +25,7 @@ enum class ErrorCode {
   kInvalidConfChange,   // the change makes no sense for the current configuration
   kNotCaughtUp,         // a learner must catch up before it can be promoted
   kInvalidArgument,
-  kOutcomeUnknown,      // a driver lost track of a proposal: it may or may not have committed
+  kOutcomeUnknown,  // a driver lost track of a proposal: it may or may not have committed
 };
 
 class Status {

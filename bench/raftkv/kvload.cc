@@ -100,15 +100,18 @@ int main(int argc, char** argv) {
   skep::ConfigureProcess();  // the same client settings whichever server it drives
   std::map<std::string, std::string> flags = {
       {"--seconds", "10"}, {"--value-size", "256"}, {"--warmup", "2"}, {"--channels", "8"}};
-  for (int i = 1; i + 1 < argc; i += 2) flags[argv[i]] = argv[i + 1];
+  for (int i = 1; i + 1 < argc; i += 2)
+    flags[argv[i]] = argv[i + 1];
   if (!flags.count("--endpoints") || !flags.count("--clients")) {
-    std::fprintf(stderr, "usage: kvload --endpoints ip:port,... --clients N [--seconds S] "
-                         "[--value-size B]\n");
+    std::fprintf(stderr,
+                 "usage: kvload --endpoints ip:port,... --clients N [--seconds S] "
+                 "[--value-size B]\n");
     return 2;
   }
   std::vector<std::string> endpoints;
   std::stringstream ss(flags["--endpoints"]);
-  for (std::string ep; std::getline(ss, ep, ',');) endpoints.push_back(ep);
+  for (std::string ep; std::getline(ss, ep, ',');)
+    endpoints.push_back(ep);
   const std::string leader = FindLeader(endpoints);
   if (leader.empty()) {
     std::fprintf(stderr, "kvload: no leader among %s\n", flags["--endpoints"].c_str());
@@ -125,8 +128,10 @@ int main(int argc, char** argv) {
   }
   std::vector<std::unique_ptr<Writer>> writers;
   s.running = clients;
-  for (int i = 0; i < clients; ++i) writers.push_back(std::make_unique<Writer>(&s, i));
-  for (auto& w : writers) w->Next();
+  for (int i = 0; i < clients; ++i)
+    writers.push_back(std::make_unique<Writer>(&s, i));
+  for (auto& w : writers)
+    w->Next();
   std::this_thread::sleep_for(std::chrono::duration<double>(std::stod(flags["--warmup"])));
   s.measuring = true;
   const auto t0 = Clock::now();
@@ -147,9 +152,10 @@ int main(int argc, char** argv) {
   auto pct = [&](double p) {
     return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(p * lat.size()))];
   };
-  std::printf("clients=%d writes=%zu seconds=%.2f writes_per_sec=%.0f p50_ms=%.3f p99_ms=%.3f "
-              "errors=%llu leader=%s\n",
-              clients, lat.size(), secs, static_cast<double>(lat.size()) / secs, pct(0.50),
-              pct(0.99), static_cast<unsigned long long>(s.errors.load()), leader.c_str());
+  std::printf(
+      "clients=%d writes=%zu seconds=%.2f writes_per_sec=%.0f p50_ms=%.3f p99_ms=%.3f "
+      "errors=%llu leader=%s\n",
+      clients, lat.size(), secs, static_cast<double>(lat.size()) / secs, pct(0.50), pct(0.99),
+      static_cast<unsigned long long>(s.errors.load()), leader.c_str());
   return 0;
 }

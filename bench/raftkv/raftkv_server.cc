@@ -38,9 +38,9 @@ int GenCerts(const std::string& dir, int n) {
   const pki::KeyPair ca = pki::CreateRootCA();
   for (int i = 1; i <= n; ++i) {
     const pki::KeyAndRequest kr = pki::CreateKeyAndRequest();
-    const std::string cert = pki::SignNodeCertificate(
-        ca, kr.csr_pem, "raftkv-" + std::to_string(i), pki::kManagerRole, "raftkv",
-        std::chrono::hours(24));
+    const std::string cert =
+        pki::SignNodeCertificate(ca, kr.csr_pem, "raftkv-" + std::to_string(i), pki::kManagerRole,
+                                 "raftkv", std::chrono::hours(24));
     const tls::Files f = tls::Files::In(dir + "/" + std::to_string(i));
     node::WriteFileAtomically(f.key, kr.key_pem, 0600);
     node::WriteFileAtomically(f.cert, cert, 0644);
@@ -157,7 +157,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() == 3 && args[0] == "gencerts") return GenCerts(args[1], std::stoi(args[2]));
   std::map<std::string, std::string> flags;
-  for (size_t i = 0; i + 1 < args.size(); i += 2) flags[args[i]] = args[i + 1];
+  for (size_t i = 0; i + 1 < args.size(); i += 2)
+    flags[args[i]] = args[i + 1];
   for (const char* f : {"--id", "--peers", "--client-listen", "--data-dir", "--certs"}) {
     if (!flags.count(f)) {
       std::cerr << "raftkv_server: missing " << f << "\n";
@@ -186,7 +187,8 @@ int main(int argc, char** argv) {
   asio::io_context io;
   auto guard = asio::make_work_guard(io);
   std::vector<std::thread> threads;
-  for (int i = 0; i < 2; ++i) threads.emplace_back([&] { io.run(); });
+  for (int i = 0; i < 2; ++i)
+    threads.emplace_back([&] { io.run(); });
   RaftNodeOptions o;
   o.raft.id = id;
   o.raft.seed = id;
@@ -228,6 +230,7 @@ int main(int argc, char** argv) {
   transport.Stop();
   guard.reset();
   io.stop();
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   return 0;
 }

@@ -27,7 +27,7 @@ class UsageError : public std::runtime_error {
 };
 
 struct Invocation {
-  std::string command;  // "node ls"
+  std::string command;                                     // "node ls"
   std::map<std::string, std::vector<std::string>> values;  // flag -> values given
   std::vector<std::string> args;
   std::string host;  // unix:///path of skepd's control socket

@@ -26,7 +26,8 @@ int Info(const Invocation& inv) {
   std::cout << " ClusterID: " << resp.cluster_id() << "\n";
   std::cout << " Node Address: " << resp.node_addr() << "\n";
   std::cout << " Manager Addresses:\n";
-  for (const auto& m : resp.managers()) std::cout << "  " << m.addr() << "\n";
+  for (const auto& m : resp.managers())
+    std::cout << "  " << m.addr() << "\n";
   return 0;
 }
 
@@ -39,7 +40,8 @@ int Version(const Invocation&) {
 
 std::vector<Command> AllCommands() {
   std::vector<Command> all = SwarmCommands();
-  for (auto& c : NodeCommands()) all.push_back(std::move(c));
+  for (auto& c : NodeCommands())
+    all.push_back(std::move(c));
   all.push_back({"info", "", "Display this node's view of the swarm", {}, 0, 0, Info});
   all.push_back({"version", "", "Show the skep version", {}, 0, 0, Version});
   return all;

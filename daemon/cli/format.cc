@@ -10,9 +10,11 @@ namespace skep::cli {
 std::string Table(const std::vector<std::string>& header,
                   const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size(), 0);
-  for (size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (size_t c = 0; c < header.size(); ++c)
+    width[c] = header[c].size();
   for (const auto& r : rows) {
-    for (size_t c = 0; c < r.size() && c < width.size(); ++c) width[c] = std::max(width[c], r[c].size());
+    for (size_t c = 0; c < r.size() && c < width.size(); ++c)
+      width[c] = std::max(width[c], r[c].size());
   }
   auto line = [&](const std::vector<std::string>& cells) {
     std::string out;
@@ -20,11 +22,13 @@ std::string Table(const std::vector<std::string>& header,
       out += cells[c];
       if (c + 1 < cells.size()) out += std::string(width[c] - cells[c].size() + 3, ' ');
     }
-    while (!out.empty() && out.back() == ' ') out.pop_back();
+    while (!out.empty() && out.back() == ' ')
+      out.pop_back();
     return out + "\n";
   };
   std::string out = line(header);
-  for (const auto& r : rows) out += line(r);
+  for (const auto& r : rows)
+    out += line(r);
   return out;
 }
 
@@ -90,7 +94,8 @@ std::string Rfc3339(int64_t unix_nanos) {
     char frac[16];
     snprintf(frac, sizeof(frac), ".%09ld", nanos);
     std::string f = frac;
-    while (f.back() == '0') f.pop_back();
+    while (f.back() == '0')
+      f.pop_back();
     out += f;
   }
   return out + "Z";
@@ -117,7 +122,8 @@ std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
   size_t i = 0;
   while (i < text.size()) {
     size_t j = i;
-    while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.')) ++j;
+    while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.'))
+      ++j;
     if (j == i) return std::nullopt;
     double value = 0;
     try {
@@ -126,16 +132,24 @@ std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
       return std::nullopt;
     }
     size_t k = j;
-    while (k < text.size() && !std::isdigit(static_cast<unsigned char>(text[k])) && text[k] != '.') ++k;
+    while (k < text.size() && !std::isdigit(static_cast<unsigned char>(text[k])) && text[k] != '.')
+      ++k;
     const std::string unit = text.substr(j, k - j);
     double scale = 0;
-    if (unit == "ns") scale = 1;
-    else if (unit == "us" || unit == "\xC2\xB5s") scale = 1e3;
-    else if (unit == "ms") scale = 1e6;
-    else if (unit == "s") scale = 1e9;
-    else if (unit == "m") scale = 60e9;
-    else if (unit == "h") scale = 3600e9;
-    else return std::nullopt;
+    if (unit == "ns")
+      scale = 1;
+    else if (unit == "us" || unit == "\xC2\xB5s")
+      scale = 1e3;
+    else if (unit == "ms")
+      scale = 1e6;
+    else if (unit == "s")
+      scale = 1e9;
+    else if (unit == "m")
+      scale = 60e9;
+    else if (unit == "h")
+      scale = 3600e9;
+    else
+      return std::nullopt;
     total += value * scale;
     i = k;
   }

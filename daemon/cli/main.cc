@@ -66,7 +66,8 @@ void PrintHelp(const Command& c) {
   std::vector<Flag> flags = c.flags;
   flags.push_back({"help", 0, "", "Print usage"});
   size_t width = 0;
-  for (const auto& f : flags) width = std::max(width, FlagColumn(f).size());
+  for (const auto& f : flags)
+    width = std::max(width, FlagColumn(f).size());
   std::cout << "\nOptions:\n";
   for (const auto& f : flags) {
     const std::string col = FlagColumn(f);
@@ -79,10 +80,10 @@ void PrintTopHelp(const std::vector<Command>& cmds) {
             << "  -H, --host string   skepd's control socket (default unix:///run/skep/skepd.sock,"
             << " or $SKEP_HOST)\n      --help          Print usage\n\nCommands:\n";
   size_t width = 0;
-  for (const auto& c : cmds) width = std::max(width, c.path.size());
+  for (const auto& c : cmds)
+    width = std::max(width, c.path.size());
   for (const auto& c : cmds) {
-    std::cout << "  " << c.path << std::string(width - c.path.size() + 3, ' ') << c.summary
-              << "\n";
+    std::cout << "  " << c.path << std::string(width - c.path.size() + 3, ' ') << c.summary << "\n";
   }
   std::cout << "\nRun 'skep COMMAND --help' for more information on a command.\n";
 }
@@ -137,7 +138,8 @@ int Dispatch(int argc, char** argv) {
     }
     if (i + parts.size() > words.size()) continue;
     bool match = true;
-    for (size_t k = 0; k < parts.size(); ++k) match = match && words[i + k] == parts[k];
+    for (size_t k = 0; k < parts.size(); ++k)
+      match = match && words[i + k] == parts[k];
     if (match && parts.size() > used) {
       cmd = &c;
       used = parts.size();
@@ -150,11 +152,13 @@ int Dispatch(int argc, char** argv) {
     }
     // A group name alone prints the group's commands.
     bool group = false;
-    for (const auto& c : cmds) group = group || c.path.rfind(words[i] + " ", 0) == 0;
+    for (const auto& c : cmds)
+      group = group || c.path.rfind(words[i] + " ", 0) == 0;
     if (group && i + 1 == words.size()) {
       std::cout << "\nUsage:  skep " << words[i] << " COMMAND\n\nCommands:\n";
       for (const auto& c : cmds) {
-        if (c.path.rfind(words[i] + " ", 0) == 0) std::cout << "  " << c.path << "\t" << c.summary << "\n";
+        if (c.path.rfind(words[i] + " ", 0) == 0)
+          std::cout << "  " << c.path << "\t" << c.summary << "\n";
       }
       return 0;
     }
@@ -197,7 +201,8 @@ int Dispatch(int argc, char** argv) {
       }
       if (!flag) Usage("unknown flag: --" + name, cmd->path);
     } else {
-      if (w.size() != 2) Usage("unknown shorthand flag: '" + w.substr(1, 1) + "' in " + w, cmd->path);
+      if (w.size() != 2)
+        Usage("unknown shorthand flag: '" + w.substr(1, 1) + "' in " + w, cmd->path);
       for (const auto& f : cmd->flags) {
         if (f.short_name == w[1]) flag = &f;
       }
@@ -231,9 +236,9 @@ int Dispatch(int argc, char** argv) {
       expect = "at most " + std::to_string(cmd->max_args) + " argument" +
                (cmd->max_args == 1 ? "" : "s");
     }
-    throw UsageError("\"skep " + cmd->path + "\" requires " + expect + ".\nSee 'skep " +
-                     cmd->path + " --help'.\n\nUsage:  skep " + cmd->path + " " +
-                     cmd->args_usage + "\n\n" + cmd->summary);
+    throw UsageError("\"skep " + cmd->path + "\" requires " + expect + ".\nSee 'skep " + cmd->path +
+                     " --help'.\n\nUsage:  skep " + cmd->path + " " + cmd->args_usage + "\n\n" +
+                     cmd->summary);
   }
   return cmd->run(inv);
 }

@@ -42,11 +42,14 @@ std::string Lower(std::string s) {
   return s;
 }
 
-std::string RoleName(api::NodeRole r) { return r == api::ROLE_MANAGER ? "manager" : "worker"; }
+std::string RoleName(api::NodeRole r) {
+  return r == api::ROLE_MANAGER ? "manager" : "worker";
+}
 
 int List(const Invocation& inv) {
   api::ListNodesRequest req;
-  for (const auto& f : inv.All("filter")) req.add_filters(f);
+  for (const auto& f : inv.All("filter"))
+    req.add_filters(f);
   api::ListNodesResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -57,7 +60,8 @@ int List(const Invocation& inv) {
            std::tie(b.node().description().hostname(), b.node().id());
   });
   if (inv.Has("quiet")) {
-    for (const auto& v : nodes) std::cout << v.node().id() << "\n";
+    for (const auto& v : nodes)
+      std::cout << v.node().id() << "\n";
     return 0;
   }
   std::vector<std::vector<std::string>> rows;
@@ -67,9 +71,8 @@ int List(const Invocation& inv) {
                     StateName(n.status().state()), AvailabilityName(n.spec().availability()),
                     v.manager_status(), n.description().engine_version()});
   }
-  std::cout << Table({"ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS",
-                      "ENGINE VERSION"},
-                     rows);
+  std::cout << Table(
+      {"ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"}, rows);
   return 0;
 }
 
@@ -86,7 +89,8 @@ api::NodeView Get(const Invocation& inv, const std::string& ref) {
 boost::json::object Labels(const google::protobuf::Map<std::string, std::string>& m) {
   std::map<std::string, std::string> sorted(m.begin(), m.end());
   boost::json::object o;
-  for (const auto& [k, v] : sorted) o[k] = v;
+  for (const auto& [k, v] : sorted)
+    o[k] = v;
   return o;
 }
 
@@ -97,9 +101,10 @@ boost::json::object Json(const api::NodeView& v) {
   o["Version"] = boost::json::object{{"Index", n.meta().version()}};
   o["CreatedAt"] = Rfc3339(n.meta().created_at());
   o["UpdatedAt"] = Rfc3339(n.meta().updated_at());
-  o["Spec"] = boost::json::object{{"Labels", Labels(n.spec().labels())},
-                                  {"Role", RoleName(n.spec().desired_role())},
-                                  {"Availability", Lower(AvailabilityName(n.spec().availability()))}};
+  o["Spec"] =
+      boost::json::object{{"Labels", Labels(n.spec().labels())},
+                          {"Role", RoleName(n.spec().desired_role())},
+                          {"Availability", Lower(AvailabilityName(n.spec().availability()))}};
   const auto& d = n.description();
   o["Description"] = boost::json::object{
       {"Hostname", d.hostname()},
@@ -237,15 +242,18 @@ int UpdateCmd(const Invocation& inv) {
     const size_t eq = l.find('=');
     const std::string key = l.substr(0, eq);
     if (key.empty()) {
-      throw UsageError("invalid argument \"" + l + "\" for --label-add: the key is empty\n"
+      throw UsageError("invalid argument \"" + l +
+                       "\" for --label-add: the key is empty\n"
                        "See 'skep node update --help'.");
     }
     (*req.mutable_label_add())[key] = eq == std::string::npos ? "" : l.substr(eq + 1);
   }
-  for (const auto& k : inv.All("label-rm")) req.add_label_rm(k);
+  for (const auto& k : inv.All("label-rm"))
+    req.add_label_rm(k);
   if (!req.set_availability() && req.label_add().empty() && req.label_rm().empty()) {
-    throw UsageError("nothing to update: give --availability, --label-add or --label-rm\n"
-                     "See 'skep node update --help'.");
+    throw UsageError(
+        "nothing to update: give --availability, --label-add or --label-rm\n"
+        "See 'skep node update --help'.");
   }
   Update(inv, req);
   std::cout << inv.args[0] << "\n";
@@ -276,26 +284,54 @@ int Remove(const Invocation& inv) {
 
 std::vector<Command> NodeCommands() {
   return {
-      {"node ls", "[OPTIONS]", "List nodes in the swarm",
+      {"node ls",
+       "[OPTIONS]",
+       "List nodes in the swarm",
        {{"quiet", 'q', "", "Only display IDs"},
-        {"filter", 'f', "filter", "Filter output (id=, name=, role=manager|worker, label=, "
-                                  "node.label=)",
+        {"filter", 'f', "filter",
+         "Filter output (id=, name=, role=manager|worker, label=, "
+         "node.label=)",
          true}},
-       0, 0, List},
-      {"node inspect", "[OPTIONS] NODE [NODE...]", "Display detailed information on nodes",
-       {{"pretty", 0, "", "Print the information in a human friendly format"}}, 1, SIZE_MAX,
+       0,
+       0,
+       List},
+      {"node inspect",
+       "[OPTIONS] NODE [NODE...]",
+       "Display detailed information on nodes",
+       {{"pretty", 0, "", "Print the information in a human friendly format"}},
+       1,
+       SIZE_MAX,
        Inspect},
-      {"node promote", "NODE [NODE...]", "Promote nodes to managers", {}, 1, SIZE_MAX,
+      {"node promote",
+       "NODE [NODE...]",
+       "Promote nodes to managers",
+       {},
+       1,
+       SIZE_MAX,
        [](const Invocation& inv) { return SetRole(inv, api::ROLE_MANAGER); }},
-      {"node demote", "NODE [NODE...]", "Demote managers to workers", {}, 1, SIZE_MAX,
+      {"node demote",
+       "NODE [NODE...]",
+       "Demote managers to workers",
+       {},
+       1,
+       SIZE_MAX,
        [](const Invocation& inv) { return SetRole(inv, api::ROLE_WORKER); }},
-      {"node update", "[OPTIONS] NODE", "Update a node",
+      {"node update",
+       "[OPTIONS] NODE",
+       "Update a node",
        {{"availability", 0, "string", "Availability of the node (active, pause, drain)"},
         {"label-add", 0, "list", "Add or update a node label (key=value)", true},
         {"label-rm", 0, "list", "Remove a node label if it exists", true}},
-       1, 1, UpdateCmd},
-      {"node rm", "[OPTIONS] NODE [NODE...]", "Remove nodes from the swarm",
-       {{"force", 'f', "", "Remove a node even if it is not down"}}, 1, SIZE_MAX, Remove},
+       1,
+       1,
+       UpdateCmd},
+      {"node rm",
+       "[OPTIONS] NODE [NODE...]",
+       "Remove nodes from the swarm",
+       {{"force", 'f', "", "Remove a node even if it is not down"}},
+       1,
+       SIZE_MAX,
+       Remove},
   };
 }
 

@@ -47,8 +47,9 @@ int Init(const Invocation& inv) {
 
 int Join(const Invocation& inv) {
   if (!inv.Has("token")) {
-    throw UsageError("--token is required: the join token from 'skep swarm join-token' on a "
-                     "manager\nSee 'skep swarm join --help'.");
+    throw UsageError(
+        "--token is required: the join token from 'skep swarm join-token' on a "
+        "manager\nSee 'skep swarm join --help'.");
   }
   api::JoinRequest req;
   req.set_token(inv.Get("token"));
@@ -67,7 +68,8 @@ int Join(const Invocation& inv) {
 int JoinToken(const Invocation& inv) {
   const std::string role = inv.args[0];
   if (role != "worker" && role != "manager") {
-    throw UsageError("unknown role " + role + ": use worker or manager\nSee 'skep swarm "
+    throw UsageError("unknown role " + role +
+                     ": use worker or manager\nSee 'skep swarm "
                      "join-token --help'.");
   }
   api::JoinTokenRequest req;
@@ -109,7 +111,8 @@ int Update(const Invocation& inv) {
   }
   if (!req.heartbeat_period_ms() && !req.election_timeout_ms() && !req.cert_expiry_s() &&
       !req.dispatcher_heartbeat_ms()) {
-    throw UsageError("nothing to update: give at least one option\nSee 'skep swarm update --help'.");
+    throw UsageError(
+        "nothing to update: give at least one option\nSee 'skep swarm update --help'.");
   }
   api::Empty resp;
   grpc::ClientContext ctx;
@@ -139,13 +142,13 @@ int Inspect(const Invocation& inv) {
   o["UpdatedAt"] = Rfc3339(c.meta().updated_at());
   boost::json::object spec;
   spec["Name"] = c.spec().name();
-  spec["Raft"] = boost::json::object{
-      {"HeartbeatPeriod", Ms(c.spec().raft().heartbeat_period_ms())},
-      {"ElectionTimeout", Ms(c.spec().raft().election_timeout_ms())}};
-  spec["Dispatcher"] = boost::json::object{
-      {"HeartbeatPeriod", Ms(c.spec().dispatcher().heartbeat_period_ms())}};
-  spec["CAConfig"] = boost::json::object{
-      {"NodeCertExpiry", Ms(c.spec().ca().node_cert_expiry_s() * 1000)}};
+  spec["Raft"] =
+      boost::json::object{{"HeartbeatPeriod", Ms(c.spec().raft().heartbeat_period_ms())},
+                          {"ElectionTimeout", Ms(c.spec().raft().election_timeout_ms())}};
+  spec["Dispatcher"] =
+      boost::json::object{{"HeartbeatPeriod", Ms(c.spec().dispatcher().heartbeat_period_ms())}};
+  spec["CAConfig"] =
+      boost::json::object{{"NodeCertExpiry", Ms(c.spec().ca().node_cert_expiry_s() * 1000)}};
   o["Spec"] = spec;
   o["RootCADigest"] = c.root_ca().digest();
   std::cout << PrettyJson(boost::json::array{o});
@@ -156,28 +159,48 @@ int Inspect(const Invocation& inv) {
 
 std::vector<Command> SwarmCommands() {
   return {
-      {"swarm init", "[OPTIONS]", "Initialize a swarm, with this node as its first manager",
+      {"swarm init",
+       "[OPTIONS]",
+       "Initialize a swarm, with this node as its first manager",
        {{"advertise-addr", 0, "string", "Address others reach this manager at (ip[:port])"},
         {"listen-addr", 0, "string", "Address to listen on (default 0.0.0.0:2377)"},
         {"force-new-cluster", 0, "", "Make this manager the only one, keeping the state"}},
-       0, 0, Init},
-      {"swarm join", "[OPTIONS] HOST:PORT", "Join a swarm as a worker or a manager",
+       0,
+       0,
+       Init},
+      {"swarm join",
+       "[OPTIONS] HOST:PORT",
+       "Join a swarm as a worker or a manager",
        {{"token", 0, "string", "Token for entry into the swarm"},
         {"advertise-addr", 0, "string", "Address others reach this node at (ip[:port])"},
         {"listen-addr", 0, "string", "Address to listen on if a manager (default 0.0.0.0:2377)"}},
-       1, 1, Join},
-      {"swarm join-token", "[OPTIONS] (worker|manager)", "Manage join tokens",
-       {{"quiet", 'q', "", "Only display the token"},
-        {"rotate", 0, "", "Rotate the join token"}},
-       1, 1, JoinToken},
-      {"swarm leave", "[OPTIONS]", "Leave the swarm",
-       {{"force", 'f', "", "Leave even if this node is a manager"}}, 0, 0, Leave},
-      {"swarm update", "[OPTIONS]", "Update the swarm's settings",
+       1,
+       1,
+       Join},
+      {"swarm join-token",
+       "[OPTIONS] (worker|manager)",
+       "Manage join tokens",
+       {{"quiet", 'q', "", "Only display the token"}, {"rotate", 0, "", "Rotate the join token"}},
+       1,
+       1,
+       JoinToken},
+      {"swarm leave",
+       "[OPTIONS]",
+       "Leave the swarm",
+       {{"force", 'f', "", "Leave even if this node is a manager"}},
+       0,
+       0,
+       Leave},
+      {"swarm update",
+       "[OPTIONS]",
+       "Update the swarm's settings",
        {{"heartbeat-period", 0, "duration", "Raft heartbeat period of the managers (e.g. 100ms)"},
         {"election-timeout", 0, "duration", "Raft election timeout of the managers (e.g. 1s)"},
         {"cert-expiry", 0, "duration", "Validity period of node certificates (e.g. 2160h)"},
         {"dispatcher-heartbeat", 0, "duration", "Agents' heartbeat period (e.g. 5s)"}},
-       0, 0, Update},
+       0,
+       0,
+       Update},
       {"swarm inspect", "", "Display the swarm's settings", {}, 0, 0, Inspect},
   };
 }

@@ -14,6 +14,5 @@ std::string Quote(const std::string& s);
 
 }  // namespace skep::log
 
-#define SKEP_LOG(lvl, component, ...)                                   \
-  ::spdlog::lvl("component={} msg={}", component,                       \
-                ::skep::log::Quote(::fmt::format(__VA_ARGS__)))
+#define SKEP_LOG(lvl, component, ...) \
+  ::spdlog::lvl("component={} msg={}", component, ::skep::log::Quote(::fmt::format(__VA_ARGS__)))

@@ -166,7 +166,9 @@ bool IsBase36(const std::string& s) {
 
 }  // namespace
 
-std::string RandomId() { return RandomBase36(25); }
+std::string RandomId() {
+  return RandomBase36(25);
+}
 
 KeyPair CreateRootCA(std::chrono::seconds validity) {
   Key key = NewKey();
@@ -233,7 +235,8 @@ std::string SignNodeCertificate(const KeyPair& ca, const std::string& csr_pem,
   X509_set_issuer_name(cert.get(), X509_get_subject_name(ca_cert.get()));
   X509_set_pubkey(cert.get(), pub.get());
   AddExtension(cert.get(), ca_cert.get(), NID_basic_constraints, "critical,CA:FALSE");
-  AddExtension(cert.get(), ca_cert.get(), NID_key_usage, "critical,digitalSignature,keyEncipherment");
+  AddExtension(cert.get(), ca_cert.get(), NID_key_usage,
+               "critical,digitalSignature,keyEncipherment");
   AddExtension(cert.get(), ca_cert.get(), NID_ext_key_usage, "serverAuth,clientAuth");
   AddExtension(cert.get(), ca_cert.get(), NID_authority_key_identifier, "keyid:always");
   if (!X509_sign(cert.get(), ca_key.get(), EVP_sha256())) Fail("cannot sign the certificate");

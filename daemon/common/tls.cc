@@ -97,7 +97,8 @@ Peer PeerOf(const grpc::ServerContextBase& context) {
   auto pems = auth->FindPropertyValues("x509_pem_cert");
   if (pems.empty()) return peer;
   try {
-    const pki::CertInfo info = pki::ParseCertificate(std::string(pems.front().data(), pems.front().size()));
+    const pki::CertInfo info =
+        pki::ParseCertificate(std::string(pems.front().data(), pems.front().size()));
     peer.has_certificate = true;
     peer.node_id = info.node_id;
     peer.role = info.role;

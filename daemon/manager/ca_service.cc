@@ -19,12 +19,13 @@ std::chrono::seconds CertExpiry(const api::Cluster& c) {
   return std::chrono::seconds(s > 0 ? s : kNodeCertExpiryS);
 }
 
-pki::KeyPair CaKeys(const api::Cluster& c) { return {c.root_ca().key_pem(), c.root_ca().cert_pem()}; }
+pki::KeyPair CaKeys(const api::Cluster& c) {
+  return {c.root_ca().key_pem(), c.root_ca().cert_pem()};
+}
 
 }  // namespace
 
-grpc::Status CAService::GetRootCACertificate(grpc::ServerContext*,
-                                             const api::GetRootCARequest* req,
+grpc::Status CAService::GetRootCACertificate(grpc::ServerContext*, const api::GetRootCARequest* req,
                                              api::GetRootCAResponse* resp) {
   if (auto c = m_->store().GetCluster()) {
     resp->set_cert_pem(c->root_ca().cert_pem());
@@ -118,7 +119,8 @@ grpc::Status CAService::JoinNode(grpc::ServerContext*, const api::JoinNodeReques
   resp->set_cert_pem(cert);
   resp->set_role(role);
   resp->set_cluster_id(cluster->id());
-  for (const auto& p : m_->Managers()) *resp->add_managers() = p;
+  for (const auto& p : m_->Managers())
+    *resp->add_managers() = p;
   return grpc::Status::OK;
 }
 
@@ -149,12 +151,11 @@ grpc::Status CAService::RenewCertificate(grpc::ServerContext* c,
     return {StatusCode::INVALID_ARGUMENT, std::string("bad certificate request: ") + e.what()};
   }
   if (node->role() != role) {
-    node->set_role(role);
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    *a->mutable_node() = *node;
-    if (grpc::Status st = m_->Write(batch); !st.ok()) return st;
+    grpc::Status st = m_->UpdateNode(node->id(), [&](api::Node& n) {
+      n.set_role(role);
+      return grpc::Status::OK;
+    });
+    if (!st.ok()) return st;
     SKEP_LOG(info, "ca", "node {} now holds a {} certificate", node->id(), role_name);
   }
   resp->set_cert_pem(cert);

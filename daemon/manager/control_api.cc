@@ -15,57 +15,22 @@ namespace {
 constexpr auto kForwardDeadline = std::chrono::seconds(5);
 constexpr size_t kRetiredTokensKept = 10;
 
-grpc::Status Invalid(const std::string& msg) { return {StatusCode::INVALID_ARGUMENT, msg}; }
+grpc::Status Invalid(const std::string& msg) {
+  return {StatusCode::INVALID_ARGUMENT, msg};
+}
 grpc::Status Precondition(const std::string& msg) {
   return {StatusCode::FAILED_PRECONDITION, msg};
 }
 
-std::string Hostname(const api::Node& n) { return n.description().hostname(); }
-
-// Read-modify-write of one node, retried when a concurrent change got there first.
-template <class Modify>
-grpc::Status UpdateNodeObject(Manager* m, const std::string& id, Modify modify,
-                              api::Node* out = nullptr) {
-  for (int attempt = 0;; ++attempt) {
-    auto n = m->store().GetNode(id);
-    if (!n) return {StatusCode::NOT_FOUND, "node " + id + " not found"};
-    if (grpc::Status st = modify(*n); !st.ok()) return st;
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    *a->mutable_node() = *n;
-    grpc::Status st = m->Write(batch);
-    const bool conflict = st.error_code() == StatusCode::FAILED_PRECONDITION &&
-                          st.error_message().rfind("update out of sequence", 0) == 0;
-    if (conflict && attempt < 3) continue;
-    if (st.ok() && out != nullptr) *out = *m->store().GetNode(id);
-    return st;
-  }
-}
-
-template <class Modify>
-grpc::Status UpdateClusterObject(Manager* m, Modify modify) {
-  for (int attempt = 0;; ++attempt) {
-    auto c = m->store().GetCluster();
-    if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
-    if (grpc::Status st = modify(*c); !st.ok()) return st;
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    *a->mutable_cluster() = *c;
-    grpc::Status st = m->Write(batch);
-    const bool conflict = st.error_code() == StatusCode::FAILED_PRECONDITION &&
-                          st.error_message().rfind("update out of sequence", 0) == 0;
-    if (conflict && attempt < 3) continue;
-    return st;
-  }
+std::string Hostname(const api::Node& n) {
+  return n.description().hostname();
 }
 
 }  // namespace
 
 template <class Req, class Resp>
 grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,
-                                                                           const Req&, Resp*),
+                                                                            const Req&, Resp*),
                                  const Req& req, Resp* resp) {
   auto leader = m_->Leader();
   if (!leader) return m_->NoLeaderStatus();
@@ -73,7 +38,8 @@ grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kForwardDeadline);
   grpc::Status st = ((*stub).*method)(&ctx, req, resp);
-  if (st.error_code() == StatusCode::UNAVAILABLE || st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
+  if (st.error_code() == StatusCode::UNAVAILABLE ||
+      st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
     // The leader may have just come back: retry the connection at once next time rather than
     // after gRPC's reconnect backoff.
     grpc::experimental::ChannelResetConnectionBackoff(m_->ChannelTo(leader->addr).get());
@@ -135,12 +101,12 @@ grpc::Status ControlApi::InspectSwarm(const api::Empty& req, api::ClusterView* r
 
 grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateSwarm, req, resp);
-  return UpdateClusterObject(m_, [&](api::Cluster& c) -> grpc::Status {
+  return m_->UpdateCluster([&](api::Cluster& c) -> grpc::Status {
     auto* spec = c.mutable_spec();
-    const int64_t hb = req.heartbeat_period_ms() ? req.heartbeat_period_ms()
-                                                 : spec->raft().heartbeat_period_ms();
-    const int64_t el = req.election_timeout_ms() ? req.election_timeout_ms()
-                                                 : spec->raft().election_timeout_ms();
+    const int64_t hb =
+        req.heartbeat_period_ms() ? req.heartbeat_period_ms() : spec->raft().heartbeat_period_ms();
+    const int64_t el =
+        req.election_timeout_ms() ? req.election_timeout_ms() : spec->raft().election_timeout_ms();
     if (req.heartbeat_period_ms() && (hb < 50 || hb > 10000)) {
       return Invalid("invalid heartbeat period " + std::to_string(hb) +
                      "ms: it must be between 50ms and 10s");
@@ -174,7 +140,7 @@ grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
                                       api::JoinTokenResponse* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetJoinToken, req, resp);
   if (req.rotate()) {
-    grpc::Status st = UpdateClusterObject(m_, [&](api::Cluster& c) -> grpc::Status {
+    grpc::Status st = m_->UpdateCluster([&](api::Cluster& c) -> grpc::Status {
       auto* ca = c.mutable_root_ca();
       auto* tokens = ca->mutable_join_tokens();
       std::string* token =
@@ -196,8 +162,7 @@ grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
   return grpc::Status::OK;
 }
 
-grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req,
-                                   api::ListNodesResponse* resp) {
+grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req, api::ListNodesResponse* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::ListNodes, req, resp);
   struct Filter {
     std::string key, value;
@@ -227,8 +192,7 @@ grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req,
       } else if (f.key == "name") {
         keep = keep && Hostname(n).find(f.value) != std::string::npos;
       } else {
-        const auto& labels =
-            f.key == "label" ? n.description().engine_labels() : n.spec().labels();
+        const auto& labels = f.key == "label" ? n.description().engine_labels() : n.spec().labels();
         const size_t eq = f.value.find('=');
         const std::string k = f.value.substr(0, eq);
         auto it = labels.find(k);
@@ -263,12 +227,13 @@ grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& req, api::Node
     }
   }
   api::Node updated;
-  grpc::Status st = UpdateNodeObject(
-      m_, target.id(),
+  grpc::Status st = m_->UpdateNode(
+      target.id(),
       [&](api::Node& n) -> grpc::Status {
         auto* spec = n.mutable_spec();
         if (req.set_availability()) spec->set_availability(req.availability());
-        for (const auto& [k, v] : req.label_add()) (*spec->mutable_labels())[k] = v;
+        for (const auto& [k, v] : req.label_add())
+          (*spec->mutable_labels())[k] = v;
         for (const auto& k : req.label_rm()) {
           if (spec->labels().count(k) == 0) {
             return Invalid("node " + Hostname(n) + " has no label '" + k + "'");
@@ -314,31 +279,29 @@ grpc::Status RequireManager(grpc::ServerContext* c) {
     return {StatusCode::UNAUTHENTICATED, "the control API needs a node certificate"};
   }
   if (p.role != pki::kManagerRole) {
-    return {StatusCode::PERMISSION_DENIED,
-            "the control API is for managers only: node " + p.node_id + " has a " + p.role +
-                " certificate"};
+    return {StatusCode::PERMISSION_DENIED, "the control API is for managers only: node " +
+                                               p.node_id + " has a " + p.role + " certificate"};
   }
   return grpc::Status::OK;
 }
 
 }  // namespace
 
-#define SKEP_MANAGER_ONLY(call)                          \
-  if (grpc::Status st = RequireManager(c); !st.ok()) {   \
-    return st;                                           \
-  }                                                      \
+#define SKEP_MANAGER_ONLY(call)                        \
+  if (grpc::Status st = RequireManager(c); !st.ok()) { \
+    return st;                                         \
+  }                                                    \
   return call
 
 grpc::Status ControlService::InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
                                           api::ClusterView* resp) {
   SKEP_MANAGER_ONLY(api_->InspectSwarm(*req, resp));
 }
-grpc::Status ControlService::UpdateSwarm(grpc::ServerContext* c,
-                                         const api::UpdateSwarmRequest* req, api::Empty* resp) {
+grpc::Status ControlService::UpdateSwarm(grpc::ServerContext* c, const api::UpdateSwarmRequest* req,
+                                         api::Empty* resp) {
   SKEP_MANAGER_ONLY(api_->UpdateSwarm(*req, resp));
 }
-grpc::Status ControlService::GetJoinToken(grpc::ServerContext* c,
-                                          const api::JoinTokenRequest* req,
+grpc::Status ControlService::GetJoinToken(grpc::ServerContext* c, const api::JoinTokenRequest* req,
                                           api::JoinTokenResponse* resp) {
   SKEP_MANAGER_ONLY(api_->GetJoinToken(*req, resp));
 }
@@ -350,12 +313,12 @@ grpc::Status ControlService::GetNode(grpc::ServerContext* c, const api::NodeRef*
                                      api::NodeView* resp) {
   SKEP_MANAGER_ONLY(api_->GetNode(*req, resp));
 }
-grpc::Status ControlService::UpdateNode(grpc::ServerContext* c,
-                                        const api::UpdateNodeRequest* req, api::NodeView* resp) {
+grpc::Status ControlService::UpdateNode(grpc::ServerContext* c, const api::UpdateNodeRequest* req,
+                                        api::NodeView* resp) {
   SKEP_MANAGER_ONLY(api_->UpdateNode(*req, resp));
 }
-grpc::Status ControlService::RemoveNode(grpc::ServerContext* c,
-                                        const api::RemoveNodeRequest* req, api::Empty* resp) {
+grpc::Status ControlService::RemoveNode(grpc::ServerContext* c, const api::RemoveNodeRequest* req,
+                                        api::Empty* resp) {
   SKEP_MANAGER_ONLY(api_->RemoveNode(*req, resp));
 }
 

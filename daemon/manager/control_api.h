@@ -26,8 +26,8 @@ class ControlApi {
 
  private:
   template <class Req, class Resp>
-  grpc::Status Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,
-                                                                  const Req&, Resp*),
+  grpc::Status Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                                  Resp*),
                        const Req& req, Resp* resp);
   grpc::Status Resolve(const std::string& ref, api::Node* out) const;
   api::NodeView View(const api::Node& n) const;

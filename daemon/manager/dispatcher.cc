@@ -35,7 +35,8 @@ grpc::Status Dispatcher::NotLeader() const {
 api::SessionMessage Dispatcher::Message(const SessionState& s) const {
   api::SessionMessage msg;
   msg.set_session_id(s.id);
-  for (const auto& p : manager_->Managers()) *msg.add_managers() = p;
+  for (const auto& p : manager_->Managers())
+    *msg.add_managers() = p;
   if (auto n = manager_->store().GetNode(s.node_id)) *msg.mutable_node() = *n;
   msg.set_heartbeat_period_ms(Period().count());
   if (auto l = manager_->Leader()) msg.set_leader_addr(l->addr);
@@ -43,21 +44,12 @@ api::SessionMessage Dispatcher::Message(const SessionState& s) const {
 }
 
 void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    auto n = manager_->store().GetNode(node_id);
-    if (!n) return;
-    if (n->status().state() == api::NODE_STATE_READY && n->status().addr() == addr) return;
-    n->mutable_status()->set_state(api::NODE_STATE_READY);
-    n->mutable_status()->set_message("");
-    n->mutable_status()->set_addr(addr);
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    *a->mutable_node() = *n;
-    grpc::Status st = manager_->Write(batch);
-    if (st.ok()) return;
-    if (st.error_code() != grpc::StatusCode::FAILED_PRECONDITION) return;  // no longer leader
-  }
+  (void)manager_->UpdateNode(node_id, [&](api::Node& n) {
+    n.mutable_status()->set_state(api::NODE_STATE_READY);
+    n.mutable_status()->set_message("");
+    n.mutable_status()->set_addr(addr);
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::SessionRequest& request,
@@ -81,18 +73,10 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
     sessions_[peer.node_id] = s;
   }
   // What the node reports about itself (hostname, version, labels) is kept up to date.
-  if (node->description().SerializeAsString() != request.description().SerializeAsString()) {
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      auto n = manager_->store().GetNode(peer.node_id);
-      if (!n) break;
-      *n->mutable_description() = request.description();
-      api::StoreBatch batch;
-      auto* a = batch.add_actions();
-      a->set_kind(api::StoreAction::UPDATE);
-      *a->mutable_node() = *n;
-      if (manager_->Write(batch).ok()) break;
-    }
-  }
+  (void)manager_->UpdateNode(peer.node_id, [&](api::Node& n) {
+    *n.mutable_description() = request.description();
+    return grpc::Status::OK;
+  });
   MarkReady(peer.node_id, peer.address);
   SKEP_LOG(debug, "dispatcher", "session {} opened for node {} from {}", s->id, peer.node_id,
            peer.address);
@@ -156,14 +140,16 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
       }
     }
   } else {
-    for (auto& [id, s] : sessions_) s->dirty = true;
+    for (auto& [id, s] : sessions_)
+      s->dirty = true;
   }
   cv_.notify_all();
 }
 
 void Dispatcher::OnManagersChanged() {
   std::lock_guard lock(mu_);
-  for (auto& [id, s] : sessions_) s->dirty = true;
+  for (auto& [id, s] : sessions_)
+    s->dirty = true;
   cv_.notify_all();
 }
 
@@ -176,7 +162,8 @@ void Dispatcher::OnLeadershipChange(bool leader) {
   } else {
     sessions_.clear();
   }
-  for (auto& [id, s] : sessions_) s->dirty = true;
+  for (auto& [id, s] : sessions_)
+    s->dirty = true;
   cv_.notify_all();
 }
 
@@ -195,17 +182,21 @@ void Dispatcher::CheckNodes() {
     }
   }
   for (const auto& id : down) {
-    auto n = manager_->store().GetNode(id);
-    if (!n || n->status().state() == api::NODE_STATE_DOWN) continue;
-    n->mutable_status()->set_state(api::NODE_STATE_DOWN);
-    n->mutable_status()->set_message("heartbeat failure");
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    *a->mutable_node() = *n;
-    if (manager_->Write(batch).ok()) {
+    bool marked = false;
+    api::Node n;
+    grpc::Status st = manager_->UpdateNode(
+        id,
+        [&](api::Node& node) {
+          if (node.status().state() == api::NODE_STATE_DOWN) return grpc::Status::OK;
+          node.mutable_status()->set_state(api::NODE_STATE_DOWN);
+          node.mutable_status()->set_message("heartbeat failure");
+          marked = true;
+          return grpc::Status::OK;
+        },
+        &n);
+    if (st.ok() && marked) {
       SKEP_LOG(info, "dispatcher", "node {} ({}) is down: no heartbeat for {} ms", id,
-               n->description().hostname(),
+               n.description().hostname(),
                std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
     }
   }

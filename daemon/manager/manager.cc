@@ -31,7 +31,9 @@ namespace {
 // Raft runs on a 50 ms clock; the cluster's settings are converted to ticks of it.
 constexpr std::chrono::milliseconds kTick(50);
 
-int ToTicks(int64_t ms) { return static_cast<int>(std::max<int64_t>(1, ms / kTick.count())); }
+int ToTicks(int64_t ms) {
+  return static_cast<int>(std::max<int64_t>(1, ms / kTick.count()));
+}
 
 int64_t NowNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -93,17 +95,23 @@ class Manager::Impl {
 Manager::Manager(ManagerOptions options)
     : options_(std::move(options)), impl_(std::make_unique<Impl>(this)) {}
 
-Manager::~Manager() { Stop(); }
+Manager::~Manager() {
+  Stop();
+}
 
-Dispatcher& Manager::dispatcher() { return *impl_->dispatcher; }
-ControlApi& Manager::control() { return *impl_->control; }
+Dispatcher& Manager::dispatcher() {
+  return *impl_->dispatcher;
+}
+ControlApi& Manager::control() {
+  return *impl_->control;
+}
 
 void Manager::Impl::RewriteForNewCluster() {
   // Everything this manager holds counts as committed, and a configuration entry makes it the
   // only member (§4.1: the latest configuration in the log is the one in force).
   const raft::Index last = storage->LastIndex();
-  const raft::Term term = std::max<raft::Term>(storage->HardState().term(),
-                                               storage->TermAt(last).value_or(0)) + 1;
+  const raft::Term term =
+      std::max<raft::Term>(storage->HardState().term(), storage->TermAt(last).value_or(0)) + 1;
   raftpb::ConfChange cc;
   cc.set_type(raftpb::CONF_REMOVE);
   *cc.mutable_result() = raft::MakeConfState({m->options_.raft_id});
@@ -117,8 +125,10 @@ void Manager::Impl::RewriteForNewCluster() {
   hs.set_vote(m->options_.raft_id);
   hs.set_commit(last + 1);
   storage->Save(&hs, {e}, nullptr);
-  SKEP_LOG(warn, "manager", "forced a new cluster: this manager is now the only raft member "
-           "(log up to index {} kept)", last);
+  SKEP_LOG(warn, "manager",
+           "forced a new cluster: this manager is now the only raft member "
+           "(log up to index {} kept)",
+           last);
 }
 
 void Manager::Start() {
@@ -184,7 +194,8 @@ void Manager::Start() {
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
 
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
-  for (int i = 0; i < 2; ++i) impl_->threads.emplace_back([this] { impl_->io.run(); });
+  for (int i = 0; i < 2; ++i)
+    impl_->threads.emplace_back([this] { impl_->io.run(); });
   impl_->raft->Start();
 
   grpc::ServerBuilder builder;
@@ -256,7 +267,8 @@ void Manager::Stop() {
   asio::post(impl_->housekeeping, [this] { impl_->timer.cancel(); });
   if (impl_->guard) impl_->guard.reset();
   impl_->io.stop();
-  for (auto& t : impl_->threads) t.join();
+  for (auto& t : impl_->threads)
+    t.join();
   impl_->threads.clear();
 }
 
@@ -285,7 +297,9 @@ std::optional<Manager::LeaderInfo> Manager::Leader() const {
   return info;
 }
 
-int64_t Manager::Impl::ElectionMs() const { return applied_election_ms; }
+int64_t Manager::Impl::ElectionMs() const {
+  return applied_election_ms;
+}
 
 grpc::Status Manager::NoLeaderStatus() const {
   const raft::NodeStatus st = impl_->raft->GetStatus();
@@ -293,14 +307,14 @@ grpc::Status Manager::NoLeaderStatus() const {
   for (uint64_t v : st.conf.voters()) {
     if (v != options_.raft_id) others.push_back(v);
   }
-  const auto silent = impl_->transport->Silent(
-      others, std::chrono::milliseconds(2 * impl_->ElectionMs() + 500));
+  const auto silent =
+      impl_->transport->Silent(others, std::chrono::milliseconds(2 * impl_->ElectionMs() + 500));
   const size_t total = static_cast<size_t>(st.conf.voters_size());
   const size_t need = raft::QuorumSize(total);
-  std::string msg = "the swarm does not have a leader: " + std::to_string(silent.size()) +
-                    " of " + std::to_string(total) + " managers " +
-                    (silent.size() == 1 ? "is" : "are") + " unreachable, and electing one needs " +
-                    std::to_string(need) + " of them online. If the unreachable managers are " +
+  std::string msg = "the swarm does not have a leader: " + std::to_string(silent.size()) + " of " +
+                    std::to_string(total) + " managers " + (silent.size() == 1 ? "is" : "are") +
+                    " unreachable, and electing one needs " + std::to_string(need) +
+                    " of them online. If the unreachable managers are " +
                     "gone for good, run 'skep swarm init --force-new-cluster' on a surviving " +
                     "manager to recover";
   return {grpc::StatusCode::UNAVAILABLE, msg};
@@ -345,7 +359,59 @@ grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds tim
   return *outcome->status;
 }
 
-raft::NodeStatus Manager::RaftStatus() const { return impl_->raft->GetStatus(); }
+namespace {
+
+// The read-modify-write loop of UpdateNode and UpdateCluster.
+template <class T>
+grpc::Status Update(Manager* m, const std::function<std::optional<T>()>& read,
+                    const std::function<void(api::StoreAction*, const T&)>& set,
+                    const std::function<grpc::Status(T&)>& modify, const std::string& what,
+                    T* updated) {
+  for (int attempt = 0;; ++attempt) {
+    std::optional<T> obj = read();
+    if (!obj) return {grpc::StatusCode::NOT_FOUND, what + " not found"};
+    const std::string before = obj->SerializeAsString();
+    if (grpc::Status st = modify(*obj); !st.ok()) return st;
+    if (obj->SerializeAsString() == before) {
+      if (updated != nullptr) *updated = *obj;
+      return grpc::Status::OK;
+    }
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    set(a, *obj);
+    grpc::Status st = m->Write(batch);
+    const bool conflict = st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
+                          st.error_message().rfind("update out of sequence", 0) == 0;
+    if (conflict && attempt < 3) continue;
+    if (st.ok() && updated != nullptr) {
+      if (auto now = read()) *updated = *now;
+    }
+    return st;
+  }
+}
+
+}  // namespace
+
+grpc::Status Manager::UpdateNode(const std::string& id,
+                                 const std::function<grpc::Status(api::Node&)>& modify,
+                                 api::Node* updated) {
+  return Update<api::Node>(
+      this, [&] { return store_.GetNode(id); },
+      [](api::StoreAction* a, const api::Node& n) { *a->mutable_node() = n; }, modify, "node " + id,
+      updated);
+}
+
+grpc::Status Manager::UpdateCluster(const std::function<grpc::Status(api::Cluster&)>& modify) {
+  return Update<api::Cluster>(
+      this, [&] { return store_.GetCluster(); },
+      [](api::StoreAction* a, const api::Cluster& c) { *a->mutable_cluster() = c; }, modify,
+      "the cluster", nullptr);
+}
+
+raft::NodeStatus Manager::RaftStatus() const {
+  return impl_->raft->GetStatus();
+}
 
 bool Manager::Impl::Reachable(uint64_t raft_id) const {
   if (raft_id == m->options_.raft_id) return true;
@@ -500,8 +566,8 @@ void Manager::Impl::Reconcile(const raft::NodeStatus& st) {
       raft->ProposeConfChange(raftpb::CONF_REMOVE, n.raft_id(), "", done("removed", n.raft_id()));
       return;
     }
-    if (n.spec().desired_role() == api::ROLE_MANAGER && n.role() == api::ROLE_MANAGER &&
-        !member && !n.advertise_addr().empty()) {
+    if (n.spec().desired_role() == api::ROLE_MANAGER && n.role() == api::ROLE_MANAGER && !member &&
+        !n.advertise_addr().empty()) {
       transport->SetPeer(n.raft_id(), n.advertise_addr());
       raft->ProposeConfChange(raftpb::CONF_ADD_LEARNER, n.raft_id(), n.advertise_addr(),
                               done("added as a learner", n.raft_id()));

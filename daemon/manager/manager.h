@@ -8,6 +8,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,7 +26,7 @@ class ControlApi;
 class Dispatcher;
 
 struct ManagerOptions {
-  std::string data_dir;        // the raft log lives in data_dir/raft
+  std::string data_dir;  // the raft log lives in data_dir/raft
   std::string node_id;
   uint64_t raft_id = 0;
   std::string advertise_addr;  // ip:port other nodes reach this manager at
@@ -76,14 +77,20 @@ class Manager {
   // Proposes a batch and waits until it is applied here. Only on the leader.
   grpc::Status Write(api::StoreBatch batch,
                      std::chrono::milliseconds timeout = std::chrono::seconds(4));
+  // Read-modify-write of one object: `modify` changes a fresh copy, or refuses with an error.
+  // Nothing is written when it changed nothing; a write that lost a race with another change
+  // ("update out of sequence") is made again from the newer copy.
+  grpc::Status UpdateNode(const std::string& id,
+                          const std::function<grpc::Status(api::Node&)>& modify,
+                          api::Node* updated = nullptr);
+  grpc::Status UpdateCluster(const std::function<grpc::Status(api::Cluster&)>& modify);
 
   raft::NodeStatus RaftStatus() const;
   // Leader, Reachable, Unreachable, or empty for a node outside the raft group.
   std::string ManagerStatusOf(const api::Node& node) const;
   std::vector<api::ManagerPeer> Managers() const;
   // Whether removing raft member `raft_id` keeps a reachable quorum; if not, why not.
-  std::optional<std::string> QuorumRiskOfRemoving(uint64_t raft_id,
-                                                  const std::string& what) const;
+  std::optional<std::string> QuorumRiskOfRemoving(uint64_t raft_id, const std::string& what) const;
 
   // A channel to another manager, authenticated with this node's certificate.
   std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);

@@ -9,7 +9,7 @@ namespace skep::manager {
 namespace {
 constexpr size_t kMaxQueued = 8192;
 constexpr char kFromHeader[] = "skep-raft-from";  // "<raft id> <ip:port>"
-}
+}  // namespace
 
 struct GrpcRaftTransport::Peer {
   uint64_t id = 0;
@@ -27,7 +27,9 @@ GrpcRaftTransport::GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> c
                                      uint64_t self, std::string self_addr)
     : credentials_(std::move(credentials)), self_(self), self_addr_(std::move(self_addr)) {}
 
-GrpcRaftTransport::~GrpcRaftTransport() { Stop(); }
+GrpcRaftTransport::~GrpcRaftTransport() {
+  Stop();
+}
 
 void GrpcRaftTransport::Stop() {
   std::map<uint64_t, std::shared_ptr<Peer>> peers;
@@ -45,7 +47,8 @@ void GrpcRaftTransport::Stop() {
     }
     p->cv.notify_all();
   }
-  for (auto& [id, p] : peers) p->thread.join();
+  for (auto& [id, p] : peers)
+    p->thread.join();
 }
 
 void GrpcRaftTransport::SetPeer(uint64_t raft_id, const std::string& addr) {
@@ -152,7 +155,8 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
       grpc::experimental::ChannelResetConnectionBackoff(channel.get());
     }
     auto ctx = std::make_unique<grpc::ClientContext>();
-    if (!self_addr_.empty()) ctx->AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
+    if (!self_addr_.empty())
+      ctx->AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
     grpc::ClientContext* raw = ctx.get();
     {
       std::lock_guard lock(p->mu);
@@ -194,8 +198,7 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
 }
 
 grpc::Status RaftService::Stream(grpc::ServerContext* context,
-                                 grpc::ServerReader<raftpb::Message>* reader,
-                                 raftpb::StreamAck*) {
+                                 grpc::ServerReader<raftpb::Message>* reader, raftpb::StreamAck*) {
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate || peer.role != pki::kManagerRole) {
     return {grpc::StatusCode::PERMISSION_DENIED, "raft traffic needs a manager certificate"};

@@ -11,7 +11,28 @@ const std::string& IdOf(const api::StoreAction& a) {
   return a.has_node() ? a.node().id() : a.cluster().id();
 }
 
-const char* KindName(const api::StoreAction& a) { return a.has_node() ? "node" : "cluster"; }
+const char* KindName(const api::StoreAction& a) {
+  return a.has_node() ? "node" : "cluster";
+}
+
+// Applies one checked action to the objects of its kind; returns the object after the change
+// (before it, for a removal). The version is the index of the entry that changed it.
+template <class T>
+T ApplyAction(std::map<std::string, T>& objects, api::StoreAction::Kind kind, T obj,
+              int64_t proposed_at, uint64_t index) {
+  if (kind == api::StoreAction::REMOVE) {
+    T old = objects.at(obj.id());
+    objects.erase(obj.id());
+    return old;
+  }
+  const int64_t created =
+      kind == api::StoreAction::CREATE ? proposed_at : objects.at(obj.id()).meta().created_at();
+  obj.mutable_meta()->set_created_at(created);
+  obj.mutable_meta()->set_updated_at(proposed_at);
+  obj.mutable_meta()->set_version(index);
+  objects[obj.id()] = obj;
+  return obj;
+}
 
 }  // namespace
 
@@ -26,7 +47,8 @@ std::vector<api::Node> Store::ListNodes() const {
   std::shared_lock lock(mu_);
   std::vector<api::Node> out;
   out.reserve(nodes_.size());
-  for (const auto& [id, n] : nodes_) out.push_back(n);
+  for (const auto& [id, n] : nodes_)
+    out.push_back(n);
   return out;
 }
 
@@ -76,10 +98,9 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
     const std::string& id = IdOf(a);
     if (id.empty()) return {false, std::string("a ") + KindName(a) + " without an ID"};
     const bool exists = a.has_node() ? nodes_.count(id) > 0 : clusters_.count(id) > 0;
-    const uint64_t current =
-        !exists ? 0
-                : (a.has_node() ? nodes_.at(id).meta().version()
-                                : clusters_.at(id).meta().version());
+    const uint64_t current = !exists ? 0
+                                     : (a.has_node() ? nodes_.at(id).meta().version()
+                                                     : clusters_.at(id).meta().version());
     switch (a.kind()) {
       case api::StoreAction::CREATE:
         if (exists) return {false, std::string(KindName(a)) + " " + id + " already exists"};
@@ -119,37 +140,10 @@ void Store::Apply(const raftpb::Entry& entry) {
         for (const auto& a : batch.actions()) {
           StoreEvent ev{a.kind(), std::nullopt, std::nullopt};
           if (a.has_node()) {
-            api::Node n = a.node();
-            if (a.kind() == api::StoreAction::REMOVE) {
-              ev.node = nodes_.at(n.id());
-              nodes_.erase(n.id());
-            } else {
-              if (a.kind() == api::StoreAction::CREATE) {
-                n.mutable_meta()->set_created_at(batch.proposed_at());
-              } else {
-                n.mutable_meta()->set_created_at(nodes_.at(n.id()).meta().created_at());
-              }
-              n.mutable_meta()->set_updated_at(batch.proposed_at());
-              n.mutable_meta()->set_version(entry.index());
-              nodes_[n.id()] = n;
-              ev.node = n;
-            }
+            ev.node = ApplyAction(nodes_, a.kind(), a.node(), batch.proposed_at(), entry.index());
           } else {
-            api::Cluster c = a.cluster();
-            if (a.kind() == api::StoreAction::REMOVE) {
-              ev.cluster = clusters_.at(c.id());
-              clusters_.erase(c.id());
-            } else {
-              if (a.kind() == api::StoreAction::CREATE) {
-                c.mutable_meta()->set_created_at(batch.proposed_at());
-              } else {
-                c.mutable_meta()->set_created_at(clusters_.at(c.id()).meta().created_at());
-              }
-              c.mutable_meta()->set_updated_at(batch.proposed_at());
-              c.mutable_meta()->set_version(entry.index());
-              clusters_[c.id()] = c;
-              ev.cluster = c;
-            }
+            ev.cluster =
+                ApplyAction(clusters_, a.kind(), a.cluster(), batch.proposed_at(), entry.index());
           }
           events.push_back(std::move(ev));
         }
@@ -170,7 +164,8 @@ void Store::Apply(const raftpb::Entry& entry) {
     if (!events.empty()) watchers = watchers_;
   }
   for (const auto& ev : events) {
-    for (const auto& w : watchers) w(ev);
+    for (const auto& w : watchers)
+      w(ev);
   }
   if (done) done(result);
 }
@@ -178,8 +173,10 @@ void Store::Apply(const raftpb::Entry& entry) {
 std::string Store::Snapshot() {
   std::shared_lock lock(mu_);
   api::StoreSnapshot snap;
-  for (const auto& [id, n] : nodes_) *snap.add_nodes() = n;
-  for (const auto& [id, c] : clusters_) *snap.add_clusters() = c;
+  for (const auto& [id, n] : nodes_)
+    *snap.add_nodes() = n;
+  for (const auto& [id, c] : clusters_)
+    *snap.add_clusters() = c;
   return snap.SerializeAsString();
 }
 
@@ -210,7 +207,8 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
     watchers = watchers_;
   }
   for (const auto& ev : events) {
-    for (const auto& w : watchers) w(ev);
+    for (const auto& w : watchers)
+      w(ev);
   }
 }
 

@@ -25,7 +25,9 @@ Agent::Agent(const DataDir& dir, api::NodeDescription description,
   renew_fraction_ = std::uniform_real_distribution<double>(0.5, 0.8)(rd);
 }
 
-Agent::~Agent() { Stop(); }
+Agent::~Agent() {
+  Stop();
+}
 
 void Agent::Start() {
   credentials_ = tls::NodeCredentials(dir_.Certs());
@@ -89,7 +91,8 @@ void Agent::Run() {
                                 period = std::chrono::milliseconds(msg.heartbeat_period_ms()),
                                 &ctx] { Heartbeats(addr, id, period, &ctx); });
       Handle(addr, msg);
-      while (!stop_ && reader->Read(&msg)) Handle(addr, msg);
+      while (!stop_ && reader->Read(&msg))
+        Handle(addr, msg);
       ctx.TryCancel();  // stops the heartbeats too
     }
     const grpc::Status st = reader->Finish();
@@ -118,10 +121,10 @@ void Agent::Run() {
   }
 }
 
-void Agent::Heartbeats(std::string addr, std::string session_id,
-                       std::chrono::milliseconds period, grpc::ClientContext* session) {
-  auto stub = api::Dispatcher::NewStub(
-      grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
+void Agent::Heartbeats(std::string addr, std::string session_id, std::chrono::milliseconds period,
+                       grpc::ClientContext* session) {
+  auto stub =
+      api::Dispatcher::NewStub(grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
   if (period <= 0ms) period = 5s;
   // Heartbeat a little more often than asked, so one slow round trip is not a missed beat.
   auto interval = period / 2;

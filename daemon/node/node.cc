@@ -45,7 +45,9 @@ uint64_t RandomRaftId() {
   return dist(rd);
 }
 
-grpc::Status Invalid(const std::string& msg) { return {StatusCode::INVALID_ARGUMENT, msg}; }
+grpc::Status Invalid(const std::string& msg) {
+  return {StatusCode::INVALID_ARGUMENT, msg};
+}
 
 // The listen and advertise addresses of a manager. The advertise address defaults to the
 // address toward `toward` (a manager being joined), or the default route's, or the listen IP.
@@ -107,9 +109,9 @@ class LocalControlService final : public api::Control::Service {
  public:
   explicit LocalControlService(NodeRuntime* node) : node_(node) {}
 
-#define SKEP_VIA_MANAGER(call)                                             \
-  std::shared_ptr<manager::Manager> m;                                     \
-  if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;      \
+#define SKEP_VIA_MANAGER(call)                                        \
+  std::shared_ptr<manager::Manager> m;                                \
+  if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st; \
   return m->control().call
 
   grpc::Status InspectSwarm(grpc::ServerContext*, const api::Empty* req,
@@ -142,7 +144,8 @@ class LocalControlService final : public api::Control::Service {
     std::shared_ptr<manager::Manager> m;
     if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
     grpc::Status st = m->control().ListNodes(*req, resp);
-    for (auto& v : *resp->mutable_nodes()) v.set_self(v.node().id() == node_->node_id());
+    for (auto& v : *resp->mutable_nodes())
+      v.set_self(v.node().id() == node_->node_id());
     return st;
   }
   grpc::Status UpdateNode(grpc::ServerContext*, const api::UpdateNodeRequest* req,
@@ -172,7 +175,9 @@ NodeRuntime::NodeRuntime(NodeOptions options)
   }
 }
 
-NodeRuntime::~NodeRuntime() { Stop(); }
+NodeRuntime::~NodeRuntime() {
+  Stop();
+}
 
 std::string NodeRuntime::node_id() const {
   std::lock_guard lock(mu_);
@@ -187,7 +192,8 @@ api::NodeDescription NodeRuntime::Describe() const {
   uname(&u);
   d.set_os("linux");
   d.set_arch(u.machine);
-  for (const auto& [k, v] : options_.labels) (*d.mutable_engine_labels())[k] = v;
+  for (const auto& [k, v] : options_.labels)
+    (*d.mutable_engine_labels())[k] = v;
   d.set_nano_cpus(static_cast<int64_t>(std::thread::hardware_concurrency()) * 1'000'000'000);
   d.set_memory_bytes(static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
   return d;
@@ -205,9 +211,9 @@ void NodeRuntime::Start() {
       auto log = raft::RocksStorage::Open(dir_.RaftDir());
       const bool empty = log->Empty();
       log.reset();
-      StartManager(empty ? manager::ManagerOptions::Start::kJoin
-                         : manager::ManagerOptions::Start::kResume,
-                   peers);
+      StartManager(
+          empty ? manager::ManagerOptions::Start::kJoin : manager::ManagerOptions::Start::kResume,
+          peers);
     }
     StartAgent({state_->managers().begin(), state_->managers().end()});
   }
@@ -443,8 +449,8 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
   // digest the token carries.
   std::string ca_pem;
   {
-    auto stub = api::CA::NewStub(grpc::CreateCustomChannel(
-        manager_addr, tls::UnverifiedCredentials(), tls::ChannelArgs()));
+    auto stub = api::CA::NewStub(
+        grpc::CreateCustomChannel(manager_addr, tls::UnverifiedCredentials(), tls::ChannelArgs()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
     api::GetRootCAResponse ca;
@@ -483,8 +489,8 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
   *jr.mutable_description() = Describe();
   api::JoinNodeResponse joined;
   {
-    auto stub = api::CA::NewStub(grpc::CreateCustomChannel(
-        manager_addr, tls::JoinCredentials(ca_pem), tls::ChannelArgs()));
+    auto stub = api::CA::NewStub(
+        grpc::CreateCustomChannel(manager_addr, tls::JoinCredentials(ca_pem), tls::ChannelArgs()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 20s);
     grpc::Status st = stub->JoinNode(&ctx, jr, &joined);
@@ -513,8 +519,8 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
       StartManager(manager::ManagerOptions::Start::kJoin, peers);
     } catch (const std::exception& e) {
       error_ = e.what();
-      return {StatusCode::INTERNAL, std::string("joined, but the manager did not start: ") +
-                                        e.what()};
+      return {StatusCode::INTERNAL,
+              std::string("joined, but the manager did not start: ") + e.what()};
     }
   }
   StartAgent(peers);
@@ -545,11 +551,12 @@ grpc::Status NodeRuntime::Leave(const api::LeaveRequest& req, api::Empty*) {
     const int managers = st.conf.voters_size();
     return {StatusCode::FAILED_PRECONDITION,
             "You are attempting to leave the swarm on a node that is participating as a manager. "
-            "Demote it first ('skep node demote " + options_.hostname + "' on another manager), " +
-            "or use --force to leave anyway: removing this node leaves " +
-            std::to_string(managers - 1) + " managers out of " + std::to_string(managers) +
-            ", and a swarm that loses its raft quorum can only be restored with " +
-            "'skep swarm init --force-new-cluster'."};
+            "Demote it first ('skep node demote " +
+                options_.hostname + "' on another manager), " +
+                "or use --force to leave anyway: removing this node leaves " +
+                std::to_string(managers - 1) + " managers out of " + std::to_string(managers) +
+                ", and a swarm that loses its raft quorum can only be restored with " +
+                "'skep swarm init --force-new-cluster'."};
   }
   auto agent = std::move(agent_);
   auto mgr = std::move(manager_);
@@ -571,9 +578,9 @@ grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
     resp->set_local_state("inactive");
     return grpc::Status::OK;
   }
-  resp->set_local_state(!error_.empty() ? "error"
+  resp->set_local_state(!error_.empty()                        ? "error"
                         : agent_ && !agent_->Manager().empty() ? "active"
-                                                                : "pending");
+                                                               : "pending");
   resp->set_error(error_);
   resp->set_node_id(state_->node_id());
   resp->set_cluster_id(state_->cluster_id());

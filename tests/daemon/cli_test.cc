@@ -19,10 +19,11 @@ TEST_CASE("durations are read the way Go writes them", "[cli]") {
 }
 
 TEST_CASE("tables pad columns with at least three spaces", "[cli]") {
-  CHECK(cli::Table({"ID", "HOSTNAME", "STATUS"}, {{"abc *", "m1", "Ready"}, {"d", "worker01", ""}}) ==
-        "ID      HOSTNAME   STATUS\n"
-        "abc *   m1         Ready\n"
-        "d       worker01\n");
+  CHECK(
+      cli::Table({"ID", "HOSTNAME", "STATUS"}, {{"abc *", "m1", "Ready"}, {"d", "worker01", ""}}) ==
+      "ID      HOSTNAME   STATUS\n"
+      "abc *   m1         Ready\n"
+      "d       worker01\n");
   CHECK(cli::Rfc3339(1'700'000'000'123'000'000) == "2023-11-14T22:13:20.123Z");
 }
 

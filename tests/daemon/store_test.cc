@@ -77,8 +77,7 @@ TEST_CASE("a batch applies all of its actions or none", "[store]") {
   CHECK(store.ListNodes().size() == 1);
 }
 
-TEST_CASE("the store's snapshot restores the same objects and tells the watchers",
-          "[store]") {
+TEST_CASE("the store's snapshot restores the same objects and tells the watchers", "[store]") {
   Store store;
   api::Node n;
   n.set_id("n1");

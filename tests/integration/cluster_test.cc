@@ -17,7 +17,8 @@ namespace {
 
 int Count(const std::map<std::string, Lab::Row>& rows, const std::string& manager_status) {
   int n = 0;
-  for (const auto& [h, r] : rows) n += r.manager_status == manager_status;
+  for (const auto& [h, r] : rows)
+    n += r.manager_status == manager_status;
   return n;
 }
 
@@ -117,8 +118,7 @@ TEST_CASE("nodes are promoted and demoted, never at the cost of quorum", "[integ
   CHECK(lab.Skep(other, {"node", "demote", leader}).code == 0);
   CHECK(Eventually([&] {
     auto rows = lab.Nodes(other);
-    return rows.size() == 5 && rows.at(leader).manager_status.empty() &&
-           Count(rows, "Leader") == 1;
+    return rows.size() == 5 && rows.at(leader).manager_status.empty() && Count(rows, "Leader") == 1;
   }));
 }
 
@@ -128,8 +128,7 @@ TEST_CASE("availability and labels are updated, and bad input is refused", "[int
   CHECK(lab.Nodes("m1").at("w1").availability == "Drain");
   CHECK(lab.Skep("m1", {"node", "update", "--availability", "pause", "w1"}).code == 0);
   CHECK(lab.Nodes("m1").at("w1").availability == "Pause");
-  CHECK(lab.Skep("m1", {"node", "update", "--label-add", "zone=a", "--label-add", "disk=ssd",
-                        "w1"})
+  CHECK(lab.Skep("m1", {"node", "update", "--label-add", "zone=a", "--label-add", "disk=ssd", "w1"})
             .code == 0);
   Output js = lab.Skep("m1", {"node", "inspect", "w1"});
   CHECK(js.out.find("\"zone\": \"a\"") != std::string::npos);
@@ -161,8 +160,8 @@ TEST_CASE("availability and labels are updated, and bad input is refused", "[int
   CHECK(lab.Skep("m1", {"swarm", "update", "--election-timeout", "50ms"}).err ==
         "skep: invalid election timeout 50ms: it must be between 150ms and 60s\n");
   CHECK(lab.Skep("m1", {"swarm", "update", "--heartbeat-period", "fast"}).code == 2);
-  CHECK(lab.Skep("m1", {"swarm", "update", "--heartbeat-period", "100ms", "--election-timeout",
-                        "800ms"})
+  CHECK(lab.Skep("m1",
+                 {"swarm", "update", "--heartbeat-period", "100ms", "--election-timeout", "800ms"})
             .out == "Swarm updated.\n");
   CHECK(lab.Skep("m1", {"swarm", "inspect"}).out.find("\"ElectionTimeout\": \"800ms\"") !=
         std::string::npos);
@@ -212,8 +211,8 @@ TEST_CASE("bad, rotated and foreign join tokens are refused with their own messa
 TEST_CASE("a worker's certificate cannot call the control API", "[integration]") {
   Lab lab("itcert", 5, 1, 1);
   auto call = [&](std::shared_ptr<grpc::ChannelCredentials> creds) {
-    auto stub = skep::api::Control::NewStub(grpc::CreateCustomChannel(
-        lab.Ip("m1") + ":2377", creds, skep::tls::ChannelArgs()));
+    auto stub = skep::api::Control::NewStub(
+        grpc::CreateCustomChannel(lab.Ip("m1") + ":2377", creds, skep::tls::ChannelArgs()));
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + 10s);
     skep::api::ListNodesResponse resp;
@@ -272,8 +271,10 @@ TEST_CASE("restarting every node keeps the swarm's state", "[integration]") {
   std::stringstream text;
   text << log.rdbuf();
   CHECK(text.str().find("msg=\"stopped\"") != std::string::npos);
-  for (const char* n : {"m1", "m3", "w1", "w2"}) lab.Kill(n);
-  for (const char* n : {"m1", "m2", "m3", "w1", "w2"}) lab.Start(n);
+  for (const char* n : {"m1", "m3", "w1", "w2"})
+    lab.Kill(n);
+  for (const char* n : {"m1", "m2", "m3", "w1", "w2"})
+    lab.Start(n);
   CHECK(Eventually(
       [&] {
         auto rows = lab.Nodes("m2");
@@ -303,10 +304,10 @@ TEST_CASE("without a quorum commands fail fast, and --force-new-cluster recovers
   }));
   CHECK(o.err.find("does not have a leader") != std::string::npos);
   CHECK(o.err.find("skep swarm init --force-new-cluster") != std::string::npos);
-  for (const auto& cmd : std::vector<std::vector<std::string>>{
-           {"node", "update", "--label-add", "a=b", "w1"},
-           {"swarm", "join-token", "worker"},
-           {"node", "promote", "w1"}}) {
+  for (const auto& cmd :
+       std::vector<std::vector<std::string>>{{"node", "update", "--label-add", "a=b", "w1"},
+                                             {"swarm", "join-token", "worker"},
+                                             {"node", "promote", "w1"}}) {
     const auto start = std::chrono::steady_clock::now();
     o = lab.Skep("m1", cmd);
     const auto took = std::chrono::steady_clock::now() - start;

@@ -20,9 +20,11 @@ Output Run(const std::vector<std::string>& argv, const std::map<std::string, std
   if (pid == 0) {
     dup2(out_pipe[1], 1);
     dup2(err_pipe[1], 2);
-    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    for (const auto& [k, v] : env)
+      setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    for (const auto& a : argv)
+      args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
     execvp(args[0], args.data());
     _exit(127);
@@ -64,15 +66,17 @@ bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
 
 Lab::Lab(const std::string& name, int subnet, int managers, int workers)
     : name_(name), subnet_(subnet), root_("/var/lib/skep-lab/" + name) {
-  const Output o = Lab_({"up", "--managers", std::to_string(managers), "--workers",
-                         std::to_string(workers)});
+  const Output o =
+      Lab_({"up", "--managers", std::to_string(managers), "--workers", std::to_string(workers)});
   if (o.code != 0) {
     Lab_({"down"});
     throw std::runtime_error("lab up failed: " + o.text());
   }
 }
 
-Lab::~Lab() { Lab_({"down"}); }
+Lab::~Lab() {
+  Lab_({"down"});
+}
 
 std::map<std::string, std::string> Lab::Env() const {
   return {{"SKEP_LAB", name_},
@@ -93,7 +97,9 @@ Output Lab::Skep(const std::string& node, const std::vector<std::string>& args) 
   return Lab_(argv);
 }
 
-void Lab::Kill(const std::string& node) const { Lab_({"kill", node}); }
+void Lab::Kill(const std::string& node) const {
+  Lab_({"kill", node});
+}
 void Lab::Stop(const std::string& node) const {
   const Output o = Lab_({"stop", node});
   if (o.code != 0) throw std::runtime_error("cannot stop " + node + ": " + o.text());
@@ -102,12 +108,17 @@ void Lab::Start(const std::string& node) const {
   const Output o = Lab_({"start", node});
   if (o.code != 0) throw std::runtime_error("cannot start " + node + ": " + o.text());
 }
-void Lab::Cut(const std::string& node) const { Lab_({"cut", node}); }
-void Lab::Heal(const std::string& node) const { Lab_({"heal", node}); }
+void Lab::Cut(const std::string& node) const {
+  Lab_({"cut", node});
+}
+void Lab::Heal(const std::string& node) const {
+  Lab_({"heal", node});
+}
 
 std::string Lab::Ip(const std::string& node) const {
   const int n = std::stoi(node.substr(1));
-  return "10.89." + std::to_string(subnet_) + "." + std::to_string(node[0] == 'm' ? 10 + n : 100 + n);
+  return "10.89." + std::to_string(subnet_) + "." +
+         std::to_string(node[0] == 'm' ? 10 + n : 100 + n);
 }
 
 std::string Lab::CertDir(const std::string& node) const {
@@ -125,10 +136,11 @@ std::map<std::string, Lab::Row> Lab::Nodes(const std::string& node) const {
                avail_col = line.find("AVAILABILITY"), mgr_col = line.find("MANAGER STATUS"),
                ver_col = line.find("ENGINE VERSION");
   auto field = [](const std::string& l, size_t from, size_t to) {
-    std::string f = from < l.size() ? l.substr(from, to == std::string::npos ? std::string::npos
-                                                                              : to - from)
-                                     : "";
-    while (!f.empty() && f.back() == ' ') f.pop_back();
+    std::string f = from < l.size()
+                        ? l.substr(from, to == std::string::npos ? std::string::npos : to - from)
+                        : "";
+    while (!f.empty() && f.back() == ' ')
+      f.pop_back();
     return f;
   };
   while (std::getline(in, line)) {

@@ -18,7 +18,8 @@ struct Output {
 };
 
 // Runs argv (no shell) and collects its output.
-Output Run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
+Output Run(const std::vector<std::string>& argv,
+           const std::map<std::string, std::string>& env = {});
 
 class Lab {
  public:
