@@ -2,9 +2,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <thread>
@@ -49,7 +47,7 @@ bool Contains(const google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id)
 
 class Manager::Impl {
  public:
-  explicit Impl(Manager* m) : m(m), housekeeping(asio::make_strand(io)), timer(housekeeping) {}
+  explicit Impl(Manager* m) : m(m) {}
 
   void Housekeeping();
   void SyncPeers(const raft::NodeStatus& st);
@@ -64,8 +62,11 @@ class Manager::Impl {
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
   std::vector<std::thread> threads;
-  asio::strand<asio::io_context::executor_type> housekeeping;
-  asio::steady_timer timer;
+  // Housekeeping makes blocking raft writes, so it has a thread of its own rather than a place
+  // on the io_context the raft node runs on.
+  std::thread housekeeping;
+  std::mutex housekeeping_mu;
+  std::condition_variable housekeeping_cv;
 
   std::unique_ptr<raft::RocksStorage> storage;
   std::unique_ptr<GrpcRaftTransport> transport;
@@ -216,7 +217,7 @@ void Manager::Start() {
       o.start == ManagerOptions::Start::kForceNewCluster) {
     impl_->raft->Campaign();  // a group of one: no need to wait for a timeout
   }
-  asio::post(impl_->housekeeping, [this] { impl_->Housekeeping(); });
+  impl_->housekeeping = std::thread([this] { impl_->Housekeeping(); });
   SKEP_LOG(info, "manager", "manager {} (raft id {}) listening on {}", o.node_id, o.raft_id,
            o.listen_addr);
 }
@@ -257,6 +258,12 @@ grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
 void Manager::Stop() {
   if (!impl_) return;
   impl_->running = false;
+  {
+    std::lock_guard lock(impl_->housekeeping_mu);
+    impl_->housekeeping_cv.notify_all();
+  }
+  // Housekeeping may be waiting on a raft write: the raft node stops after it.
+  if (impl_->housekeeping.joinable()) impl_->housekeeping.join();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + 1s);
     impl_->server.reset();
@@ -264,7 +271,6 @@ void Manager::Stop() {
   if (impl_->dispatcher) impl_->dispatcher->Stop();
   if (impl_->raft) impl_->raft->Stop();
   if (impl_->transport) impl_->transport->Stop();
-  asio::post(impl_->housekeeping, [this] { impl_->timer.cancel(); });
   if (impl_->guard) impl_->guard.reset();
   impl_->io.stop();
   for (auto& t : impl_->threads)
@@ -475,26 +481,27 @@ std::shared_ptr<grpc::Channel> Manager::ChannelTo(const std::string& addr) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Housekeeping, every 200 ms on its own strand
+// Housekeeping, every 200 ms on its own thread
 
 void Manager::Impl::Housekeeping() {
-  if (!running) return;
-  try {
-    const raft::NodeStatus st = raft->GetStatus();
-    SyncPeers(st);
-    ApplySettings();
-    // After --force-new-cluster, membership waits until the old managers are demoted.
-    if (st.role == raft::Role::kLeader && !cleanup_pending) {
-      Reconcile(st);
-      dispatcher->CheckNodes();
+  std::unique_lock lock(housekeeping_mu);
+  while (running) {
+    lock.unlock();
+    try {
+      const raft::NodeStatus st = raft->GetStatus();
+      SyncPeers(st);
+      ApplySettings();
+      // After --force-new-cluster, membership waits until the old managers are demoted.
+      if (st.role == raft::Role::kLeader && !cleanup_pending) {
+        Reconcile(st);
+        dispatcher->CheckNodes();
+      }
+    } catch (const std::exception& e) {
+      SKEP_LOG(error, "manager", "housekeeping failed: {}", e.what());
     }
-  } catch (const std::exception& e) {
-    SKEP_LOG(error, "manager", "housekeeping failed: {}", e.what());
+    lock.lock();
+    housekeeping_cv.wait_for(lock, 200ms, [&] { return !running; });
   }
-  timer.expires_after(200ms);
-  timer.async_wait([this](const boost::system::error_code& ec) {
-    if (!ec) Housekeeping();
-  });
 }
 
 void Manager::Impl::SyncPeers(const raft::NodeStatus& st) {
