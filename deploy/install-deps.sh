@@ -7,7 +7,7 @@ packages=(
   # build
   cmake ninja-build g++ ccache pkg-config git
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
-  librocksdb-dev libssl-dev libspdlog-dev libfmt-dev
+  librocksdb-dev libssl-dev libspdlog-dev libfmt-dev libabsl-dev
   libboost1.81-dev libboost-program-options1.81-dev libboost-json1.81-dev
   # tests
   catch2
