@@ -106,6 +106,10 @@ add_node() {
 cmd_down() {
   for node in $(nodes); do kill_node "$node"; done
   for node in $(nodes); do ip netns del "$(ns_of "$node")" 2>/dev/null || true; done
+  # Namespaces a lab left behind without its state directory.
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${lab}-[mw][0-9]+$" || true); do
+    ip netns del "$ns" 2>/dev/null || true
+  done
   ip link del "$bridge" 2>/dev/null || true
   rm -rf "$root"
 }

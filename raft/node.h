@@ -104,6 +104,9 @@ struct NodeStatus {
   Index last_index = 0;
   Index commit = 0;
   Index applied = 0;
+  // The commit index is an entry of the current term: a new leader knows everything committed
+  // before it (§6.4), once its own first entry commits.
+  bool committed_in_term = false;
   raftpb::ConfState conf;
   Index conf_index = 0;  // the entry holding `conf` (it may not be committed yet)
   NodeId transferee = kNoNode;

@@ -164,6 +164,7 @@ NodeStatus Raft::GetStatus() const {
   s.last_index = log_.LastIndex();
   s.commit = log_.committed();
   s.applied = log_.applied();
+  s.committed_in_term = CommittedInCurrentTerm();
   s.conf = conf_.Active();
   s.conf_index = conf_.ActiveIndex();
   if (const auto* l = leader()) {

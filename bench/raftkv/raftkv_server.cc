@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   RaftNode raft(io, o, storage.get(), &transport, &kv);
   raft.Start();
 
-  manager::RaftService raft_service(&raft, &transport);
+  manager::RaftService raft_service(&raft, &transport, nullptr);
   grpc::ServerBuilder peer_builder;
   tls::ConfigureServer(peer_builder);
   peer_builder.AddListeningPort(peers[id], tls::ServerCredentials(certs));

@@ -4,11 +4,61 @@
 #include <grpcpp/security/tls_certificate_verifier.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "daemon/common/pki.h"
 
 namespace skep::tls {
 
 namespace gx = grpc::experimental;
+
+namespace {
+
+// Accepts a server only if its certificate (already verified against the root CA by the
+// handshake) belongs to a manager, and to this node's cluster when that is known: a worker's
+// certificate is signed by the same CA and must not pass for a manager's.
+class ManagerVerifier final : public gx::ExternalCertificateVerifier {
+ public:
+  explicit ManagerVerifier(std::string cluster_id) : cluster_id_(std::move(cluster_id)) {}
+  bool Verify(gx::TlsCustomVerificationCheckRequest* request, std::function<void(grpc::Status)>,
+              grpc::Status* sync_status) override {
+    const std::string pem(request->peer_cert().data(), request->peer_cert().size());
+    try {
+      const pki::CertInfo info = pki::ParseCertificate(pem);
+      if (info.role != pki::kManagerRole) {
+        *sync_status = {grpc::StatusCode::UNAUTHENTICATED,
+                        "the server's certificate is not a manager's (" + info.role + ")"};
+      } else if (!cluster_id_.empty() && info.cluster_id != cluster_id_) {
+        *sync_status = {grpc::StatusCode::UNAUTHENTICATED,
+                        "the server belongs to another swarm (" + info.cluster_id + ")"};
+      } else {
+        *sync_status = grpc::Status::OK;
+      }
+    } catch (const pki::PkiError& e) {
+      *sync_status = {grpc::StatusCode::UNAUTHENTICATED,
+                      std::string("the server's certificate does not parse: ") + e.what()};
+    }
+    return true;  // decided synchronously
+  }
+  void Cancel(gx::TlsCustomVerificationCheckRequest*) override {}
+
+ private:
+  std::string cluster_id_;
+};
+
+std::string ClusterOf(const Files& files) {
+  std::ifstream in(files.cert);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  try {
+    return pki::ParseCertificate(pem.str()).cluster_id;
+  } catch (const pki::PkiError&) {
+    return "";  // the handshake fails on it anyway
+  }
+}
+
+}  // namespace
 
 Files Files::In(const std::string& dir) {
   return {dir + "/node.key", dir + "/node.crt", dir + "/ca.crt"};
@@ -33,7 +83,8 @@ std::shared_ptr<grpc::ChannelCredentials> NodeCredentials(const Files& files) {
   options.watch_root_certs();
   options.watch_identity_key_cert_pairs();
   options.set_verify_server_certs(true);
-  options.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  options.set_certificate_verifier(
+      gx::ExternalCertificateVerifier::Create<ManagerVerifier>(ClusterOf(files)));
   options.set_check_call_host(false);
   return grpc::experimental::TlsCredentials(options);
 }
@@ -44,7 +95,8 @@ std::shared_ptr<grpc::ChannelCredentials> JoinCredentials(const std::string& ca_
   options.set_certificate_provider(provider);
   options.watch_root_certs();
   options.set_verify_server_certs(true);
-  options.set_certificate_verifier(std::make_shared<gx::NoOpCertificateVerifier>());
+  // A join token is only ever shown to a manager of the swarm the token's CA digest names.
+  options.set_certificate_verifier(gx::ExternalCertificateVerifier::Create<ManagerVerifier>(""));
   options.set_check_call_host(false);
   return grpc::experimental::TlsCredentials(options);
 }

@@ -21,10 +21,11 @@ struct Files {
 
 // Reloads the files when they change (a renewed certificate) without a restart.
 std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Files& files);
-// Presents the node's certificate; trusts servers signed by the root CA. Names are not checked:
-// managers are reached by IP address and identified by their certificate's node ID.
+// Presents the node's certificate; trusts servers whose certificate the root CA signed for a
+// manager of this node's cluster. Names are not checked: managers are reached by IP address
+// and identified by their certificates.
 std::shared_ptr<grpc::ChannelCredentials> NodeCredentials(const Files& files);
-// Trusts servers signed by `ca_pem`, presents no certificate (a joining node).
+// Trusts managers whose certificate `ca_pem` signed, presents none (a joining node).
 std::shared_ptr<grpc::ChannelCredentials> JoinCredentials(const std::string& ca_pem);
 // Trusts any server: only to fetch the root CA, which the caller checks against its token.
 std::shared_ptr<grpc::ChannelCredentials> UnverifiedCredentials();

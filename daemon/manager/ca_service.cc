@@ -53,6 +53,7 @@ grpc::Status CAService::JoinNode(grpc::ServerContext*, const api::JoinNodeReques
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     return stub->JoinNode(&ctx, *req, resp);
   }
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   auto cluster = m_->store().GetCluster();
   if (!cluster) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
   pki::ParsedToken token;
@@ -132,6 +133,7 @@ grpc::Status CAService::RenewCertificate(grpc::ServerContext* c,
     return {StatusCode::UNAUTHENTICATED, "renewing a certificate needs the current one"};
   }
   if (!m_->IsLeader()) return m_->dispatcher().NotLeader();
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   auto cluster = m_->store().GetCluster();
   auto node = m_->store().GetNode(peer.node_id);
   if (!cluster || !node) {

@@ -37,6 +37,7 @@ grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc
   auto stub = api::Control::NewStub(m_->ChannelTo(leader->addr));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kForwardDeadline);
+  ctx.AddMetadata(kForwardedHeader, "1");
   grpc::Status st = ((*stub).*method)(&ctx, req, resp);
   if (st.error_code() == StatusCode::UNAVAILABLE ||
       st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
@@ -91,6 +92,7 @@ api::NodeView ControlApi::View(const api::Node& n) const {
 
 grpc::Status ControlApi::InspectSwarm(const api::Empty& req, api::ClusterView* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::InspectSwarm, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   auto c = m_->store().GetCluster();
   if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
   c->mutable_root_ca()->clear_key_pem();
@@ -101,6 +103,7 @@ grpc::Status ControlApi::InspectSwarm(const api::Empty& req, api::ClusterView* r
 
 grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateSwarm, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   return m_->UpdateCluster([&](api::Cluster& c) -> grpc::Status {
     auto* spec = c.mutable_spec();
     const int64_t hb =
@@ -139,6 +142,7 @@ grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Em
 grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
                                       api::JoinTokenResponse* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetJoinToken, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   if (req.rotate()) {
     grpc::Status st = m_->UpdateCluster([&](api::Cluster& c) -> grpc::Status {
       auto* ca = c.mutable_root_ca();
@@ -164,6 +168,7 @@ grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
 
 grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req, api::ListNodesResponse* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::ListNodes, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   struct Filter {
     std::string key, value;
   };
@@ -207,6 +212,7 @@ grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req, api::ListNo
 
 grpc::Status ControlApi::GetNode(const api::NodeRef& req, api::NodeView* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetNode, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   api::Node n;
   if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
   *resp = View(n);
@@ -215,6 +221,7 @@ grpc::Status ControlApi::GetNode(const api::NodeRef& req, api::NodeView* resp) {
 
 grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateNode, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   api::Node target;
   if (grpc::Status st = Resolve(req.ref(), &target); !st.ok()) return st;
   for (const auto& [k, v] : req.label_add()) {
@@ -251,6 +258,7 @@ grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& req, api::Node
 
 grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp) {
   if (!m_->IsLeader()) return Forward(&api::Control::Stub::RemoveNode, req, resp);
+  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
   api::Node n;
   if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
   if (!m_->ManagerStatusOf(n).empty() || n.spec().desired_role() == api::ROLE_MANAGER) {
@@ -261,36 +269,46 @@ grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& req, api::Empt
     return Precondition("node " + Hostname(n) + " is not down and can't be removed; stop it " +
                         "first, or use --force to remove it anyway");
   }
-  api::StoreBatch batch;
-  auto* a = batch.add_actions();
-  a->set_kind(api::StoreAction::REMOVE);
-  *a->mutable_node() = n;
-  return m_->Write(batch);
+  for (int attempt = 0;; ++attempt) {
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::REMOVE);
+    *a->mutable_node() = n;
+    grpc::Status st = m_->Write(batch);
+    // A status update (a heartbeat's, say) landed in between: remove the newer version.
+    const bool conflict = st.error_code() == StatusCode::FAILED_PRECONDITION &&
+                          st.error_message().rfind("update out of sequence", 0) == 0;
+    auto now = m_->store().GetNode(n.id());
+    if (!conflict || attempt >= 3 || !now) return st;
+    n = *now;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // On 2377: managers only.
 
-namespace {
-
-grpc::Status RequireManager(grpc::ServerContext* c) {
+grpc::Status ControlService::Authorize(grpc::ServerContext* c) const {
   const tls::Peer p = tls::PeerOf(*c);
   if (!p.has_certificate) {
     return {StatusCode::UNAUTHENTICATED, "the control API needs a node certificate"};
   }
-  if (p.role != pki::kManagerRole) {
-    return {StatusCode::PERMISSION_DENIED, "the control API is for managers only: node " +
-                                               p.node_id + " has a " + p.role + " certificate"};
+  auto node = manager_->store().GetNode(p.node_id);
+  if (p.role != pki::kManagerRole || !node || node->role() != api::ROLE_MANAGER) {
+    return {StatusCode::PERMISSION_DENIED,
+            "the control API is for managers only: node " + p.node_id + " is not one"};
+  }
+  // A forwarded request goes no further: two managers with stale views of the leader would
+  // otherwise pass it back and forth.
+  if (c->client_metadata().count(kForwardedHeader) && !manager_->IsLeader()) {
+    return {StatusCode::UNAVAILABLE, "leadership moved while the request was forwarded; try again"};
   }
   return grpc::Status::OK;
 }
 
-}  // namespace
-
-#define SKEP_MANAGER_ONLY(call)                        \
-  if (grpc::Status st = RequireManager(c); !st.ok()) { \
-    return st;                                         \
-  }                                                    \
+#define SKEP_MANAGER_ONLY(call)                   \
+  if (grpc::Status st = Authorize(c); !st.ok()) { \
+    return st;                                    \
+  }                                               \
   return call
 
 grpc::Status ControlService::InspectSwarm(grpc::ServerContext* c, const api::Empty* req,

@@ -35,9 +35,12 @@ class ControlApi {
   Manager* m_;
 };
 
+// Calls on 2377 come from other managers: the certificate must be a manager's, and the store
+// must agree that its node is still a manager (a demoted manager's certificate stays valid until
+// it expires). A request a follower forwarded is not forwarded again.
 class ControlService final : public api::Control::Service {
  public:
-  explicit ControlService(ControlApi* api) : api_(api) {}
+  ControlService(ControlApi* api, Manager* manager) : api_(api), manager_(manager) {}
 
   grpc::Status InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
                             api::ClusterView* resp) override;
@@ -55,7 +58,13 @@ class ControlService final : public api::Control::Service {
                           api::Empty* resp) override;
 
  private:
+  grpc::Status Authorize(grpc::ServerContext* c) const;
+
   ControlApi* api_;
+  Manager* manager_;
 };
+
+// Marks a request one manager forwards to another.
+inline constexpr char kForwardedHeader[] = "skep-forwarded";
 
 }  // namespace skep::manager

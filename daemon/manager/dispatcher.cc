@@ -59,6 +59,9 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
     return {grpc::StatusCode::UNAUTHENTICATED, "a session needs the node's certificate"};
   }
   if (!manager_->IsLeader()) return NotLeader();
+  if (grpc::Status st = manager_->WaitServing(); !st.ok()) {
+    return st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ? NotLeader() : st;
+  }
   auto node = manager_->store().GetNode(peer.node_id);
   if (!node) {
     return {grpc::StatusCode::NOT_FOUND,
@@ -119,13 +122,21 @@ grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
     return {grpc::StatusCode::UNAUTHENTICATED, "a heartbeat needs the node's certificate"};
   }
   if (!manager_->IsLeader()) return NotLeader();
-  std::lock_guard lock(mu_);
-  auto it = sessions_.find(peer.node_id);
-  if (it == sessions_.end() || it->second->id != request.session_id()) {
-    return {grpc::StatusCode::NOT_FOUND, "no such session; open a new one"};
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(peer.node_id);
+    if (it == sessions_.end() || it->second->id != request.session_id()) {
+      return {grpc::StatusCode::NOT_FOUND, "no such session; open a new one"};
+    }
+    it->second->last_heartbeat = std::chrono::steady_clock::now();
   }
-  it->second->last_heartbeat = std::chrono::steady_clock::now();
   response->set_period_ms(Period().count());
+  // A node marked down (a race with the check, a shortened period) is ready again the moment
+  // it heartbeats.
+  auto node = manager_->store().GetNode(peer.node_id);
+  if (node && node->status().state() != api::NODE_STATE_READY) {
+    MarkReady(peer.node_id, peer.address);
+  }
   return grpc::Status::OK;
 }
 
@@ -159,9 +170,8 @@ void Dispatcher::OnLeadershipChange(bool leader) {
   if (leader) {
     // Nodes get a full grace period to find the new leader before they count as down.
     leader_since_ = std::chrono::steady_clock::now();
-  } else {
-    sessions_.clear();
   }
+  // Each session notices and ends itself, telling its agent where the new leader is.
   for (auto& [id, s] : sessions_)
     s->dirty = true;
   cv_.notify_all();
@@ -188,6 +198,15 @@ void Dispatcher::CheckNodes() {
         id,
         [&](api::Node& node) {
           if (node.status().state() == api::NODE_STATE_DOWN) return grpc::Status::OK;
+          {
+            // A session may have opened (and marked the node ready) since the check above.
+            std::lock_guard lock(mu_);
+            auto it = sessions_.find(id);
+            if (it != sessions_.end() &&
+                std::chrono::steady_clock::now() - it->second->last_heartbeat < grace) {
+              return grpc::Status::OK;
+            }
+          }
           node.mutable_status()->set_state(api::NODE_STATE_DOWN);
           node.mutable_status()->set_message("heartbeat failure");
           marked = true;

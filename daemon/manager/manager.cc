@@ -3,6 +3,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <thread>
@@ -54,6 +56,9 @@ class Manager::Impl {
   void ApplySettings();
   void Reconcile(const raft::NodeStatus& st);
   grpc::Status ForceNewClusterCleanup();
+  // Runs the cleanup once this manager leads and has applied its log; true when done.
+  bool MaybeCleanup(const raft::NodeStatus& st);
+  std::string CleanupMarker() const { return m->options_.data_dir + "/force-new-cluster.pending"; }
   void RewriteForNewCluster();
   int64_t ElectionMs() const;
   bool Reachable(uint64_t raft_id) const;
@@ -85,10 +90,12 @@ class Manager::Impl {
 
   std::atomic<bool> running{false};
   std::atomic<bool> cleanup_pending{false};
+  std::mutex cleanup_mu;
   int64_t applied_heartbeat_ms = kRaftHeartbeatMs;
   int64_t applied_election_ms = kElectionTimeoutMs;
   std::map<uint64_t, std::string> known_peers;  // raft id -> addr, until the store has them
   std::string last_members;                     // the raft configuration last seen
+  std::chrono::steady_clock::time_point last_transfer{};
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -126,6 +133,9 @@ void Manager::Impl::RewriteForNewCluster() {
   hs.set_vote(m->options_.raft_id);
   hs.set_commit(last + 1);
   storage->Save(&hs, {e}, nullptr);
+  // Until the other managers are demoted in the store (the first thing this manager does as
+  // leader), a restart must not forget that they have to be.
+  std::ofstream(CleanupMarker()) << "demote the managers left out by --force-new-cluster\n";
   SKEP_LOG(warn, "manager",
            "forced a new cluster: this manager is now the only raft member "
            "(log up to index {} kept)",
@@ -155,6 +165,7 @@ void Manager::Start() {
       if (impl_->storage->Empty()) {
         throw std::runtime_error("the raft log in " + o.data_dir + "/raft is empty");
       }
+      if (std::filesystem::exists(impl_->CleanupMarker())) impl_->cleanup_pending = true;
       break;
   }
 
@@ -179,7 +190,11 @@ void Manager::Start() {
   impl_->raft = std::make_unique<RaftNode>(impl_->io, ro, impl_->storage.get(),
                                            impl_->transport.get(), &store_);
   impl_->raft->OnFatal([](const std::string& why) {
-    SKEP_LOG(critical, "raft", "the raft log failed, this manager stopped: {}", why);
+    // A manager that can no longer write its log must not go on looking like a member (or a
+    // leader): exit, and let the next start report the damage.
+    SKEP_LOG(critical, "raft", "the raft log failed; skepd exits: {}", why);
+    spdlog::shutdown();
+    std::_Exit(1);
   });
   impl_->raft->OnLeaderChange([this](raft::NodeId lead, raft::Term term, bool self) {
     SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
@@ -189,9 +204,18 @@ void Manager::Start() {
   impl_->dispatcher = std::make_unique<Dispatcher>(this);
   store_.Watch([this](const StoreEvent& ev) { impl_->dispatcher->OnStoreEvent(ev); });
   impl_->control = std::make_unique<ControlApi>(this);
-  impl_->control_service = std::make_unique<ControlService>(impl_->control.get());
+  impl_->control_service = std::make_unique<ControlService>(impl_->control.get(), this);
   impl_->ca_service = std::make_unique<CAService>(this);
-  impl_->raft_service = std::make_unique<RaftService>(impl_->raft.get(), impl_->transport.get());
+  impl_->raft_service = std::make_unique<RaftService>(
+      impl_->raft.get(), impl_->transport.get(), [this](const std::string& node_id) {
+        RaftPeerCheck check;
+        if (auto n = store_.GetNode(node_id)) {
+          check.verdict = n->role() == api::ROLE_MANAGER ? RaftPeerCheck::Verdict::kManager
+                                                         : RaftPeerCheck::Verdict::kNotManager;
+          check.raft_id = n->raft_id();
+        }
+        return check;
+      });
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
 
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
@@ -243,14 +267,13 @@ grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
   if (options_.start == ManagerOptions::Start::kForceNewCluster && impl_->cleanup_pending) {
     // The whole log is applied first, so that the other managers are known and demoted before
     // anything else changes (a node joining now must not be mistaken for one of them).
-    while (store_.applied_index() < impl_->raft->GetStatus().commit) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return {grpc::StatusCode::UNAVAILABLE, "the state was not applied in time"};
-      }
-      std::this_thread::sleep_for(10ms);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (grpc::Status st = WaitServing(std::max(left, 100ms)); !st.ok()) return st;
+    if (!impl_->MaybeCleanup(impl_->raft->GetStatus())) {
+      return {grpc::StatusCode::UNAVAILABLE,
+              "the other managers could not be demoted yet; this manager keeps trying"};
     }
-    if (grpc::Status st = impl_->ForceNewClusterCleanup(); !st.ok()) return st;
-    impl_->cleanup_pending = false;
   }
   return grpc::Status::OK;
 }
@@ -280,6 +303,21 @@ void Manager::Stop() {
 
 bool Manager::IsLeader() const {
   return impl_->raft && impl_->raft->GetStatus().role == raft::Role::kLeader;
+}
+
+grpc::Status Manager::WaitServing(std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const raft::NodeStatus st = impl_->raft->GetStatus();
+    if (st.role != raft::Role::kLeader) {
+      return {grpc::StatusCode::FAILED_PRECONDITION, "this manager is not the leader"};
+    }
+    if (st.committed_in_term && store_.applied_index() >= st.commit) return grpc::Status::OK;
+    if (std::chrono::steady_clock::now() > deadline) {
+      return {grpc::StatusCode::UNAVAILABLE, "the new leader is still catching up; try again"};
+    }
+    std::this_thread::sleep_for(5ms);
+  }
 }
 
 std::optional<Manager::LeaderInfo> Manager::Leader() const {
@@ -317,6 +355,11 @@ grpc::Status Manager::NoLeaderStatus() const {
       impl_->transport->Silent(others, std::chrono::milliseconds(2 * impl_->ElectionMs() + 500));
   const size_t total = static_cast<size_t>(st.conf.voters_size());
   const size_t need = raft::QuorumSize(total);
+  if (total - silent.size() >= need) {
+    return {grpc::StatusCode::UNAVAILABLE,
+            "the swarm is electing a leader (" + std::to_string(total - silent.size()) + " of " +
+                std::to_string(total) + " managers reachable); try again in a moment"};
+  }
   std::string msg = "the swarm does not have a leader: " + std::to_string(silent.size()) + " of " +
                     std::to_string(total) + " managers " + (silent.size() == 1 ? "is" : "are") +
                     " unreachable, and electing one needs " + std::to_string(need) +
@@ -351,16 +394,20 @@ grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds tim
     outcome->Set(r.ok ? grpc::Status::OK
                       : grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, r.error));
   });
-  impl_->raft->Propose(batch.SerializeAsString(), [outcome](const raft::Status& st) {
-    if (!st.ok()) outcome->Set({grpc::StatusCode::UNAVAILABLE, st.message()});
-  });
+  impl_->raft->Propose(batch.SerializeAsString(),
+                       [this, outcome, id = batch.request_id()](const raft::Status& st) {
+                         if (st.ok()) return;  // the store reports the outcome
+                         store_.ForgetOutcome(id);
+                         outcome->Set({grpc::StatusCode::UNAVAILABLE, st.message()});
+                       });
   std::unique_lock lock(outcome->mu);
   if (!outcome->cv.wait_for(lock, timeout, [&] { return outcome->status.has_value(); })) {
     lock.unlock();
     store_.ForgetOutcome(batch.request_id());
     if (!IsLeader()) return NoLeaderStatus();
     return {grpc::StatusCode::UNAVAILABLE,
-            "the change was not committed in time: too few managers are reachable"};
+            "the change was not confirmed in time (too few managers reachable?); it may still "
+            "be applied"};
   }
   return *outcome->status;
 }
@@ -492,7 +539,7 @@ void Manager::Impl::Housekeeping() {
       SyncPeers(st);
       ApplySettings();
       // After --force-new-cluster, membership waits until the old managers are demoted.
-      if (st.role == raft::Role::kLeader && !cleanup_pending) {
+      if (st.role == raft::Role::kLeader && (!cleanup_pending || MaybeCleanup(st))) {
         Reconcile(st);
         dispatcher->CheckNodes();
       }
@@ -561,10 +608,16 @@ void Manager::Impl::Reconcile(const raft::NodeStatus& st) {
     const bool member = raft::IsMember(st.conf, n.raft_id());
     if (n.spec().desired_role() == api::ROLE_WORKER && member) {
       if (n.raft_id() == m->options_.raft_id) {
-        // Demoting the leader: hand leadership to another voter, which then removes us.
-        for (uint64_t v : st.conf.voters()) {
-          if (v == n.raft_id()) continue;
-          raft->TransferLeadership(v, [](const raft::Status&) {});
+        // Demoting the leader: hand leadership to a reachable voter that holds the whole log,
+        // which then removes us. While a transfer runs the leader takes no writes, so one is
+        // started only now and then, and only toward a voter able to take over.
+        if (std::chrono::steady_clock::now() - last_transfer < 2s) return;
+        for (const auto& p : st.peers) {
+          if (p.id == n.raft_id() || !p.voter || p.match < st.last_index || !Reachable(p.id)) {
+            continue;
+          }
+          last_transfer = std::chrono::steady_clock::now();
+          raft->TransferLeadership(p.id, [](const raft::Status&) {});
           return;
         }
         continue;
@@ -581,6 +634,23 @@ void Manager::Impl::Reconcile(const raft::NodeStatus& st) {
       return;
     }
   }
+}
+
+bool Manager::Impl::MaybeCleanup(const raft::NodeStatus& st) {
+  std::lock_guard lock(cleanup_mu);  // WaitReady and housekeeping may both try
+  if (!cleanup_pending) return true;
+  if (st.role != raft::Role::kLeader || !st.committed_in_term ||
+      m->store_.applied_index() < st.commit) {
+    return false;
+  }
+  if (grpc::Status s = ForceNewClusterCleanup(); !s.ok()) {
+    SKEP_LOG(warn, "manager", "cannot demote the old managers yet: {}", s.error_message());
+    return false;
+  }
+  std::error_code ec;
+  std::filesystem::remove(CleanupMarker(), ec);
+  cleanup_pending = false;
+  return true;
 }
 
 grpc::Status Manager::Impl::ForceNewClusterCleanup() {

@@ -64,6 +64,10 @@ class Manager {
   Store& store() { return store_; }
 
   bool IsLeader() const;
+  // For the leader's services: waits (a little) until this new leader has applied everything
+  // committed before its term, so that it answers from a complete state. FAILED_PRECONDITION if
+  // this manager is not the leader, UNAVAILABLE if it is still catching up.
+  grpc::Status WaitServing(std::chrono::milliseconds timeout = std::chrono::seconds(2)) const;
   struct LeaderInfo {
     uint64_t raft_id = 0;
     std::string node_id;

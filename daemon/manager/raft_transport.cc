@@ -203,13 +203,20 @@ grpc::Status RaftService::Stream(grpc::ServerContext* context,
   if (!peer.has_certificate || peer.role != pki::kManagerRole) {
     return {grpc::StatusCode::PERMISSION_DENIED, "raft traffic needs a manager certificate"};
   }
+  const RaftPeerCheck check = lookup_ ? lookup_(peer.node_id) : RaftPeerCheck{};
+  if (check.verdict == RaftPeerCheck::Verdict::kNotManager) {
+    return {grpc::StatusCode::PERMISSION_DENIED,
+            "node " + peer.node_id + " is not a manager of this swarm any more"};
+  }
+  const bool known = check.verdict == RaftPeerCheck::Verdict::kManager;
   auto from = context->client_metadata().find(kFromHeader);
   if (from != context->client_metadata().end()) {
     const std::string v(from->second.data(), from->second.size());
     const size_t space = v.find(' ');
     if (space != std::string::npos) {
       try {
-        transport_->SetPeer(std::stoull(v.substr(0, space)), v.substr(space + 1));
+        const uint64_t id = std::stoull(v.substr(0, space));
+        if (!known || id == check.raft_id) transport_->SetPeer(id, v.substr(space + 1));
       } catch (const std::exception&) {
         // a malformed announcement is ignored; the address comes from the store then
       }
@@ -217,6 +224,7 @@ grpc::Status RaftService::Stream(grpc::ServerContext* context,
   }
   raftpb::Message m;
   while (reader->Read(&m)) {
+    if (known && m.from() != check.raft_id) continue;  // speaking for another member
     transport_->Heard(m.from());
     node_->Step(std::move(m));
     m = raftpb::Message();

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,17 +56,32 @@ class GrpcRaftTransport final : public RaftTransport {
   bool stopped_ = false;
 };
 
+// What this manager's store says of the node a raft stream comes from.
+struct RaftPeerCheck {
+  enum class Verdict {
+    kUnknown,     // not (yet) in this manager's store: it may be newer than our state
+    kManager,     // a manager, with raft id `raft_id`
+    kNotManager,  // a worker, or a demoted manager whose manager certificate has not expired
+  };
+  Verdict verdict = Verdict::kUnknown;
+  uint64_t raft_id = 0;
+};
+using RaftPeerLookup = std::function<RaftPeerCheck(const std::string& node_id)>;
+
 // Receives peers' streams and steps their messages into the local node; learns the address
-// each peer announces.
+// each peer announces. A stream needs a manager certificate, and its node must not be known as
+// anything but a manager; a known node may only speak for its own raft id.
 class RaftService final : public raftpb::Raft::Service {
  public:
-  RaftService(RaftNode* node, GrpcRaftTransport* transport) : node_(node), transport_(transport) {}
+  RaftService(RaftNode* node, GrpcRaftTransport* transport, RaftPeerLookup lookup)
+      : node_(node), transport_(transport), lookup_(std::move(lookup)) {}
   grpc::Status Stream(grpc::ServerContext* context, grpc::ServerReader<raftpb::Message>* reader,
                       raftpb::StreamAck* ack) override;
 
  private:
   RaftNode* node_;
   GrpcRaftTransport* transport_;
+  RaftPeerLookup lookup_;
 };
 
 }  // namespace skep::manager

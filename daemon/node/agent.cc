@@ -32,6 +32,7 @@ Agent::~Agent() {
 void Agent::Start() {
   credentials_ = tls::NodeCredentials(dir_.Certs());
   thread_ = std::thread([this] { Run(); });
+  renew_thread_ = std::thread([this] { Renewals(); });
 }
 
 void Agent::Stop() {
@@ -40,7 +41,29 @@ void Agent::Stop() {
     std::lock_guard lock(mu_);
     if (session_) session_->TryCancel();
   }
+  {
+    std::lock_guard lock(renew_mu_);
+    renew_cv_.notify_all();
+  }
   if (thread_.joinable()) thread_.join();
+  if (renew_thread_.joinable()) renew_thread_.join();
+}
+
+void Agent::Renewals() {
+  std::unique_lock lock(renew_mu_);
+  while (!stop_) {
+    // Woken by a session message; otherwise the certificate's age is checked every few seconds.
+    renew_cv_.wait_for(lock, std::chrono::seconds(3), [&] { return stop_ || renew_due_; });
+    if (stop_) return;
+    renew_due_ = false;
+    const std::string addr = Manager();
+    if (addr.empty()) continue;
+    lock.unlock();
+    const bool ok = MaybeRenew(addr);
+    lock.lock();
+    // A refused or failed renewal (a demoted manager still in the raft group) is tried again.
+    if (!ok) renew_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_.load(); });
+  }
 }
 
 std::string Agent::Manager() const {
@@ -107,6 +130,8 @@ void Agent::Run() {
     }
     if (stop_) return;
     if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION && !st.error_details().empty()) {
+      // Pointed at the leader: go there now, but not in a tight loop if the hints go round.
+      std::this_thread::sleep_for(20ms);
       continue;
     }
     if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
@@ -141,7 +166,6 @@ void Agent::Heartbeats(std::string addr, std::string session_id, std::chrono::mi
       return;
     }
     if (resp.period_ms() > 0) interval = std::chrono::milliseconds(resp.period_ms()) / 2;
-    MaybeRenew(addr);
     // Sleep in small steps so that a cancelled session is noticed quickly.
     const auto until = std::chrono::steady_clock::now() + interval;
     while (!stop_ && std::chrono::steady_clock::now() < until) {
@@ -162,7 +186,10 @@ void Agent::Handle(const std::string& addr, const api::SessionMessage& msg) {
     }
   }
   if (callbacks_.on_session) callbacks_.on_session(msg);
-  MaybeRenew(addr);
+  (void)addr;
+  std::lock_guard lock(renew_mu_);
+  renew_due_ = true;
+  renew_cv_.notify_all();
 }
 
 bool Agent::MaybeRenew(const std::string& addr) {
@@ -186,10 +213,6 @@ bool Agent::MaybeRenew(const std::string& addr) {
     std::lock_guard lock(mu_);
     role_differs = desired_known_ && desired_role_ != cert_role;
     if (!aging && !role_differs) return true;
-    // A demoted manager keeps its manager certificate until it has left the raft group; ask
-    // again now and then rather than on every heartbeat.
-    if (std::chrono::steady_clock::now() - last_renew_attempt_ < 1s) return true;
-    last_renew_attempt_ = std::chrono::steady_clock::now();
   }
   auto stub = api::CA::NewStub(grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
   grpc::ClientContext ctx;
@@ -207,7 +230,7 @@ bool Agent::MaybeRenew(const std::string& addr) {
     SKEP_LOG(warn, "agent", "certificate renewal at {} failed: {}", addr, st.error_message());
     return false;
   }
-  if (resp.role() == cert_role && !aging) return true;  // not yet: the leader is still at it
+  if (resp.role() == cert_role && !aging) return false;  // not yet: the leader is still at it
   try {
     dir_.SaveCertificate(resp.cert_pem());
   } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -47,8 +48,12 @@ class Agent {
   void Run();
   void Heartbeats(std::string addr, std::string session_id, std::chrono::milliseconds period,
                   grpc::ClientContext* session);
+  // Renews the certificate when its role or age call for it, at the manager the session is
+  // with; on a thread of its own so that a slow renewal never holds up heartbeats.
+  void Renewals();
   void Handle(const std::string& addr, const api::SessionMessage& msg);
-  // Renews the certificate at `addr` if its role or age call for it. False if it failed.
+  // Renews the certificate at `addr` if its role or age call for it. False if that failed or
+  // the leader did not (yet) grant the role the swarm wants.
   bool MaybeRenew(const std::string& addr);
   std::string NextManager();
 
@@ -65,11 +70,15 @@ class Agent {
   grpc::ClientContext* session_ = nullptr;  // the open session, to cancel it
   api::NodeRole desired_role_ = api::ROLE_WORKER;
   bool desired_known_ = false;
-  std::chrono::steady_clock::time_point last_renew_attempt_;
   double renew_fraction_;  // renew once this share of the certificate's lifetime has passed
+
+  std::mutex renew_mu_;  // one renewal at a time
+  std::condition_variable renew_cv_;
+  bool renew_due_ = false;
 
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  std::thread renew_thread_;
 };
 
 }  // namespace skep::node

@@ -204,6 +204,21 @@ void NodeRuntime::Start() {
   fs::permissions(dir_.path(), fs::perms::owner_all, fs::perm_options::replace);
   state_ = dir_.LoadState();
   if (state_) {
+    // A crash between a renewed certificate and the state file leaves them disagreeing; the
+    // certificate is what the swarm issued, so it wins.
+    try {
+      const pki::CertInfo cert = pki::ParseCertificate(dir_.ReadFile(dir_.Certs().cert));
+      const api::NodeRole role =
+          cert.role == pki::kManagerRole ? api::ROLE_MANAGER : api::ROLE_WORKER;
+      if (role != state_->role()) {
+        SKEP_LOG(warn, "node", "the node certificate says {}; following it", cert.role);
+        state_->set_role(role);
+        dir_.SaveState(*state_);
+      }
+    } catch (const std::exception& e) {
+      throw std::runtime_error("cannot read this node's certificate in " + dir_.CertDir() + ": " +
+                               e.what());
+    }
     SKEP_LOG(info, "node", "resuming node {} of swarm {} as a {}", state_->node_id(),
              state_->cluster_id(), state_->role() == api::ROLE_MANAGER ? "manager" : "worker");
     if (state_->role() == api::ROLE_MANAGER) {
@@ -241,11 +256,16 @@ void NodeRuntime::Stop() {
     local_server_->Shutdown(std::chrono::system_clock::now() + 2s);
     local_server_.reset();
   }
-  std::lock_guard lock(mu_);
-  if (agent_) agent_->Stop();
-  agent_.reset();
-  if (manager_) manager_->Stop();
-  manager_.reset();
+  // The agent's threads call back into this object (and take mu_): stop them unlocked.
+  std::unique_ptr<Agent> agent;
+  std::shared_ptr<manager::Manager> mgr;
+  {
+    std::lock_guard lock(mu_);
+    agent = std::move(agent_);
+    mgr = std::move(manager_);
+  }
+  if (agent) agent->Stop();
+  if (mgr) mgr->Stop();
 }
 
 void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
@@ -254,7 +274,7 @@ void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
   cb.on_role = [this](api::NodeRole role) { OnRole(role); };
   cb.on_removed = [this](const std::string& why) {
     std::lock_guard lock(mu_);
-    error_ = why;
+    removed_ = why;
   };
   agent_ = std::make_unique<Agent>(dir_, Describe(), managers, std::move(cb));
   agent_->Start();
@@ -282,6 +302,11 @@ grpc::Status NodeRuntime::LocalManager(std::shared_ptr<manager::Manager>* out) c
     return {StatusCode::FAILED_PRECONDITION,
             "This node is not a swarm manager. Use \"skep swarm init\" or \"skep swarm join\" "
             "to connect this node to a swarm and try again."};
+  }
+  if (!manager_ && state_->role() == api::ROLE_MANAGER) {
+    return {StatusCode::UNAVAILABLE,
+            "this node's manager is not running: " +
+                (error_.empty() ? std::string("see skepd's log") : error_)};
   }
   if (!manager_) {
     return {StatusCode::FAILED_PRECONDITION,
@@ -562,6 +587,7 @@ grpc::Status NodeRuntime::Leave(const api::LeaveRequest& req, api::Empty*) {
   auto mgr = std::move(manager_);
   state_.reset();
   error_.clear();
+  removed_.clear();
   lock.unlock();
   if (agent) agent->Stop();
   if (mgr) mgr->Stop();
@@ -593,8 +619,8 @@ grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
 
 void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
+  removed_.clear();  // a session means the swarm knows this node
   if (!state_ || msg.managers_size() == 0) return;
-  error_.clear();
   auto same = [](const auto& a, const auto& b) {
     if (a.size() != b.size()) return false;
     for (int i = 0; i < a.size(); ++i) {
@@ -616,13 +642,19 @@ void NodeRuntime::OnRole(api::NodeRole role) {
   std::unique_lock lock(mu_);
   if (!state_ || state_->role() == role) return;
   state_->set_role(role);
-  dir_.SaveState(*state_);
+  try {
+    dir_.SaveState(*state_);
+  } catch (const std::exception& e) {
+    // The certificate already carries the new role; the next start follows it.
+    SKEP_LOG(error, "node", "cannot save the new role: {}", e.what());
+  }
   if (role == api::ROLE_MANAGER) {
     SKEP_LOG(info, "node", "promoted: starting the manager");
     try {
       dir_.WipeRaft();
       StartManager(manager::ManagerOptions::Start::kJoin,
                    {state_->managers().begin(), state_->managers().end()});
+      error_.clear();
     } catch (const std::exception& e) {
       error_ = std::string("the manager did not start: ") + e.what();
       SKEP_LOG(error, "node", "{}", error_);

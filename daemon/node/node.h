@@ -62,7 +62,8 @@ class NodeRuntime {
   std::unique_ptr<grpc::Server> local_server_;
   std::unique_ptr<grpc::Service> local_node_service_;
   std::unique_ptr<grpc::Service> local_control_service_;
-  std::string error_;
+  std::string error_;    // this node's own failure (its manager did not start)
+  std::string removed_;  // the swarm says it does not know this node
 };
 
 }  // namespace skep::node

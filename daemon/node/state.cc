@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,7 +16,10 @@ namespace fs = std::filesystem;
 
 void WriteFileAtomically(const std::string& path, const std::string& data, int mode) {
   fs::create_directories(fs::path(path).parent_path());
-  const std::string tmp = path + ".tmp";
+  // A name of its own, so that two writers of one file never write into the same temporary.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp =
+      path + ".tmp." + std::to_string(getpid()) + "." + std::to_string(counter++);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
   size_t done = 0;

@@ -86,6 +86,9 @@ TEST_CASE("nodes are promoted and demoted, never at the cost of quorum", "[integ
   };
   CHECK(cert_role("w1") == "swarm-manager");  // the certificate was renewed with the new role
 
+  // Keep m3's manager certificate: after the demotion it must no longer open the control API.
+  const std::string kept = lab.Root() + "/m3-manager-certs";
+  REQUIRE(Run({"cp", "-r", lab.CertDir("m3"), kept}).code == 0);
   o = lab.Skep("m1", {"node", "demote", "m3"});
   CHECK(o.out == "Manager m3 demoted in the swarm.\n");
   CHECK(Eventually([&] {
@@ -96,6 +99,16 @@ TEST_CASE("nodes are promoted and demoted, never at the cost of quorum", "[integ
     return lab.Skep("m3", {"node", "ls"}).err.find("not a swarm manager") != std::string::npos;
   }));
   CHECK(cert_role("m3") == "swarm-worker");
+  {
+    auto stub = skep::api::Control::NewStub(grpc::CreateCustomChannel(
+        lab.Ip("m1") + ":2377", skep::tls::NodeCredentials(skep::tls::Files::In(kept)),
+        skep::tls::ChannelArgs()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    skep::api::ListNodesResponse resp;
+    const grpc::Status st = stub->ListNodes(&ctx, {}, &resp);
+    CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  }
 
   // Managers are now m1, m2, w1. With w1 cut off, demoting m2 would leave m1 alone with an
   // unreachable w1: no quorum. It is refused, with the reason.
