@@ -41,12 +41,15 @@ nodes() { [ -d "$root" ] && find "$root" -mindepth 1 -maxdepth 1 -type d -printf
 known() { [ -d "$root/$1" ] || die "no node \"$1\" in lab \"$lab\" (see: deploy/lab.sh status)"; }
 skep_on() { local node=$1; shift; SKEP_HOST="unix://$(sock_of "$node")" "$bin/skep" "$@"; }
 # A killed skepd whose parent is gone may linger as a zombie until something reaps it: that
-# does not count as running.
+# does not count as running. Nor does a process that merely reuses a recorded pid: it must be
+# the skepd of this node's data dir.
 running() {
   [ -f "$root/$1/pid" ] || return 1
-  local state
-  state=$(ps -o stat= -p "$(cat "$root/$1/pid")" 2>/dev/null) || return 1
-  [[ "$state" != Z* ]]
+  local pid state
+  pid=$(cat "$root/$1/pid")
+  state=$(ps -o stat= -p "$pid" 2>/dev/null) || return 1
+  [[ "$state" != Z* ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--data-dir $root/$1/data "
 }
 
 start_node() {

@@ -87,19 +87,47 @@ grpc::Status CAService::JoinNode(grpc::ServerContext*, const api::JoinNodeReques
   if (req->advertise_addr().empty()) {
     return {StatusCode::INVALID_ARGUMENT, "the joining node must give its advertise address"};
   }
-  if (m_->store().NodeByRaftId(req->raft_id())) {
-    return {StatusCode::ALREADY_EXISTS,
-            "raft id " + std::to_string(req->raft_id()) + " is taken; join again"};
+  const char* role_name = role == api::ROLE_MANAGER ? pki::kManagerRole : pki::kWorkerRole;
+  auto sign = [&](const std::string& node_id, std::string* cert) -> grpc::Status {
+    try {
+      *cert = pki::SignNodeCertificate(CaKeys(*cluster), req->csr_pem(), node_id, role_name,
+                                       cluster->id(), CertExpiry(*cluster));
+    } catch (const pki::PkiError& e) {
+      return {StatusCode::INVALID_ARGUMENT, std::string("bad certificate request: ") + e.what()};
+    }
+    return grpc::Status::OK;
+  };
+  auto answer = [&](const std::string& node_id, std::string cert) {
+    resp->set_node_id(node_id);
+    resp->set_cert_pem(std::move(cert));
+    resp->set_role(role);
+    resp->set_cluster_id(cluster->id());
+    for (const auto& p : m_->Managers())
+      *resp->add_managers() = p;
+  };
+  if (auto existing = m_->store().NodeByRaftId(req->raft_id())) {
+    // The joining node retries with the same raft id when an earlier answer was lost (a
+    // timeout, a leader change): if that earlier attempt created the node, and the node has
+    // never opened a session since, this is the same join, and it gets that node's identity
+    // rather than a second node object.
+    const bool same_join = existing->role() == role &&
+                           existing->advertise_addr() == req->advertise_addr() &&
+                           existing->description().hostname() == req->description().hostname() &&
+                           existing->status().addr().empty();
+    if (!same_join) {
+      return {StatusCode::ALREADY_EXISTS,
+              "raft id " + std::to_string(req->raft_id()) + " is taken; join again"};
+    }
+    std::string cert;
+    if (grpc::Status st = sign(existing->id(), &cert); !st.ok()) return st;
+    SKEP_LOG(info, "ca", "node {} ({}) joined again after an unanswered attempt", existing->id(),
+             req->description().hostname());
+    answer(existing->id(), std::move(cert));
+    return grpc::Status::OK;
   }
   const std::string node_id = pki::RandomId();
-  const char* role_name = role == api::ROLE_MANAGER ? pki::kManagerRole : pki::kWorkerRole;
   std::string cert;
-  try {
-    cert = pki::SignNodeCertificate(CaKeys(*cluster), req->csr_pem(), node_id, role_name,
-                                    cluster->id(), CertExpiry(*cluster));
-  } catch (const pki::PkiError& e) {
-    return {StatusCode::INVALID_ARGUMENT, std::string("bad certificate request: ") + e.what()};
-  }
+  if (grpc::Status st = sign(node_id, &cert); !st.ok()) return st;
   api::Node node;
   node.set_id(node_id);
   node.mutable_spec()->set_desired_role(role);
@@ -116,12 +144,7 @@ grpc::Status CAService::JoinNode(grpc::ServerContext*, const api::JoinNodeReques
   if (grpc::Status st = m_->Write(batch); !st.ok()) return st;
   SKEP_LOG(info, "ca", "node {} ({}) joined as a {}", node_id, req->description().hostname(),
            role == api::ROLE_MANAGER ? "manager" : "worker");
-  resp->set_node_id(node_id);
-  resp->set_cert_pem(cert);
-  resp->set_role(role);
-  resp->set_cluster_id(cluster->id());
-  for (const auto& p : m_->Managers())
-    *resp->add_managers() = p;
+  answer(node_id, std::move(cert));
   return grpc::Status::OK;
 }
 

@@ -14,4 +14,8 @@ inline constexpr int64_t kElectionTimeoutMs = 400;
 inline constexpr int64_t kDispatcherHeartbeatMs = 5000;
 inline constexpr int64_t kNodeCertExpiryS = 90 * 24 * 3600;
 
+// The details of an UNAVAILABLE status from a manager when quorum is lost (as opposed to an
+// election under way): retrying before an operator acts is pointless.
+inline constexpr char kNoQuorumDetail[] = "no-quorum";
+
 }  // namespace skep::manager

@@ -366,7 +366,7 @@ grpc::Status Manager::NoLeaderStatus() const {
                     " of them online. If the unreachable managers are " +
                     "gone for good, run 'skep swarm init --force-new-cluster' on a surviving " +
                     "manager to recover";
-  return {grpc::StatusCode::UNAVAILABLE, msg};
+  return {grpc::StatusCode::UNAVAILABLE, msg, std::string(kNoQuorumDetail)};
 }
 
 grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds timeout) {

@@ -75,7 +75,9 @@ class Manager {
   };
   std::optional<LeaderInfo> Leader() const;
   // UNAVAILABLE, explaining that there is no leader: how many managers are unreachable, and
-  // that `swarm init --force-new-cluster` recovers when they are gone for good.
+  // that `swarm init --force-new-cluster` recovers when they are gone for good. When quorum is
+  // lost (not merely an election under way) the status carries kNoQuorumDetail as its details,
+  // so that callers know retrying soon is pointless.
   grpc::Status NoLeaderStatus() const;
 
   // Proposes a batch and waits until it is applied here. Only on the leader.

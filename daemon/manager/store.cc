@@ -104,6 +104,15 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
     switch (a.kind()) {
       case api::StoreAction::CREATE:
         if (exists) return {false, std::string(KindName(a)) + " " + id + " already exists"};
+        if (a.has_node() && a.node().raft_id() != 0) {
+          // A raft id names one node for good; two would fight over one raft identity.
+          for (const auto& [other_id, other] : nodes_) {
+            if (other.raft_id() == a.node().raft_id()) {
+              return {false, "raft id " + std::to_string(a.node().raft_id()) +
+                                 " is taken by node " + other_id};
+            }
+          }
+        }
         break;
       case api::StoreAction::UPDATE:
       case api::StoreAction::REMOVE:

@@ -514,12 +514,26 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
   *jr.mutable_description() = Describe();
   api::JoinNodeResponse joined;
   {
+    // An answer can be lost after the swarm recorded the node (a timeout, a leader change):
+    // the same request is asked again, and the manager recognises it by its raft id. A swarm
+    // that lost quorum, or a refusal, ends the attempt at once.
     auto stub = api::CA::NewStub(
         grpc::CreateCustomChannel(manager_addr, tls::JoinCredentials(ca_pem), tls::ChannelArgs()));
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + 20s);
-    grpc::Status st = stub->JoinNode(&ctx, jr, &joined);
-    if (!st.ok()) return st;
+    const auto give_up = std::chrono::steady_clock::now() + 30s;
+    for (;;) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + 12s);
+      joined.Clear();
+      grpc::Status st = stub->JoinNode(&ctx, jr, &joined);
+      if (st.ok()) break;
+      const bool transient = (st.error_code() == StatusCode::UNAVAILABLE ||
+                              st.error_code() == StatusCode::DEADLINE_EXCEEDED) &&
+                             st.error_details() != manager::kNoQuorumDetail;
+      if (!transient || std::chrono::steady_clock::now() + 1s > give_up) return st;
+      SKEP_LOG(info, "node", "joining through {} failed ({}); asking again", manager_addr,
+               st.error_message());
+      std::this_thread::sleep_for(500ms);
+    }
   }
 
   api::LocalState state;

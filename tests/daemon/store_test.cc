@@ -98,3 +98,23 @@ TEST_CASE("the store's snapshot restores the same objects and tells the watchers
   CHECK_THROWS(copy.Restore(bad));
   CHECK(copy.GetNode("n1"));  // a snapshot that does not parse changed nothing
 }
+
+TEST_CASE("two nodes never share a raft id", "[store]") {
+  Store store;
+  api::Node a;
+  a.set_id("a");
+  a.set_raft_id(42);
+  store.Apply(EntryOf(2, One(api::StoreAction::CREATE, a)));
+  api::Node b;
+  b.set_id("b");
+  b.set_raft_id(42);
+  ApplyResult outcome;
+  auto batch = One(api::StoreAction::CREATE, b);
+  batch.set_request_id("r");
+  store.ExpectOutcome("r", [&](const ApplyResult& r) { outcome = r; });
+  store.Apply(EntryOf(3, batch));
+  CHECK_FALSE(outcome.ok);
+  CHECK(outcome.error == "raft id 42 is taken by node a");
+  CHECK_FALSE(store.GetNode("b"));
+  CHECK(store.NodeByRaftId(42)->id() == "a");
+}

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "ca.grpc.pb.h"
 #include "control.grpc.pb.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
@@ -219,6 +220,40 @@ TEST_CASE("bad, rotated and foreign join tokens are refused with their own messa
   // Joining twice is refused.
   o = lab.Skep("w1", {"swarm", "join", "--token", current, m1});
   CHECK(o.err.find("already part of a swarm") != std::string::npos);
+
+  // A join whose answer was lost is asked again with the same raft id: the swarm hands out the
+  // identity it recorded the first time instead of creating a second node. Another node that
+  // happens to pick a taken raft id is refused.
+  std::ifstream ca(lab.CertDir("w1") + "/ca.crt");
+  std::stringstream ca_pem;
+  ca_pem << ca.rdbuf();
+  auto stub = skep::api::CA::NewStub(grpc::CreateCustomChannel(
+      m1, skep::tls::JoinCredentials(ca_pem.str()), skep::tls::ChannelArgs()));
+  skep::api::JoinNodeRequest req;
+  req.set_token(current);
+  req.set_csr_pem(skep::pki::CreateKeyAndRequest().csr_pem);
+  req.set_advertise_addr("10.99.0.7:2377");
+  req.set_raft_id(777);
+  req.mutable_description()->set_hostname("lost-answer");
+  auto join = [&](skep::api::JoinNodeResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    return stub->JoinNode(&ctx, req, resp);
+  };
+  skep::api::JoinNodeResponse first, second, other;
+  REQUIRE(join(&first).ok());
+  REQUIRE(join(&second).ok());
+  CHECK(second.node_id() == first.node_id());
+  CHECK_FALSE(second.cert_pem().empty());
+  req.mutable_description()->set_hostname("someone-else");
+  grpc::Status st = join(&other);
+  CHECK(st.error_code() == grpc::StatusCode::ALREADY_EXISTS);
+  CHECK(st.error_message() == "raft id 777 is taken; join again");
+  auto rows = lab.Nodes("m1");
+  CHECK(rows.size() == 4);
+  CHECK(rows.count("lost-answer") == 1);
+  CHECK(rows.count("someone-else") == 0);
+  CHECK(lab.Skep("m1", {"node", "rm", "--force", "lost-answer"}).code == 0);
 }
 
 TEST_CASE("a worker's certificate cannot call the control API", "[integration]") {
