@@ -1,15 +1,17 @@
 // Drives one raft core: the clock, the persistence of each Ready, the transport and the state
-// machine. Everything that touches the core runs on the node's Asio strand; the synced storage
-// write runs on a writer thread of its own and posts its completion back to the strand, so the
-// strand keeps taking messages and proposals while the disk works, and they all go into the
-// next write (group commit). The leader's appends leave before its own write completes
-// (thesis §10.2.1); votes and acknowledgements leave only after it.
+// machine. Everything that touches the core runs in the node's serializer: one task at a time,
+// in order, on the thread that brought it when the core is idle (a message from the network,
+// a proposal), otherwise on the thread already working there. The synced storage write runs on
+// a writer thread of its own, so the core keeps taking messages and proposals while the disk
+// works, and they all go into the next write (group commit). The leader's appends leave once
+// its own write has started, without waiting for it (thesis §10.2.1); votes and
+// acknowledgements leave only after it.
 //
-// Every public method is thread-safe; callbacks run on the node's strand.
+// Every public method is thread-safe. Callbacks run in the serializer, which may be on the
+// calling thread, before the method returns: do not hold a lock a callback takes while calling.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -19,14 +21,15 @@
 
 namespace skep {
 
-// Delivers messages to peers. Called on the node's strand; must not block. Messages may be lost.
+// Delivers messages to peers. Called in the node's serializer; must not block. Messages may be
+// lost.
 class RaftTransport {
  public:
   virtual ~RaftTransport() = default;
   virtual void Send(raftpb::Message m) = 0;
 };
 
-// The replicated state machine. Called on the node's strand.
+// The replicated state machine. Called in the node's serializer.
 class RaftStateMachine {
  public:
   virtual ~RaftStateMachine() = default;
@@ -51,7 +54,6 @@ struct RaftNodeOptions {
 class RaftNode {
  public:
   using Done = std::function<void(const raft::Status&)>;
-  using Executor = boost::asio::strand<boost::asio::io_context::executor_type>;
 
   RaftNode(boost::asio::io_context& io, const RaftNodeOptions& options, raft::Storage* storage,
            RaftTransport* transport, RaftStateMachine* state_machine);
@@ -80,12 +82,10 @@ class RaftNode {
 
   // The core's status as of the last time it moved. Thread-safe.
   raft::NodeStatus GetStatus() const;
-  // Called on the strand whenever the known leader or this node's role changes.
+  // Called in the serializer whenever the known leader or this node's role changes.
   void OnLeaderChange(std::function<void(raft::NodeId lead, raft::Term term, bool self)> f);
-  // Called on the strand if the storage fails: the node has stopped.
+  // Called in the serializer if the storage fails: the node has stopped.
   void OnFatal(std::function<void(const std::string& why)> f);
-
-  Executor& executor();
 
   class Impl;
 

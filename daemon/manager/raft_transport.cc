@@ -19,9 +19,108 @@ struct GrpcRaftTransport::Peer {
   std::deque<raftpb::Message> queue;
   bool stop = false;
   bool addr_changed = false;
-  std::unique_ptr<grpc::ClientContext> context;  // of the open stream, to cancel it
+  Stream* stream = nullptr;  // the open stream, if any
+  int streams = 0;           // streams whose OnDone has not run yet
+  // After a stream breaks, the next is opened no sooner than this.
+  std::chrono::steady_clock::time_point retry_at;
   std::thread thread;
+
+  // Under mu: the stream is no longer this peer's; the caller then calls Close(s) outside mu.
+  Stream* DetachLocked();
+  // Moves the next queued message into the stream's write slot. Under mu.
+  bool NextLocked(Stream* s, grpc::WriteOptions* options);
 };
+
+// One client stream to a peer. Writes start from whichever thread has a message when none is in
+// flight (Send), or from the completion of the previous one (OnWriteDone). A hold keeps the
+// stream open while writes may still start from outside gRPC's callbacks; it is released once,
+// by Close or by a failed write, after which OnDone runs and the stream deletes itself.
+class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::Message> {
+ public:
+  explicit Stream(std::shared_ptr<Peer> peer) : peer_(std::move(peer)) {}
+
+  grpc::ClientContext context;
+  raftpb::StreamAck ack;
+  raftpb::Message current;  // the message being written
+  bool writing = false;     // under peer->mu: a write is in flight
+  bool closing = false;     // under peer->mu: no new writes; the hold goes when none is in flight
+
+  // Cancels the call and lets it finish. Outside peer->mu: gRPC may run callbacks inline.
+  void Close(bool release) {
+    context.TryCancel();
+    if (release) Release();
+  }
+
+  void OnWriteDone(bool ok) override {
+    grpc::WriteOptions options;
+    bool next = false;
+    bool release = false;
+    {
+      std::lock_guard lock(peer_->mu);
+      if (!ok || closing) {
+        writing = false;
+        closing = true;
+        release = true;
+        if (peer_->stream == this) {
+          // Broken: what is queued is stale by the time a new stream opens; raft resends.
+          peer_->stream = nullptr;
+          peer_->queue.clear();
+          peer_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
+        }
+      } else {
+        next = peer_->NextLocked(this, &options);
+        writing = next;
+      }
+    }
+    if (release) {
+      Release();
+    } else if (next) {
+      Write(options);
+    }
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    {
+      std::lock_guard lock(peer_->mu);
+      if (peer_->stream == this) peer_->stream = nullptr;
+      if (!status.ok() && !peer_->stop && status.error_code() != grpc::StatusCode::CANCELLED) {
+        SKEP_LOG(debug, "raft", "stream to peer {} at {} ended: {}", peer_->id, peer_->addr,
+                 status.error_message());
+      }
+      --peer_->streams;
+      peer_->cv.notify_all();
+    }
+    delete this;
+  }
+
+  void Write(const grpc::WriteOptions& options) { StartWrite(&current, options); }
+
+  static constexpr std::chrono::milliseconds kRetryPause{100};
+
+ private:
+  void Release() {
+    if (!released_.exchange(true)) RemoveHold();
+  }
+  std::shared_ptr<Peer> peer_;
+  std::atomic<bool> released_{false};
+};
+
+GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::DetachLocked() {
+  Stream* s = stream;
+  if (s == nullptr) return nullptr;
+  stream = nullptr;
+  s->closing = true;
+  return s;
+}
+
+bool GrpcRaftTransport::Peer::NextLocked(Stream* s, grpc::WriteOptions* options) {
+  if (queue.empty()) return false;
+  s->current = std::move(queue.front());
+  queue.pop_front();
+  // More to come at once: let gRPC gather them into fewer frames; the last one flushes.
+  if (!queue.empty()) options->set_buffer_hint();
+  return true;
+}
 
 GrpcRaftTransport::GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials,
                                      uint64_t self, std::string self_addr)
@@ -43,7 +142,6 @@ void GrpcRaftTransport::Stop() {
     {
       std::lock_guard lock(p->mu);
       p->stop = true;
-      if (p->context) p->context->TryCancel();
     }
     p->cv.notify_all();
   }
@@ -61,7 +159,6 @@ void GrpcRaftTransport::SetPeer(uint64_t raft_id, const std::string& addr) {
     if (p.addr != addr) {
       p.addr = addr;
       p.addr_changed = true;
-      if (p.context) p.context->TryCancel();
       p.cv.notify_all();
     }
     return;
@@ -85,7 +182,6 @@ void GrpcRaftTransport::RemovePeer(uint64_t raft_id) {
   {
     std::lock_guard lock(p->mu);
     p->stop = true;
-    if (p->context) p->context->TryCancel();
   }
   p->cv.notify_all();
   p->thread.join();
@@ -107,12 +203,22 @@ void GrpcRaftTransport::Send(raftpb::Message m) {
     if (it == peers_.end()) return;
     p = it->second;
   }
+  Stream* s = nullptr;
+  grpc::WriteOptions options;
   {
     std::lock_guard lock(p->mu);
     if (p->queue.size() >= kMaxQueued) p->queue.pop_front();  // raft resends what matters
     p->queue.push_back(std::move(m));
+    if (p->stream == nullptr) {
+      p->cv.notify_one();  // the peer's thread opens a stream
+    } else if (!p->stream->writing) {
+      s = p->stream;
+      s->writing = p->NextLocked(s, &options);
+    }
   }
-  p->cv.notify_one();
+  // The hold stays while a write is in flight, so the stream outlives this call even if it is
+  // closed meanwhile.
+  if (s) s->Write(options);
 }
 
 void GrpcRaftTransport::Heard(uint64_t raft_id) {
@@ -136,17 +242,29 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
   std::string addr;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<raftpb::Raft::Stub> stub;
+  std::unique_lock lock(p->mu);
   for (;;) {
-    {
-      std::unique_lock lock(p->mu);
-      p->cv.wait(lock, [&] { return p->stop || !p->queue.empty(); });
-      if (p->stop) return;
-      if (!channel || p->addr_changed) {
-        addr = p->addr;
-        p->addr_changed = false;
-        channel.reset();
+    p->cv.wait(lock, [&] {
+      return p->stop || p->addr_changed || (p->stream == nullptr && !p->queue.empty());
+    });
+    if (p->stop) break;
+    if (p->addr_changed) {
+      p->addr_changed = false;
+      channel.reset();
+      if (Stream* old = p->DetachLocked()) {
+        const bool idle = !old->writing;
+        lock.unlock();
+        old->Close(idle);
+        lock.lock();
       }
+      continue;
     }
+    if (std::chrono::steady_clock::now() < p->retry_at) {
+      p->cv.wait_until(lock, p->retry_at, [&] { return p->stop || p->addr_changed; });
+      continue;
+    }
+    if (!channel) addr = p->addr;
+    lock.unlock();
     if (!channel) {
       channel = grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
       stub = raftpb::Raft::NewStub(channel);
@@ -154,59 +272,83 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
       // A peer that restarted is reconnected to at once, not after gRPC's growing backoff.
       grpc::experimental::ChannelResetConnectionBackoff(channel.get());
     }
-    auto ctx = std::make_unique<grpc::ClientContext>();
+    auto* s = new Stream(p);
     if (!self_addr_.empty())
-      ctx->AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
-    grpc::ClientContext* raw = ctx.get();
-    {
-      std::lock_guard lock(p->mu);
-      if (p->stop) return;
-      p->context = std::move(ctx);
-    }
-    raftpb::StreamAck ack;
-    auto writer = stub->Stream(raw, &ack);
-    bool ok = true;
-    while (ok) {
-      std::deque<raftpb::Message> batch;
-      {
-        std::unique_lock lock(p->mu);
-        p->cv.wait(lock, [&] { return p->stop || p->addr_changed || !p->queue.empty(); });
-        if (p->stop || p->addr_changed) break;
-        batch.swap(p->queue);
-      }
-      for (size_t i = 0; i < batch.size() && ok; ++i) {
-        grpc::WriteOptions wo;
-        if (i + 1 < batch.size()) wo.set_buffer_hint();  // coalesce the batch into few frames
-        ok = writer->Write(batch[i], wo);
-      }
-    }
-    writer->WritesDone();
-    grpc::Status st = writer->Finish();
-    {
-      std::lock_guard lock(p->mu);
-      p->context.reset();
-      if (p->stop) return;
-    }
-    if (!ok) {
-      SKEP_LOG(debug, "raft", "stream to peer {} at {} broke: {}", p->id, addr, st.error_message());
-      // Messages queued meanwhile are stale by the time the peer is back; raft resends.
-      std::unique_lock lock(p->mu);
-      p->queue.clear();
-      p->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return p->stop; });
-    }
+      s->context.AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
+    stub->async()->Stream(&s->context, &s->ack, s);
+    s->AddHold();
+    grpc::WriteOptions options;
+    lock.lock();
+    ++p->streams;
+    p->stream = s;
+    s->writing = p->NextLocked(s, &options);
+    const bool write = s->writing;
+    lock.unlock();
+    s->StartCall();
+    if (write) s->Write(options);
+    lock.lock();
+  }
+  // Stopping: close the open stream and wait until every stream has finished, since they use
+  // this peer.
+  if (Stream* s = p->DetachLocked()) {
+    const bool idle = !s->writing;
+    lock.unlock();
+    s->Close(idle);
+    lock.lock();
+  }
+  if (!p->cv.wait_for(lock, std::chrono::seconds(5), [&] { return p->streams == 0; })) {
+    SKEP_LOG(warn, "raft", "stream to peer {} did not finish", p->id);
   }
 }
 
-grpc::Status RaftService::Stream(grpc::ServerContext* context,
-                                 grpc::ServerReader<raftpb::Message>* reader, raftpb::StreamAck*) {
+namespace {
+// Answers a stream it refuses at once.
+class Refusal final : public grpc::ServerReadReactor<raftpb::Message> {
+ public:
+  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+}  // namespace
+
+// Steps each message into the node on the gRPC thread that read it.
+class RaftService::Reader final : public grpc::ServerReadReactor<raftpb::Message> {
+ public:
+  Reader(RaftService* service, bool known, uint64_t raft_id)
+      : service_(service), known_(known), raft_id_(raft_id) {
+    StartRead(&m_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (!known_ || m_.from() == raft_id_) {  // else speaking for another member: dropped
+      service_->transport_->Heard(m_.from());
+      service_->node_->Step(std::move(m_));
+    }
+    m_ = raftpb::Message();
+    StartRead(&m_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  RaftService* service_;
+  bool known_;
+  uint64_t raft_id_;
+  raftpb::Message m_;
+};
+
+grpc::ServerReadReactor<raftpb::Message>* RaftService::Stream(grpc::CallbackServerContext* context,
+                                                              raftpb::StreamAck*) {
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate || peer.role != pki::kManagerRole) {
-    return {grpc::StatusCode::PERMISSION_DENIED, "raft traffic needs a manager certificate"};
+    return new Refusal(
+        {grpc::StatusCode::PERMISSION_DENIED, "raft traffic needs a manager certificate"});
   }
   const RaftPeerCheck check = lookup_ ? lookup_(peer.node_id) : RaftPeerCheck{};
   if (check.verdict == RaftPeerCheck::Verdict::kNotManager) {
-    return {grpc::StatusCode::PERMISSION_DENIED,
-            "node " + peer.node_id + " is not a manager of this swarm any more"};
+    return new Refusal({grpc::StatusCode::PERMISSION_DENIED,
+                        "node " + peer.node_id + " is not a manager of this swarm any more"});
   }
   const bool known = check.verdict == RaftPeerCheck::Verdict::kManager;
   auto from = context->client_metadata().find(kFromHeader);
@@ -222,14 +364,7 @@ grpc::Status RaftService::Stream(grpc::ServerContext* context,
       }
     }
   }
-  raftpb::Message m;
-  while (reader->Read(&m)) {
-    if (known && m.from() != check.raft_id) continue;  // speaking for another member
-    transport_->Heard(m.from());
-    node_->Step(std::move(m));
-    m = raftpb::Message();
-  }
-  return grpc::Status::OK;
+  return new Reader(this, known, check.raft_id);
 }
 
 }  // namespace skep::manager

@@ -1,6 +1,9 @@
-// Raft messages between managers over gRPC on 2377: one long-lived client stream per peer,
-// written by a thread of its own from a bounded queue (raft tolerates lost messages, so a full
-// queue drops), reconnecting with a short backoff. The receiving side is RaftService.
+// Raft messages between managers over gRPC on 2377: one long-lived client stream per peer, on
+// gRPC's callback API. A message is written by the thread that sends it when the stream is idle
+// (no thread hand-off before it reaches the socket), otherwise queued in a bounded queue that
+// each completed write drains (raft tolerates lost messages, so a full queue drops the oldest).
+// A thread per peer only opens streams, again after a short backoff when one breaks. The
+// receiving side is RaftService, which steps each message on the gRPC thread that read it.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -45,6 +48,7 @@ class GrpcRaftTransport final : public RaftTransport {
 
  private:
   struct Peer;
+  class Stream;
   void Run(std::shared_ptr<Peer> peer);
 
   std::shared_ptr<grpc::ChannelCredentials> credentials_;
@@ -71,14 +75,15 @@ using RaftPeerLookup = std::function<RaftPeerCheck(const std::string& node_id)>;
 // Receives peers' streams and steps their messages into the local node; learns the address
 // each peer announces. A stream needs a manager certificate, and its node must not be known as
 // anything but a manager; a known node may only speak for its own raft id.
-class RaftService final : public raftpb::Raft::Service {
+class RaftService final : public raftpb::Raft::CallbackService {
  public:
   RaftService(RaftNode* node, GrpcRaftTransport* transport, RaftPeerLookup lookup)
       : node_(node), transport_(transport), lookup_(std::move(lookup)) {}
-  grpc::Status Stream(grpc::ServerContext* context, grpc::ServerReader<raftpb::Message>* reader,
-                      raftpb::StreamAck* ack) override;
+  grpc::ServerReadReactor<raftpb::Message>* Stream(grpc::CallbackServerContext* context,
+                                                   raftpb::StreamAck* ack) override;
 
  private:
+  class Reader;
   RaftNode* node_;
   GrpcRaftTransport* transport_;
   RaftPeerLookup lookup_;

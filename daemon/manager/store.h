@@ -1,6 +1,7 @@
 // The managers' store: the cluster's objects in memory, changed only by applying committed
 // raft entries (StoreBatch: actions applied together or not at all). Reads are served from any
-// thread; Apply runs on the raft strand. Watchers hear of every change after it is applied.
+// thread; Apply runs in the raft node's serializer. Watchers hear of every change after it is
+// applied.
 #pragma once
 
 #include <functional>
@@ -42,7 +43,7 @@ class Store final : public RaftStateMachine {
   void ExpectOutcome(const std::string& request_id, std::function<void(const ApplyResult&)> done);
   // Drops an expectation (the proposal failed or timed out).
   void ForgetOutcome(const std::string& request_id);
-  // Called on the raft strand after each applied change.
+  // Called in the raft node's serializer after each applied change.
   void Watch(std::function<void(const StoreEvent&)> watcher);
 
   // Checks a batch against the current objects, as Apply would, without changing anything.
