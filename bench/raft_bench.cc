@@ -50,7 +50,9 @@ class LocalTransport : public RaftTransport {
 class CountingStateMachine : public RaftStateMachine {
  public:
   void Apply(const raftpb::Entry&) override { ++applied; }
-  std::string Snapshot() override { return std::to_string(applied); }
+  std::function<std::string()> Snapshot() override {
+    return [n = applied] { return std::to_string(n); };
+  }
   void Restore(const raftpb::Snapshot&) override {}
   uint64_t applied = 0;
 };

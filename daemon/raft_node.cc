@@ -158,6 +158,7 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   RaftStateMachine* sm;
   std::unique_ptr<raft::Node> node;
   StorageWriter writer;
+  StorageWriter snapshotter;  // writes snapshots, which may be large, beside the log writes
 
   std::atomic<bool> running{false};
   std::atomic<bool> failed{false};
@@ -382,19 +383,18 @@ void RaftNode::Impl::ServeReads() {
 }
 
 void RaftNode::Impl::MaybeSnapshot() {
-  // The state machine is serialized here, in the serializer, as of `applied`; the synced write of
-  // the snapshot runs on the writer thread, where it delays the next Ready's write but not the
-  // messages that may leave meanwhile (see Pump).
+  // The state machine's view as of `applied` is taken here, in the serializer; it is serialized
+  // and written on a thread of its own, so that applying and the log writes go on meanwhile.
   if (options.snapshot_every == 0 || applied < snapshot_index + options.snapshot_every) return;
   const Index at = applied;
   const Index compact_to = at > options.snapshot_keep ? at - options.snapshot_keep : 0;
   snapshot_index = at;
-  auto data = std::make_shared<std::string>(sm->Snapshot());
+  auto serialize = sm->Snapshot();
   auto conf = applied_conf;
   auto self = shared_from_this();
-  writer.Post([self, at, compact_to, data, conf] {
+  snapshotter.Post([self, at, compact_to, serialize = std::move(serialize), conf] {
     try {
-      self->storage->CreateSnapshot(at, conf, std::move(*data), compact_to);
+      self->storage->CreateSnapshot(at, conf, serialize(), compact_to);
     } catch (const std::exception& e) {
       std::string why = e.what();
       self->serial->Run([self, why] {
@@ -456,9 +456,10 @@ void RaftNode::Stop() {
     // If the io_context no longer runs nothing else will either: don't wait forever.
     fut.wait_for(std::chrono::seconds(5));
   }
-  // Finishes the write in progress (even after a failure); its completion finds the node
-  // stopped and does nothing.
+  // Finishes the writes in progress (even after a failure); their completions find the node
+  // stopped and do nothing.
   impl_->writer.Close();
+  impl_->snapshotter.Close();
 }
 
 void RaftNode::Step(raftpb::Message m) {

@@ -36,8 +36,10 @@ class RaftStateMachine {
   // A committed entry, in log order (normal entries with data, configuration entries, and the
   // empty entries new leaders append).
   virtual void Apply(const raftpb::Entry& entry) = 0;
-  // The state as of the last applied entry, for a snapshot.
-  virtual std::string Snapshot() = 0;
+  // The state as of the last applied entry, for a snapshot: what to serialize is taken now,
+  // cheaply, and serialized later by the function returned, on another thread while entries go
+  // on being applied; so what it captures must not change afterwards.
+  virtual std::function<std::string()> Snapshot() = 0;
   // Replaces the state with a snapshot's.
   virtual void Restore(const raftpb::Snapshot& snapshot) = 0;
 };

@@ -5,7 +5,10 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <atomic>
 #include <boost/crc.hpp>
+#include <cinttypes>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <map>
@@ -16,7 +19,8 @@
 namespace skep::raft {
 namespace {
 
-constexpr uint32_t kFormatVersion = 1;
+// Version 1 kept the whole snapshot under "s"; version 2 keeps its data in a file of its own.
+constexpr uint32_t kFormatVersion = 2;
 const char kVersionKey[] = "v";
 const char kHardStateKey[] = "h";
 const char kCompactedKey[] = "c";
@@ -66,6 +70,13 @@ bool ParseRecord(const rocksdb::Slice& v, google::protobuf::MessageLite* m) {
   return m->ParseFromArray(v.data() + 4, static_cast<int>(v.size() - 4));
 }
 
+std::string VersionValue(uint32_t version) {
+  std::string v(4, '\0');
+  for (int b = 0; b < 4; ++b)
+    v[b] = static_cast<char>((version >> (8 * b)) & 0xff);
+  return v;
+}
+
 // Opening failed on damage: opens a read-only view that stops at the damage to say which
 // entries are still intact.
 std::string LocateDamage(rocksdb::Options o, const std::string& dir) {
@@ -91,6 +102,24 @@ class RocksStorage::Impl {
   }
 
   void Load();
+  // Reads the snapshot the metadata under "s" names, from its file.
+  std::shared_ptr<raftpb::Snapshot> LoadSnapshot(const raftpb::SnapshotMetadata& meta);
+  // A version 1 database kept the snapshot's data under "s": moves it to its file.
+  void Upgrade();
+  // Makes the snapshot's file durable (written, synced, renamed into place, directory synced).
+  // The database refers to it afterwards.
+  void WriteSnapshotFile(const raftpb::Snapshot& snap);
+  // Deletes the files of snapshots older than `below`, once a newer one is recorded; with
+  // `all_but_below` (at open), every file but the snapshot at `below`, leftovers of writes a
+  // crash interrupted included. Best effort: what stays is deleted at the next open.
+  void RemoveSnapshotFiles(Index below, bool all_but_below = false);
+  std::string SnapDir() const { return dir + "/snap"; }
+  std::string SnapPath(Index index) const {
+    char name[32];
+    std::snprintf(name, sizeof name, "%016" PRIx64 ".snap", index);
+    return SnapDir() + "/" + name;
+  }
+  rocksdb::Env* env() const { return options.env ? options.env.get() : rocksdb::Env::Default(); }
   // Reads a record; false if absent.
   bool Read(const char* key, google::protobuf::MessageLite* m, const char* what);
   void Write(rocksdb::WriteBatch* batch);
@@ -105,7 +134,9 @@ class RocksStorage::Impl {
   RocksStorageOptions options;
   std::unique_ptr<rocksdb::DB> db;
 
-  std::mutex write_mu;    // one writer at a time; held across the synced write
+  std::mutex write_mu;  // one writer at a time; held across the synced write
+  std::mutex file_mu;   // one snapshot file written at a time
+  std::atomic<uint64_t> tmp_seq{0};
   mutable std::mutex mu;  // guards everything below
   raftpb::HardState hard_state;
   std::shared_ptr<const raftpb::Snapshot> snapshot;
@@ -134,14 +165,12 @@ bool RocksStorage::Impl::Read(const char* key, google::protobuf::MessageLite* m,
 }
 
 void RocksStorage::Impl::Load() {
+  Check(env()->CreateDirIfMissing(SnapDir()), "cannot create " + SnapDir());
   std::string version;
   rocksdb::Status s = db->Get(rocksdb::ReadOptions(), kVersionKey, &version);
   if (s.IsNotFound()) {
-    std::string v(4, '\0');
-    for (int b = 0; b < 4; ++b)
-      v[b] = static_cast<char>((kFormatVersion >> (8 * b)) & 0xff);
     rocksdb::WriteBatch batch;
-    batch.Put(kVersionKey, v);
+    batch.Put(kVersionKey, VersionValue(kFormatVersion));
     Write(&batch);
   } else {
     Check(s, "cannot read the format version");
@@ -149,16 +178,19 @@ void RocksStorage::Impl::Load() {
     for (size_t b = 0; b < 4 && b < version.size(); ++b) {
       got |= static_cast<uint32_t>(static_cast<unsigned char>(version[b])) << (8 * b);
     }
-    if (version.size() != 4 || got != kFormatVersion) {
-      Fail("unknown format version " + std::to_string(got) + " (this build reads version " +
+    if (version.size() == 4 && got == 1) {
+      Upgrade();
+    } else if (version.size() != 4 || got != kFormatVersion) {
+      Fail("unknown format version " + std::to_string(got) + " (this build reads versions 1 and " +
            std::to_string(kFormatVersion) + ")");
     }
   }
   Read(kHardStateKey, &hard_state, "hard state");
   Read(kCompactedKey, &compacted, "compaction point");
-  auto snap = std::make_shared<raftpb::Snapshot>();
-  Read(kSnapshotKey, snap.get(), "snapshot");
-  snapshot = std::move(snap);
+  raftpb::SnapshotMetadata meta;
+  Read(kSnapshotKey, &meta, "snapshot metadata");
+  snapshot = LoadSnapshot(meta);
+  RemoveSnapshotFiles(meta.index(), true);
   if (snapshot->metadata().index() < compacted.index()) {
     Fail("the snapshot at index " + std::to_string(snapshot->metadata().index()) +
          " does not cover the compacted log up to " + std::to_string(compacted.index()));
@@ -192,6 +224,71 @@ void RocksStorage::Impl::Load() {
   if (hard_state.commit() > std::max(LastLocked(), snapshot->metadata().index())) {
     Fail("the commit index " + std::to_string(hard_state.commit()) +
          " lies beyond the last entry " + std::to_string(LastLocked()));
+  }
+}
+
+std::shared_ptr<raftpb::Snapshot> RocksStorage::Impl::LoadSnapshot(
+    const raftpb::SnapshotMetadata& meta) {
+  auto snap = std::make_shared<raftpb::Snapshot>();
+  if (meta.index() == 0) return snap;
+  const std::string path = SnapPath(meta.index());
+  std::string data;
+  rocksdb::Status s = rocksdb::ReadFileToString(env(), path, &data);
+  if (s.IsNotFound() || s.IsPathNotFound()) {
+    Fail("the snapshot at index " + std::to_string(meta.index()) + " is missing its file " + path);
+  }
+  Check(s, "cannot read the snapshot file " + path);
+  if (!ParseRecord(data, snap.get())) {
+    Fail("the snapshot file " + path + " fails its checksum");
+  }
+  if (snap->metadata().index() != meta.index() || snap->metadata().term() != meta.term()) {
+    Fail("the snapshot file " + path + " holds index " + std::to_string(snap->metadata().index()) +
+         " term " + std::to_string(snap->metadata().term()) + ", not the index " +
+         std::to_string(meta.index()) + " term " + std::to_string(meta.term()) + " recorded");
+  }
+  return snap;
+}
+
+void RocksStorage::Impl::Upgrade() {
+  raftpb::Snapshot old;
+  Read(kSnapshotKey, &old, "snapshot");
+  if (old.metadata().index() > 0) WriteSnapshotFile(old);
+  rocksdb::WriteBatch batch;
+  batch.Put(kSnapshotKey, Record(old.metadata()));
+  batch.Put(kVersionKey, VersionValue(kFormatVersion));
+  Write(&batch);
+}
+
+void RocksStorage::Impl::WriteSnapshotFile(const raftpb::Snapshot& snap) {
+  std::lock_guard lock(file_mu);
+  const std::string path = SnapPath(snap.metadata().index());
+  const std::string tmp = path + ".tmp" + std::to_string(++tmp_seq);
+  const std::string record = Record(snap);
+  std::unique_ptr<rocksdb::WritableFile> f;
+  Check(env()->NewWritableFile(tmp, &f, rocksdb::EnvOptions()), "cannot create " + tmp);
+  Check(f->Append(record), "cannot write " + tmp);
+  Check(f->Sync(), "cannot sync " + tmp);
+  Check(f->Close(), "cannot close " + tmp);
+  Check(env()->RenameFile(tmp, path), "cannot rename " + tmp + " to " + path);
+  std::unique_ptr<rocksdb::Directory> d;
+  Check(env()->NewDirectory(SnapDir(), &d), "cannot open " + SnapDir());
+  Check(d->Fsync(), "cannot sync " + SnapDir());
+}
+
+void RocksStorage::Impl::RemoveSnapshotFiles(Index below, bool all_but_below) {
+  std::lock_guard lock(file_mu);
+  std::vector<std::string> names;
+  if (!env()->GetChildren(SnapDir(), &names).ok()) return;
+  for (const auto& name : names) {
+    if (name == "." || name == "..") continue;
+    const std::string path = SnapDir() + "/" + name;
+    unsigned long long index = 0;
+    char rest[8] = {};
+    const bool snap_file = name.size() == 21 &&
+                           std::sscanf(name.c_str(), "%16llx%7s", &index, rest) == 2 &&
+                           std::string(rest) == ".snap";
+    const bool remove = all_but_below ? path != SnapPath(below) : snap_file && index < below;
+    if (remove) (void)env()->DeleteFile(path);
   }
 }
 
@@ -379,7 +476,8 @@ void RocksStorage::Save(const raftpb::HardState* hard_state,
     const auto& meta = snapshot->metadata();
     keep_after_snapshot =
         meta.index() >= first && meta.index() <= last && TermAt(meta.index()) == meta.term();
-    batch.Put(kSnapshotKey, Record(*snapshot));
+    impl_->WriteSnapshotFile(*snapshot);
+    batch.Put(kSnapshotKey, Record(meta));
     raftpb::SnapshotMetadata point;
     point.set_index(meta.index());
     point.set_term(meta.term());
@@ -413,7 +511,7 @@ void RocksStorage::Save(const raftpb::HardState* hard_state,
   }
   impl_->Write(&batch);
 
-  std::lock_guard lock(impl_->mu);
+  std::unique_lock lock(impl_->mu);
   if (new_snapshot) {
     impl_->snapshot = std::make_shared<raftpb::Snapshot>(*snapshot);
     if (keep_after_snapshot) {
@@ -434,14 +532,15 @@ void RocksStorage::Save(const raftpb::HardState* hard_state,
     }
   }
   if (hard_state != nullptr) impl_->hard_state = *hard_state;
+  lock.unlock();
+  if (new_snapshot) impl_->RemoveSnapshotFiles(snapshot->metadata().index());
 }
 
 void RocksStorage::CreateSnapshot(Index index, const raftpb::ConfState& conf, std::string data,
                                   Index compact_to) {
-  std::lock_guard writer(impl_->write_mu);
   if (index <= SnapshotMeta().index()) return;  // not newer than the one we have
   const std::optional<Term> term = TermAt(index);
-  if (!term || index < FirstIndex()) {
+  if (!term) {
     throw std::logic_error("raft: snapshot at " + std::to_string(index) + " outside the log");
   }
   auto snap = std::make_shared<raftpb::Snapshot>();
@@ -449,9 +548,18 @@ void RocksStorage::CreateSnapshot(Index index, const raftpb::ConfState& conf, st
   snap->mutable_metadata()->set_term(*term);
   *snap->mutable_metadata()->mutable_conf_state() = conf;
   snap->set_data(std::move(data));
+  // The data, which may be large, is written without holding up Save.
+  impl_->WriteSnapshotFile(*snap);
 
+  std::unique_lock writer(impl_->write_mu);
+  if (index <= SnapshotMeta().index()) {
+    // A snapshot from the leader was installed meanwhile.
+    writer.unlock();
+    impl_->RemoveSnapshotFiles(SnapshotMeta().index());
+    return;
+  }
   rocksdb::WriteBatch batch;
-  batch.Put(kSnapshotKey, Record(*snap));
+  batch.Put(kSnapshotKey, Record(snap->metadata()));
   compact_to = std::min(compact_to, index);
   const Index old_compacted = FirstIndex() - 1;
   std::optional<Term> compact_term;
@@ -466,10 +574,13 @@ void RocksStorage::CreateSnapshot(Index index, const raftpb::ConfState& conf, st
     impl_->read_floor = std::max(impl_->read_floor, compact_to + 1);
   }
   impl_->Write(&batch);
-
-  std::lock_guard lock(impl_->mu);
-  impl_->snapshot = std::move(snap);
-  if (compact_term) impl_->CompactLocked(compact_to, *compact_term);
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->snapshot = std::move(snap);
+    if (compact_term) impl_->CompactLocked(compact_to, *compact_term);
+  }
+  writer.unlock();
+  impl_->RemoveSnapshotFiles(index);
 }
 
 }  // namespace skep::raft

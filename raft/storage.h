@@ -45,7 +45,8 @@ class Storage {
   virtual void Save(const raftpb::HardState* hard_state, const std::vector<raftpb::Entry>& entries,
                     const raftpb::Snapshot* snapshot) = 0;
   // Records a snapshot of the state machine as of `index` (<= the applied index), whose
-  // configuration was `conf`, and drops the log entries up to `compact_to` (<= index).
+  // configuration was `conf`, and drops the log entries up to `compact_to` (<= index). May run
+  // on another thread while Save runs; does nothing if a snapshot at `index` or later exists.
   virtual void CreateSnapshot(Index index, const raftpb::ConfState& conf, std::string data,
                               Index compact_to) = 0;
 };

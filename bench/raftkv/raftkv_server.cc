@@ -55,23 +55,29 @@ class KvStore final : public RaftStateMachine {
     if (e.type() != raftpb::ENTRY_NORMAL || e.data().empty()) return;
     etcdserverpb::PutRequest put;
     if (!put.ParseFromString(e.data())) return;
+    auto value = std::make_shared<const std::string>(std::move(*put.mutable_value()));
     std::lock_guard lock(mu_);
-    data_[put.key()] = put.value();
+    data_[put.key()] = std::move(value);
     ++revision_;
   }
-  std::string Snapshot() override {
-    std::lock_guard lock(mu_);
-    std::string out;
-    for (const auto& [k, v] : data_) {
-      etcdserverpb::PutRequest p;
-      p.set_key(k);
-      p.set_value(v);
-      const std::string rec = p.SerializeAsString();
-      const uint32_t len = static_cast<uint32_t>(rec.size());
-      out.append(reinterpret_cast<const char*>(&len), 4);
-      out += rec;
-    }
-    return out;
+  // Values are shared, immutable strings: the view a snapshot takes is a copy of the map alone.
+  std::function<std::string()> Snapshot() override {
+    std::unique_lock lock(mu_);
+    auto view = std::make_shared<Map>(data_);
+    lock.unlock();
+    return [view] {
+      std::string out;
+      for (const auto& [k, v] : *view) {
+        etcdserverpb::PutRequest p;
+        p.set_key(k);
+        p.set_value(*v);
+        const std::string rec = p.SerializeAsString();
+        const uint32_t len = static_cast<uint32_t>(rec.size());
+        out.append(reinterpret_cast<const char*>(&len), 4);
+        out += rec;
+      }
+      return out;
+    };
   }
   void Restore(const raftpb::Snapshot& s) override {
     std::lock_guard lock(mu_);
@@ -82,7 +88,7 @@ class KvStore final : public RaftStateMachine {
       std::memcpy(&len, d.data() + pos, 4);
       etcdserverpb::PutRequest p;
       p.ParseFromArray(d.data() + pos + 4, static_cast<int>(len));
-      data_[p.key()] = p.value();
+      data_[p.key()] = std::make_shared<const std::string>(p.value());
       pos += 4 + len;
     }
   }
@@ -92,8 +98,9 @@ class KvStore final : public RaftStateMachine {
   }
 
  private:
+  using Map = std::unordered_map<std::string, std::shared_ptr<const std::string>>;
   std::mutex mu_;
-  std::unordered_map<std::string, std::string> data_;
+  Map data_;
   int64_t revision_ = 0;
 };
 

@@ -179,14 +179,16 @@ void Store::Apply(const raftpb::Entry& entry) {
   if (done) done(result);
 }
 
-std::string Store::Snapshot() {
-  std::shared_lock lock(mu_);
-  api::StoreSnapshot snap;
-  for (const auto& [id, n] : nodes_)
-    *snap.add_nodes() = n;
-  for (const auto& [id, c] : clusters_)
-    *snap.add_clusters() = c;
-  return snap.SerializeAsString();
+std::function<std::string()> Store::Snapshot() {
+  auto snap = std::make_shared<api::StoreSnapshot>();
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [id, n] : nodes_)
+      *snap->add_nodes() = n;
+    for (const auto& [id, c] : clusters_)
+      *snap->add_clusters() = c;
+  }
+  return [snap] { return snap->SerializeAsString(); };
 }
 
 void Store::Restore(const raftpb::Snapshot& snapshot) {

@@ -51,7 +51,7 @@ class Store final : public RaftStateMachine {
 
   // RaftStateMachine
   void Apply(const raftpb::Entry& entry) override;
-  std::string Snapshot() override;
+  std::function<std::string()> Snapshot() override;
   void Restore(const raftpb::Snapshot& snapshot) override;
 
  private:

@@ -41,12 +41,14 @@ class Log : public RaftStateMachine {
       values.push_back(e.data());
     }
   }
-  std::string Snapshot() override {
+  std::function<std::string()> Snapshot() override {
     std::lock_guard lock(mu);
-    std::string out;
-    for (auto& v : values)
-      out += v + "\n";
-    return out;
+    return [values = values] {
+      std::string out;
+      for (auto& v : values)
+        out += v + "\n";
+      return out;
+    };
   }
   void Restore(const raftpb::Snapshot& s) override {
     std::lock_guard lock(mu);

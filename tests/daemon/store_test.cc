@@ -83,15 +83,22 @@ TEST_CASE("the store's snapshot restores the same objects and tells the watchers
   n.set_id("n1");
   n.set_raft_id(42);
   store.Apply(EntryOf(3, One(api::StoreAction::CREATE, n)));
+  auto serialize = store.Snapshot();
+  // Entries applied before the view is serialized (on another thread) are not in it.
+  api::Node later;
+  later.set_id("n2");
+  later.set_raft_id(43);
+  store.Apply(EntryOf(4, One(api::StoreAction::CREATE, later)));
   raftpb::Snapshot snap;
   snap.mutable_metadata()->set_index(3);
-  snap.set_data(store.Snapshot());
+  snap.set_data(serialize());
   Store copy;
   int events = 0;
   copy.Watch([&](const StoreEvent&) { ++events; });
   copy.Restore(snap);
   CHECK(copy.GetNode("n1")->meta().version() == 3);
   CHECK(copy.NodeByRaftId(42)->id() == "n1");
+  CHECK_FALSE(copy.GetNode("n2"));
   CHECK(events == 1);
   raftpb::Snapshot bad;
   bad.set_data("\xff\xff");

@@ -1,11 +1,16 @@
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/write_batch.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <atomic>
+#include <boost/crc.hpp>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <thread>
 
 #include "raft/conf.h"
 #include "raft/memory_storage.h"
@@ -326,4 +331,149 @@ TEST_CASE("a damaged table file is reported with the last good index", "[storage
     CHECK(msg.rfind("raft log in " + dir.path + ": ", 0) == 0);
     CHECK(msg.find("Corruption") != std::string::npos);
   }
+}
+
+namespace {
+
+std::vector<std::string> SnapFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& f : fs::directory_iterator(dir + "/snap"))
+    out.push_back(f.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a snapshot lives in a file of its own and only the latest is kept",
+          "[storage][rocksdb]") {
+  TempDir dir;
+  {
+    auto st = RocksStorage::Open(dir.path);
+    st->Save(nullptr, Range(1, 40, 1), nullptr);
+    st->CreateSnapshot(10, MakeConfState({1}), "state-at-10", 8);
+    CHECK(SnapFiles(dir.path) == std::vector<std::string>{"000000000000000a.snap"});
+    st->CreateSnapshot(30, MakeConfState({1}), std::string(1 << 20, 's'), 25);
+    CHECK(SnapFiles(dir.path) == std::vector<std::string>{"000000000000001e.snap"});
+    st->CreateSnapshot(20, MakeConfState({1}), "older", 15);  // not newer: nothing changes
+    CHECK(st->SnapshotMeta().index() == 30);
+  }
+  // What a crash can leave: a temporary file and an older snapshot's file.
+  std::ofstream(dir.path + "/snap/0000000000000028.snap.tmp7") << "half";
+  std::ofstream(dir.path + "/snap/0000000000000005.snap") << "old";
+  auto st = RocksStorage::Open(dir.path);
+  CHECK(st->SnapshotMeta().index() == 30);
+  CHECK(st->Snapshot()->data() == std::string(1 << 20, 's'));
+  CHECK(st->FirstIndex() == 26);
+  CHECK(SnapFiles(dir.path) == std::vector<std::string>{"000000000000001e.snap"});
+}
+
+TEST_CASE("a missing or damaged snapshot file is reported by name", "[storage][rocksdb]") {
+  TempDir dir;
+  {
+    auto st = RocksStorage::Open(dir.path);
+    st->Save(nullptr, Range(1, 10, 1), nullptr);
+    st->CreateSnapshot(6, MakeConfState({1}), std::string(4096, 'd'), 6);
+  }
+  const std::string file = dir.path + "/snap/0000000000000006.snap";
+  FlipByte(file, 3000);
+  try {
+    RocksStorage::Open(dir.path);
+    FAIL("a damaged snapshot was opened");
+  } catch (const StorageError& e) {
+    CHECK(std::string(e.what()) ==
+          "raft log in " + dir.path + ": the snapshot file " + file + " fails its checksum");
+  }
+  fs::remove(file);
+  try {
+    RocksStorage::Open(dir.path);
+    FAIL("a log without its snapshot was opened");
+  } catch (const StorageError& e) {
+    CHECK(std::string(e.what()) ==
+          "raft log in " + dir.path + ": the snapshot at index 6 is missing its file " + file);
+  }
+}
+
+TEST_CASE("a version 1 log, with the snapshot inside the database, is converted",
+          "[storage][rocksdb]") {
+  TempDir dir;
+  // Version 1's layout, written by hand: the whole snapshot under "s".
+  auto record = [](const google::protobuf::MessageLite& m) {
+    const std::string payload = m.SerializeAsString();
+    boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
+    crc.process_bytes(payload.data(), payload.size());
+    std::string out(4, '\0');
+    for (int b = 0; b < 4; ++b)
+      out[b] = static_cast<char>((crc.checksum() >> (8 * b)) & 0xff);
+    return out + payload;
+  };
+  auto entry_key = [](Index i) {
+    std::string k = "e";
+    for (int b = 7; b >= 0; --b)
+      k += static_cast<char>((i >> (8 * b)) & 0xff);
+    return k;
+  };
+  {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    REQUIRE(rocksdb::DB::Open(o, dir.path, &raw).ok());
+    rocksdb::WriteBatch b;
+    b.Put("v", std::string("\x01\x00\x00\x00", 4));
+    b.Put("h", record(HS(2, 1, 7)));
+    raftpb::SnapshotMetadata point;
+    point.set_index(4);
+    point.set_term(1);
+    b.Put("c", record(point));
+    raftpb::Snapshot snap;
+    snap.mutable_metadata()->set_index(4);
+    snap.mutable_metadata()->set_term(1);
+    *snap.mutable_metadata()->mutable_conf_state() = MakeConfState({1, 2, 3});
+    snap.set_data("state-at-4");
+    b.Put("s", record(snap));
+    for (Index i = 5; i <= 8; ++i)
+      b.Put(entry_key(i), record(E(i, 2)));
+    REQUIRE(raw->Write(rocksdb::WriteOptions(), &b).ok());
+    delete raw;
+  }
+  for (int open = 0; open < 2; ++open) {  // converted once, then read as version 2
+    auto st = RocksStorage::Open(dir.path);
+    CHECK(st->Snapshot()->data() == "state-at-4");
+    CHECK(Describe(st->SnapshotMeta().conf_state()) == "voters=[1,2,3]");
+    CHECK(st->FirstIndex() == 5);
+    CHECK(st->LastIndex() == 8);
+    CHECK(st->HardState().commit() == 7);
+    CHECK(SnapFiles(dir.path) == std::vector<std::string>{"0000000000000004.snap"});
+  }
+}
+
+TEST_CASE("snapshots written on one thread while another saves lose nothing",
+          "[storage][rocksdb]") {
+  TempDir dir;
+  std::string before;
+  {
+    auto st = RocksStorage::Open(dir.path);
+    std::atomic<Index> saved{0};
+    std::thread snapshots([&] {
+      Index done = 0;
+      while (done < 1900) {
+        const Index at = saved.load();
+        if (at >= done + 100) {
+          st->CreateSnapshot(at, MakeConfState({1}), "state-at-" + std::to_string(at), at - 50);
+          done = at;
+        }
+      }
+    });
+    for (Index i = 1; i <= 2000; ++i) {
+      auto hs = HS(1, 1, i);
+      st->Save(&hs, {E(i, 1)}, nullptr);
+      saved = i;
+    }
+    snapshots.join();
+    CHECK(st->SnapshotMeta().index() >= 1900);
+    before = Dump(*st);
+  }
+  auto st = RocksStorage::Open(dir.path);
+  CHECK(Dump(*st) == before);
+  CHECK(SnapFiles(dir.path).size() == 1);
 }
