@@ -38,13 +38,21 @@ struct Options {
   int threads = 2;
 };
 
+// Hands each message to the io_context, as a network hands it to the receiver's threads: the
+// three nodes work in parallel, as they would in processes of their own (delivered inline, one
+// thread would end up running all three).
 class LocalTransport : public RaftTransport {
  public:
+  explicit LocalTransport(asio::io_context& io) : io_(io) {}
   void Send(raftpb::Message m) override {
     auto it = nodes.find(m.to());
-    if (it != nodes.end()) it->second->Step(std::move(m));
+    if (it == nodes.end()) return;
+    asio::post(io_, [node = it->second, m = std::move(m)]() mutable { node->Step(std::move(m)); });
   }
   std::map<raft::NodeId, RaftNode*> nodes;
+
+ private:
+  asio::io_context& io_;
 };
 
 class CountingStateMachine : public RaftStateMachine {
@@ -81,7 +89,7 @@ Result Run(const Options& opt, bool rocks, int proposers) {
   std::vector<std::unique_ptr<raft::Storage>> storages;
   std::vector<std::unique_ptr<CountingStateMachine>> sms;
   std::vector<std::unique_ptr<RaftNode>> nodes;
-  LocalTransport transport;
+  LocalTransport transport(io);
   std::filesystem::remove_all(opt.dir);
   for (raft::NodeId id = 1; id <= 3; ++id) {
     if (rocks) {

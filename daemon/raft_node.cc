@@ -72,29 +72,30 @@ class StorageWriter {
 class Serializer : public std::enable_shared_from_this<Serializer> {
  public:
   explicit Serializer(asio::io_context& io) : io_(io) {}
-  void Run(std::function<void()> task) {
-    {
-      std::lock_guard lock(mu_);
-      tasks_.push_back(std::move(task));
-      if (busy_) return;
-      busy_ = true;
-    }
-    Drain();
-  }
+  // Runs the task here if none runs, then what others queued meanwhile; otherwise queues it.
+  void Run(std::function<void()> task) { Submit(std::move(task), kBudget); }
+  // The same, but leaves what others queued to an io_context thread: for a thread that has
+  // other work waiting (the storage writer).
+  void RunOne(std::function<void()> task) { Submit(std::move(task), 1); }
   // Queues the task for an io_context thread (or the thread draining now).
-  void Post(std::function<void()> task) {
-    {
-      std::lock_guard lock(mu_);
-      tasks_.push_back(std::move(task));
-      if (busy_) return;
-      busy_ = true;
-    }
-    asio::post(io_, [self = shared_from_this()] { self->Drain(); });
-  }
+  void Post(std::function<void()> task) { Submit(std::move(task), 0); }
 
  private:
   static constexpr int kBudget = 256;
-  void Drain() {
+  void Submit(std::function<void()> task, int budget) {
+    {
+      std::lock_guard lock(mu_);
+      tasks_.push_back(std::move(task));
+      if (busy_) return;
+      busy_ = true;
+    }
+    if (budget == 0) {
+      asio::post(io_, [self = shared_from_this()] { self->Drain(kBudget); });
+    } else {
+      Drain(budget);
+    }
+  }
+  void Drain(int budget) {
     auto keep = shared_from_this();  // a task may drop the last other reference
     for (int n = 0;; ++n) {
       std::function<void()> task;
@@ -104,8 +105,8 @@ class Serializer : public std::enable_shared_from_this<Serializer> {
           busy_ = false;
           return;
         }
-        if (n == kBudget) {
-          asio::post(io_, [self = shared_from_this()] { self->Drain(); });
+        if (n == budget) {
+          asio::post(io_, [self = shared_from_this()] { self->Drain(kBudget); });
           return;
         }
         task = std::move(tasks_.front());
@@ -203,7 +204,7 @@ void RaftNode::Impl::Track(Index index, Done done) {
     proposals.erase(it);
     old(Status(ErrorCode::kOutcomeUnknown, "the log was rewritten before the entry was applied"));
   }
-  proposals[index] = {node->GetStatus().term, std::move(done)};
+  proposals[index] = {node->term(), std::move(done)};
 }
 
 void RaftNode::Impl::FailProposals(const Status& err) {
@@ -301,7 +302,7 @@ void RaftNode::Impl::Pump() {
     } catch (const std::exception& e) {
       error = e.what();
     }
-    self->serial->Run([self, rd, error] {
+    self->serial->RunOne([self, rd, error] {
       if (!self->Live()) return;
       if (!error.empty()) {
         self->Fail(error);

@@ -148,6 +148,8 @@ class Node {
 
   NodeStatus GetStatus() const;
   NodeId id() const;
+  // The current term (GetStatus without the copying).
+  Term term() const;
   // Local invariants (log bounds, progress, roles); empty when all hold.
   std::vector<std::string> CheckInvariants() const;
 

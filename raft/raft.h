@@ -82,6 +82,7 @@ class Raft {
   std::vector<raftpb::Message> TakeMessages();
   NodeStatus GetStatus() const;
   NodeId id() const { return cfg_.id; }
+  Term term() const { return term_; }
   std::vector<std::string> CheckInvariants() const;
 
  private:

@@ -282,6 +282,9 @@ NodeStatus Node::GetStatus() const {
 NodeId Node::id() const {
   return raft_->id();
 }
+Term Node::term() const {
+  return raft_->term();
+}
 std::vector<std::string> Node::CheckInvariants() const {
   return raft_->CheckInvariants();
 }
