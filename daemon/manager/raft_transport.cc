@@ -62,12 +62,22 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
         closing = true;
         release = true;
         if (peer_->stream == this) {
-          // Broken: what is queued is stale by the time a new stream opens; raft resends.
           peer_->stream = nullptr;
-          peer_->queue.clear();
-          peer_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
+          if (!ok && delivered_) {
+            // A stream that worked broke (the peer restarted, say: its end of an idle stream is
+            // gone). The message goes again at once on a new one, with what is queued: it may
+            // be the vote request an election waits for.
+            peer_->queue.push_front(std::move(current));
+            peer_->cv.notify_all();
+          } else if (!ok) {
+            // The peer is not there: what is queued is stale by the time a new stream opens;
+            // raft resends.
+            peer_->queue.clear();
+            peer_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
+          }
         }
       } else {
+        delivered_ = true;
         next = peer_->NextLocked(this, &options);
         writing = next;
       }
@@ -103,6 +113,7 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
   }
   std::shared_ptr<Peer> peer_;
   std::atomic<bool> released_{false};
+  bool delivered_ = false;  // under peer->mu: a write went through
 };
 
 GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::DetachLocked() {
