@@ -65,7 +65,8 @@ class RaftNode {
 
   // Restores the state machine from the storage's snapshot and starts the clock.
   void Start();
-  // Stops the clock and waits for the write in progress; pending callbacks fail.
+  // Stops the clock and waits for the write in progress; pending callbacks fail. Not from a
+  // callback: it waits for the serializer and joins the writer threads.
   void Stop();
 
   void Step(raftpb::Message m);

@@ -541,6 +541,7 @@ void RocksStorage::CreateSnapshot(Index index, const raftpb::ConfState& conf, st
   if (index <= SnapshotMeta().index()) return;  // not newer than the one we have
   const std::optional<Term> term = TermAt(index);
   if (!term) {
+    if (index <= SnapshotMeta().index()) return;  // a snapshot was installed meanwhile
     throw std::logic_error("raft: snapshot at " + std::to_string(index) + " outside the log");
   }
   auto snap = std::make_shared<raftpb::Snapshot>();
@@ -570,14 +571,18 @@ void RocksStorage::CreateSnapshot(Index index, const raftpb::ConfState& conf, st
     point.set_term(*compact_term);
     batch.Put(kCompactedKey, Record(point));
     batch.DeleteRange(EntryKey(0), EntryKey(compact_to + 1));
+  }
+  {
+    // Reads of the entries being deleted answer "compacted" from now on, and whoever then
+    // sends a snapshot instead must find this one (its file is on disk already).
     std::lock_guard lock(impl_->mu);
-    impl_->read_floor = std::max(impl_->read_floor, compact_to + 1);
+    if (compact_term) impl_->read_floor = std::max(impl_->read_floor, compact_to + 1);
+    impl_->snapshot = snap;
   }
   impl_->Write(&batch);
-  {
+  if (compact_term) {
     std::lock_guard lock(impl_->mu);
-    impl_->snapshot = std::move(snap);
-    if (compact_term) impl_->CompactLocked(compact_to, *compact_term);
+    impl_->CompactLocked(compact_to, *compact_term);
   }
   writer.unlock();
   impl_->RemoveSnapshotFiles(index);

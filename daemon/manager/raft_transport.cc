@@ -25,7 +25,7 @@ struct GrpcRaftTransport::Peer {
   std::chrono::steady_clock::time_point retry_at;
   std::thread thread;
 
-  // Under mu: the stream is no longer this peer's; the caller then calls Close(s) outside mu.
+  // Under mu: the stream is no longer this peer's; the caller then calls its Close outside mu.
   Stream* DetachLocked();
   // Moves the next queued message into the stream's write slot. Under mu.
   bool NextLocked(Stream* s, grpc::WriteOptions* options);
@@ -33,8 +33,11 @@ struct GrpcRaftTransport::Peer {
 
 // One client stream to a peer. Writes start from whichever thread has a message when none is in
 // flight (Send), or from the completion of the previous one (OnWriteDone). A hold keeps the
-// stream open while writes may still start from outside gRPC's callbacks; it is released once,
-// by Close or by a failed write, after which OnDone runs and the stream deletes itself.
+// stream (and so this object) alive while writes may still start from outside gRPC's callbacks.
+// It is released exactly once: for a stream the peer's thread took away (detached), once Close
+// has cancelled the call and no write is in flight (whichever comes last releases); for a stream
+// that broke while still the peer's, by the failed write. Then OnDone runs and the stream
+// deletes itself.
 class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::Message> {
  public:
   explicit Stream(std::shared_ptr<Peer> peer) : peer_(std::move(peer)) {}
@@ -42,12 +45,20 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
   grpc::ClientContext context;
   raftpb::StreamAck ack;
   raftpb::Message current;  // the message being written
-  bool writing = false;     // under peer->mu: a write is in flight
-  bool closing = false;     // under peer->mu: no new writes; the hold goes when none is in flight
+  bool writing = false;     // under peer->mu: a write is in flight (or about to start)
+  bool closing = false;     // under peer->mu: no longer the peer's stream; no new writes
 
-  // Cancels the call and lets it finish. Outside peer->mu: gRPC may run callbacks inline.
-  void Close(bool release) {
+  // For a detached stream: cancels the call and lets it finish. Outside peer->mu: gRPC may run
+  // callbacks inline. The hold keeps this object alive until both this and the write in flight,
+  // if any, are done.
+  void Close() {
     context.TryCancel();
+    bool release;
+    {
+      std::lock_guard lock(peer_->mu);
+      cancelled_ = true;
+      release = !writing;
+    }
     if (release) Release();
   }
 
@@ -57,24 +68,27 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
     bool release = false;
     {
       std::lock_guard lock(peer_->mu);
-      if (!ok || closing) {
+      if (closing) {
+        writing = false;
+        release = cancelled_;  // else Close releases once it has cancelled
+      } else if (!ok) {
+        // Broken while still the peer's stream (not closing means peer->stream is this one):
+        // it detaches itself and releases the hold.
         writing = false;
         closing = true;
         release = true;
-        if (peer_->stream == this) {
-          peer_->stream = nullptr;
-          if (!ok && delivered_) {
-            // A stream that worked broke (the peer restarted, say: its end of an idle stream is
-            // gone). The message goes again at once on a new one, with what is queued: it may
-            // be the vote request an election waits for.
-            peer_->queue.push_front(std::move(current));
-            peer_->cv.notify_all();
-          } else if (!ok) {
-            // The peer is not there: what is queued is stale by the time a new stream opens;
-            // raft resends.
-            peer_->queue.clear();
-            peer_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
-          }
+        peer_->stream = nullptr;
+        if (delivered_) {
+          // A stream that worked broke (the peer restarted, say: its end of an idle stream is
+          // gone). The message goes again at once on a new one, with what is queued: it may
+          // be the vote request an election waits for.
+          peer_->queue.push_front(std::move(current));
+          peer_->cv.notify_all();
+        } else {
+          // The peer is not there: what is queued is stale by the time a new stream opens;
+          // raft resends.
+          peer_->queue.clear();
+          peer_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
         }
       } else {
         delivered_ = true;
@@ -114,6 +128,7 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
   std::shared_ptr<Peer> peer_;
   std::atomic<bool> released_{false};
   bool delivered_ = false;  // under peer->mu: a write went through
+  bool cancelled_ = false;  // under peer->mu: Close has cancelled the call
 };
 
 GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::DetachLocked() {
@@ -263,9 +278,8 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
       p->addr_changed = false;
       channel.reset();
       if (Stream* old = p->DetachLocked()) {
-        const bool idle = !old->writing;
         lock.unlock();
-        old->Close(idle);
+        old->Close();
         lock.lock();
       }
       continue;
@@ -302,9 +316,8 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
   // Stopping: close the open stream and wait until every stream has finished, since they use
   // this peer.
   if (Stream* s = p->DetachLocked()) {
-    const bool idle = !s->writing;
     lock.unlock();
-    s->Close(idle);
+    s->Close();
     lock.lock();
   }
   if (!p->cv.wait_for(lock, std::chrono::seconds(5), [&] { return p->streams == 0; })) {
