@@ -97,6 +97,9 @@ add_node() {
   host_if="${lab}-${node}"
   [ ${#host_if} -le 15 ] || die "interface name $host_if is too long; use a shorter SKEP_LAB"
   mkdir -p "$root/$node"
+  # A leftover of an earlier lab (see cmd_down) must not make this one fail.
+  ip link del "$host_if" 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
   ip netns add "$ns"
   ip link add "$host_if" type veth peer name eth0 netns "$ns"
   ip link set "$host_if" master "$bridge" up
@@ -106,14 +109,30 @@ add_node() {
   ip -n "$ns" route add default via "$net.1"
 }
 
+# The host-side ends of the nodes' veth pairs (named <lab>-<node>).
+lab_links() {
+  ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' |
+    grep -E "^${lab}-[mw][0-9]+$" || true
+}
+
 cmd_down() {
   for node in $(nodes); do kill_node "$node"; done
+  # Deleting a veth's host end removes both ends at once; a namespace's own devices, left to
+  # the kernel, are torn down asynchronously and can outlive `ip netns del` by seconds, which
+  # would make the next `up` fail with "File exists".
+  for link in $(lab_links); do ip link del "$link" 2>/dev/null || true; done
   for node in $(nodes); do ip netns del "$(ns_of "$node")" 2>/dev/null || true; done
   # Namespaces a lab left behind without its state directory.
   for ns in $(ip netns list | awk '{print $1}' | grep -E "^${lab}-[mw][0-9]+$" || true); do
     ip netns del "$ns" 2>/dev/null || true
   done
   ip link del "$bridge" 2>/dev/null || true
+  for _ in $(seq 100); do
+    [ -z "$(lab_links)" ] && ! ip link show "$bridge" >/dev/null 2>&1 && break
+    for link in $(lab_links); do ip link del "$link" 2>/dev/null || true; done
+    sleep 0.1
+  done
+  [ -z "$(lab_links)" ] || die "could not remove the lab's interfaces: $(lab_links | tr '\n' ' ')"
   rm -rf "$root"
 }
 

@@ -38,10 +38,12 @@ std::unique_ptr<api::Control::Stub> Invocation::Control() const {
 
 void Check(const grpc::Status& st, const std::string& host) {
   if (st.ok()) return;
+  // gRPC's own words for a channel that could not connect (skepd's messages never start so:
+  // it says which remote address failed), so the local socket is the one that failed.
+  const std::string& m = st.error_message();
   if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
-      (st.error_message().find("failed to connect") != std::string::npos ||
-       st.error_message().find("Connection refused") != std::string::npos ||
-       st.error_message().find("No such file") != std::string::npos)) {
+      (m.rfind("failed to connect", 0) == 0 || m.rfind("Connection refused", 0) == 0 ||
+       m.rfind("No such file", 0) == 0)) {
     throw DaemonError("cannot connect to skepd at " + host + ": is skepd running?");
   }
   if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {

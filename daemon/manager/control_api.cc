@@ -32,8 +32,11 @@ template <class Req, class Resp>
 grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,
                                                                             const Req&, Resp*),
                                  const Req& req, Resp* resp) {
-  auto leader = m_->Leader();
+  auto leader = m_->AwaitLeader();
   if (!leader) return m_->NoLeaderStatus();
+  if (leader->raft_id == m_->options().raft_id) {
+    return {StatusCode::UNAVAILABLE, "this manager just became the leader; try again"};
+  }
   auto stub = api::Control::NewStub(m_->ChannelTo(leader->addr));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + kForwardDeadline);

@@ -142,15 +142,15 @@ grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
 
 void Dispatcher::OnStoreEvent(const StoreEvent& event) {
   std::lock_guard lock(mu_);
-  if (event.node) {
+  if (const api::Node* node = event.node()) {
     // A node's own object changed, or the set of managers may have.
     for (auto& [id, s] : sessions_) {
-      if (id == event.node->id() || event.node->role() == api::ROLE_MANAGER ||
-          event.node->spec().desired_role() == api::ROLE_MANAGER) {
+      if (id == node->id() || node->role() == api::ROLE_MANAGER ||
+          node->spec().desired_role() == api::ROLE_MANAGER) {
         s->dirty = true;
       }
     }
-  } else {
+  } else if (event.cluster()) {
     for (auto& [id, s] : sessions_)
       s->dirty = true;
   }

@@ -2,6 +2,8 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -62,6 +64,8 @@ class Manager::Impl {
   void RewriteForNewCluster();
   int64_t ElectionMs() const;
   bool Reachable(uint64_t raft_id) const;
+  void OnLeadership(bool self, raft::Term term);
+  void StopComponents();
 
   Manager* m;
   asio::io_context io;
@@ -84,6 +88,13 @@ class Manager::Impl {
   std::unique_ptr<DispatcherService> dispatcher_service;
   std::unique_ptr<grpc::Server> server;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  Subscription dispatcher_events;
+
+  // Leader-only components, started and stopped on the leadership strand.
+  asio::strand<asio::io_context::executor_type> leadership{asio::make_strand(io)};
+  std::vector<std::unique_ptr<LeaderComponent>> components;
+  bool components_running = false;  // on the leadership strand
+  raft::Term leading_term = 0;      // on the leadership strand
 
   std::mutex channels_mu;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
@@ -96,6 +107,11 @@ class Manager::Impl {
   std::map<uint64_t, std::string> known_peers;  // raft id -> addr, until the store has them
   std::string last_members;                     // the raft configuration last seen
   std::chrono::steady_clock::time_point last_transfer{};
+
+  // Woken whenever raft reports a new leader (or none), for AwaitLeader.
+  mutable std::mutex leader_mu;
+  mutable std::condition_variable leader_cv;
+  uint64_t leader_changes = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -198,11 +214,18 @@ void Manager::Start() {
   });
   impl_->raft->OnLeaderChange([this](raft::NodeId lead, raft::Term term, bool self) {
     SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
+    {
+      std::lock_guard lock(impl_->leader_mu);
+      ++impl_->leader_changes;
+    }
+    impl_->leader_cv.notify_all();
     impl_->dispatcher->OnLeadershipChange(self);
+    impl_->OnLeadership(self, term);
   });
 
   impl_->dispatcher = std::make_unique<Dispatcher>(this);
-  store_.Watch([this](const StoreEvent& ev) { impl_->dispatcher->OnStoreEvent(ev); });
+  impl_->dispatcher_events =
+      store_.Watch([this](const StoreEvent& ev) { impl_->dispatcher->OnStoreEvent(ev); });
   impl_->control = std::make_unique<ControlApi>(this);
   impl_->control_service = std::make_unique<ControlService>(impl_->control.get(), this);
   impl_->ca_service = std::make_unique<CAService>(this);
@@ -270,9 +293,14 @@ grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (grpc::Status st = WaitServing(std::max(left, 100ms)); !st.ok()) return st;
-    if (!impl_->MaybeCleanup(impl_->raft->GetStatus())) {
-      return {grpc::StatusCode::UNAVAILABLE,
-              "the other managers could not be demoted yet; this manager keeps trying"};
+    // The demotion can lose a race with another change to those nodes (the dispatcher marking
+    // them down): it is made again from their newer versions until the deadline.
+    while (!impl_->MaybeCleanup(impl_->raft->GetStatus())) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        return {grpc::StatusCode::UNAVAILABLE,
+                "the other managers could not be demoted yet; this manager keeps trying"};
+      }
+      std::this_thread::sleep_for(50ms);
     }
   }
   return grpc::Status::OK;
@@ -290,6 +318,15 @@ void Manager::Stop() {
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + 1s);
     impl_->server.reset();
+  }
+  if (!impl_->threads.empty()) {
+    // The components stop before raft does, so that none is left waiting on a proposal.
+    std::promise<void> stopped;
+    asio::post(impl_->leadership, [&] {
+      impl_->StopComponents();
+      stopped.set_value();
+    });
+    stopped.get_future().wait();
   }
   if (impl_->dispatcher) impl_->dispatcher->Stop();
   if (impl_->raft) impl_->raft->Stop();
@@ -341,6 +378,28 @@ std::optional<Manager::LeaderInfo> Manager::Leader() const {
   return info;
 }
 
+std::optional<Manager::LeaderInfo> Manager::AwaitLeader() const {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(2 * impl_->ElectionMs() + 500);
+  for (;;) {
+    uint64_t seen;
+    {
+      std::lock_guard lock(impl_->leader_mu);
+      seen = impl_->leader_changes;
+    }
+    if (auto l = Leader()) return l;
+    std::unique_lock lock(impl_->leader_mu);
+    // The leader's address may come a little after the leader itself (from the store), so the
+    // wait also ends every few milliseconds to look again.
+    impl_->leader_cv.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + 50ms),
+                                [&] { return impl_->leader_changes != seen; });
+    if (std::chrono::steady_clock::now() >= deadline) {
+      lock.unlock();
+      return Leader();
+    }
+  }
+}
+
 int64_t Manager::Impl::ElectionMs() const {
   return applied_election_ms;
 }
@@ -369,47 +428,156 @@ grpc::Status Manager::NoLeaderStatus() const {
   return {grpc::StatusCode::UNAVAILABLE, msg, std::string(kNoQuorumDetail)};
 }
 
-grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds timeout) {
-  if (!IsLeader()) {
-    if (Leader()) return {grpc::StatusCode::FAILED_PRECONDITION, "this manager is not the leader"};
-    return NoLeaderStatus();
+grpc::Status WriteResult::ToStatus() const {
+  switch (code) {
+    case Code::kOk:
+      return grpc::Status::OK;
+    case Code::kConflict:
+    case Code::kExists:
+    case Code::kNotFound:
+    case Code::kNotLeader:
+      return {grpc::StatusCode::FAILED_PRECONDITION, message};
+    case Code::kInvalid:
+      return {grpc::StatusCode::INVALID_ARGUMENT, message};
+    case Code::kNoQuorum:
+      return {grpc::StatusCode::UNAVAILABLE, message, std::string(kNoQuorumDetail)};
+    case Code::kUnavailable:
+      break;
   }
-  if (ApplyResult pre = store_.Validate(batch); !pre.ok) {
-    return {grpc::StatusCode::FAILED_PRECONDITION, pre.error};
+  return {grpc::StatusCode::UNAVAILABLE, message};
+}
+
+namespace {
+
+WriteResult::Code CodeOf(ApplyResult::Code c) {
+  switch (c) {
+    case ApplyResult::Code::kOk:
+      return WriteResult::Code::kOk;
+    case ApplyResult::Code::kConflict:
+      return WriteResult::Code::kConflict;
+    case ApplyResult::Code::kExists:
+      return WriteResult::Code::kExists;
+    case ApplyResult::Code::kNotFound:
+      return WriteResult::Code::kNotFound;
+    case ApplyResult::Code::kInvalid:
+      break;
+  }
+  return WriteResult::Code::kInvalid;
+}
+
+WriteResult FromStatus(const grpc::Status& st) {
+  if (st.ok()) return {};
+  if (st.error_details() == kNoQuorumDetail) {
+    return {WriteResult::Code::kNoQuorum, st.error_message()};
+  }
+  return {WriteResult::Code::kUnavailable, st.error_message()};
+}
+
+}  // namespace
+
+void Manager::Propose(api::StoreBatch batch, std::function<void(const WriteResult&)> done) {
+  if (!IsLeader()) {
+    if (Leader()) {
+      done({WriteResult::Code::kNotLeader, "this manager is not the leader"});
+    } else {
+      done(FromStatus(NoLeaderStatus()));
+    }
+    return;
+  }
+  if (ApplyResult pre = store_.Validate(batch); !pre.ok()) {
+    done({CodeOf(pre.code), pre.error});
+    return;
   }
   batch.set_request_id(pki::RandomId());
   batch.set_proposed_at(NowNanos());
-  struct Outcome {
-    std::mutex mu;
-    std::optional<grpc::Status> status;
-    std::condition_variable cv;
-    void Set(grpc::Status s) {
-      std::lock_guard lock(mu);
-      if (!status) status = std::move(s);
-      cv.notify_all();
-    }
-  };
-  auto outcome = std::make_shared<Outcome>();
-  store_.ExpectOutcome(batch.request_id(), [outcome](const ApplyResult& r) {
-    outcome->Set(r.ok ? grpc::Status::OK
-                      : grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, r.error));
+  // Exactly one of the two paths reports: the store when the entry is applied, or raft when
+  // it can no longer be.
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  auto shared_done = std::make_shared<std::function<void(const WriteResult&)>>(std::move(done));
+  store_.ExpectOutcome(batch.request_id(), [this, once, shared_done](const ApplyResult& r) {
+    if (once->exchange(true)) return;
+    WriteResult w{CodeOf(r.code), r.error};
+    w.index = store_.applied_index();
+    (*shared_done)(w);
   });
   impl_->raft->Propose(batch.SerializeAsString(),
-                       [this, outcome, id = batch.request_id()](const raft::Status& st) {
+                       [this, once, shared_done, id = batch.request_id()](const raft::Status& st) {
                          if (st.ok()) return;  // the store reports the outcome
                          store_.ForgetOutcome(id);
-                         outcome->Set({grpc::StatusCode::UNAVAILABLE, st.message()});
+                         if (once->exchange(true)) return;
+                         (*shared_done)({WriteResult::Code::kUnavailable, st.message()});
                        });
+}
+
+WriteResult Manager::WriteAndWait(api::StoreBatch batch, std::chrono::milliseconds timeout) {
+  if (!IsLeader()) {
+    if (AwaitLeader() && !IsLeader()) {
+      return {WriteResult::Code::kNotLeader, "this manager is not the leader"};
+    }
+    if (!IsLeader()) return FromStatus(NoLeaderStatus());
+  }
+  struct Outcome {
+    std::mutex mu;
+    std::optional<WriteResult> result;
+    std::condition_variable cv;
+  };
+  auto outcome = std::make_shared<Outcome>();
+  Propose(std::move(batch), [outcome](const WriteResult& r) {
+    std::lock_guard lock(outcome->mu);
+    outcome->result = r;
+    outcome->cv.notify_all();
+  });
   std::unique_lock lock(outcome->mu);
-  if (!outcome->cv.wait_for(lock, timeout, [&] { return outcome->status.has_value(); })) {
+  if (!outcome->cv.wait_for(lock, timeout, [&] { return outcome->result.has_value(); })) {
     lock.unlock();
-    store_.ForgetOutcome(batch.request_id());
-    if (!IsLeader()) return NoLeaderStatus();
-    return {grpc::StatusCode::UNAVAILABLE,
+    if (!IsLeader()) return FromStatus(NoLeaderStatus());
+    return {WriteResult::Code::kUnavailable,
             "the change was not confirmed in time (too few managers reachable?); it may still "
             "be applied"};
   }
-  return *outcome->status;
+  return *outcome->result;
+}
+
+grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds timeout) {
+  return WriteAndWait(std::move(batch), timeout).ToStatus();
+}
+
+void Manager::AddLeaderComponent(std::unique_ptr<LeaderComponent> component) {
+  impl_->components.push_back(std::move(component));
+}
+
+asio::io_context& Manager::io() {
+  return impl_->io;
+}
+
+void Manager::Impl::OnLeadership(bool self, raft::Term term) {
+  // Leadership changes are handled in order on one strand, never in raft's serializer.
+  asio::post(leadership, [this, self, term] {
+    if (!self || term != leading_term) StopComponents();
+    if (!self) return;
+    leading_term = term;
+    // A read index returns once this manager has applied everything committed before the
+    // call, which for a new leader includes an entry of its own term: the state the
+    // components start from is complete.
+    raft->ReadIndex([this, term](const raft::Status& st) {
+      asio::post(leadership, [this, term, ok = st.ok()] {
+        if (!ok || term != leading_term || components_running || !running) return;
+        if (raft->GetStatus().role != raft::Role::kLeader) return;
+        components_running = true;
+        for (auto& c : components)
+          c->Start();
+        SKEP_LOG(info, "manager", "leader components started (term {})", term);
+      });
+    });
+  });
+}
+
+void Manager::Impl::StopComponents() {
+  if (!components_running) return;
+  components_running = false;
+  for (auto& c : components)
+    c->Stop();
+  SKEP_LOG(info, "manager", "leader components stopped");
 }
 
 namespace {

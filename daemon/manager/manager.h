@@ -7,6 +7,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <boost/asio/io_context.hpp>
+
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -24,6 +26,36 @@ namespace skep::manager {
 
 class ControlApi;
 class Dispatcher;
+
+// The outcome of a write, typed so that callers act on it without reading its text.
+struct WriteResult {
+  enum class Code {
+    kOk,
+    kConflict,     // made from an outdated version of an object: read again and retry
+    kExists,       // an ID or name already taken
+    kNotFound,     // an object it changes is gone
+    kInvalid,      // the batch itself is wrong
+    kNotLeader,    // this manager does not lead (another does)
+    kNoQuorum,     // no leader, and too few managers reachable to elect one
+    kUnavailable,  // not applied: leadership changed meanwhile, or a timeout; may be retried
+  };
+  Code code = Code::kOk;
+  std::string message;
+  uint64_t index = 0;  // the raft index it was applied at
+  bool ok() const { return code == Code::kOk; }
+  grpc::Status ToStatus() const;
+};
+
+// Something only the leader runs (orchestrators, the scheduler, the reaper). Started once this
+// manager leads and has applied everything committed before its term; stopped when it steps
+// down or stops. Both are called on the manager's leadership strand and must not block.
+class LeaderComponent {
+ public:
+  virtual ~LeaderComponent() = default;
+  virtual void Start() = 0;
+  // Cancels its work: once it returns, nothing it scheduled changes the store any more.
+  virtual void Stop() = 0;
+};
 
 struct ManagerOptions {
   std::string data_dir;  // the raft log lives in data_dir/raft
@@ -74,15 +106,30 @@ class Manager {
     std::string addr;
   };
   std::optional<LeaderInfo> Leader() const;
+  // The leader, waiting for one while an election may be under way or this manager, just
+  // started, has not heard from it yet: at most the time after which silent peers count as
+  // unreachable (two election timeouts). Only for request threads, never a component's.
+  std::optional<LeaderInfo> AwaitLeader() const;
   // UNAVAILABLE, explaining that there is no leader: how many managers are unreachable, and
   // that `swarm init --force-new-cluster` recovers when they are gone for good. When quorum is
   // lost (not merely an election under way) the status carries kNoQuorumDetail as its details,
   // so that callers know retrying soon is pointless.
   grpc::Status NoLeaderStatus() const;
 
-  // Proposes a batch and waits until it is applied here. Only on the leader.
+  // Proposes a batch; `done` runs once it is applied here or can no longer be, in the raft
+  // node's serializer (or on the calling thread when refused at once). Never blocks: this is
+  // how components write. Only on the leader.
+  void Propose(api::StoreBatch batch, std::function<void(const WriteResult&)> done);
+  // Proposes a batch and waits until it is applied here: for request threads only.
   grpc::Status Write(api::StoreBatch batch,
                      std::chrono::milliseconds timeout = std::chrono::seconds(4));
+  WriteResult WriteAndWait(api::StoreBatch batch,
+                           std::chrono::milliseconds timeout = std::chrono::seconds(4));
+
+  // Registers a leader-only component (before Start).
+  void AddLeaderComponent(std::unique_ptr<LeaderComponent> component);
+  // The manager's io_context, for components' strands and timers.
+  boost::asio::io_context& io();
   // Read-modify-write of one object: `modify` changes a fresh copy, or refuses with an error.
   // Nothing is written when it changed nothing; a write that lost a race with another change
   // ("update out of sequence") is made again from the newer copy.

@@ -150,7 +150,10 @@ bool GrpcRaftTransport::Peer::NextLocked(Stream* s, grpc::WriteOptions* options)
 
 GrpcRaftTransport::GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials,
                                      uint64_t self, std::string self_addr)
-    : credentials_(std::move(credentials)), self_(self), self_addr_(std::move(self_addr)) {}
+    : credentials_(std::move(credentials)),
+      self_(self),
+      self_addr_(std::move(self_addr)),
+      started_(std::chrono::steady_clock::now()) {}
 
 GrpcRaftTransport::~GrpcRaftTransport() {
   Stop();
@@ -258,8 +261,11 @@ std::vector<uint64_t> GrpcRaftTransport::Silent(const std::vector<uint64_t>& pee
   const auto now = std::chrono::steady_clock::now();
   std::vector<uint64_t> out;
   for (uint64_t id : peers) {
+    // A peer not heard from yet is silent only once this manager has been up long enough to
+    // hear from it: right after a restart every peer is unheard of, not unreachable.
     auto it = heard_.find(id);
-    if (it == heard_.end() || now - it->second > window) out.push_back(id);
+    const auto last = it == heard_.end() ? started_ : it->second;
+    if (now - last > window) out.push_back(id);
   }
   return out;
 }

@@ -57,6 +57,7 @@ class GrpcRaftTransport final : public RaftTransport {
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Peer>> peers_;
   std::map<uint64_t, std::chrono::steady_clock::time_point> heard_;
+  const std::chrono::steady_clock::time_point started_;
   bool stopped_ = false;
 };
 

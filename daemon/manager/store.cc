@@ -1,69 +1,278 @@
 #include "daemon/manager/store.h"
 
+#include <stdexcept>
+
 namespace skep::manager {
+
+// ---------------------------------------------------------------------------------------------
+// Tables and their indexes
+
+struct Store::Tables {
+  std::map<std::string, api::Node> nodes;
+  std::map<uint64_t, std::string> node_by_raft_id;
+  std::map<std::string, api::Cluster> clusters;
+  std::map<std::string, api::Service> services;
+  std::map<std::string, std::string> service_by_name;
+  std::map<std::string, api::Task> tasks;
+  std::map<std::string, std::set<std::string>> task_by_service;
+  std::map<std::string, std::set<std::string>> task_by_node;
+  std::map<std::pair<std::string, uint64_t>, std::set<std::string>> task_by_slot;
+  std::map<int, std::set<std::string>> task_by_desired;
+
+  void Index(const api::Node& n) {
+    if (n.raft_id() != 0) node_by_raft_id[n.raft_id()] = n.id();
+  }
+  void Unindex(const api::Node& n) {
+    auto it = node_by_raft_id.find(n.raft_id());
+    if (it != node_by_raft_id.end() && it->second == n.id()) node_by_raft_id.erase(it);
+  }
+  void Index(const api::Cluster&) {}
+  void Unindex(const api::Cluster&) {}
+  void Index(const api::Service& s) { service_by_name[s.spec().name()] = s.id(); }
+  void Unindex(const api::Service& s) {
+    auto it = service_by_name.find(s.spec().name());
+    if (it != service_by_name.end() && it->second == s.id()) service_by_name.erase(it);
+  }
+  void Index(const api::Task& t) {
+    task_by_service[t.service_id()].insert(t.id());
+    if (!t.node_id().empty()) task_by_node[t.node_id()].insert(t.id());
+    task_by_slot[{t.service_id(), t.slot()}].insert(t.id());
+    task_by_desired[t.desired_state()].insert(t.id());
+  }
+  void Unindex(const api::Task& t) {
+    auto drop = [&](auto& index, const auto& key) {
+      auto it = index.find(key);
+      if (it == index.end()) return;
+      it->second.erase(t.id());
+      if (it->second.empty()) index.erase(it);
+    };
+    drop(task_by_service, t.service_id());
+    if (!t.node_id().empty()) drop(task_by_node, t.node_id());
+    drop(task_by_slot, std::make_pair(t.service_id(), t.slot()));
+    drop(task_by_desired, static_cast<int>(t.desired_state()));
+  }
+
+  auto& rows(const api::Node*) { return nodes; }
+  auto& rows(const api::Cluster*) { return clusters; }
+  auto& rows(const api::Service*) { return services; }
+  auto& rows(const api::Task*) { return tasks; }
+  const auto& rows(const api::Node*) const { return nodes; }
+  const auto& rows(const api::Cluster*) const { return clusters; }
+  const auto& rows(const api::Service*) const { return services; }
+  const auto& rows(const api::Task*) const { return tasks; }
+};
+
 namespace {
 
-const api::Meta& MetaOf(const api::StoreAction& a) {
-  return a.has_node() ? a.node().meta() : a.cluster().meta();
+const char* KindName(const api::Node*) {
+  return "node";
+}
+const char* KindName(const api::Cluster*) {
+  return "cluster";
+}
+const char* KindName(const api::Service*) {
+  return "service";
+}
+const char* KindName(const api::Task*) {
+  return "task";
 }
 
-const std::string& IdOf(const api::StoreAction& a) {
-  return a.has_node() ? a.node().id() : a.cluster().id();
-}
-
-const char* KindName(const api::StoreAction& a) {
-  return a.has_node() ? "node" : "cluster";
-}
-
-// Applies one checked action to the objects of its kind; returns the object after the change
-// (before it, for a removal). The version is the index of the entry that changed it.
-template <class T>
-T ApplyAction(std::map<std::string, T>& objects, api::StoreAction::Kind kind, T obj,
-              int64_t proposed_at, uint64_t index) {
-  if (kind == api::StoreAction::REMOVE) {
-    T old = objects.at(obj.id());
-    objects.erase(obj.id());
-    return old;
+// Calls f(const T& object) with the action's object, whatever its kind; false if it has none.
+template <class F>
+bool VisitTarget(const api::StoreAction& a, F&& f) {
+  switch (a.target_case()) {
+    case api::StoreAction::kNode:
+      f(a.node());
+      return true;
+    case api::StoreAction::kCluster:
+      f(a.cluster());
+      return true;
+    case api::StoreAction::kService:
+      f(a.service());
+      return true;
+    case api::StoreAction::kTask:
+      f(a.task());
+      return true;
+    default:
+      return false;
   }
-  const int64_t created =
-      kind == api::StoreAction::CREATE ? proposed_at : objects.at(obj.id()).meta().created_at();
-  obj.mutable_meta()->set_created_at(created);
-  obj.mutable_meta()->set_updated_at(proposed_at);
-  obj.mutable_meta()->set_version(index);
-  objects[obj.id()] = obj;
-  return obj;
+}
+
+template <class T>
+std::vector<const T*> Collect(const std::map<std::string, T>& rows,
+                              const std::set<std::string>* ids) {
+  std::vector<const T*> out;
+  if (ids == nullptr) return out;
+  out.reserve(ids->size());
+  for (const auto& id : *ids)
+    out.push_back(&rows.at(id));
+  return out;
+}
+
+template <class M, class K>
+const std::set<std::string>* Find(const M& index, const K& key) {
+  auto it = index.find(key);
+  return it == index.end() ? nullptr : &it->second;
+}
+
+template <class T>
+const T* Lookup(const std::map<std::string, T>& rows, const std::string& id) {
+  auto it = rows.find(id);
+  return it == rows.end() ? nullptr : &it->second;
+}
+
+template <class T>
+std::vector<const T*> All(const std::map<std::string, T>& rows) {
+  std::vector<const T*> out;
+  out.reserve(rows.size());
+  for (const auto& [id, obj] : rows)
+    out.push_back(&obj);
+  return out;
 }
 
 }  // namespace
 
+// ---------------------------------------------------------------------------------------------
+// ReadTx
+
+const api::Cluster* ReadTx::cluster() const {
+  return s_.t_->clusters.empty() ? nullptr : &s_.t_->clusters.begin()->second;
+}
+const api::Node* ReadTx::node(const std::string& id) const {
+  return Lookup(s_.t_->nodes, id);
+}
+const api::Node* ReadTx::node_by_raft_id(uint64_t raft_id) const {
+  auto it = s_.t_->node_by_raft_id.find(raft_id);
+  return it == s_.t_->node_by_raft_id.end() ? nullptr : node(it->second);
+}
+std::vector<const api::Node*> ReadTx::nodes() const {
+  return All(s_.t_->nodes);
+}
+const api::Service* ReadTx::service(const std::string& id) const {
+  return Lookup(s_.t_->services, id);
+}
+const api::Service* ReadTx::service_by_name(const std::string& name) const {
+  auto it = s_.t_->service_by_name.find(name);
+  return it == s_.t_->service_by_name.end() ? nullptr : service(it->second);
+}
+std::vector<const api::Service*> ReadTx::services() const {
+  return All(s_.t_->services);
+}
+const api::Task* ReadTx::task(const std::string& id) const {
+  return Lookup(s_.t_->tasks, id);
+}
+std::vector<const api::Task*> ReadTx::tasks() const {
+  return All(s_.t_->tasks);
+}
+std::vector<const api::Task*> ReadTx::tasks_of_service(const std::string& service_id) const {
+  return Collect(s_.t_->tasks, Find(s_.t_->task_by_service, service_id));
+}
+std::vector<const api::Task*> ReadTx::tasks_on_node(const std::string& node_id) const {
+  return Collect(s_.t_->tasks, Find(s_.t_->task_by_node, node_id));
+}
+std::vector<const api::Task*> ReadTx::tasks_in_slot(const std::string& service_id,
+                                                    uint64_t slot) const {
+  return Collect(s_.t_->tasks, Find(s_.t_->task_by_slot, std::make_pair(service_id, slot)));
+}
+std::vector<const api::Task*> ReadTx::tasks_desired(api::TaskState desired) const {
+  return Collect(s_.t_->tasks, Find(s_.t_->task_by_desired, static_cast<int>(desired)));
+}
+size_t ReadTx::task_count() const {
+  return s_.t_->tasks.size();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Subscription
+
+struct Subscription::Slot {
+  std::mutex mu;  // held while the watcher runs, so that Cancel waits for a call in progress
+  bool live = true;
+  std::function<void(const StoreEvent&)> fn;
+};
+
+Subscription& Subscription::operator=(Subscription&& other) noexcept {
+  if (this != &other) {
+    Cancel();
+    slot_ = std::move(other.slot_);
+  }
+  return *this;
+}
+
+void Subscription::Cancel() {
+  if (!slot_) return;
+  {
+    std::lock_guard lock(slot_->mu);
+    slot_->live = false;
+    slot_->fn = nullptr;
+  }
+  slot_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Store
+
+Store::Store() : t_(std::make_unique<Tables>()) {}
+Store::~Store() = default;
+
 std::optional<api::Node> Store::GetNode(const std::string& id) const {
-  std::shared_lock lock(mu_);
-  auto it = nodes_.find(id);
-  if (it == nodes_.end()) return std::nullopt;
-  return it->second;
+  return View([&](const ReadTx& tx) -> std::optional<api::Node> {
+    if (const auto* n = tx.node(id)) return *n;
+    return std::nullopt;
+  });
 }
 
 std::vector<api::Node> Store::ListNodes() const {
   std::shared_lock lock(mu_);
   std::vector<api::Node> out;
-  out.reserve(nodes_.size());
-  for (const auto& [id, n] : nodes_)
+  out.reserve(t_->nodes.size());
+  for (const auto& [id, n] : t_->nodes)
     out.push_back(n);
   return out;
 }
 
 std::optional<api::Cluster> Store::GetCluster() const {
-  std::shared_lock lock(mu_);
-  if (clusters_.empty()) return std::nullopt;
-  return clusters_.begin()->second;
+  return View([&](const ReadTx& tx) -> std::optional<api::Cluster> {
+    if (const auto* c = tx.cluster()) return *c;
+    return std::nullopt;
+  });
 }
 
 std::optional<api::Node> Store::NodeByRaftId(uint64_t raft_id) const {
+  return View([&](const ReadTx& tx) -> std::optional<api::Node> {
+    if (const auto* n = tx.node_by_raft_id(raft_id)) return *n;
+    return std::nullopt;
+  });
+}
+
+std::optional<api::Service> Store::GetService(const std::string& id) const {
+  return View([&](const ReadTx& tx) -> std::optional<api::Service> {
+    if (const auto* s = tx.service(id)) return *s;
+    return std::nullopt;
+  });
+}
+
+std::vector<api::Service> Store::ListServices() const {
   std::shared_lock lock(mu_);
-  for (const auto& [id, n] : nodes_) {
-    if (n.raft_id() == raft_id) return n;
-  }
-  return std::nullopt;
+  std::vector<api::Service> out;
+  for (const auto& [id, s] : t_->services)
+    out.push_back(s);
+  return out;
+}
+
+std::optional<api::Task> Store::GetTask(const std::string& id) const {
+  return View([&](const ReadTx& tx) -> std::optional<api::Task> {
+    if (const auto* t = tx.task(id)) return *t;
+    return std::nullopt;
+  });
+}
+
+std::vector<api::Task> Store::TasksOfService(const std::string& service_id) const {
+  return View([&](const ReadTx& tx) {
+    std::vector<api::Task> out;
+    for (const auto* t : tx.tasks_of_service(service_id))
+      out.push_back(*t);
+    return out;
+  });
 }
 
 uint64_t Store::applied_index() const {
@@ -82,9 +291,17 @@ void Store::ForgetOutcome(const std::string& request_id) {
   outcomes_.erase(request_id);
 }
 
-void Store::Watch(std::function<void(const StoreEvent&)> watcher) {
+Subscription Store::Watch(std::function<void(const StoreEvent&)> watcher) {
+  auto slot = std::make_shared<Subscription::Slot>();
+  slot->fn = std::move(watcher);
   std::lock_guard lock(watch_mu_);
-  watchers_.push_back(std::move(watcher));
+  // Slots cancelled since the last subscription are dropped here rather than on every apply.
+  std::erase_if(watchers_, [](const auto& s) {
+    std::lock_guard l(s->mu);
+    return !s->live;
+  });
+  watchers_.push_back(slot);
+  return Subscription(slot);
 }
 
 ApplyResult Store::Validate(const api::StoreBatch& batch) const {
@@ -93,43 +310,75 @@ ApplyResult Store::Validate(const api::StoreBatch& batch) const {
 }
 
 ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
+  using Code = ApplyResult::Code;
+  ApplyResult result;
   for (const auto& a : batch.actions()) {
-    if (!a.has_node() && !a.has_cluster()) return {false, "a store action without an object"};
-    const std::string& id = IdOf(a);
-    if (id.empty()) return {false, std::string("a ") + KindName(a) + " without an ID"};
-    const bool exists = a.has_node() ? nodes_.count(id) > 0 : clusters_.count(id) > 0;
-    const uint64_t current = !exists ? 0
-                                     : (a.has_node() ? nodes_.at(id).meta().version()
-                                                     : clusters_.at(id).meta().version());
-    switch (a.kind()) {
-      case api::StoreAction::CREATE:
-        if (exists) return {false, std::string(KindName(a)) + " " + id + " already exists"};
-        if (a.has_node() && a.node().raft_id() != 0) {
-          // A raft id names one node for good; two would fight over one raft identity.
-          for (const auto& [other_id, other] : nodes_) {
-            if (other.raft_id() == a.node().raft_id()) {
-              return {false, "raft id " + std::to_string(a.node().raft_id()) +
-                                 " is taken by node " + other_id};
+    bool has_target = VisitTarget(a, [&](const auto& obj) {
+      using T = std::decay_t<decltype(obj)>;
+      const T* kind = nullptr;
+      const std::string what = KindName(kind);
+      const auto& rows = t_->rows(kind);
+      if (obj.id().empty()) {
+        result = {Code::kInvalid, "a " + what + " without an ID"};
+        return;
+      }
+      auto it = rows.find(obj.id());
+      switch (a.kind()) {
+        case api::StoreAction::CREATE:
+          if (it != rows.end()) {
+            result = {Code::kExists, what + " " + obj.id() + " already exists"};
+            return;
+          }
+          if constexpr (std::is_same_v<T, api::Node>) {
+            // A raft id names one node for good; two would fight over one raft identity.
+            auto taken = t_->node_by_raft_id.find(obj.raft_id());
+            if (obj.raft_id() != 0 && taken != t_->node_by_raft_id.end()) {
+              result = {Code::kExists, "raft id " + std::to_string(obj.raft_id()) +
+                                           " is taken by node " + taken->second};
+              return;
             }
           }
-        }
-        break;
-      case api::StoreAction::UPDATE:
-      case api::StoreAction::REMOVE:
-        if (!exists) return {false, std::string(KindName(a)) + " " + id + " not found"};
-        // An update made from an older version would overwrite a change it never saw.
-        if (MetaOf(a).version() != current) {
-          return {false, std::string("update out of sequence: ") + KindName(a) + " " + id +
-                             " changed since it was read (version " +
-                             std::to_string(MetaOf(a).version()) + ", now " +
-                             std::to_string(current) + ")"};
-        }
-        break;
-      default:
-        return {false, "unknown store action"};
-    }
+          if constexpr (std::is_same_v<T, api::Service>) {
+            if (t_->service_by_name.count(obj.spec().name())) {
+              result = {Code::kExists,
+                        "service name \"" + obj.spec().name() + "\" is already in use"};
+              return;
+            }
+          }
+          break;
+        case api::StoreAction::UPDATE:
+        case api::StoreAction::REMOVE:
+          if (it == rows.end()) {
+            result = {Code::kNotFound, what + " " + obj.id() + " not found"};
+            return;
+          }
+          // An update made from an older version would overwrite a change it never saw.
+          if (obj.meta().version() != it->second.meta().version()) {
+            result = {Code::kConflict, "update out of sequence: " + what + " " + obj.id() +
+                                           " changed since it was read (version " +
+                                           std::to_string(obj.meta().version()) + ", now " +
+                                           std::to_string(it->second.meta().version()) + ")"};
+            return;
+          }
+          if constexpr (std::is_same_v<T, api::Service>) {
+            auto named = t_->service_by_name.find(obj.spec().name());
+            if (a.kind() == api::StoreAction::UPDATE && named != t_->service_by_name.end() &&
+                named->second != obj.id()) {
+              result = {Code::kExists,
+                        "service name \"" + obj.spec().name() + "\" is already in use"};
+              return;
+            }
+          }
+          break;
+        default:
+          result = {Code::kInvalid, "unknown store action"};
+          return;
+      }
+    });
+    if (!has_target) return {Code::kInvalid, "a store action without an object"};
+    if (!result.ok()) return result;
   }
-  return {};
+  return result;
 }
 
 void Store::Apply(const raftpb::Entry& entry) {
@@ -138,29 +387,51 @@ void Store::Apply(const raftpb::Entry& entry) {
   api::StoreBatch batch;
   const bool is_batch = entry.type() == raftpb::ENTRY_NORMAL && !entry.data().empty();
   if (is_batch && !batch.ParseFromString(entry.data())) {
-    result = {false, "a store entry that does not parse"};
+    result = {ApplyResult::Code::kInvalid, "a store entry that does not parse"};
   }
   {
     std::unique_lock lock(mu_);
     applied_ = entry.index();
-    if (is_batch && result.ok) {
-      result = CheckLocked(batch);
-      if (result.ok) {
-        for (const auto& a : batch.actions()) {
-          StoreEvent ev{a.kind(), std::nullopt, std::nullopt};
-          if (a.has_node()) {
-            ev.node = ApplyAction(nodes_, a.kind(), a.node(), batch.proposed_at(), entry.index());
+    if (is_batch && result.ok()) result = CheckLocked(batch);
+    if (is_batch && result.ok()) {
+      events.reserve(batch.actions_size());
+      for (const auto& a : batch.actions()) {
+        VisitTarget(a, [&](const auto& given) {
+          using T = std::decay_t<decltype(given)>;
+          auto& rows = t_->rows(static_cast<const T*>(nullptr));
+          StoreEvent ev;
+          ev.index = entry.index();
+          ev.kind = a.kind();
+          if (a.kind() == api::StoreAction::REMOVE) {
+            auto it = rows.find(given.id());
+            t_->Unindex(it->second);
+            ev.object = std::move(it->second);
+            rows.erase(it);
           } else {
-            ev.cluster =
-                ApplyAction(clusters_, a.kind(), a.cluster(), batch.proposed_at(), entry.index());
+            T obj = given;
+            auto it = rows.find(obj.id());
+            const bool create = a.kind() == api::StoreAction::CREATE;
+            obj.mutable_meta()->set_created_at(create ? batch.proposed_at()
+                                                      : it->second.meta().created_at());
+            obj.mutable_meta()->set_updated_at(batch.proposed_at());
+            obj.mutable_meta()->set_version(entry.index());
+            if (!create) {
+              t_->Unindex(it->second);
+              ev.old = std::move(it->second);
+              it->second = obj;
+            } else {
+              rows.emplace(obj.id(), obj);
+            }
+            t_->Index(obj);
+            ev.object = std::move(obj);
           }
           events.push_back(std::move(ev));
-        }
+        });
       }
+      if (!events.empty()) events.back().last_in_batch = true;
     }
   }
   std::function<void(const ApplyResult&)> done;
-  std::vector<std::function<void(const StoreEvent&)>> watchers;
   {
     std::lock_guard lock(watch_mu_);
     if (is_batch && !batch.request_id().empty()) {
@@ -170,26 +441,71 @@ void Store::Apply(const raftpb::Entry& entry) {
         outcomes_.erase(it);
       }
     }
-    if (!events.empty()) watchers = watchers_;
   }
-  for (const auto& ev : events) {
-    for (const auto& w : watchers)
-      w(ev);
-  }
+  Notify(events);
   if (done) done(result);
+}
+
+void Store::Notify(const std::vector<StoreEvent>& events) {
+  if (events.empty()) return;
+  std::vector<std::shared_ptr<Subscription::Slot>> watchers;
+  {
+    std::lock_guard lock(watch_mu_);
+    watchers = watchers_;
+  }
+  for (const auto& w : watchers) {
+    std::lock_guard lock(w->mu);
+    if (!w->live) continue;
+    for (const auto& ev : events)
+      w->fn(ev);
+  }
 }
 
 std::function<std::string()> Store::Snapshot() {
   auto snap = std::make_shared<api::StoreSnapshot>();
   {
     std::shared_lock lock(mu_);
-    for (const auto& [id, n] : nodes_)
+    for (const auto& [id, n] : t_->nodes)
       *snap->add_nodes() = n;
-    for (const auto& [id, c] : clusters_)
+    for (const auto& [id, c] : t_->clusters)
       *snap->add_clusters() = c;
+    for (const auto& [id, s] : t_->services)
+      *snap->add_services() = s;
+    for (const auto& [id, t] : t_->tasks)
+      *snap->add_tasks() = t;
   }
   return [snap] { return snap->SerializeAsString(); };
 }
+
+namespace {
+
+// The events that turn the objects of `before` into those of `after`: removals for what is
+// gone, creations and updates for the rest.
+template <class T>
+void DiffRows(const std::map<std::string, T>& before, const std::map<std::string, T>& after,
+              uint64_t index, std::vector<StoreEvent>& out) {
+  for (const auto& [id, obj] : before) {
+    if (!after.count(id)) {
+      StoreEvent ev;
+      ev.index = index;
+      ev.kind = api::StoreAction::REMOVE;
+      ev.object = obj;
+      out.push_back(std::move(ev));
+    }
+  }
+  for (const auto& [id, obj] : after) {
+    auto it = before.find(id);
+    if (it != before.end() && it->second.meta().version() == obj.meta().version()) continue;
+    StoreEvent ev;
+    ev.index = index;
+    ev.kind = it == before.end() ? api::StoreAction::CREATE : api::StoreAction::UPDATE;
+    ev.object = obj;
+    if (it != before.end()) ev.old = it->second;
+    out.push_back(std::move(ev));
+  }
+}
+
+}  // namespace
 
 void Store::Restore(const raftpb::Snapshot& snapshot) {
   api::StoreSnapshot snap;
@@ -197,30 +513,30 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
     throw std::runtime_error("store snapshot at index " +
                              std::to_string(snapshot.metadata().index()) + " does not parse");
   }
+  auto fresh = std::make_unique<Tables>();
+  auto load = [&](const auto& list) {
+    for (const auto& obj : list) {
+      fresh->rows(&obj).emplace(obj.id(), obj);
+      fresh->Index(obj);
+    }
+  };
+  load(snap.nodes());
+  load(snap.clusters());
+  load(snap.services());
+  load(snap.tasks());
   std::vector<StoreEvent> events;
   {
     std::unique_lock lock(mu_);
-    nodes_.clear();
-    clusters_.clear();
-    for (const auto& n : snap.nodes()) {
-      nodes_[n.id()] = n;
-      events.push_back({api::StoreAction::UPDATE, n, std::nullopt});
-    }
-    for (const auto& c : snap.clusters()) {
-      clusters_[c.id()] = c;
-      events.push_back({api::StoreAction::UPDATE, std::nullopt, c});
-    }
-    applied_ = snapshot.metadata().index();
+    const uint64_t index = snapshot.metadata().index();
+    DiffRows(t_->nodes, fresh->nodes, index, events);
+    DiffRows(t_->clusters, fresh->clusters, index, events);
+    DiffRows(t_->services, fresh->services, index, events);
+    DiffRows(t_->tasks, fresh->tasks, index, events);
+    t_ = std::move(fresh);
+    applied_ = index;
   }
-  std::vector<std::function<void(const StoreEvent&)>> watchers;
-  {
-    std::lock_guard lock(watch_mu_);
-    watchers = watchers_;
-  }
-  for (const auto& ev : events) {
-    for (const auto& w : watchers)
-      w(ev);
-  }
+  if (!events.empty()) events.back().last_in_batch = true;
+  Notify(events);
 }
 
 }  // namespace skep::manager

@@ -1,15 +1,24 @@
-// The managers' store: the cluster's objects in memory, changed only by applying committed
-// raft entries (StoreBatch: actions applied together or not at all). Reads are served from any
-// thread; Apply runs in the raft node's serializer. Watchers hear of every change after it is
-// applied.
+// The managers' store: the cluster's objects in memory, one table per kind (nodes, the cluster,
+// services, tasks) with indexes, changed only by applying committed raft entries (StoreBatch:
+// actions applied together or not at all). Reads are served from any thread, either object by
+// object or through a consistent view across kinds (View); Apply runs in the raft node's
+// serializer. Watchers hear of every change after it is applied, in order, stamped with the
+// raft index of the entry; a watcher only enqueues.
+//
+// Invariant: every object's meta.version is the index of the entry that last changed it, so an
+// update names the version it was made from and one made from an older version is refused
+// identically on every manager.
 #pragma once
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "daemon/raft_node.h"
@@ -17,25 +26,104 @@
 
 namespace skep::manager {
 
+using StoreObject = std::variant<api::Node, api::Cluster, api::Service, api::Task>;
+
 struct StoreEvent {
-  api::StoreAction::Kind kind;
-  std::optional<api::Node> node;        // after the change (before it, for REMOVE)
-  std::optional<api::Cluster> cluster;  // after the change
+  uint64_t index = 0;  // the raft entry (one batch) the change belongs to
+  bool last_in_batch = false;
+  api::StoreAction::Kind kind = api::StoreAction::UPDATE;
+  StoreObject object;              // after the change (before it, for REMOVE)
+  std::optional<StoreObject> old;  // before the change, for UPDATE
+
+  const api::Node* node() const { return std::get_if<api::Node>(&object); }
+  const api::Cluster* cluster() const { return std::get_if<api::Cluster>(&object); }
+  const api::Service* service() const { return std::get_if<api::Service>(&object); }
+  const api::Task* task() const { return std::get_if<api::Task>(&object); }
+  template <class T>
+  const T* old_as() const {
+    return old ? std::get_if<T>(&*old) : nullptr;
+  }
 };
 
 // Why a batch was refused; the same on every manager, since apply is deterministic.
 struct ApplyResult {
-  bool ok = true;
+  enum class Code {
+    kOk,
+    kConflict,  // an update or removal made from an outdated version
+    kExists,    // a create of an ID, name or raft id already taken
+    kNotFound,  // an update or removal of an object that is gone
+    kInvalid,   // the batch does not parse or names no object
+  };
+  Code code = Code::kOk;
   std::string error;
+  bool ok() const { return code == Code::kOk; }
+};
+
+class Store;
+
+// A consistent view of every table, held for the duration of Store::View. Pointers it returns
+// are valid only inside that call.
+class ReadTx {
+ public:
+  const api::Cluster* cluster() const;
+  const api::Node* node(const std::string& id) const;
+  const api::Node* node_by_raft_id(uint64_t raft_id) const;
+  std::vector<const api::Node*> nodes() const;
+  const api::Service* service(const std::string& id) const;
+  const api::Service* service_by_name(const std::string& name) const;
+  std::vector<const api::Service*> services() const;
+  const api::Task* task(const std::string& id) const;
+  std::vector<const api::Task*> tasks() const;
+  std::vector<const api::Task*> tasks_of_service(const std::string& service_id) const;
+  std::vector<const api::Task*> tasks_on_node(const std::string& node_id) const;
+  std::vector<const api::Task*> tasks_in_slot(const std::string& service_id, uint64_t slot) const;
+  std::vector<const api::Task*> tasks_desired(api::TaskState desired) const;
+  size_t task_count() const;
+
+ private:
+  friend class Store;
+  explicit ReadTx(const Store& s) : s_(s) {}
+  const Store& s_;
+};
+
+// Unsubscribes when dropped. Once the destructor (or Cancel) returns, the watcher is not running
+// and never runs again; so do not drop it from inside the watcher.
+class Subscription {
+ public:
+  struct Slot;
+  Subscription() = default;
+  explicit Subscription(std::shared_ptr<Slot> slot) : slot_(std::move(slot)) {}
+  Subscription(Subscription&&) = default;
+  Subscription& operator=(Subscription&& other) noexcept;
+  ~Subscription() { Cancel(); }
+  void Cancel();
+
+ private:
+  std::shared_ptr<Slot> slot_;
 };
 
 class Store final : public RaftStateMachine {
  public:
+  Store();
+  ~Store() override;
+
+  // A consistent view across kinds: `f(const ReadTx&)` runs under the store's read lock, so it
+  // must be quick and must not write.
+  template <class F>
+  auto View(F&& f) const {
+    std::shared_lock lock(mu_);
+    return f(ReadTx(*this));
+  }
+
+  // Copies, for callers that keep what they read.
   std::optional<api::Node> GetNode(const std::string& id) const;
   std::vector<api::Node> ListNodes() const;
   std::optional<api::Cluster> GetCluster() const;
-  // The node holding a raft ID, if any.
   std::optional<api::Node> NodeByRaftId(uint64_t raft_id) const;
+  std::optional<api::Service> GetService(const std::string& id) const;
+  std::vector<api::Service> ListServices() const;
+  std::optional<api::Task> GetTask(const std::string& id) const;
+  std::vector<api::Task> TasksOfService(const std::string& service_id) const;
   // The index of the last entry applied.
   uint64_t applied_index() const;
 
@@ -43,8 +131,9 @@ class Store final : public RaftStateMachine {
   void ExpectOutcome(const std::string& request_id, std::function<void(const ApplyResult&)> done);
   // Drops an expectation (the proposal failed or timed out).
   void ForgetOutcome(const std::string& request_id);
-  // Called in the raft node's serializer after each applied change.
-  void Watch(std::function<void(const StoreEvent&)> watcher);
+  // `watcher` runs in the raft node's serializer after each applied change, and for every
+  // object a snapshot restore adds, changes or removes.
+  [[nodiscard]] Subscription Watch(std::function<void(const StoreEvent&)> watcher);
 
   // Checks a batch against the current objects, as Apply would, without changing anything.
   ApplyResult Validate(const api::StoreBatch& batch) const;
@@ -55,15 +144,17 @@ class Store final : public RaftStateMachine {
   void Restore(const raftpb::Snapshot& snapshot) override;
 
  private:
+  friend class ReadTx;
+  struct Tables;
   ApplyResult CheckLocked(const api::StoreBatch& batch) const;
+  void Notify(const std::vector<StoreEvent>& events);
 
   mutable std::shared_mutex mu_;
-  std::map<std::string, api::Node> nodes_;
-  std::map<std::string, api::Cluster> clusters_;
+  std::unique_ptr<Tables> t_;
   uint64_t applied_ = 0;
 
   std::mutex watch_mu_;
-  std::vector<std::function<void(const StoreEvent&)>> watchers_;
+  std::vector<std::shared_ptr<Subscription::Slot>> watchers_;
   std::map<std::string, std::function<void(const ApplyResult&)>> outcomes_;
 };
 

@@ -30,6 +30,28 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// What went wrong reaching a manager, in an operator's words, from the status of a call to it.
+std::string WhyUnreachable(const grpc::Status& st) {
+  const std::string& m = st.error_message();
+  auto has = [&](const char* s) { return m.find(s) != std::string::npos; };
+  if (st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
+    return "no answer (timed out): is the address right, and is port 2377 open?";
+  }
+  if (has("Connection refused")) return "connection refused: no manager listens there";
+  if (has("No route to host") || has("Network is unreachable")) {
+    return "no route to that address";
+  }
+  if (has("Ssl") || has("SSL") || has("TLS") || has("handshake") || has("certificate")) {
+    return "the TLS handshake failed (" + m + ")";
+  }
+  if (has("Name or service not known") || has("DNS resolution failed")) {
+    return "the host name does not resolve";
+  }
+  if (st.error_code() == StatusCode::UNIMPLEMENTED)
+    return "the service there is not a skep manager";
+  return m;
+}
+
 constexpr int kDefaultPort = 2377;
 
 const char kAlreadyInSwarm[] =
@@ -135,7 +157,7 @@ class LocalControlService final : public api::Control::Service {
                        api::NodeView* resp) override {
     std::shared_ptr<manager::Manager> m;
     if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
-    grpc::Status st = m->control().GetNode(*req, resp);
+    grpc::Status st = m->control().GetNode(WithSelf(*req), resp);
     resp->set_self(resp->node().id() == node_->node_id());
     return st;
   }
@@ -150,15 +172,23 @@ class LocalControlService final : public api::Control::Service {
   }
   grpc::Status UpdateNode(grpc::ServerContext*, const api::UpdateNodeRequest* req,
                           api::NodeView* resp) override {
-    SKEP_VIA_MANAGER(UpdateNode(*req, resp));
+    SKEP_VIA_MANAGER(UpdateNode(WithSelf(*req), resp));
   }
   grpc::Status RemoveNode(grpc::ServerContext*, const api::RemoveNodeRequest* req,
                           api::Empty* resp) override {
-    SKEP_VIA_MANAGER(RemoveNode(*req, resp));
+    SKEP_VIA_MANAGER(RemoveNode(WithSelf(*req), resp));
   }
 #undef SKEP_VIA_MANAGER
 
  private:
+  // Docker accepts "self" for the node the CLI talks to.
+  template <class Req>
+  Req WithSelf(const Req& req) const {
+    Req r = req;
+    if (r.ref() == "self") r.set_ref(node_->node_id());
+    return r;
+  }
+
   NodeRuntime* node_;
 };
 
@@ -482,7 +512,7 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
     grpc::Status st = stub->GetRootCACertificate(&ctx, {}, &ca);
     if (!st.ok()) {
       return {StatusCode::UNAVAILABLE,
-              "could not reach a manager at " + manager_addr + ": " + st.error_message()};
+              "cannot join through " + manager_addr + ": " + WhyUnreachable(st)};
     }
     ca_pem = ca.cert_pem();
     std::string digest;
@@ -529,7 +559,14 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
       const bool transient = (st.error_code() == StatusCode::UNAVAILABLE ||
                               st.error_code() == StatusCode::DEADLINE_EXCEEDED) &&
                              st.error_details() != manager::kNoQuorumDetail;
-      if (!transient || std::chrono::steady_clock::now() + 1s > give_up) return st;
+      if (!transient || std::chrono::steady_clock::now() + 1s > give_up) {
+        if (st.error_details() == manager::kNoQuorumDetail || st.error_message().empty() ||
+            (st.error_code() != StatusCode::UNAVAILABLE &&
+             st.error_code() != StatusCode::DEADLINE_EXCEEDED)) {
+          return st;
+        }
+        return {st.error_code(), "cannot join through " + manager_addr + ": " + WhyUnreachable(st)};
+      }
       SKEP_LOG(info, "node", "joining through {} failed ({}); asking again", manager_addr,
                st.error_message());
       std::this_thread::sleep_for(500ms);

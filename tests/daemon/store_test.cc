@@ -47,13 +47,13 @@ TEST_CASE("store objects carry the index of their last change", "[store]") {
   batch.set_request_id("r1");
   store.ExpectOutcome("r1", [&](const ApplyResult& r) { outcome = r; });
   store.Apply(EntryOf(6, batch));
-  CHECK(outcome.ok);
+  CHECK(outcome.ok());
   CHECK(store.GetNode("n1")->meta().version() == 6);
 
   batch.set_request_id("r2");
   store.ExpectOutcome("r2", [&](const ApplyResult& r) { outcome = r; });
   store.Apply(EntryOf(7, batch));  // still says version 5
-  CHECK_FALSE(outcome.ok);
+  CHECK_FALSE(outcome.ok());
   CHECK(outcome.error.rfind("update out of sequence", 0) == 0);
   CHECK(store.GetNode("n1")->meta().version() == 6);
 }
@@ -94,7 +94,7 @@ TEST_CASE("the store's snapshot restores the same objects and tells the watchers
   snap.set_data(serialize());
   Store copy;
   int events = 0;
-  copy.Watch([&](const StoreEvent&) { ++events; });
+  auto sub = copy.Watch([&](const StoreEvent&) { ++events; });
   copy.Restore(snap);
   CHECK(copy.GetNode("n1")->meta().version() == 3);
   CHECK(copy.NodeByRaftId(42)->id() == "n1");
@@ -120,8 +120,154 @@ TEST_CASE("two nodes never share a raft id", "[store]") {
   batch.set_request_id("r");
   store.ExpectOutcome("r", [&](const ApplyResult& r) { outcome = r; });
   store.Apply(EntryOf(3, batch));
-  CHECK_FALSE(outcome.ok);
+  CHECK_FALSE(outcome.ok());
   CHECK(outcome.error == "raft id 42 is taken by node a");
   CHECK_FALSE(store.GetNode("b"));
   CHECK(store.NodeByRaftId(42)->id() == "a");
+}
+
+namespace {
+
+api::StoreBatch Batch(std::vector<std::pair<api::StoreAction::Kind, StoreObject>> actions) {
+  api::StoreBatch b;
+  b.set_proposed_at(2000);
+  for (auto& [kind, obj] : actions) {
+    auto* a = b.add_actions();
+    a->set_kind(kind);
+    std::visit(
+        [&](auto& o) {
+          using T = std::decay_t<decltype(o)>;
+          if constexpr (std::is_same_v<T, api::Node>) *a->mutable_node() = o;
+          if constexpr (std::is_same_v<T, api::Cluster>) *a->mutable_cluster() = o;
+          if constexpr (std::is_same_v<T, api::Service>) *a->mutable_service() = o;
+          if constexpr (std::is_same_v<T, api::Task>) *a->mutable_task() = o;
+        },
+        obj);
+  }
+  return b;
+}
+
+api::Service ServiceNamed(const std::string& id, const std::string& name) {
+  api::Service s;
+  s.set_id(id);
+  s.mutable_spec()->set_name(name);
+  return s;
+}
+
+api::Task TaskOf(const std::string& id, const std::string& service, uint64_t slot,
+                 const std::string& node, api::TaskState desired = api::TASK_RUNNING) {
+  api::Task t;
+  t.set_id(id);
+  t.set_service_id(service);
+  t.set_slot(slot);
+  t.set_node_id(node);
+  t.set_desired_state(desired);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("tasks are indexed by service, node, slot and desired state", "[store]") {
+  Store store;
+  const auto C = api::StoreAction::CREATE;
+  store.Apply(EntryOf(2, Batch({{C, ServiceNamed("s1", "web")},
+                                {C, TaskOf("t1", "s1", 1, "n1")},
+                                {C, TaskOf("t2", "s1", 2, "n2")},
+                                {C, TaskOf("t3", "s1", 1, "", api::TASK_SHUTDOWN)}})));
+  store.View([](const ReadTx& tx) {
+    CHECK(tx.service_by_name("web")->id() == "s1");
+    CHECK(tx.tasks_of_service("s1").size() == 3);
+    CHECK(tx.tasks_on_node("n1").size() == 1);
+    CHECK(tx.tasks_in_slot("s1", 1).size() == 2);
+    CHECK(tx.tasks_desired(api::TASK_RUNNING).size() == 2);
+    CHECK(tx.tasks_of_service("nosuch").empty());
+  });
+  // Moving a task to another node and desired state moves it in the indexes.
+  api::Task t1 = *store.GetTask("t1");
+  t1.set_node_id("n2");
+  t1.set_desired_state(api::TASK_SHUTDOWN);
+  store.Apply(EntryOf(3, Batch({{api::StoreAction::UPDATE, t1}})));
+  store.View([](const ReadTx& tx) {
+    CHECK(tx.tasks_on_node("n1").empty());
+    CHECK(tx.tasks_on_node("n2").size() == 2);
+    CHECK(tx.tasks_desired(api::TASK_RUNNING).size() == 1);
+    CHECK(tx.tasks_desired(api::TASK_SHUTDOWN).size() == 2);
+  });
+  api::Task t3 = *store.GetTask("t3");
+  store.Apply(EntryOf(4, Batch({{api::StoreAction::REMOVE, t3}})));
+  store.View([](const ReadTx& tx) {
+    CHECK(tx.tasks_in_slot("s1", 1).size() == 1);
+    CHECK(tx.task_count() == 2);
+  });
+}
+
+TEST_CASE("service names are unique, and refusals say why with a typed code", "[store]") {
+  Store store;
+  store.Apply(EntryOf(2, Batch({{api::StoreAction::CREATE, ServiceNamed("s1", "web")}})));
+  ApplyResult r = store.Validate(Batch({{api::StoreAction::CREATE, ServiceNamed("s2", "web")}}));
+  CHECK(r.code == ApplyResult::Code::kExists);
+  CHECK(r.error == "service name \"web\" is already in use");
+  api::Service stale = ServiceNamed("s1", "web");  // version 0, the store has 2
+  r = store.Validate(Batch({{api::StoreAction::UPDATE, stale}}));
+  CHECK(r.code == ApplyResult::Code::kConflict);
+  r = store.Validate(Batch({{api::StoreAction::REMOVE, ServiceNamed("s9", "x")}}));
+  CHECK(r.code == ApplyResult::Code::kNotFound);
+  api::StoreBatch empty_action;
+  empty_action.add_actions();
+  CHECK(store.Validate(empty_action).code == ApplyResult::Code::kInvalid);
+  // A whole batch is refused if one action is: nothing of it applies.
+  ApplyResult outcome;
+  auto both = Batch(
+      {{api::StoreAction::CREATE, ServiceNamed("s3", "api")}, {api::StoreAction::UPDATE, stale}});
+  both.set_request_id("r");
+  store.ExpectOutcome("r", [&](const ApplyResult& res) { outcome = res; });
+  store.Apply(EntryOf(3, both));
+  CHECK(outcome.code == ApplyResult::Code::kConflict);
+  CHECK_FALSE(store.GetService("s3"));
+}
+
+TEST_CASE("watchers get events stamped with the batch, until they unsubscribe", "[store]") {
+  Store store;
+  std::vector<StoreEvent> seen;
+  auto sub = store.Watch([&](const StoreEvent& ev) { seen.push_back(ev); });
+  const auto C = api::StoreAction::CREATE;
+  store.Apply(EntryOf(7, Batch({{C, ServiceNamed("s1", "web")}, {C, TaskOf("t1", "s1", 1, "")}})));
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].index == 7);
+  CHECK(seen[0].service()->spec().name() == "web");
+  CHECK_FALSE(seen[0].last_in_batch);
+  CHECK(seen[1].task()->id() == "t1");
+  CHECK(seen[1].last_in_batch);
+  api::Task t1 = *store.GetTask("t1");
+  t1.set_node_id("n1");
+  store.Apply(EntryOf(8, Batch({{api::StoreAction::UPDATE, t1}})));
+  REQUIRE(seen.size() == 3);
+  REQUIRE(seen[2].old_as<api::Task>());
+  CHECK(seen[2].old_as<api::Task>()->node_id().empty());
+  CHECK(seen[2].task()->node_id() == "n1");
+  sub.Cancel();
+  store.Apply(EntryOf(9, Batch({{C, TaskOf("t2", "s1", 2, "")}})));
+  CHECK(seen.size() == 3);
+}
+
+TEST_CASE("a restore emits removals for objects the snapshot does not have", "[store]") {
+  Store source;
+  const auto C = api::StoreAction::CREATE;
+  source.Apply(EntryOf(2, Batch({{C, ServiceNamed("s1", "web")}, {C, TaskOf("t1", "s1", 1, "")}})));
+  raftpb::Snapshot snap;
+  snap.mutable_metadata()->set_index(2);
+  snap.set_data(source.Snapshot()());
+
+  Store target;
+  target.Apply(EntryOf(1, Batch({{C, TaskOf("old", "s0", 1, "")}})));
+  std::map<std::string, api::StoreAction::Kind> kinds;
+  auto sub = target.Watch([&](const StoreEvent& ev) {
+    std::visit([&](const auto& o) { kinds[o.id()] = ev.kind; }, ev.object);
+  });
+  target.Restore(snap);
+  CHECK(kinds.at("old") == api::StoreAction::REMOVE);
+  CHECK(kinds.at("s1") == api::StoreAction::CREATE);
+  CHECK(kinds.at("t1") == api::StoreAction::CREATE);
+  CHECK_FALSE(target.GetTask("old"));
+  CHECK(target.View([](const ReadTx& tx) { return tx.tasks_of_service("s1").size(); }) == 1);
 }
