@@ -6,6 +6,7 @@ namespace skep::cli {
 
 std::vector<Command> SwarmCommands();
 std::vector<Command> NodeCommands();
+std::vector<Command> ServiceCommands();
 
 namespace {
 
@@ -41,6 +42,8 @@ int Version(const Invocation&) {
 std::vector<Command> AllCommands() {
   std::vector<Command> all = SwarmCommands();
   for (auto& c : NodeCommands())
+    all.push_back(std::move(c));
+  for (auto& c : ServiceCommands())
     all.push_back(std::move(c));
   all.push_back({"info", "", "Display this node's view of the swarm", {}, 0, 0, Info});
   all.push_back({"version", "", "Show the skep version", {}, 0, 0, Version});

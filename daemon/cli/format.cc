@@ -1,9 +1,12 @@
 #include "daemon/cli/format.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <ctime>
 #include <sstream>
+
+#include "daemon/cli/template.h"
 
 namespace skep::cli {
 
@@ -75,6 +78,82 @@ void Pretty(const boost::json::value& v, int indent, std::string& out) {
 }
 
 }  // namespace
+
+namespace {
+
+// Split at every `sep`, keeping empty pieces: a row's empty last cells are still cells.
+std::vector<std::string> SplitKeepingEmpty(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t from = 0;
+  for (size_t at; (at = s.find(sep, from)) != std::string::npos; from = at + 1)
+    out.push_back(s.substr(from, at - from));
+  out.push_back(s.substr(from));
+  return out;
+}
+
+// Docker's rows are Go maps, which encoding/json writes with sorted keys.
+boost::json::object SortedKeys(const boost::json::object& o) {
+  std::vector<const boost::json::key_value_pair*> kv;
+  for (const auto& e : o)
+    kv.push_back(&e);
+  std::sort(kv.begin(), kv.end(), [](auto* a, auto* b) { return a->key() < b->key(); });
+  boost::json::object out;
+  for (const auto* e : kv)
+    out[e->key()] = e->value();
+  return out;
+}
+
+}  // namespace
+
+std::string FormatList(const std::string& format, bool quiet, const ListFormat& list,
+                       const std::vector<boost::json::object>& rows) {
+  std::string f = format;
+  if (f.empty() || f == "table") f = quiet ? list.quiet : list.default_table;
+  const bool table = f.rfind("table", 0) == 0;
+  if (table) {
+    f.erase(0, 5);
+  } else if (f == "json") {
+    f = "{{json .}}";
+  }
+  // As Docker: only spaces are trimmed, so that a leading or trailing \t or \n stays.
+  const size_t first = f.find_first_not_of(' ');
+  f = first == std::string::npos ? "" : f.substr(first, f.find_last_not_of(' ') - first + 1);
+  const Template tmpl = Template::Parse(f, Template::TextEscapes::kExpand);
+
+  std::string body;
+  for (const auto& row : rows)
+    body += tmpl.Execute(SortedKeys(row)) + "\n";
+  if (!table) return body;
+
+  const std::string header = tmpl.ExecuteHeader([&](const std::string& path) {
+    if (auto it = list.headers.find(path); it != list.headers.end()) return it->second;
+    std::string name = path.substr(path.rfind('.') + 1);
+    for (char& c : name)
+      c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return name;
+  });
+  std::vector<std::vector<std::string>> lines;
+  for (const auto& line : SplitKeepingEmpty(header + "\n" + body, '\n'))
+    lines.push_back(SplitKeepingEmpty(line, '\t'));
+  lines.pop_back();  // after the last newline
+  size_t columns = 0;
+  for (const auto& l : lines)
+    columns = std::max(columns, l.size());
+  lines[0].resize(columns);  // Table() sizes its columns by the header's
+  return Table(lines[0], {lines.begin() + 1, lines.end()});
+}
+
+std::string FormatInspect(const std::string& format,
+                          const std::vector<boost::json::value>& objects) {
+  const boost::json::array all(objects.begin(), objects.end());
+  if (format.empty()) return PrettyJson(all);
+  if (format == "json") return boost::json::serialize(all) + "\n";
+  const Template tmpl = Template::Parse(format);
+  std::string out;
+  for (const auto& o : objects)
+    out += tmpl.Execute(o) + "\n";
+  return out;
+}
 
 std::string PrettyJson(const boost::json::value& v) {
   std::string out;

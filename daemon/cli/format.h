@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,6 +14,36 @@ namespace skep::cli {
 // Columns left-aligned, separated by at least three spaces; the last column is not padded.
 std::string Table(const std::vector<std::string>& header,
                   const std::vector<std::vector<std::string>>& rows);
+
+// What a list command can print besides its table, in Docker's terms: each row is a JSON
+// object whose keys are the fields a --format template names ({{.Hostname}}).
+struct ListFormat {
+  // The normal table as a Docker table format: "table {{.ID}}\t{{.Name}}".
+  std::string default_table;
+  // Field -> column header for `--format 'table ...'`, e.g. ManagerStatus -> MANAGER STATUS;
+  // "" for a field with no column of its own (node ls' Self). A field not listed is headed by
+  // its name upper-cased.
+  std::map<std::string, std::string> headers;
+  // What -q prints for each row, unless a custom format is given.
+  std::string quiet = "{{.ID}}";
+};
+
+// The output of a list command for `--format FORMAT` and `-q`, as Docker's formatter makes it:
+//   "" or "table"      the default table (with -q: `quiet` per row)
+//   "table TEMPLATE"   a table: TEMPLATE per row, cells split at tabs, padded as Table() does,
+//                      under a header row from `headers`
+//   "json"             each row as one line of compact JSON, keys sorted
+//   anything else      TEMPLATE per row, each followed by a newline
+// In FORMAT, the two characters \t and \n stand for a tab and a newline. Throws TemplateError
+// before returning anything, so a failing command prints nothing but the error.
+std::string FormatList(const std::string& format, bool quiet, const ListFormat& list,
+                       const std::vector<boost::json::object>& rows);
+
+// The output of an inspect command for `--format FORMAT`: "" the indented JSON array,
+// "json" the array as one line of compact JSON (as Docker prints it), otherwise the template
+// applied to each object, one result per line. Throws TemplateError.
+std::string FormatInspect(const std::string& format,
+                          const std::vector<boost::json::value>& objects);
 
 // Indented with four spaces, keys in insertion order, as `docker inspect` prints.
 std::string PrettyJson(const boost::json::value& v);

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "daemon/cli/command.h"
+#include "daemon/cli/template.h"
 #include "daemon/common/runtime.h"
 
 namespace skep::cli {
@@ -258,5 +259,10 @@ int main(int argc, char** argv) {
   } catch (const skep::cli::DaemonError& e) {
     std::cerr << "skep: " << e.what() << "\n";
     return 1;
+  } catch (const skep::cli::TemplateError& e) {
+    // A --format that does not parse is a wrong command line; one that fails on the data
+    // (a field the objects lack) fails like Docker's, with 1.
+    std::cerr << "skep: " << e.what() << "\n";
+    return e.kind() == skep::cli::TemplateError::Kind::kParse ? 2 : 1;
   }
 }

@@ -46,6 +46,19 @@ std::string RoleName(api::NodeRole r) {
   return r == api::ROLE_MANAGER ? "manager" : "worker";
 }
 
+// Docker's node ls formatter: its default table, fields and headers.
+const ListFormat kNodeList{
+    "table {{.ID}}{{if .Self}} *{{end}}\t{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t"
+    "{{.ManagerStatus}}\t{{.EngineVersion}}",
+    {{"ID", "ID"},
+     {"Self", ""},
+     {"Hostname", "HOSTNAME"},
+     {"Status", "STATUS"},
+     {"Availability", "AVAILABILITY"},
+     {"ManagerStatus", "MANAGER STATUS"},
+     {"EngineVersion", "ENGINE VERSION"},
+     {"TLSStatus", "TLS STATUS"}}};
+
 int List(const Invocation& inv) {
   api::ListNodesRequest req;
   for (const auto& f : inv.All("filter"))
@@ -59,20 +72,21 @@ int List(const Invocation& inv) {
     return std::tie(a.node().description().hostname(), a.node().id()) <
            std::tie(b.node().description().hostname(), b.node().id());
   });
-  if (inv.Has("quiet")) {
-    for (const auto& v : nodes)
-      std::cout << v.node().id() << "\n";
-    return 0;
-  }
-  std::vector<std::vector<std::string>> rows;
+  std::vector<boost::json::object> rows;
   for (const auto& v : nodes) {
     const auto& n = v.node();
-    rows.push_back({n.id() + (v.self() ? " *" : ""), n.description().hostname(),
-                    StateName(n.status().state()), AvailabilityName(n.spec().availability()),
-                    v.manager_status(), n.description().engine_version()});
+    rows.push_back({{"ID", n.id()},
+                    {"Self", v.self()},
+                    {"Hostname", n.description().hostname()},
+                    {"Status", StateName(n.status().state())},
+                    {"Availability", AvailabilityName(n.spec().availability())},
+                    {"ManagerStatus", v.manager_status()},
+                    {"EngineVersion", n.description().engine_version()},
+                    // Docker compares the node's TLS info with the cluster's; skepd does not
+                    // report either, which Docker also calls Unknown.
+                    {"TLSStatus", "Unknown"}});
   }
-  std::cout << Table(
-      {"ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"}, rows);
+  std::cout << FormatList(inv.Get("format"), inv.Has("quiet"), kNodeList, rows);
   return 0;
 }
 
@@ -172,7 +186,15 @@ std::string Pretty(const api::NodeView& v) {
 }
 
 int Inspect(const Invocation& inv) {
-  boost::json::array out;
+  // As Docker: --pretty wins over --format, and "pretty" is a format of its own that takes
+  // nothing more.
+  const std::string format = inv.Has("pretty") ? "pretty" : inv.Get("format");
+  if (format.rfind("pretty", 0) == 0 && format != "pretty") {
+    throw UsageError(
+        "cannot supply extra formatting options to the pretty template\n"
+        "See 'skep node inspect --help'.");
+  }
+  std::vector<boost::json::value> out;
   std::string pretty;
   for (size_t i = 0; i < inv.args.size(); ++i) {
     const api::NodeView v = Get(inv, inv.args[i]);
@@ -180,7 +202,7 @@ int Inspect(const Invocation& inv) {
     if (i > 0) pretty += "\n";
     pretty += Pretty(v);
   }
-  std::cout << (inv.Has("pretty") ? pretty : PrettyJson(out));
+  std::cout << (format == "pretty" ? pretty : FormatInspect(format, out));
   return 0;
 }
 
@@ -291,14 +313,17 @@ std::vector<Command> NodeCommands() {
         {"filter", 'f', "filter",
          "Filter output (id=, name=, role=manager|worker, label=, "
          "node.label=)",
-         true}},
+         true},
+        {"format", 0, "string",
+         "Format output: 'table', 'table TEMPLATE', 'json', or a Go template"}},
        0,
        0,
        List},
       {"node inspect",
        "[OPTIONS] NODE [NODE...]",
        "Display detailed information on nodes",
-       {{"pretty", 0, "", "Print the information in a human friendly format"}},
+       {{"format", 'f', "string", "Format output: 'json', or a Go template"},
+        {"pretty", 0, "", "Print the information in a human friendly format"}},
        1,
        SIZE_MAX,
        Inspect},

@@ -5,6 +5,7 @@
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/manager.h"
+#include "daemon/manager/on_leader.h"
 
 namespace skep::manager {
 
@@ -12,7 +13,6 @@ using grpc::StatusCode;
 
 namespace {
 
-constexpr auto kForwardDeadline = std::chrono::seconds(5);
 constexpr size_t kRetiredTokensKept = 10;
 
 grpc::Status Invalid(const std::string& msg) {
@@ -27,33 +27,6 @@ std::string Hostname(const api::Node& n) {
 }
 
 }  // namespace
-
-template <class Req, class Resp>
-grpc::Status ControlApi::Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*,
-                                                                            const Req&, Resp*),
-                                 const Req& req, Resp* resp) {
-  auto leader = m_->AwaitLeader();
-  if (!leader) return m_->NoLeaderStatus();
-  if (leader->raft_id == m_->options().raft_id) {
-    return {StatusCode::UNAVAILABLE, "this manager just became the leader; try again"};
-  }
-  auto stub = api::Control::NewStub(m_->ChannelTo(leader->addr));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + kForwardDeadline);
-  ctx.AddMetadata(kForwardedHeader, "1");
-  grpc::Status st = ((*stub).*method)(&ctx, req, resp);
-  if (st.error_code() == StatusCode::UNAVAILABLE ||
-      st.error_code() == StatusCode::DEADLINE_EXCEEDED) {
-    // The leader may have just come back: retry the connection at once next time rather than
-    // after gRPC's reconnect backoff.
-    grpc::experimental::ChannelResetConnectionBackoff(m_->ChannelTo(leader->addr).get());
-    if (!m_->Leader()) return m_->NoLeaderStatus();
-    if (st.error_message().find("does not have a leader") != std::string::npos) return st;
-    return {StatusCode::UNAVAILABLE,
-            "the leader at " + leader->addr + " did not answer: " + st.error_message()};
-  }
-  return st;
-}
 
 grpc::Status ControlApi::Resolve(const std::string& ref, api::Node* out) const {
   if (ref.empty()) return Invalid("a node name or ID is required");
@@ -341,6 +314,34 @@ grpc::Status ControlService::UpdateNode(grpc::ServerContext* c, const api::Updat
 grpc::Status ControlService::RemoveNode(grpc::ServerContext* c, const api::RemoveNodeRequest* req,
                                         api::Empty* resp) {
   SKEP_MANAGER_ONLY(api_->RemoveNode(*req, resp));
+}
+
+grpc::Status ControlService::CreateService(grpc::ServerContext* c,
+                                           const api::CreateServiceRequest* req,
+                                           api::CreateServiceResponse* resp) {
+  SKEP_MANAGER_ONLY(api_->CreateService(*req, resp));
+}
+grpc::Status ControlService::ListServices(grpc::ServerContext* c,
+                                          const api::ListServicesRequest* req,
+                                          api::ListServicesResponse* resp) {
+  SKEP_MANAGER_ONLY(api_->ListServices(*req, resp));
+}
+grpc::Status ControlService::GetService(grpc::ServerContext* c, const api::ServiceRef* req,
+                                        api::ServiceView* resp) {
+  SKEP_MANAGER_ONLY(api_->GetService(*req, resp));
+}
+grpc::Status ControlService::UpdateService(grpc::ServerContext* c,
+                                           const api::UpdateServiceRequest* req,
+                                           api::ServiceView* resp) {
+  SKEP_MANAGER_ONLY(api_->UpdateService(*req, resp));
+}
+grpc::Status ControlService::RemoveService(grpc::ServerContext* c, const api::ServiceRef* req,
+                                           api::Empty* resp) {
+  SKEP_MANAGER_ONLY(api_->RemoveService(*req, resp));
+}
+grpc::Status ControlService::ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
+                                       api::ListTasksResponse* resp) {
+  SKEP_MANAGER_ONLY(api_->ListTasks(*req, resp));
 }
 
 #undef SKEP_MANAGER_ONLY

@@ -6,6 +6,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
+
 #include "control.grpc.pb.h"
 
 namespace skep::manager {
@@ -23,13 +25,29 @@ class ControlApi {
   grpc::Status GetNode(const api::NodeRef& req, api::NodeView* resp);
   grpc::Status UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp);
   grpc::Status RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp);
+  // Services and tasks (service_api.cc).
+  grpc::Status CreateService(const api::CreateServiceRequest& req,
+                             api::CreateServiceResponse* resp);
+  grpc::Status ListServices(const api::ListServicesRequest& req, api::ListServicesResponse* resp);
+  grpc::Status GetService(const api::ServiceRef& req, api::ServiceView* resp);
+  grpc::Status UpdateService(const api::UpdateServiceRequest& req, api::ServiceView* resp);
+  grpc::Status RemoveService(const api::ServiceRef& req, api::Empty* resp);
+  grpc::Status ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp);
 
  private:
   template <class Req, class Resp>
   grpc::Status Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
                                                                   Resp*),
                        const Req& req, Resp* resp);
+  // Runs `local` on the leader: here, once this manager serves as the leader, or else by
+  // forwarding the request to it.
+  template <class Req, class Resp>
+  grpc::Status OnLeader(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
+                                                                   Resp*),
+                        const Req& req, Resp* resp, const std::function<grpc::Status()>& local);
   grpc::Status Resolve(const std::string& ref, api::Node* out) const;
+  grpc::Status ResolveService(const std::string& ref, api::Service* out) const;
+  api::ServiceView ViewOf(const api::Service& s) const;
   api::NodeView View(const api::Node& n) const;
 
   Manager* m_;
@@ -56,6 +74,18 @@ class ControlService final : public api::Control::Service {
                           api::NodeView* resp) override;
   grpc::Status RemoveNode(grpc::ServerContext* c, const api::RemoveNodeRequest* req,
                           api::Empty* resp) override;
+  grpc::Status CreateService(grpc::ServerContext* c, const api::CreateServiceRequest* req,
+                             api::CreateServiceResponse* resp) override;
+  grpc::Status ListServices(grpc::ServerContext* c, const api::ListServicesRequest* req,
+                            api::ListServicesResponse* resp) override;
+  grpc::Status GetService(grpc::ServerContext* c, const api::ServiceRef* req,
+                          api::ServiceView* resp) override;
+  grpc::Status UpdateService(grpc::ServerContext* c, const api::UpdateServiceRequest* req,
+                             api::ServiceView* resp) override;
+  grpc::Status RemoveService(grpc::ServerContext* c, const api::ServiceRef* req,
+                             api::Empty* resp) override;
+  grpc::Status ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
+                         api::ListTasksResponse* resp) override;
 
  private:
   grpc::Status Authorize(grpc::ServerContext* c) const;

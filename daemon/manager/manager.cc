@@ -17,7 +17,9 @@
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/dispatcher.h"
+#include "daemon/manager/orchestrator/orchestrator.h"
 #include "daemon/manager/raft_transport.h"
+#include "daemon/manager/task_scheduler.h"
 #include "daemon/raft_node.h"
 #include "raft/conf.h"
 #include "raft/quorum.h"
@@ -240,6 +242,8 @@ void Manager::Start() {
         return check;
       });
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
+  AddLeaderComponent(orchestrator::MakeOrchestrator(this));
+  AddLeaderComponent(MakeTaskScheduler(this));
 
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
   for (int i = 0; i < 2; ++i)

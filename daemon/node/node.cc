@@ -178,6 +178,30 @@ class LocalControlService final : public api::Control::Service {
                           api::Empty* resp) override {
     SKEP_VIA_MANAGER(RemoveNode(WithSelf(*req), resp));
   }
+  grpc::Status CreateService(grpc::ServerContext*, const api::CreateServiceRequest* req,
+                             api::CreateServiceResponse* resp) override {
+    SKEP_VIA_MANAGER(CreateService(*req, resp));
+  }
+  grpc::Status ListServices(grpc::ServerContext*, const api::ListServicesRequest* req,
+                            api::ListServicesResponse* resp) override {
+    SKEP_VIA_MANAGER(ListServices(*req, resp));
+  }
+  grpc::Status GetService(grpc::ServerContext*, const api::ServiceRef* req,
+                          api::ServiceView* resp) override {
+    SKEP_VIA_MANAGER(GetService(*req, resp));
+  }
+  grpc::Status UpdateService(grpc::ServerContext*, const api::UpdateServiceRequest* req,
+                             api::ServiceView* resp) override {
+    SKEP_VIA_MANAGER(UpdateService(*req, resp));
+  }
+  grpc::Status RemoveService(grpc::ServerContext*, const api::ServiceRef* req,
+                             api::Empty* resp) override {
+    SKEP_VIA_MANAGER(RemoveService(*req, resp));
+  }
+  grpc::Status ListTasks(grpc::ServerContext*, const api::ListTasksRequest* req,
+                         api::ListTasksResponse* resp) override {
+    SKEP_VIA_MANAGER(ListTasks(*req, resp));
+  }
 #undef SKEP_VIA_MANAGER
 
  private:

@@ -1,0 +1,871 @@
+// skep service ...
+#include <unistd.h>
+
+#include <algorithm>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "daemon/cli/command.h"
+#include "daemon/cli/format.h"
+
+namespace skep::cli {
+namespace {
+
+constexpr auto kCallDeadline = std::chrono::seconds(30);
+
+void Deadline(grpc::ClientContext& ctx) {
+  ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string part;
+  while (std::getline(in, part, sep))
+    out.push_back(part);
+  return out;
+}
+
+uint64_t ParseCount(const std::string& flag, const std::string& v) {
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) {
+    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": not a number");
+  }
+  return std::stoull(v);
+}
+
+int64_t ParseDurationNs(const std::string& flag, const std::string& v) {
+  auto d = ParseDuration(v);
+  if (!d) throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": not a duration");
+  return d->count();
+}
+
+// "512M", "1g", "1024" (bytes), as Docker's MemBytes.
+int64_t ParseBytes(const std::string& flag, const std::string& v) {
+  size_t pos = 0;
+  double n = 0;
+  try {
+    n = std::stod(v, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  std::string unit = v.substr(pos);
+  std::transform(unit.begin(), unit.end(), unit.begin(), ::tolower);
+  if (!unit.empty() && unit.back() == 'b') unit.pop_back();
+  const std::map<std::string, double> units{
+      {"", 1}, {"k", 1024.0}, {"m", 1024.0 * 1024}, {"g", 1024.0 * 1024 * 1024}};
+  auto it = units.find(unit);
+  if (pos == 0 || it == units.end() || n < 0) {
+    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": not a size");
+  }
+  return static_cast<int64_t>(n * it->second);
+}
+
+int64_t ParseCpus(const std::string& flag, const std::string& v) {
+  size_t pos = 0;
+  double n = -1;
+  try {
+    n = std::stod(v, &pos);
+  } catch (...) {
+  }
+  if (pos != v.size() || n < 0) {
+    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": not a CPU count");
+  }
+  return static_cast<int64_t>(n * 1e9);
+}
+
+std::pair<std::string, std::string> KeyValue(const std::string& flag, const std::string& v) {
+  const size_t eq = v.find('=');
+  if (eq == 0) throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\"");
+  if (eq == std::string::npos) return {v, ""};
+  return {v.substr(0, eq), v.substr(eq + 1)};
+}
+
+api::Mount ParseMount(const std::string& v) {
+  api::Mount m;
+  m.set_type(api::Mount::VOLUME);
+  for (const auto& part : Split(v, ',')) {
+    auto [k, val] = KeyValue("mount", part);
+    if (k == "type") {
+      if (val == "bind") {
+        m.set_type(api::Mount::BIND);
+      } else if (val == "volume") {
+        m.set_type(api::Mount::VOLUME);
+      } else if (val == "tmpfs") {
+        m.set_type(api::Mount::TMPFS);
+      } else {
+        throw UsageError("invalid mount \"" + v + "\": unknown type \"" + val + "\"");
+      }
+    } else if (k == "source" || k == "src") {
+      m.set_source(val);
+    } else if (k == "target" || k == "destination" || k == "dst") {
+      m.set_target(val);
+    } else if (k == "readonly" || k == "ro") {
+      m.set_read_only(val.empty() || val == "true" || val == "1");
+    } else if (k == "tmpfs-size") {
+      m.set_tmpfs_size_bytes(ParseBytes("mount", val));
+    } else if (k == "tmpfs-mode") {
+      m.set_tmpfs_mode(static_cast<uint32_t>(std::stoul(val, nullptr, 8)));
+    } else {
+      throw UsageError("invalid mount \"" + v + "\": unknown field \"" + k + "\"");
+    }
+  }
+  if (m.target().empty()) throw UsageError("invalid mount \"" + v + "\": target is required");
+  return m;
+}
+
+api::PortConfig ParsePort(const std::string& v) {
+  api::PortConfig p;
+  p.set_protocol("tcp");
+  auto number = [&](const std::string& s) -> uint32_t {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5) {
+      throw UsageError("invalid published port \"" + v + "\"");
+    }
+    return static_cast<uint32_t>(std::stoul(s));
+  };
+  if (v.find('=') != std::string::npos) {
+    for (const auto& part : Split(v, ',')) {
+      auto [k, val] = KeyValue("publish", part);
+      if (k == "mode") {
+        if (val != "host" && val != "ingress") {
+          throw UsageError("invalid published port \"" + v + "\": mode is host or ingress");
+        }
+        p.set_publish_mode(val == "host" ? api::PortConfig::HOST : api::PortConfig::INGRESS);
+      } else if (k == "published") {
+        p.set_published_port(number(val));
+      } else if (k == "target") {
+        p.set_target_port(number(val));
+      } else if (k == "protocol") {
+        p.set_protocol(val);
+      } else {
+        throw UsageError("invalid published port \"" + v + "\": unknown field \"" + k + "\"");
+      }
+    }
+  } else {
+    std::string spec = v;
+    const size_t slash = spec.find('/');
+    if (slash != std::string::npos) {
+      p.set_protocol(spec.substr(slash + 1));
+      spec = spec.substr(0, slash);
+    }
+    const size_t colon = spec.find(':');
+    if (colon == std::string::npos) {
+      p.set_target_port(number(spec));
+    } else {
+      p.set_published_port(number(spec.substr(0, colon)));
+      p.set_target_port(number(spec.substr(colon + 1)));
+    }
+  }
+  if (p.target_port() == 0) throw UsageError("invalid published port \"" + v + "\": no target");
+  return p;
+}
+
+void ParseUpdateConfig(const Invocation& inv, const std::string& prefix, api::UpdateConfig* u) {
+  if (inv.Has(prefix + "-parallelism")) {
+    u->set_parallelism(ParseCount(prefix + "-parallelism", inv.Get(prefix + "-parallelism")));
+  }
+  if (inv.Has(prefix + "-delay")) {
+    u->set_delay_ns(ParseDurationNs(prefix + "-delay", inv.Get(prefix + "-delay")));
+  }
+  if (inv.Has(prefix + "-monitor")) {
+    u->set_monitor_ns(ParseDurationNs(prefix + "-monitor", inv.Get(prefix + "-monitor")));
+  }
+  if (inv.Has(prefix + "-max-failure-ratio")) {
+    u->set_max_failure_ratio(std::stof(inv.Get(prefix + "-max-failure-ratio")));
+  }
+  if (inv.Has(prefix + "-failure-action")) {
+    const std::string a = inv.Get(prefix + "-failure-action");
+    if (a == "pause") {
+      u->set_failure_action(api::UpdateConfig::PAUSE);
+    } else if (a == "continue") {
+      u->set_failure_action(api::UpdateConfig::CONTINUE);
+    } else if (a == "rollback" && prefix == "update") {
+      u->set_failure_action(api::UpdateConfig::ROLLBACK);
+    } else {
+      throw UsageError("invalid --" + prefix + "-failure-action \"" + a + "\"");
+    }
+  }
+  if (inv.Has(prefix + "-order")) {
+    const std::string o = inv.Get(prefix + "-order");
+    if (o != "stop-first" && o != "start-first") {
+      throw UsageError("invalid --" + prefix + "-order \"" + o + "\": stop-first or start-first");
+    }
+    u->set_order(o == "start-first" ? api::UpdateConfig::START_FIRST
+                                    : api::UpdateConfig::STOP_FIRST);
+  }
+}
+
+// The flags create and update share, applied to a spec.
+void ApplyCommonFlags(const Invocation& inv, api::ServiceSpec* spec) {
+  auto* task = spec->mutable_task();
+  auto* c = task->mutable_container();
+  if (inv.Has("user")) c->set_user(inv.Get("user"));
+  if (inv.Has("workdir")) c->set_dir(inv.Get("workdir"));
+  if (inv.Has("hostname")) c->set_hostname(inv.Get("hostname"));
+  if (inv.Has("stop-signal")) c->set_stop_signal(inv.Get("stop-signal"));
+  if (inv.Has("stop-grace-period")) {
+    c->set_stop_grace_period_ns(ParseDurationNs("stop-grace-period", inv.Get("stop-grace-period")));
+  }
+  if (inv.Has("entrypoint")) {
+    c->clear_command();
+    for (const auto& w : Split(inv.Get("entrypoint"), ' '))
+      if (!w.empty()) c->add_command(w);
+  }
+  if (inv.Has("replicas-max-per-node")) {
+    task->mutable_placement()->set_max_replicas(
+        ParseCount("replicas-max-per-node", inv.Get("replicas-max-per-node")));
+  }
+  auto* res = task->mutable_resources();
+  if (inv.Has("reserve-cpu")) {
+    res->mutable_reservations()->set_nano_cpus(ParseCpus("reserve-cpu", inv.Get("reserve-cpu")));
+  }
+  if (inv.Has("reserve-memory")) {
+    res->mutable_reservations()->set_memory_bytes(
+        ParseBytes("reserve-memory", inv.Get("reserve-memory")));
+  }
+  if (inv.Has("limit-cpu")) {
+    res->mutable_limits()->set_nano_cpus(ParseCpus("limit-cpu", inv.Get("limit-cpu")));
+  }
+  if (inv.Has("limit-memory")) {
+    res->mutable_limits()->set_memory_bytes(ParseBytes("limit-memory", inv.Get("limit-memory")));
+  }
+  auto* r = task->mutable_restart();
+  if (inv.Has("restart-condition")) {
+    const std::string cond = inv.Get("restart-condition");
+    if (cond == "any") {
+      r->set_condition(api::RestartPolicy::ANY);
+    } else if (cond == "on-failure") {
+      r->set_condition(api::RestartPolicy::ON_FAILURE);
+    } else if (cond == "none") {
+      r->set_condition(api::RestartPolicy::NONE);
+    } else {
+      throw UsageError("invalid --restart-condition \"" + cond + "\": none, on-failure or any");
+    }
+  }
+  if (inv.Has("restart-delay")) {
+    r->set_delay_ns(ParseDurationNs("restart-delay", inv.Get("restart-delay")));
+  }
+  if (inv.Has("restart-max-attempts")) {
+    r->set_max_attempts(ParseCount("restart-max-attempts", inv.Get("restart-max-attempts")));
+  }
+  if (inv.Has("restart-window")) {
+    r->set_window_ns(ParseDurationNs("restart-window", inv.Get("restart-window")));
+  }
+  ParseUpdateConfig(inv, "update", spec->mutable_update());
+  ParseUpdateConfig(inv, "rollback", spec->mutable_rollback());
+}
+
+api::ServiceView Get(const Invocation& inv, const std::string& ref) {
+  api::ServiceRef req;
+  req.set_ref(ref);
+  api::ServiceView resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  Check(inv.Control()->GetService(&ctx, req, &resp), inv.host);
+  return resp;
+}
+
+std::vector<api::TaskView> Tasks(const Invocation& inv, const std::vector<std::string>& filters) {
+  api::ListTasksRequest req;
+  for (const auto& f : filters)
+    req.add_filters(f);
+  api::ListTasksResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  Check(inv.Control()->ListTasks(&ctx, req, &resp), inv.host);
+  return {resp.tasks().begin(), resp.tasks().end()};
+}
+
+std::string StateName(api::TaskState s) {
+  switch (s) {
+    case api::TASK_NEW:
+      return "New";
+    case api::TASK_PENDING:
+      return "Pending";
+    case api::TASK_ASSIGNED:
+      return "Assigned";
+    case api::TASK_ACCEPTED:
+      return "Accepted";
+    case api::TASK_PREPARING:
+      return "Preparing";
+    case api::TASK_READY:
+      return "Ready";
+    case api::TASK_STARTING:
+      return "Starting";
+    case api::TASK_RUNNING:
+      return "Running";
+    case api::TASK_COMPLETE:
+      return "Complete";
+    case api::TASK_SHUTDOWN:
+      return "Shutdown";
+    case api::TASK_FAILED:
+      return "Failed";
+    case api::TASK_REJECTED:
+      return "Rejected";
+    case api::TASK_REMOVE:
+      return "Remove";
+    case api::TASK_ORPHANED:
+      return "Orphaned";
+    default:
+      return "Unknown";
+  }
+}
+
+std::string PortsOf(const api::EndpointSpec& e) {
+  std::string out;
+  for (const auto& p : e.ports()) {
+    if (!out.empty()) out += ", ";
+    out += "*:" + std::to_string(p.published_port()) + "->" + std::to_string(p.target_port()) +
+           "/" + p.protocol();
+  }
+  return out;
+}
+
+std::string ImageShort(const std::string& image) {
+  return image.substr(0, image.find('@'));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int Converge(const Invocation& inv, const std::string& id);
+
+int Create(const Invocation& inv) {
+  api::CreateServiceRequest req;
+  auto* spec = req.mutable_spec();
+  spec->set_name(inv.Get("name"));
+  const std::string mode = inv.Get("mode", "replicated");
+  if (mode == "global") {
+    if (inv.Has("replicas")) throw UsageError("replicas can only be used with replicated mode");
+    spec->mutable_global();
+  } else if (mode == "replicated") {
+    spec->mutable_replicated()->set_replicas(
+        inv.Has("replicas") ? ParseCount("replicas", inv.Get("replicas")) : 1);
+  } else {
+    throw UsageError("invalid --mode \"" + mode + "\": replicated or global");
+  }
+  auto* c = spec->mutable_task()->mutable_container();
+  c->set_image(inv.args[0]);
+  for (size_t i = 1; i < inv.args.size(); ++i)
+    c->add_args(inv.args[i]);
+  for (const auto& e : inv.All("env"))
+    c->add_env(e);
+  for (const auto& l : inv.All("label")) {
+    auto [k, v] = KeyValue("label", l);
+    (*spec->mutable_labels())[k] = v;
+  }
+  for (const auto& l : inv.All("container-label")) {
+    auto [k, v] = KeyValue("container-label", l);
+    (*c->mutable_labels())[k] = v;
+  }
+  for (const auto& m : inv.All("mount"))
+    *c->add_mounts() = ParseMount(m);
+  for (const auto& p : inv.All("publish"))
+    *spec->mutable_endpoint()->add_ports() = ParsePort(p);
+  for (const auto& k : inv.All("constraint"))
+    spec->mutable_task()->mutable_placement()->add_constraints(k);
+  ApplyCommonFlags(inv, spec);
+  api::CreateServiceResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  Check(inv.Control()->CreateService(&ctx, req, &resp), inv.host);
+  std::cout << resp.id() << "\n";
+  if (inv.Has("detach")) return 0;
+  return Converge(inv, resp.id());
+}
+
+// Waits until every task of the service runs, printing Docker's progress lines (the final
+// state only, when the output is not a terminal).
+int Converge(const Invocation& inv, const std::string& id) {
+  const bool tty = isatty(STDOUT_FILENO);
+  size_t drawn = 0;
+  for (;;) {
+    const api::ServiceView v = Get(inv, id);
+    std::map<std::string, std::string> slots;  // "1/3" -> state
+    uint64_t running = 0;
+    for (const auto& t : Tasks(inv, {"service=" + id, "desired-state=running"})) {
+      const auto& task = t.task();
+      if (task.spec_version() != v.service().spec_version()) continue;
+      const std::string key = task.slot() ? std::to_string(task.slot()) : t.node_hostname();
+      slots[key] =
+          task.status().err().empty() ? StateName(task.status().state()) : task.status().err();
+      if (task.status().state() == api::TASK_RUNNING) ++running;
+    }
+    const uint64_t desired = v.desired();
+    const bool done = desired > 0 && running == desired;
+    const auto us = v.service().update_status().state();
+    const bool failed =
+        us == api::UpdateStatus::PAUSED || us == api::UpdateStatus::ROLLBACK_STARTED ||
+        us == api::UpdateStatus::ROLLBACK_COMPLETED || us == api::UpdateStatus::ROLLBACK_PAUSED;
+    if (tty || done || failed) {
+      std::ostringstream out;
+      if (tty && drawn > 0) out << "\033[" << drawn << "A\033[J";
+      out << "overall progress: " << running << " out of " << desired << " tasks\n";
+      size_t lines = 1;
+      for (const auto& [slot, state] : slots) {
+        out << slot << "/" << desired << ": " << state << "\n";
+        ++lines;
+      }
+      if (done) out << "verify: Service converged\n";
+      if (failed) out << "update " << v.service().update_status().message() << "\n";
+      std::cout << out.str() << std::flush;
+      drawn = lines;
+    }
+    if (done) return 0;
+    if (failed) return 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+const ListFormat kServiceList{
+    "table {{.ID}}\t{{.Name}}\t{{.Mode}}\t{{.Replicas}}\t{{.Image}}\t{{.Ports}}",
+    {{"ID", "ID"},
+     {"Name", "NAME"},
+     {"Mode", "MODE"},
+     {"Replicas", "REPLICAS"},
+     {"Image", "IMAGE"},
+     {"Ports", "PORTS"}}};
+
+int List(const Invocation& inv) {
+  api::ListServicesRequest req;
+  for (const auto& f : inv.All("filter"))
+    req.add_filters(f);
+  api::ListServicesResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  Check(inv.Control()->ListServices(&ctx, req, &resp), inv.host);
+  std::vector<api::ServiceView> services(resp.services().begin(), resp.services().end());
+  std::sort(services.begin(), services.end(), [](const auto& a, const auto& b) {
+    return a.service().spec().name() < b.service().spec().name();
+  });
+  std::vector<boost::json::object> rows;
+  for (const auto& v : services) {
+    const auto& s = v.service();
+    rows.push_back({{"ID", s.id().substr(0, 12)},
+                    {"Name", s.spec().name()},
+                    {"Mode", s.spec().has_global() ? "global" : "replicated"},
+                    {"Replicas", std::to_string(v.running()) + "/" + std::to_string(v.desired())},
+                    {"Image", ImageShort(s.spec().task().container().image())},
+                    {"Ports", PortsOf(s.spec().endpoint())}});
+  }
+  std::cout << FormatList(inv.Get("format"), inv.Has("quiet"), kServiceList, rows);
+  return 0;
+}
+
+const ListFormat kTaskList{
+    "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t"
+    "{{.Error}}\t{{.Ports}}",
+    {{"ID", "ID"},
+     {"Name", "NAME"},
+     {"Image", "IMAGE"},
+     {"Node", "NODE"},
+     {"DesiredState", "DESIRED STATE"},
+     {"CurrentState", "CURRENT STATE"},
+     {"Error", "ERROR"},
+     {"Ports", "PORTS"}}};
+
+// The rows of `service ps` / `node ps`: each slot's tasks newest first, history as \_.
+int PrintTasks(const Invocation& inv, std::vector<api::TaskView> tasks) {
+  const bool no_trunc = inv.Has("no-trunc");
+  std::sort(tasks.begin(), tasks.end(), [](const auto& a, const auto& b) {
+    const auto& x = a.task();
+    const auto& y = b.task();
+    const std::string kx = x.slot() ? std::to_string(x.slot()) : x.node_id();
+    const std::string ky = y.slot() ? std::to_string(y.slot()) : y.node_id();
+    if (a.service_name() != b.service_name()) return a.service_name() < b.service_name();
+    if (x.slot() != y.slot()) return x.slot() < y.slot();
+    if (kx != ky) return kx < ky;
+    return x.meta().version() > y.meta().version();
+  });
+  std::vector<boost::json::object> rows;
+  std::string last_group;
+  for (const auto& v : tasks) {
+    const auto& t = v.task();
+    const std::string group =
+        v.service_name() + "." + (t.slot() ? std::to_string(t.slot()) : t.node_id());
+    const bool history = group == last_group;
+    last_group = group;
+    std::string name = t.slot() ? v.service_name() + "." + std::to_string(t.slot())
+                                : v.service_name() + "." + t.node_id();
+    if (history) name = " \\_ " + name;
+    std::string err = t.status().err();
+    if (!no_trunc && err.size() > 30) err = err.substr(0, 29) + "…";
+    if (!err.empty()) err = "\"" + err + "\"";
+    const std::string image = t.spec().container().image();
+    rows.push_back(
+        {{"ID", no_trunc ? t.id() : t.id().substr(0, 12)},
+         {"Name", name},
+         {"Image", no_trunc ? image : ImageShort(image)},
+         {"Node", v.node_hostname()},
+         {"DesiredState", StateName(t.desired_state() <= api::TASK_RUNNING ? api::TASK_RUNNING
+                                                                           : t.desired_state())},
+         {"CurrentState", StateName(t.status().state()) + " " + HumanAgo(t.status().timestamp())},
+         {"Error", err},
+         {"Ports", ""}});
+  }
+  std::cout << FormatList(inv.Get("format"), inv.Has("quiet"), kTaskList, rows);
+  return 0;
+}
+
+int Ps(const Invocation& inv) {
+  std::vector<api::TaskView> all;
+  for (const auto& ref : inv.args) {
+    const api::ServiceView s = Get(inv, ref);
+    std::vector<std::string> filters{"service=" + s.service().id()};
+    for (const auto& f : inv.All("filter"))
+      filters.push_back(f);
+    for (auto& t : Tasks(inv, filters))
+      all.push_back(std::move(t));
+  }
+  return PrintTasks(inv, std::move(all));
+}
+
+int NodePs(const Invocation& inv) {
+  std::vector<std::string> refs = inv.args;
+  if (refs.empty()) refs.push_back("self");
+  std::vector<api::TaskView> all;
+  for (const auto& ref : refs) {
+    api::NodeRef nr;
+    nr.set_ref(ref);
+    api::NodeView node;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    Check(inv.Control()->GetNode(&ctx, nr, &node), inv.host);
+    std::vector<std::string> filters{"node=" + node.node().id()};
+    for (const auto& f : inv.All("filter"))
+      filters.push_back(f);
+    for (auto& t : Tasks(inv, filters))
+      all.push_back(std::move(t));
+  }
+  return PrintTasks(inv, std::move(all));
+}
+
+boost::json::value ServiceJson(const api::ServiceView& v) {
+  const auto& s = v.service();
+  const auto& spec = s.spec();
+  const auto& c = spec.task().container();
+  boost::json::object container{{"Image", c.image()}};
+  if (c.args_size()) container["Args"] = boost::json::array(c.args().begin(), c.args().end());
+  if (c.command_size()) {
+    container["Command"] = boost::json::array(c.command().begin(), c.command().end());
+  }
+  if (c.env_size()) container["Env"] = boost::json::array(c.env().begin(), c.env().end());
+  if (!c.dir().empty()) container["Dir"] = c.dir();
+  if (!c.user().empty()) container["User"] = c.user();
+  boost::json::object placement;
+  if (spec.task().placement().constraints_size()) {
+    placement["Constraints"] = boost::json::array(spec.task().placement().constraints().begin(),
+                                                  spec.task().placement().constraints().end());
+  }
+  if (spec.task().placement().max_replicas()) {
+    placement["MaxReplicas"] = spec.task().placement().max_replicas();
+  }
+  boost::json::object mode;
+  if (spec.has_global()) {
+    mode["Global"] = boost::json::object{};
+  } else {
+    mode["Replicated"] = boost::json::object{{"Replicas", spec.replicated().replicas()}};
+  }
+  boost::json::object labels;
+  for (const auto& [k, val] :
+       std::map<std::string, std::string>(spec.labels().begin(), spec.labels().end()))
+    labels[k] = val;
+  boost::json::object out{
+      {"ID", s.id()},
+      {"Version", boost::json::object{{"Index", s.meta().version()}}},
+      {"CreatedAt", Rfc3339(s.meta().created_at())},
+      {"UpdatedAt", Rfc3339(s.meta().updated_at())},
+      {"Spec",
+       boost::json::object{{"Name", spec.name()},
+                           {"Labels", labels},
+                           {"TaskTemplate", boost::json::object{{"ContainerSpec", container},
+                                                                {"Placement", placement}}},
+                           {"Mode", mode}}}};
+  if (s.update_status().state() != api::UpdateStatus::NONE) {
+    static const char* kStates[] = {"",
+                                    "updating",
+                                    "paused",
+                                    "completed",
+                                    "rollback_started",
+                                    "rollback_paused",
+                                    "rollback_completed"};
+    out["UpdateStatus"] = boost::json::object{{"State", kStates[s.update_status().state()]},
+                                              {"Message", s.update_status().message()}};
+  }
+  return out;
+}
+
+int Inspect(const Invocation& inv) {
+  std::vector<api::ServiceView> views;
+  for (const auto& ref : inv.args)
+    views.push_back(Get(inv, ref));
+  if (inv.Has("pretty")) {
+    for (const auto& v : views) {
+      const auto& s = v.service();
+      std::cout << "\nID:             " << s.id() << "\nName:           " << s.spec().name()
+                << "\nService Mode:   " << (s.spec().has_global() ? "Global" : "Replicated")
+                << "\n";
+      if (!s.spec().has_global()) {
+        std::cout << " Replicas:      " << s.spec().replicated().replicas() << "\n";
+      }
+      std::cout << "Placement:\n";
+      for (const auto& c : s.spec().task().placement().constraints())
+        std::cout << " Constraints:   [" << c << "]\n";
+      std::cout << "ContainerSpec:\n Image:         " << s.spec().task().container().image()
+                << "\n";
+    }
+    return 0;
+  }
+  std::vector<boost::json::value> objects;
+  for (const auto& v : views)
+    objects.push_back(ServiceJson(v));
+  std::cout << FormatInspect(inv.Get("format"), objects);
+  return 0;
+}
+
+int Remove(const Invocation& inv) {
+  int rc = 0;
+  for (const auto& ref : inv.args) {
+    api::ServiceRef req;
+    req.set_ref(ref);
+    api::Empty resp;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    try {
+      Check(inv.Control()->RemoveService(&ctx, req, &resp), inv.host);
+      std::cout << ref << "\n";
+    } catch (const DaemonError& e) {
+      std::cerr << "skep: " << e.what() << "\n";
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+api::ServiceView Update(const Invocation& inv, const api::ServiceView& current,
+                        const api::ServiceSpec& spec, bool rollback) {
+  api::UpdateServiceRequest req;
+  req.set_ref(current.service().id());
+  req.set_version(current.service().meta().version());
+  *req.mutable_spec() = spec;
+  req.set_rollback(rollback);
+  api::ServiceView resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  Check(inv.Control()->UpdateService(&ctx, req, &resp), inv.host);
+  return resp;
+}
+
+int Scale(const Invocation& inv) {
+  int rc = 0;
+  for (const auto& arg : inv.args) {
+    const size_t eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw UsageError("invalid scale specifier '" + arg + "': expected SERVICE=REPLICAS");
+    }
+    const uint64_t n = ParseCount("replicas", arg.substr(eq + 1));
+    try {
+      const api::ServiceView v = Get(inv, arg.substr(0, eq));
+      if (v.service().spec().has_global()) {
+        throw DaemonError("scale can only be used with replicated mode (service " +
+                          v.service().spec().name() + " is global)");
+      }
+      api::ServiceSpec spec = v.service().spec();
+      spec.mutable_replicated()->set_replicas(n);
+      Update(inv, v, spec, false);
+      std::cout << arg.substr(0, eq) << " scaled to " << n << "\n";
+      if (!inv.Has("detach") && n > 0) rc |= Converge(inv, v.service().id());
+    } catch (const DaemonError& e) {
+      std::cerr << "skep: " << e.what() << "\n";
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+int UpdateCmd(const Invocation& inv) {
+  const api::ServiceView v = Get(inv, inv.args[0]);
+  api::ServiceSpec spec = v.service().spec();
+  auto* c = spec.mutable_task()->mutable_container();
+  if (inv.Has("image")) c->set_image(inv.Get("image"));
+  if (inv.Has("replicas")) {
+    if (spec.has_global()) throw UsageError("replicas can only be used with replicated mode");
+    spec.mutable_replicated()->set_replicas(ParseCount("replicas", inv.Get("replicas")));
+  }
+  for (const auto& key : inv.All("env-rm")) {
+    auto* env = c->mutable_env();
+    env->erase(std::remove_if(
+                   env->begin(), env->end(),
+                   [&](const std::string& e) { return e == key || e.rfind(key + "=", 0) == 0; }),
+               env->end());
+  }
+  for (const auto& e : inv.All("env-add")) {
+    const std::string key = e.substr(0, e.find('='));
+    auto* env = c->mutable_env();
+    env->erase(std::remove_if(
+                   env->begin(), env->end(),
+                   [&](const std::string& x) { return x == key || x.rfind(key + "=", 0) == 0; }),
+               env->end());
+    c->add_env(e);
+  }
+  auto* placement = spec.mutable_task()->mutable_placement();
+  for (const auto& k : inv.All("constraint-rm")) {
+    auto* cs = placement->mutable_constraints();
+    cs->erase(std::remove(cs->begin(), cs->end(), k), cs->end());
+  }
+  for (const auto& k : inv.All("constraint-add"))
+    placement->add_constraints(k);
+  for (const auto& l : inv.All("label-add")) {
+    auto [k, val] = KeyValue("label-add", l);
+    (*spec.mutable_labels())[k] = val;
+  }
+  for (const auto& l : inv.All("label-rm"))
+    spec.mutable_labels()->erase(l);
+  for (const auto& p : inv.All("publish-add"))
+    *spec.mutable_endpoint()->add_ports() = ParsePort(p);
+  ApplyCommonFlags(inv, &spec);
+  if (inv.Has("force")) spec.mutable_task()->set_force_update(spec.task().force_update() + 1);
+  const bool rollback = inv.Has("rollback");
+  Update(inv, v, spec, rollback);
+  std::cout << v.service().spec().name() << "\n";
+  if (inv.Has("detach")) return 0;
+  return Converge(inv, v.service().id());
+}
+
+int Rollback(const Invocation& inv) {
+  const api::ServiceView v = Get(inv, inv.args[0]);
+  Update(inv, v, {}, true);
+  std::cout << v.service().spec().name() << "\n";
+  if (inv.Has("detach")) return 0;
+  return Converge(inv, v.service().id());
+}
+
+std::vector<Flag> CommonFlags() {
+  return {
+      {"user", 'u', "string", "Username or UID (format: <name|uid>[:<group|gid>])"},
+      {"workdir", 'w', "string", "Working directory inside the container"},
+      {"hostname", 0, "string", "Container hostname"},
+      {"entrypoint", 0, "command", "Overwrite the default ENTRYPOINT of the image"},
+      {"stop-signal", 0, "string", "Signal to stop the container"},
+      {"stop-grace-period", 0, "duration", "Time to wait before force killing a container"},
+      {"replicas-max-per-node", 0, "uint", "Maximum number of tasks per node (0 = unlimited)"},
+      {"reserve-cpu", 0, "decimal", "Reserve CPUs"},
+      {"reserve-memory", 0, "bytes", "Reserve Memory"},
+      {"limit-cpu", 0, "decimal", "Limit CPUs"},
+      {"limit-memory", 0, "bytes", "Limit Memory"},
+      {"restart-condition", 0, "string", "Restart when condition is met (none, on-failure, any)"},
+      {"restart-delay", 0, "duration", "Delay between restart attempts (default 5s)"},
+      {"restart-max-attempts", 0, "uint", "Maximum number of restarts before giving up"},
+      {"restart-window", 0, "duration", "Window used to evaluate the restart policy"},
+      {"update-parallelism", 0, "uint", "Maximum number of tasks updated simultaneously"},
+      {"update-delay", 0, "duration", "Delay between updates"},
+      {"update-failure-action", 0, "string",
+       "Action on update failure (pause, continue, rollback)"},
+      {"update-monitor", 0, "duration", "Duration after each task update to monitor for failure"},
+      {"update-max-failure-ratio", 0, "float", "Failure rate to tolerate during an update"},
+      {"update-order", 0, "string", "Update order (start-first, stop-first)"},
+      {"rollback-parallelism", 0, "uint", "Maximum number of tasks rolled back simultaneously"},
+      {"rollback-delay", 0, "duration", "Delay between task rollbacks"},
+      {"rollback-failure-action", 0, "string", "Action on rollback failure (pause, continue)"},
+      {"rollback-monitor", 0, "duration", "Duration after each task rollback to monitor"},
+      {"rollback-max-failure-ratio", 0, "float", "Failure rate to tolerate during a rollback"},
+      {"rollback-order", 0, "string", "Rollback order (start-first, stop-first)"},
+      {"detach", 'd', "", "Exit immediately instead of waiting for the service to converge"}};
+}
+
+}  // namespace
+
+std::vector<Command> ServiceCommands() {
+  std::vector<Flag> create = CommonFlags();
+  for (auto f :
+       std::vector<Flag>{{"name", 0, "string", "Service name"},
+                         {"replicas", 0, "uint", "Number of tasks"},
+                         {"mode", 0, "string", "Service mode (replicated or global)"},
+                         {"constraint", 0, "list", "Placement constraints", true},
+                         {"env", 'e', "list", "Set environment variables", true},
+                         {"label", 'l', "list", "Service labels", true},
+                         {"container-label", 0, "list", "Container labels", true},
+                         {"mount", 0, "mount", "Attach a filesystem mount to the service", true},
+                         {"publish", 'p', "port", "Publish a port as a node port", true}})
+    create.push_back(f);
+  std::vector<Flag> update = CommonFlags();
+  for (auto f : std::vector<Flag>{
+           {"image", 0, "string", "Service image tag"},
+           {"replicas", 0, "uint", "Number of tasks"},
+           {"env-add", 0, "list", "Add or update an environment variable", true},
+           {"env-rm", 0, "list", "Remove an environment variable", true},
+           {"constraint-add", 0, "list", "Add or update a placement constraint", true},
+           {"constraint-rm", 0, "list", "Remove a constraint", true},
+           {"label-add", 0, "list", "Add or update a service label", true},
+           {"label-rm", 0, "list", "Remove a label by its key", true},
+           {"publish-add", 0, "port", "Add or update a published port", true},
+           {"force", 0, "", "Force update even if no changes require it"},
+           {"rollback", 0, "", "Rollback to previous specification"}})
+    update.push_back(f);
+  const Flag format{"format", 0, "string",
+                    "Format output: 'table', 'table TEMPLATE', 'json', or a Go template"};
+  return {
+      {"service create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new service", create, 1,
+       SIZE_MAX, Create},
+      {"service ls",
+       "[OPTIONS]",
+       "List services",
+       {{"quiet", 'q', "", "Only display IDs"},
+        {"filter", 'f', "filter", "Filter output (id=, name=, label=, mode=)", true},
+        format},
+       0,
+       0,
+       List},
+      {"service ps",
+       "[OPTIONS] SERVICE [SERVICE...]",
+       "List the tasks of one or more services",
+       {{"quiet", 'q', "", "Only display task IDs"},
+        {"no-trunc", 0, "", "Do not truncate output"},
+        {"filter", 'f', "filter", "Filter output (desired-state=, node=, id=)", true},
+        format},
+       1,
+       SIZE_MAX,
+       Ps},
+      {"service inspect",
+       "[OPTIONS] SERVICE [SERVICE...]",
+       "Display detailed information on one or more services",
+       {{"format", 'f', "string", "Format output: 'json', or a Go template"},
+        {"pretty", 0, "", "Print the information in a human friendly format"}},
+       1,
+       SIZE_MAX,
+       Inspect},
+      {"service rm",
+       "SERVICE [SERVICE...]",
+       "Remove one or more services",
+       {},
+       1,
+       SIZE_MAX,
+       Remove},
+      {"service scale",
+       "SERVICE=REPLICAS [SERVICE=REPLICAS...]",
+       "Scale one or multiple replicated services",
+       {{"detach", 'd', "", "Exit immediately instead of waiting for the service to converge"}},
+       1,
+       SIZE_MAX,
+       Scale},
+      {"service update", "[OPTIONS] SERVICE", "Update a service", update, 1, 1, UpdateCmd},
+      {"service rollback",
+       "[OPTIONS] SERVICE",
+       "Revert changes to a service's configuration",
+       {{"detach", 'd', "", "Exit immediately instead of waiting for the service to converge"}},
+       1,
+       1,
+       Rollback},
+      {"node ps",
+       "[OPTIONS] [NODE...]",
+       "List tasks running on one or more nodes, defaults to current node",
+       {{"quiet", 'q', "", "Only display task IDs"},
+        {"no-trunc", 0, "", "Do not truncate output"},
+        {"filter", 'f', "filter", "Filter output (desired-state=, id=)", true},
+        format},
+       0,
+       SIZE_MAX,
+       NodePs},
+  };
+}
+
+}  // namespace skep::cli

@@ -1,0 +1,251 @@
+#include "daemon/manager/orchestrator/orchestrator.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <future>
+#include <set>
+
+#include "daemon/common/log.h"
+#include "daemon/common/pki.h"
+#include "daemon/manager/orchestrator/reconcile.h"
+#include "scheduler/constraint.h"
+
+namespace skep::orchestrator {
+
+namespace asio = boost::asio;
+using manager::ReadTx;
+using manager::StoreEvent;
+using manager::WriteResult;
+
+namespace {
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Whether a node passes a service's constraints, for global services.
+bool Eligible(const api::Service& s, const api::Node& n) {
+  auto parsed = scheduler::ParseConstraints({s.spec().task().placement().constraints().begin(),
+                                             s.spec().task().placement().constraints().end()});
+  auto* constraints = std::get_if<std::vector<scheduler::Constraint>>(&parsed);
+  if (constraints == nullptr) return false;
+  scheduler::NodeInfo info;
+  info.id = n.id();
+  info.hostname = n.description().hostname();
+  info.role = n.role() == api::ROLE_MANAGER ? "manager" : "worker";
+  info.addr = n.status().addr();
+  info.platform = {n.description().os(), n.description().arch()};
+  info.labels = {n.spec().labels().begin(), n.spec().labels().end()};
+  info.engine_labels = {n.description().engine_labels().begin(),
+                        n.description().engine_labels().end()};
+  for (const auto& c : *constraints) {
+    if (!scheduler::Matches(c, info)) return false;
+  }
+  return true;
+}
+
+class Orchestrator final : public manager::LeaderComponent,
+                           public std::enable_shared_from_this<Orchestrator> {
+ public:
+  explicit Orchestrator(manager::Manager* m) : m_(m), strand_(asio::make_strand(m->io())) {}
+
+  void Start() override {
+    auto self = shared_from_this();
+    asio::post(strand_, [self] {
+      self->running_ = true;
+      ++self->epoch_;
+      self->sub_ = self->m_->store().Watch([weak = std::weak_ptr(self)](const StoreEvent& ev) {
+        if (auto me = weak.lock()) me->OnEvent(ev);
+      });
+      self->all_dirty_ = true;
+      self->Run();
+    });
+  }
+
+  void Stop() override {
+    // Called on the leadership strand: the work on our strand ends at its next step.
+    std::promise<void> done;
+    auto self = shared_from_this();
+    asio::post(strand_, [self, &done] {
+      self->running_ = false;
+      ++self->epoch_;
+      self->sub_.Cancel();
+      self->timer_.reset();
+      self->in_flight_.clear();
+      self->dirty_.clear();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+ private:
+  // In the raft node's serializer: only enqueue.
+  void OnEvent(const StoreEvent& ev) {
+    std::string service;
+    bool all = false;
+    if (const auto* t = ev.task()) service = t->service_id();
+    if (const auto* s = ev.service()) service = s->id();
+    if (ev.node()) all = true;     // node loss, drains, global services
+    if (ev.cluster()) all = true;  // the history limit
+    asio::post(strand_, [self = shared_from_this(), service, all, last = ev.last_in_batch] {
+      if (!self->running_) return;
+      if (all) self->all_dirty_ = true;
+      if (!service.empty()) self->dirty_.insert(service);
+      if (last) self->Run();
+    });
+  }
+
+  void Run() {
+    if (!running_) return;
+    std::set<std::string> todo;
+    if (all_dirty_) {
+      all_dirty_ = false;
+      for (const auto& s : m_->store().ListServices())
+        todo.insert(s.id());
+      // Tasks of removed services too.
+      m_->store().View([&](const ReadTx& tx) {
+        for (const auto* t : tx.tasks()) {
+          if (!tx.service(t->service_id())) todo.insert(t->service_id());
+        }
+      });
+    }
+    todo.insert(dirty_.begin(), dirty_.end());
+    dirty_.clear();
+    for (const auto& id : todo) {
+      if (in_flight_.count(id)) {
+        dirty_.insert(id);  // planned again once the write in flight is settled
+        continue;
+      }
+      Reconcile(id);
+    }
+  }
+
+  void Reconcile(const std::string& service_id) {
+    const int64_t now = NowNanos();
+    api::StoreBatch batch;
+    int64_t history = kDefaultTaskHistory;
+    m_->store().View([&](const ReadTx& tx) {
+      if (const auto* c = tx.cluster(); c && c->spec().orchestration().has_task_history_limit()) {
+        history = c->spec().orchestration().task_history_limit();
+      }
+      std::vector<api::Task> tasks;
+      for (const auto* t : tx.tasks_of_service(service_id))
+        tasks.push_back(*t);
+      const api::Service* s = tx.service(service_id);
+      if (s == nullptr) {
+        // A removed service's tasks go once stopped (the agents stop them).
+        for (auto& t : tasks) {
+          auto* a = batch.add_actions();
+          if (t.node_id().empty() || Terminal(t.status().state())) {
+            a->set_kind(api::StoreAction::REMOVE);
+          } else if (t.desired_state() < api::TASK_REMOVE) {
+            a->set_kind(api::StoreAction::UPDATE);
+            t.set_desired_state(api::TASK_REMOVE);
+          } else {
+            batch.mutable_actions()->RemoveLast();
+            continue;
+          }
+          *a->mutable_task() = t;
+        }
+        return;
+      }
+      std::map<std::string, NodeView> nodes;
+      for (const auto* n : tx.nodes()) {
+        NodeView v;
+        v.id = n->id();
+        v.ready = n->status().state() != api::NODE_STATE_DOWN;
+        v.availability = n->spec().availability();
+        v.eligible = !s->spec().has_global() || Eligible(*s, *n);
+        nodes[n->id()] = v;
+      }
+      Plan plan = s->spec().has_global() ? ReconcileGlobal(*s, tasks, nodes, now)
+                                         : ReconcileReplicated(*s, tasks, nodes, now);
+      for (auto& t : plan.update) {
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::UPDATE);
+        *a->mutable_task() = std::move(t);
+      }
+      for (auto& t : plan.create) {
+        t.set_id(pki::RandomId());
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::CREATE);
+        *a->mutable_task() = std::move(t);
+      }
+      std::set<std::string> changed;
+      for (const auto& a : batch.actions())
+        changed.insert(a.task().id());
+      for (auto& t : Prune(tasks, history)) {
+        if (changed.count(t.id())) continue;
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::REMOVE);
+        *a->mutable_task() = std::move(t);
+      }
+    });
+    if (batch.actions_size() == 0) return;
+    in_flight_.insert(service_id);
+    m_->Propose(std::move(batch), [self = shared_from_this(), service_id,
+                                   epoch = epoch_](const WriteResult& r) {
+      asio::post(self->strand_, [self, service_id, epoch, r] {
+        if (epoch != self->epoch_) return;
+        self->in_flight_.erase(service_id);
+        if (!r.ok()) {
+          SKEP_LOG(debug, "orchestrator", "plan for service {} not written ({}); planning again",
+                   service_id, r.message);
+          if (r.code == WriteResult::Code::kNotLeader || r.code == WriteResult::Code::kNoQuorum) {
+            return;
+          }
+          self->dirty_.insert(service_id);
+          self->Retry();
+          return;
+        }
+        // The events of the write mark what changed; anything marked meanwhile runs now.
+        if (!self->dirty_.empty()) self->Run();
+      });
+    });
+  }
+
+  // A write that failed for a passing reason is tried again a little later, not in a loop.
+  void Retry() {
+    if (timer_) return;
+    timer_ = std::make_unique<asio::steady_timer>(strand_, std::chrono::milliseconds(200));
+    timer_->async_wait(
+        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+          if (ec || epoch != self->epoch_) return;
+          self->timer_.reset();
+          self->Run();
+        });
+  }
+
+  manager::Manager* m_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  // All below: on the strand.
+  bool running_ = false;
+  uint64_t epoch_ = 0;  // bumped at every start and stop: late callbacks of an old term drop out
+  manager::Subscription sub_;
+  bool all_dirty_ = false;
+  std::set<std::string> dirty_;
+  std::set<std::string> in_flight_;
+  std::unique_ptr<asio::steady_timer> timer_;
+};
+
+// Shared ownership lets callbacks outlive a stop safely; the manager holds this wrapper.
+class Holder final : public manager::LeaderComponent {
+ public:
+  explicit Holder(manager::Manager* m) : impl_(std::make_shared<Orchestrator>(m)) {}
+  void Start() override { impl_->Start(); }
+  void Stop() override { impl_->Stop(); }
+
+ private:
+  std::shared_ptr<Orchestrator> impl_;
+};
+
+}  // namespace
+
+std::unique_ptr<manager::LeaderComponent> MakeOrchestrator(manager::Manager* manager) {
+  return std::make_unique<Holder>(manager);
+}
+
+}  // namespace skep::orchestrator

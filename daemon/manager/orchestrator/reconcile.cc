@@ -1,0 +1,197 @@
+#include "daemon/manager/orchestrator/reconcile.h"
+
+#include <algorithm>
+
+namespace skep::orchestrator {
+namespace {
+
+bool Live(const api::Task& t) {
+  return t.desired_state() <= api::TASK_RUNNING;
+}
+
+// The node a task runs on can no longer run it: down, drained or removed.
+bool NodeLost(const api::Task& t, const std::map<std::string, NodeView>& nodes) {
+  if (t.node_id().empty()) return false;
+  auto it = nodes.find(t.node_id());
+  if (it == nodes.end()) return true;
+  return !it->second.ready || it->second.availability == api::AVAILABILITY_DRAIN;
+}
+
+// Restarts already made for the task's slot that count against max_attempts.
+uint64_t AttemptsSoFar(const api::Task& live, const std::vector<const api::Task*>& group,
+                       const api::RestartPolicy& policy, int64_t now) {
+  if (policy.window_ns() <= 0) return live.attempt();
+  uint64_t n = 0;
+  for (const auto* t : group) {
+    if (t->attempt() > 0 && t->meta().created_at() >= now - policy.window_ns()) ++n;
+  }
+  return n;
+}
+
+bool RestartAllowed(const api::Task& live, const std::vector<const api::Task*>& group,
+                    const api::RestartPolicy& policy, int64_t now) {
+  switch (policy.condition()) {
+    case api::RestartPolicy::NONE:
+      return false;
+    case api::RestartPolicy::ON_FAILURE:
+      if (live.status().state() == api::TASK_COMPLETE) return false;
+      break;
+    default:
+      break;
+  }
+  return policy.max_attempts() == 0 ||
+         AttemptsSoFar(live, group, policy, now) < policy.max_attempts();
+}
+
+api::Task WithDesired(api::Task t, api::TaskState desired) {
+  t.set_desired_state(desired);
+  return t;
+}
+
+// Later creations first: the newest task of a group is its current one.
+bool Newer(const api::Task* a, const api::Task* b) {
+  if (a->meta().version() != b->meta().version()) return a->meta().version() > b->meta().version();
+  if (a->attempt() != b->attempt()) return a->attempt() > b->attempt();
+  return a->id() > b->id();
+}
+
+// One slot (or, for a global service, one node): keeps exactly one live task there, restarting
+// or replacing it as the policy and its node call for.
+void ReconcileGroup(const api::Service& service, std::vector<const api::Task*> group, uint64_t slot,
+                    const std::string& node_id, const std::map<std::string, NodeView>& nodes,
+                    int64_t now, Plan& plan) {
+  std::sort(group.begin(), group.end(), Newer);
+  std::vector<const api::Task*> live;
+  for (const auto* t : group) {
+    if (Live(*t)) live.push_back(t);
+  }
+  // Two live tasks in one place (a race, or a leader that died mid-way): the newest stays.
+  for (size_t i = 1; i < live.size(); ++i)
+    plan.update.push_back(WithDesired(*live[i], api::TASK_SHUTDOWN));
+  if (live.empty()) {
+    plan.create.push_back(NewTask(service, slot, node_id, now));
+    return;
+  }
+  const api::Task& current = *live.front();
+  if (NodeLost(current, nodes) && !node_id.empty()) {
+    // A global task belongs to its node: it goes with it (the caller decided eligibility).
+    return;
+  }
+  if (NodeLost(current, nodes)) {
+    plan.update.push_back(WithDesired(current, api::TASK_SHUTDOWN));
+    api::Task next = NewTask(service, slot, node_id, now);
+    next.set_attempt(current.attempt());
+    next.set_replaces(current.id());
+    plan.create.push_back(std::move(next));
+    return;
+  }
+  if (!Terminal(current.status().state())) return;
+  const api::RestartPolicy& policy = service.spec().task().restart();
+  if (!RestartAllowed(current, group, policy, now)) return;
+  plan.update.push_back(WithDesired(current, api::TASK_SHUTDOWN));
+  api::Task next = NewTask(service, slot, node_id, now);
+  next.set_attempt(current.attempt() + 1);
+  next.set_replaces(current.id());
+  const int64_t delay = policy.has_delay_ns() ? policy.delay_ns() : kDefaultRestartDelayNs;
+  if (delay > 0) next.set_not_before(now + delay);
+  plan.create.push_back(std::move(next));
+}
+
+}  // namespace
+
+bool Terminal(api::TaskState state) {
+  return state > api::TASK_RUNNING;
+}
+
+api::Task NewTask(const api::Service& service, uint64_t slot, const std::string& node_id,
+                  int64_t now) {
+  api::Task t;
+  t.set_service_id(service.id());
+  t.set_service_name(service.spec().name());
+  t.set_slot(slot);
+  t.set_node_id(node_id);
+  *t.mutable_spec() = service.spec().task();
+  *t.mutable_endpoint() = service.spec().endpoint();
+  t.set_spec_version(service.spec_version());
+  t.set_desired_state(api::TASK_RUNNING);
+  // Nothing needs allocating yet (overlay networks will): a new task waits for the scheduler.
+  t.mutable_status()->set_state(api::TASK_PENDING);
+  t.mutable_status()->set_timestamp(now);
+  t.mutable_status()->set_message("pending task scheduling");
+  return t;
+}
+
+Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Task>& tasks,
+                         const std::map<std::string, NodeView>& nodes, int64_t now) {
+  Plan plan;
+  const uint64_t replicas = service.spec().replicated().replicas();
+  std::map<uint64_t, std::vector<const api::Task*>> slots;
+  for (const auto& t : tasks)
+    slots[t.slot()].push_back(&t);
+  for (uint64_t slot = 1; slot <= replicas; ++slot)
+    ReconcileGroup(service, slots[slot], slot, "", nodes, now, plan);
+  // Scaling down removes the highest slots.
+  for (const auto& [slot, group] : slots) {
+    if (slot >= 1 && slot <= replicas) continue;
+    for (const auto* t : group) {
+      if (Live(*t)) plan.update.push_back(WithDesired(*t, api::TASK_SHUTDOWN));
+    }
+  }
+  return plan;
+}
+
+Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& tasks,
+                     const std::map<std::string, NodeView>& nodes, int64_t now) {
+  Plan plan;
+  std::map<std::string, std::vector<const api::Task*>> by_node;
+  for (const auto& t : tasks)
+    by_node[t.node_id()].push_back(&t);
+  for (const auto& [id, node] : nodes) {
+    const bool eligible = node.eligible && node.availability != api::AVAILABILITY_DRAIN;
+    auto it = by_node.find(id);
+    if (!eligible) continue;
+    // A node that is down keeps its task: there is nowhere else for it to go.
+    std::vector<const api::Task*> group =
+        it == by_node.end() ? std::vector<const api::Task*>{} : it->second;
+    bool has_live = std::any_of(group.begin(), group.end(), [](auto* t) { return Live(*t); });
+    if (!has_live && !node.ready) continue;  // a new task waits until the node is back
+    ReconcileGroup(service, group, 0, id, nodes, now, plan);
+  }
+  // Tasks of nodes that are gone, drained or no longer satisfy the constraints.
+  for (const auto& [node_id, group] : by_node) {
+    auto n = nodes.find(node_id);
+    const bool keep =
+        n != nodes.end() && n->second.eligible && n->second.availability != api::AVAILABILITY_DRAIN;
+    if (keep) continue;
+    for (const auto* t : group) {
+      if (Live(*t)) plan.update.push_back(WithDesired(*t, api::TASK_SHUTDOWN));
+    }
+  }
+  return plan;
+}
+
+std::vector<api::Task> Prune(const std::vector<api::Task>& tasks, int64_t history) {
+  if (history < 1) history = 1;
+  std::map<std::pair<uint64_t, std::string>, std::vector<const api::Task*>> groups;
+  for (const auto& t : tasks)
+    groups[{t.slot(), t.slot() == 0 ? t.node_id() : ""}].push_back(&t);
+  std::vector<api::Task> out;
+  for (auto& [key, group] : groups) {
+    std::sort(group.begin(), group.end(), Newer);
+    // Live tasks and tasks still stopping are never pruned, and count toward the limit; the
+    // newest of the others fill what is left of it.
+    auto done = [](const api::Task* t) { return !Live(*t) && Terminal(t->status().state()); };
+    int64_t kept = std::count_if(group.begin(), group.end(), [&](auto* t) { return !done(t); });
+    for (const auto* t : group) {
+      if (!done(t)) continue;
+      if (kept < history) {
+        ++kept;
+        continue;
+      }
+      out.push_back(*t);
+    }
+  }
+  return out;
+}
+
+}  // namespace skep::orchestrator

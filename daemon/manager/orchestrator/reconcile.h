@@ -1,0 +1,59 @@
+// The orchestrators' decisions as pure functions: (a service, its tasks, the nodes, now) ->
+// the tasks to create and the desired-state changes to make. No store, no clock, no I/O: the
+// leader-only Orchestrator feeds them and writes what they return in one proposal.
+//
+// Replicated services have slots 1..replicas; a slot's live task is the one whose desired state
+// is RUNNING (at most one per slot once a plan is applied). Global services have one live task
+// per eligible node. A live task that ended (complete, failed, rejected) is restarted under
+// the restart policy: its desired state becomes SHUTDOWN and a replacement takes its slot (or
+// node) with `attempt` one higher and `not_before` the restart delay away. A live task on a
+// node that is down, drained or gone is replaced elsewhere at once.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "objects.pb.h"
+
+namespace skep::orchestrator {
+
+// Defaults, as in Docker.
+inline constexpr int64_t kDefaultRestartDelayNs = 5'000'000'000;
+inline constexpr int64_t kDefaultTaskHistory = 5;
+
+struct Plan {
+  std::vector<api::Task> create;  // new tasks (IDs left empty: the caller names them)
+  std::vector<api::Task> update;  // existing tasks with a changed desired state
+  int64_t wake_at = 0;            // unix nanoseconds when a plan may change by time alone; 0: never
+  bool empty() const { return create.empty() && update.empty(); }
+};
+
+// What the orchestrators need to know of the nodes.
+struct NodeView {
+  std::string id;
+  bool ready = false;
+  api::NodeAvailability availability = api::AVAILABILITY_ACTIVE;
+  bool eligible = true;  // global services: passes the service's constraints
+};
+
+// Whether a task's observed state means it has ended.
+bool Terminal(api::TaskState state);
+
+// A new task of `service` for `slot` (replicated) or `node_id` (global).
+api::Task NewTask(const api::Service& service, uint64_t slot, const std::string& node_id,
+                  int64_t now);
+
+// `tasks`: every task of the service (history included). `nodes`: every node of the swarm.
+Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Task>& tasks,
+                         const std::map<std::string, NodeView>& nodes, int64_t now);
+Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& tasks,
+                     const std::map<std::string, NodeView>& nodes, int64_t now);
+
+// The old tasks to delete so that each slot (or node) keeps at most `history` tasks that are
+// neither live nor still running: the oldest go first.
+std::vector<api::Task> Prune(const std::vector<api::Task>& tasks, int64_t history);
+
+}  // namespace skep::orchestrator

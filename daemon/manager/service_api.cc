@@ -1,0 +1,395 @@
+// The control API of services and tasks: validation, then one raft write per change.
+#include <regex>
+#include <set>
+
+#include "daemon/common/pki.h"
+#include "daemon/manager/control_api.h"
+#include "daemon/manager/manager.h"
+#include "daemon/manager/on_leader.h"
+#include "daemon/manager/orchestrator/reconcile.h"
+#include "scheduler/constraint.h"
+
+namespace skep::manager {
+
+using grpc::StatusCode;
+
+namespace {
+
+grpc::Status Invalid(const std::string& msg) {
+  return {StatusCode::INVALID_ARGUMENT, msg};
+}
+
+bool ValidName(const std::string& name) {
+  static const std::regex re("[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}");
+  return std::regex_match(name, re);
+}
+
+grpc::Status CheckMounts(const api::ContainerSpec& c) {
+  std::set<std::string> targets;
+  for (const auto& m : c.mounts()) {
+    const std::string what = "invalid mount target \"" + m.target() + "\"";
+    if (m.target().empty() || m.target()[0] != '/') {
+      return Invalid(what + ": it must be an absolute path in the container");
+    }
+    if (!targets.insert(m.target()).second) {
+      return Invalid("duplicate mount point: " + m.target());
+    }
+    switch (m.type()) {
+      case api::Mount::BIND:
+        if (m.source().empty() || m.source()[0] != '/') {
+          return Invalid("invalid mount config for type \"bind\": the source \"" + m.source() +
+                         "\" must be an absolute path on the node");
+        }
+        break;
+      case api::Mount::VOLUME:
+        if (!m.source().empty() && !ValidName(m.source())) {
+          return Invalid("invalid mount config for type \"volume\": \"" + m.source() +
+                         "\" is not a valid volume name");
+        }
+        break;
+      case api::Mount::TMPFS:
+        if (!m.source().empty()) {
+          return Invalid("invalid mount config for type \"tmpfs\": a tmpfs mount takes no source");
+        }
+        if (m.tmpfs_size_bytes() < 0) return Invalid("invalid tmpfs size: it cannot be negative");
+        break;
+      default:
+        return Invalid("invalid mount type");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckPorts(const api::EndpointSpec& e) {
+  std::set<std::pair<std::string, uint32_t>> seen;
+  for (const auto& p : e.ports()) {
+    if (p.protocol() != "tcp" && p.protocol() != "udp" && p.protocol() != "sctp") {
+      return Invalid("invalid protocol \"" + p.protocol() +
+                     "\" for a published port: use tcp, "
+                     "udp or sctp");
+    }
+    if (p.target_port() == 0 || p.target_port() > 65535) {
+      return Invalid("invalid target port " + std::to_string(p.target_port()));
+    }
+    if (p.published_port() > 65535) {
+      return Invalid("invalid published port " + std::to_string(p.published_port()));
+    }
+    if (p.published_port() != 0 && !seen.insert({p.protocol(), p.published_port()}).second) {
+      return Invalid("port " + std::to_string(p.published_port()) + "/" + p.protocol() +
+                     " is published twice");
+    }
+  }
+  return grpc::Status::OK;
+}
+
+// Checks a spec as the user gave it; fills in defaults Docker fills in.
+grpc::Status CheckSpec(api::ServiceSpec& spec) {
+  if (!ValidName(spec.name())) {
+    return Invalid("invalid service name \"" + spec.name() +
+                   "\": it must start with a letter or digit and contain only letters, digits, "
+                   "'_', '.' and '-' (at most 63)");
+  }
+  auto* c = spec.mutable_task()->mutable_container();
+  if (c->image().empty()) return Invalid("a service needs an image");
+  if (c->image().find_first_of(" \t\n") != std::string::npos) {
+    return Invalid("invalid image reference \"" + c->image() + "\"");
+  }
+  if (spec.mode_case() == api::ServiceSpec::MODE_NOT_SET)
+    spec.mutable_replicated()->set_replicas(1);
+  auto parsed = scheduler::ParseConstraints(
+      {spec.task().placement().constraints().begin(), spec.task().placement().constraints().end()});
+  if (auto* err = std::get_if<std::string>(&parsed)) return Invalid(*err);
+  if (grpc::Status st = CheckMounts(*c); !st.ok()) return st;
+  if (grpc::Status st = CheckPorts(spec.endpoint()); !st.ok()) return st;
+  if (c->stop_grace_period_ns() < 0) return Invalid("the stop grace period cannot be negative");
+  const auto& r = spec.task().restart();
+  if (r.has_delay_ns() && r.delay_ns() < 0) return Invalid("the restart delay cannot be negative");
+  if (r.window_ns() < 0) return Invalid("the restart window cannot be negative");
+  for (const auto* u : {&spec.update(), &spec.rollback()}) {
+    if (u->delay_ns() < 0 || (u->has_monitor_ns() && u->monitor_ns() < 0)) {
+      return Invalid("update delays and monitor periods cannot be negative");
+    }
+    if (u->max_failure_ratio() < 0 || u->max_failure_ratio() > 1) {
+      return Invalid("the max failure ratio must be between 0 and 1");
+    }
+  }
+  const auto& res = spec.task().resources();
+  if (res.reservations().nano_cpus() < 0 || res.reservations().memory_bytes() < 0 ||
+      res.limits().nano_cpus() < 0 || res.limits().memory_bytes() < 0 || res.limits().pids() < 0) {
+    return Invalid("resources cannot be negative");
+  }
+  return grpc::Status::OK;
+}
+
+// A port published in ingress mode belongs to one service in the whole swarm.
+grpc::Status CheckPortConflicts(const ReadTx& tx, const api::ServiceSpec& spec,
+                                const std::string& self_id) {
+  for (const auto& p : spec.endpoint().ports()) {
+    if (p.publish_mode() != api::PortConfig::INGRESS || p.published_port() == 0) continue;
+    for (const auto* s : tx.services()) {
+      if (s->id() == self_id) continue;
+      for (const auto& q : s->spec().endpoint().ports()) {
+        if (q.publish_mode() == api::PortConfig::INGRESS &&
+            q.published_port() == p.published_port() && q.protocol() == p.protocol()) {
+          return {StatusCode::FAILED_PRECONDITION,
+                  "port " + std::to_string(p.published_port()) + "/" + p.protocol() +
+                      " is already published by service " + s->spec().name()};
+        }
+      }
+    }
+  }
+  return grpc::Status::OK;
+}
+
+bool LiveTask(const api::Task& t) {
+  return t.desired_state() <= api::TASK_RUNNING;
+}
+
+const char* DesiredName(api::TaskState s) {
+  if (s <= api::TASK_RUNNING) return "running";
+  if (s == api::TASK_REMOVE) return "remove";
+  return "shutdown";
+}
+
+}  // namespace
+
+grpc::Status ControlApi::ResolveService(const std::string& ref, api::Service* out) const {
+  if (ref.empty()) return Invalid("a service name or ID is required");
+  return m_->store().View([&](const ReadTx& tx) -> grpc::Status {
+    if (const auto* s = tx.service(ref)) {
+      *out = *s;
+      return grpc::Status::OK;
+    }
+    if (const auto* s = tx.service_by_name(ref)) {
+      *out = *s;
+      return grpc::Status::OK;
+    }
+    std::vector<const api::Service*> matches;
+    for (const auto* s : tx.services()) {
+      if (s->id().rfind(ref, 0) == 0) matches.push_back(s);
+    }
+    if (matches.empty()) return {StatusCode::NOT_FOUND, "service " + ref + " not found"};
+    if (matches.size() > 1) {
+      return Invalid("service " + ref + " is ambiguous (" + std::to_string(matches.size()) +
+                     " matches found)");
+    }
+    *out = *matches.front();
+    return grpc::Status::OK;
+  });
+}
+
+api::ServiceView ControlApi::ViewOf(const api::Service& s) const {
+  api::ServiceView v;
+  *v.mutable_service() = s;
+  m_->store().View([&](const ReadTx& tx) {
+    uint64_t running = 0, live = 0;
+    for (const auto* t : tx.tasks_of_service(s.id())) {
+      if (!LiveTask(*t)) continue;
+      ++live;
+      if (t->status().state() == api::TASK_RUNNING) ++running;
+    }
+    v.set_running(running);
+    v.set_desired(s.spec().has_global() ? live : s.spec().replicated().replicas());
+  });
+  return v;
+}
+
+grpc::Status ControlApi::CreateService(const api::CreateServiceRequest& req,
+                                       api::CreateServiceResponse* resp) {
+  return OnLeader(&api::Control::Stub::CreateService, req, resp, [&]() -> grpc::Status {
+    api::Service s;
+    s.set_id(pki::RandomId());
+    *s.mutable_spec() = req.spec();
+    if (s.spec().name().empty()) s.mutable_spec()->set_name("service-" + s.id().substr(0, 8));
+    if (grpc::Status st = CheckSpec(*s.mutable_spec()); !st.ok()) return st;
+    grpc::Status conflict = m_->store().View([&](const ReadTx& tx) -> grpc::Status {
+      if (tx.service_by_name(s.spec().name())) {
+        return {StatusCode::ALREADY_EXISTS,
+                "service name \"" + s.spec().name() + "\" is already in use"};
+      }
+      return CheckPortConflicts(tx, s.spec(), s.id());
+    });
+    if (!conflict.ok()) return conflict;
+    s.set_spec_version(1);
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::CREATE);
+    *a->mutable_service() = s;
+    if (grpc::Status st = m_->Write(batch); !st.ok()) return st;
+    resp->set_id(s.id());
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlApi::ListServices(const api::ListServicesRequest& req,
+                                      api::ListServicesResponse* resp) {
+  return OnLeader(&api::Control::Stub::ListServices, req, resp, [&]() -> grpc::Status {
+    std::vector<std::pair<std::string, std::string>> filters;
+    for (const auto& f : req.filters()) {
+      const size_t eq = f.find('=');
+      const std::string key = f.substr(0, eq);
+      if (eq == std::string::npos ||
+          (key != "id" && key != "name" && key != "label" && key != "mode")) {
+        return Invalid("invalid filter '" + f + "': use id=, name=, label= or mode=");
+      }
+      filters.emplace_back(key, f.substr(eq + 1));
+    }
+    for (const auto& s : m_->store().ListServices()) {
+      bool keep = true;
+      for (const auto& [k, v] : filters) {
+        if (k == "id") keep &= s.id().rfind(v, 0) == 0;
+        if (k == "name") keep &= s.spec().name().find(v) != std::string::npos;
+        if (k == "mode") keep &= (s.spec().has_global() ? "global" : "replicated") == v;
+        if (k == "label") {
+          const size_t eq = v.find('=');
+          auto it = s.spec().labels().find(v.substr(0, eq));
+          keep &= it != s.spec().labels().end() &&
+                  (eq == std::string::npos || it->second == v.substr(eq + 1));
+        }
+      }
+      if (keep) *resp->add_services() = ViewOf(s);
+    }
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlApi::GetService(const api::ServiceRef& req, api::ServiceView* resp) {
+  return OnLeader(&api::Control::Stub::GetService, req, resp, [&]() -> grpc::Status {
+    api::Service s;
+    if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
+    *resp = ViewOf(s);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
+                                       api::ServiceView* resp) {
+  return OnLeader(&api::Control::Stub::UpdateService, req, resp, [&]() -> grpc::Status {
+    api::Service s;
+    if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
+    if (req.version() != 0 && req.version() != s.meta().version()) {
+      return {StatusCode::FAILED_PRECONDITION,
+              "update out of sequence: service " + s.spec().name() +
+                  " changed since it was read (version " + std::to_string(req.version()) +
+                  ", now " + std::to_string(s.meta().version()) + ")"};
+    }
+    api::ServiceSpec next;
+    if (req.rollback()) {
+      if (!s.has_previous_spec()) {
+        return {StatusCode::FAILED_PRECONDITION,
+                "service " + s.spec().name() + " has no previous spec to roll back to"};
+      }
+      next = s.previous_spec();
+    } else {
+      next = req.spec();
+    }
+    if (next.name() != s.spec().name()) {
+      return Invalid("renaming services is not supported (service " + s.spec().name() + ")");
+    }
+    if (next.has_global() != s.spec().has_global()) {
+      return Invalid("service mode change is not allowed (service " + s.spec().name() + " is " +
+                     (s.spec().has_global() ? "global" : "replicated") + ")");
+    }
+    if (grpc::Status st = CheckSpec(next); !st.ok()) return st;
+    grpc::Status conflict =
+        m_->store().View([&](const ReadTx& tx) { return CheckPortConflicts(tx, next, s.id()); });
+    if (!conflict.ok()) return conflict;
+    const bool task_changed =
+        next.task().SerializeAsString() != s.spec().task().SerializeAsString() ||
+        next.endpoint().SerializeAsString() != s.spec().endpoint().SerializeAsString();
+    *s.mutable_previous_spec() = s.spec();
+    *s.mutable_spec() = next;
+    if (task_changed) {
+      s.set_spec_version(s.spec_version() + 1);
+      auto* u = s.mutable_update_status();
+      u->set_state(req.rollback() ? api::UpdateStatus::ROLLBACK_STARTED
+                                  : api::UpdateStatus::UPDATING);
+      u->set_started_at(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
+      u->set_completed_at(0);
+      u->set_message(req.rollback() ? "manually requested rollback" : "update in progress");
+    }
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_service() = s;
+    if (grpc::Status st = m_->Write(batch); !st.ok()) return st;
+    if (auto now = m_->store().GetService(s.id())) *resp = ViewOf(*now);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlApi::RemoveService(const api::ServiceRef& req, api::Empty* resp) {
+  return OnLeader(&api::Control::Stub::RemoveService, req, resp, [&]() -> grpc::Status {
+    api::Service s;
+    if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
+    // The service goes with its tasks' desired state: the agents stop them, and the
+    // orchestrator deletes each task once it has stopped (or at once if it never ran).
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::REMOVE);
+    *a->mutable_service() = s;
+    for (auto t : m_->store().TasksOfService(s.id())) {
+      auto* ta = batch.add_actions();
+      if (t.node_id().empty() || orchestrator::Terminal(t.status().state())) {
+        ta->set_kind(api::StoreAction::REMOVE);
+      } else {
+        ta->set_kind(api::StoreAction::UPDATE);
+        t.set_desired_state(api::TASK_REMOVE);
+      }
+      *ta->mutable_task() = t;
+    }
+    return m_->Write(batch);
+  });
+}
+
+grpc::Status ControlApi::ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp) {
+  return OnLeader(&api::Control::Stub::ListTasks, req, resp, [&]() -> grpc::Status {
+    std::string service_id, node_id, desired, id;
+    for (const auto& f : req.filters()) {
+      const size_t eq = f.find('=');
+      const std::string key = f.substr(0, eq),
+                        value = eq == std::string::npos ? "" : f.substr(eq + 1);
+      if (key == "service") {
+        api::Service s;
+        if (grpc::Status st = ResolveService(value, &s); !st.ok()) return st;
+        service_id = s.id();
+      } else if (key == "node") {
+        api::Node n;
+        if (grpc::Status st = Resolve(value, &n); !st.ok()) return st;
+        node_id = n.id();
+      } else if (key == "desired-state") {
+        if (value != "running" && value != "shutdown" && value != "accepted") {
+          return Invalid("invalid filter 'desired-state=" + value +
+                         "': use running, shutdown or accepted");
+        }
+        desired = value == "accepted" ? "running" : value;
+      } else if (key == "id") {
+        id = value;
+      } else {
+        return Invalid("invalid filter '" + f + "': use service=, node=, desired-state= or id=");
+      }
+    }
+    m_->store().View([&](const ReadTx& tx) {
+      auto tasks = !service_id.empty() ? tx.tasks_of_service(service_id)
+                   : !node_id.empty()  ? tx.tasks_on_node(node_id)
+                                       : tx.tasks();
+      for (const auto* t : tasks) {
+        if (!node_id.empty() && t->node_id() != node_id) continue;
+        if (!desired.empty() && DesiredName(t->desired_state()) != desired) continue;
+        if (!id.empty() && t->id().rfind(id, 0) != 0) continue;
+        auto* v = resp->add_tasks();
+        *v->mutable_task() = *t;
+        if (const auto* n = tx.node(t->node_id())) {
+          v->set_node_hostname(n->description().hostname());
+        }
+        const auto* s = tx.service(t->service_id());
+        v->set_service_name(s ? s->spec().name() : t->service_name());
+      }
+    });
+    return grpc::Status::OK;
+  });
+}
+
+}  // namespace skep::manager

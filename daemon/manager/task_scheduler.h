@@ -1,0 +1,16 @@
+// The leader's scheduler component: places PENDING tasks on nodes with the pure scheduler
+// (scheduler/), writing every decision of a pass in one proposal. A task it cannot place stays
+// PENDING with the reason, and is looked at again whenever a node, a label, or the load changes
+// (any store change that could make it fit), with no timer; the only timer waits for the
+// restart delay of replacement tasks (Task.not_before).
+#pragma once
+
+#include <memory>
+
+#include "daemon/manager/manager.h"
+
+namespace skep::manager {
+
+std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager);
+
+}  // namespace skep::manager

@@ -1,0 +1,155 @@
+#include <catch2/catch.hpp>
+
+#include "daemon/manager/orchestrator/reconcile.h"
+
+using namespace skep;
+using namespace skep::orchestrator;
+
+namespace {
+
+api::Service Replicated(uint64_t replicas) {
+  api::Service s;
+  s.set_id("s");
+  s.mutable_spec()->set_name("web");
+  s.mutable_spec()->mutable_replicated()->set_replicas(replicas);
+  s.set_spec_version(1);
+  return s;
+}
+
+api::Task Task(const std::string& id, uint64_t slot, const std::string& node, api::TaskState state,
+               uint64_t version, uint64_t attempt = 0) {
+  api::Task t;
+  t.set_id(id);
+  t.set_service_id("s");
+  t.set_slot(slot);
+  t.set_node_id(node);
+  t.set_desired_state(api::TASK_RUNNING);
+  t.mutable_status()->set_state(state);
+  t.mutable_meta()->set_version(version);
+  t.set_attempt(attempt);
+  return t;
+}
+
+std::map<std::string, NodeView> Nodes(std::initializer_list<std::string> ids) {
+  std::map<std::string, NodeView> out;
+  for (const auto& id : ids)
+    out[id] = NodeView{id, true, api::AVAILABILITY_ACTIVE, true};
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("replicated: missing slots get tasks, extra slots are shut down", "[reconcile]") {
+  std::vector<api::Task> tasks{Task("a", 1, "n1", api::TASK_RUNNING, 1),
+                               Task("b", 4, "n1", api::TASK_RUNNING, 1)};
+  Plan p = ReconcileReplicated(Replicated(3), tasks, Nodes({"n1"}), 100);
+  REQUIRE(p.create.size() == 2);
+  CHECK(p.create[0].slot() == 2);
+  CHECK(p.create[1].slot() == 3);
+  CHECK(p.create[0].status().state() == api::TASK_PENDING);
+  CHECK(p.create[0].spec_version() == 1);
+  REQUIRE(p.update.size() == 1);
+  CHECK(p.update[0].id() == "b");
+  CHECK(p.update[0].desired_state() == api::TASK_SHUTDOWN);
+  // Once applied, the same input plans nothing.
+  tasks.push_back(Task("c", 2, "", api::TASK_PENDING, 2));
+  tasks.push_back(Task("d", 3, "", api::TASK_PENDING, 2));
+  tasks[1].set_desired_state(api::TASK_SHUTDOWN);
+  CHECK(ReconcileReplicated(Replicated(3), tasks, Nodes({"n1"}), 100).empty());
+}
+
+TEST_CASE("restart policy: on-failure with max attempts restarts exactly that often",
+          "[reconcile]") {
+  api::Service s = Replicated(1);
+  auto* r = s.mutable_spec()->mutable_task()->mutable_restart();
+  r->set_condition(api::RestartPolicy::ON_FAILURE);
+  r->set_max_attempts(3);
+  r->set_delay_ns(7);
+  std::vector<api::Task> tasks{Task("t0", 1, "n1", api::TASK_FAILED, 1)};
+  int restarts = 0;
+  for (int round = 0; round < 10; ++round) {
+    Plan p = ReconcileReplicated(s, tasks, Nodes({"n1"}), 1000);
+    if (p.create.empty()) break;
+    ++restarts;
+    REQUIRE(p.create.size() == 1);
+    CHECK(p.create[0].not_before() == 1007);  // the restart delay
+    CHECK(p.create[0].attempt() == static_cast<uint64_t>(restarts));
+    CHECK(p.create[0].replaces() == tasks.back().id());
+    REQUIRE(p.update.size() == 1);
+    CHECK(p.update[0].desired_state() == api::TASK_SHUTDOWN);
+    tasks.back() = p.update[0];
+    api::Task next = p.create[0];
+    next.set_id("t" + std::to_string(restarts));
+    next.mutable_meta()->set_version(10 + restarts);
+    next.mutable_status()->set_state(api::TASK_FAILED);  // it fails again
+    tasks.push_back(next);
+  }
+  CHECK(restarts == 3);
+  // A task that completes is not restarted under on-failure, but is under any.
+  std::vector<api::Task> done{Task("ok", 1, "n1", api::TASK_COMPLETE, 1)};
+  CHECK(ReconcileReplicated(s, done, Nodes({"n1"}), 0).empty());
+  r->set_condition(api::RestartPolicy::ANY);
+  CHECK(ReconcileReplicated(s, done, Nodes({"n1"}), 0).create.size() == 1);
+  r->set_condition(api::RestartPolicy::NONE);
+  std::vector<api::Task> failed{Task("f", 1, "n1", api::TASK_FAILED, 1)};
+  CHECK(ReconcileReplicated(s, failed, Nodes({"n1"}), 0).empty());
+}
+
+TEST_CASE("tasks on a down or drained node are replaced at once in their slot", "[reconcile]") {
+  auto nodes = Nodes({"n1", "n2"});
+  nodes["n1"].ready = false;
+  std::vector<api::Task> tasks{Task("a", 1, "n1", api::TASK_RUNNING, 1, 2),
+                               Task("b", 2, "n2", api::TASK_RUNNING, 1)};
+  Plan p = ReconcileReplicated(Replicated(2), tasks, nodes, 0);
+  REQUIRE(p.create.size() == 1);
+  CHECK(p.create[0].slot() == 1);
+  CHECK(p.create[0].node_id().empty());
+  CHECK(p.create[0].not_before() == 0);
+  CHECK(p.create[0].attempt() == 2);  // not a restart: the count is unchanged
+  REQUIRE(p.update.size() == 1);
+  CHECK(p.update[0].id() == "a");
+  nodes["n1"].ready = true;
+  nodes["n2"].availability = api::AVAILABILITY_DRAIN;
+  p = ReconcileReplicated(Replicated(2), tasks, nodes, 0);
+  REQUIRE(p.update.size() == 1);
+  CHECK(p.update[0].id() == "b");
+}
+
+TEST_CASE("global: one task per eligible node, none on drained or ineligible ones", "[reconcile]") {
+  api::Service s;
+  s.set_id("s");
+  s.mutable_spec()->mutable_global();
+  auto nodes = Nodes({"n1", "n2", "n3", "n4"});
+  nodes["n2"].availability = api::AVAILABILITY_DRAIN;
+  nodes["n3"].eligible = false;
+  nodes["n4"].ready = false;  // down: no new task until it is back
+  std::vector<api::Task> tasks{Task("a", 0, "n2", api::TASK_RUNNING, 1),
+                               Task("gone", 0, "n9", api::TASK_RUNNING, 1)};
+  Plan p = ReconcileGlobal(s, tasks, nodes, 0);
+  REQUIRE(p.create.size() == 1);
+  CHECK(p.create[0].node_id() == "n1");
+  CHECK(p.create[0].slot() == 0);
+  REQUIRE(p.update.size() == 2);
+  for (const auto& t : p.update)
+    CHECK(t.desired_state() == api::TASK_SHUTDOWN);
+}
+
+TEST_CASE("history is pruned to the limit per slot, oldest first, never live tasks",
+          "[reconcile]") {
+  std::vector<api::Task> tasks;
+  for (int i = 0; i < 8; ++i) {
+    api::Task t = Task("t" + std::to_string(i), 1, "n1", api::TASK_FAILED, 10 + i);
+    t.set_desired_state(api::TASK_SHUTDOWN);
+    tasks.push_back(t);
+  }
+  tasks.push_back(Task("live", 1, "n1", api::TASK_RUNNING, 30));
+  auto stopping = Task("stopping", 1, "n1", api::TASK_RUNNING, 5);
+  stopping.set_desired_state(api::TASK_SHUTDOWN);
+  tasks.push_back(stopping);
+  auto pruned = Prune(tasks, 5);
+  std::set<std::string> ids;
+  for (const auto& t : pruned)
+    ids.insert(t.id());
+  // live + stopping + t7..t5 stay (5); t4..t0 go.
+  CHECK(ids == std::set<std::string>{"t0", "t1", "t2", "t3", "t4"});
+}

@@ -1,0 +1,181 @@
+// Services as a user drives them on a lab cluster: the leader's orchestrator keeps the tasks
+// the spec asks for and its scheduler places them on the nodes the constraints allow.
+// (The workers' executor, which runs the tasks as containers, is not part of this yet: tasks
+// reach ASSIGNED here.)
+#include <catch2/catch.hpp>
+#include <map>
+#include <sstream>
+
+#include "tests/integration/lab.h"
+
+using namespace skep::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct TaskRow {
+  std::string name, node, desired, state, error;
+};
+
+// `service ps` rows through --format, one per task.
+std::vector<TaskRow> Ps(const Lab& lab, const std::string& service,
+                        const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args{
+      "service", "ps", "--format",
+      "{{.Name}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}|{{.Error}}"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back(service);
+  const Output o = lab.Skep("m1", args);
+  std::vector<TaskRow> rows;
+  std::istringstream in(o.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    std::string part;
+    while (std::getline(ls, part, '|'))
+      f.push_back(part);
+    f.resize(5);
+    rows.push_back({f[0], f[1], f[2], f[3].substr(0, f[3].find(' ')), f[4]});
+  }
+  return rows;
+}
+
+std::vector<TaskRow> Live(const Lab& lab, const std::string& service) {
+  std::vector<TaskRow> out;
+  for (auto& r : Ps(lab, service, {"--filter", "desired-state=running"}))
+    out.push_back(r);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("services get their tasks placed where the constraints allow", "[integration]") {
+  Lab lab("itsvc", 10, 1, 2);
+  Output o = lab.Skep("m1", {"service", "create", "-d", "--name", "web", "--replicas", "3",
+                             "--constraint", "node.role == worker", "skep/web:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(Eventually([&] {
+    auto rows = Live(lab, "web");
+    if (rows.size() != 3) return false;
+    for (const auto& r : rows) {
+      if (r.state != "Assigned" || (r.node != "w1" && r.node != "w2")) return false;
+    }
+    return true;
+  }));
+  std::map<std::string, int> per_node;
+  for (const auto& r : Live(lab, "web"))
+    ++per_node[r.node];
+  CHECK(per_node.size() == 2);  // spread over both workers
+
+  // An unsatisfiable constraint leaves tasks pending with the reason; a label places them.
+  o = lab.Skep("m1", {"service", "create", "-d", "--name", "logger", "--replicas", "2",
+                      "--constraint", "node.labels.logger==true", "skep/web:1"});
+  REQUIRE(o.code == 0);
+  CHECK(Eventually([&] {
+    auto rows = Ps(lab, "logger", {"--no-trunc"});
+    return rows.size() == 2 && rows[0].state == "Pending" &&
+           rows[0].error.find(
+               "no suitable node (scheduling constraints not satisfied on 3 "
+               "nodes)") != std::string::npos;
+  }));
+  REQUIRE(lab.Skep("m1", {"node", "update", "--label-add", "logger=true", "w2"}).code == 0);
+  CHECK(Eventually([&] {
+    auto rows = Live(lab, "logger");
+    return rows.size() == 2 && rows[0].node == "w2" && rows[1].node == "w2" &&
+           rows[0].state == "Assigned";
+  }));
+
+  // Scale 5 -> 0 -> 3: the highest slots go first; history stays.
+  REQUIRE(lab.Skep("m1", {"service", "scale", "-d", "web=5"}).code == 0);
+  CHECK(Eventually([&] { return Live(lab, "web").size() == 5; }));
+  REQUIRE(lab.Skep("m1", {"service", "scale", "-d", "web=0"}).code == 0);
+  CHECK(Eventually([&] { return Live(lab, "web").empty(); }));
+  CHECK(Ps(lab, "web").size() == 5);
+  REQUIRE(lab.Skep("m1", {"service", "scale", "-d", "web=3"}).code == 0);
+  CHECK(Eventually([&] {
+    auto rows = Live(lab, "web");
+    return rows.size() == 3 && rows[0].name == "web.1" && rows[2].name == "web.3";
+  }));
+  o = lab.Skep("m1", {"service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image}}"});
+  CHECK(o.out.find("web replicated 0/3 skep/web:1\n") != std::string::npos);
+}
+
+TEST_CASE("global services follow drains and removals, and tasks leave drained nodes",
+          "[integration]") {
+  Lab lab("itglobal", 11, 1, 2);
+  REQUIRE(lab.Skep("m1", {"service", "create", "-d", "--name", "agent", "--mode", "global",
+                          "--constraint", "node.role==worker", "skep/web:1"})
+              .code == 0);
+  CHECK(Eventually([&] { return Live(lab, "agent").size() == 2; }));
+  REQUIRE(lab.Skep("m1", {"service", "create", "-d", "--name", "web", "--replicas", "2",
+                          "--constraint", "node.role==worker", "skep/web:1"})
+              .code == 0);
+  CHECK(Eventually([&] { return Live(lab, "web").size() == 2; }));
+
+  // Drain w1: its global task goes, and the replicated tasks move to w2.
+  REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "drain", "w1"}).code == 0);
+  CHECK(Eventually([&] {
+    auto g = Live(lab, "agent");
+    auto w = Live(lab, "web");
+    bool all_on_w2 = w.size() == 2;
+    for (const auto& r : w)
+      all_on_w2 &= r.node == "w2" && r.state == "Assigned";
+    return g.size() == 1 && g[0].node == "w2" && all_on_w2;
+  }));
+  // Back to active: the global service gets its task there again.
+  REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "active", "w1"}).code == 0);
+  CHECK(Eventually([&] { return Live(lab, "agent").size() == 2; }));
+
+  // `node rm --force` of a down node: nothing stays assigned to it.
+  lab.Kill("w1");
+  const std::string w1 = lab.Nodes("m1").at("w1").id;
+  CHECK(Eventually([&] { return lab.Nodes("m1").at("w1").status == "Down"; }, 30s));
+  REQUIRE(lab.Skep("m1", {"node", "rm", "--force", "w1"}).code == 0);
+  CHECK(Eventually([&] {
+    const Output o = lab.Skep("m1", {"node", "ps", w1});
+    return o.code == 1 && o.err.find("not found") != std::string::npos &&
+           Live(lab, "agent").size() == 1;
+  }));
+  for (const auto& r : Live(lab, "web"))
+    CHECK(r.node == "w2");
+}
+
+TEST_CASE("bad service input gets a clear error and changes nothing", "[integration]") {
+  Lab lab("itsvcbad", 12, 1, 1);
+  REQUIRE(lab.Skep("m1", {"service", "create", "-d", "--name", "web", "skep/web:1"}).code == 0);
+  struct Case {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  const std::vector<Case> cases{
+      {{"service", "create", "-d", "--constraint", "node.rol==manager", "skep/web:1"},
+       "skep: invalid constraint \"node.rol==manager\": unknown key \"node.rol\"\n"},
+      {{"service", "create", "-d", "--name", "web", "skep/web:1"},
+       "skep: service name \"web\" is already in use\n"},
+      {{"service", "create", "-d", "--mode", "global", "--replicas", "2", "skep/web:1"},
+       "replicas can only be used with replicated mode"},
+      {{"service", "create", "-d", "--mount", "type=bind,source=rel,target=/x", "skep/web:1"},
+       "must be an absolute path on the node"},
+      {{"service", "create", "-d", "--mount", "type=nfs,target=/x", "skep/web:1"},
+       "unknown type \"nfs\""},
+      {{"service", "ps", "nosuch"}, "skep: service nosuch not found\n"},
+      {{"service", "scale", "nosuch=2"}, "skep: service nosuch not found\n"},
+      {{"service", "create", "-d", "--publish", "80:80", "--name", "a", "skep/web:1"}, ""},
+      {{"service", "create", "-d", "--publish", "80:80", "--name", "b", "skep/web:1"},
+       "port 80/tcp is already published by service a"},
+  };
+  for (const auto& c : cases) {
+    const Output o = lab.Skep("m1", c.args);
+    INFO(o.text());
+    if (c.error.empty()) {
+      CHECK(o.code == 0);
+      continue;
+    }
+    CHECK(o.code != 0);
+    CHECK(o.err.find(c.error) != std::string::npos);
+  }
+  const Output ls = lab.Skep("m1", {"service", "ls", "-q"});
+  CHECK(std::count(ls.out.begin(), ls.out.end(), '\n') == 2);  // web and a
+}
