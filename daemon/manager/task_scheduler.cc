@@ -34,27 +34,7 @@ bool WaitsForPlacement(const api::Task& t) {
 }
 
 scheduler::NodeInfo InfoOf(const api::Node& n, const ReadTx& tx, int64_t now) {
-  scheduler::NodeInfo info;
-  info.id = n.id();
-  info.hostname = n.description().hostname();
-  info.role = n.role() == api::ROLE_MANAGER ? "manager" : "worker";
-  info.addr = n.status().addr();
-  info.platform = {n.description().os(), n.description().arch()};
-  info.labels = {n.spec().labels().begin(), n.spec().labels().end()};
-  info.engine_labels = {n.description().engine_labels().begin(),
-                        n.description().engine_labels().end()};
-  info.ready = n.status().state() == api::NODE_STATE_READY;
-  switch (n.spec().availability()) {
-    case api::AVAILABILITY_PAUSE:
-      info.availability = "pause";
-      break;
-    case api::AVAILABILITY_DRAIN:
-      info.availability = "drain";
-      break;
-    default:
-      info.availability = "active";
-  }
-  info.total = {n.description().nano_cpus(), n.description().memory_bytes()};
+  scheduler::NodeInfo info = NodeInfoOf(n);
   for (const auto* t : tx.tasks_on_node(n.id())) {
     if (Occupies(*t)) {
       const auto& r = t->spec().resources().reservations();
@@ -271,6 +251,31 @@ class Holder final : public LeaderComponent {
 };
 
 }  // namespace
+
+scheduler::NodeInfo NodeInfoOf(const api::Node& n) {
+  scheduler::NodeInfo info;
+  info.id = n.id();
+  info.hostname = n.description().hostname();
+  info.role = n.role() == api::ROLE_MANAGER ? "manager" : "worker";
+  info.addr = n.status().addr();
+  info.platform = {n.description().os(), n.description().arch()};
+  info.labels = {n.spec().labels().begin(), n.spec().labels().end()};
+  info.engine_labels = {n.description().engine_labels().begin(),
+                        n.description().engine_labels().end()};
+  info.ready = n.status().state() == api::NODE_STATE_READY;
+  switch (n.spec().availability()) {
+    case api::AVAILABILITY_PAUSE:
+      info.availability = "pause";
+      break;
+    case api::AVAILABILITY_DRAIN:
+      info.availability = "drain";
+      break;
+    default:
+      info.availability = "active";
+  }
+  info.total = {n.description().nano_cpus(), n.description().memory_bytes()};
+  return info;
+}
 
 std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager) {
   return std::make_unique<Holder>(manager);

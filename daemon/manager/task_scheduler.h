@@ -8,9 +8,14 @@
 #include <memory>
 
 #include "daemon/manager/manager.h"
+#include "scheduler/types.h"
 
 namespace skep::manager {
 
 std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager);
+
+// What the scheduler knows of a node from its object alone (no load: reserved and task counts
+// are left empty).
+scheduler::NodeInfo NodeInfoOf(const api::Node& n);
 
 }  // namespace skep::manager

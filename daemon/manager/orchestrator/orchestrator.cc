@@ -9,6 +9,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/manager/orchestrator/reconcile.h"
+#include "daemon/manager/task_scheduler.h"
 #include "scheduler/constraint.h"
 
 namespace skep::orchestrator {
@@ -32,15 +33,7 @@ bool Eligible(const api::Service& s, const api::Node& n) {
                                              s.spec().task().placement().constraints().end()});
   auto* constraints = std::get_if<std::vector<scheduler::Constraint>>(&parsed);
   if (constraints == nullptr) return false;
-  scheduler::NodeInfo info;
-  info.id = n.id();
-  info.hostname = n.description().hostname();
-  info.role = n.role() == api::ROLE_MANAGER ? "manager" : "worker";
-  info.addr = n.status().addr();
-  info.platform = {n.description().os(), n.description().arch()};
-  info.labels = {n.spec().labels().begin(), n.spec().labels().end()};
-  info.engine_labels = {n.description().engine_labels().begin(),
-                        n.description().engine_labels().end()};
+  const scheduler::NodeInfo info = manager::NodeInfoOf(n);
   for (const auto& c : *constraints) {
     if (!scheduler::Matches(c, info)) return false;
   }
