@@ -12,7 +12,8 @@
 # Shims: containerd-shim-runc-v2 outlives containerd by design. `stop` first SIGKILLs every task
 # of every namespace through ctr, deletes tasks and containers, stops containerd, then kills any
 # shim still registered with this instance's socket (found by its `-address DIR/containerd.sock`
-# argument, killed by pid) and lazily unmounts whatever is still mounted under DIR. A stopped
+# argument, killed by pid, its container's runc state deleted) and lazily unmounts whatever is
+# still mounted under DIR. A stopped
 # instance's data stays in DIR: `start` again reuses it. Both commands are idempotent.
 # Extra settings for config.toml can be given in $SKEP_CONTAINERD_EXTRA_CONFIG (appended as is).
 set -euo pipefail
@@ -48,7 +49,7 @@ shim_pids() {
   local p
   for p in /proc/[0-9]*; do
     [ -r "$p/cmdline" ] || continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "^containerd-shim[^ ]* .*-address $sock "; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "^[^ ]*containerd-shim[^ ]* .*-address $sock "; then
       basename "$p"
     fi
   done
@@ -138,13 +139,25 @@ stop() {
   local shims
   shims=$(shim_pids)
   if [ -n "$shims" ]; then
-    local s child
+    local s child args ns id
     for s in $shims; do
-      # The shim's children are the containers' init processes: kill them first.
+      # The shim's children are the containers' init processes: kill them first, and drop
+      # runc's state for them (runc keeps it under /run/containerd/runc/<namespace>, shared by
+      # every containerd on the machine, so a leftover would block the same id later).
+      args=$(tr '\0' ' ' <"/proc/$s/cmdline" 2>/dev/null || true)
+      ns=$(sed -n 's/.* -namespace \([^ ]*\) .*/\1/p' <<<"$args")
+      id=$(sed -n 's/.* -id \([^ ]*\) .*/\1/p' <<<"$args")
       for child in $(cat /proc/"$s"/task/*/children 2>/dev/null); do
         kill -KILL "$child" 2>/dev/null || true
       done
+      if [ -n "$ns" ] && [ -n "$id" ]; then
+        runc --root "/run/containerd/runc/$ns" delete --force "$id" >/dev/null 2>&1 || true
+      fi
       kill -KILL "$s" 2>/dev/null || true
+      # Its socket: /run/containerd/s/<sha256 of "<containerd socket>/<namespace>/<id>">.
+      if [ -n "$ns" ] && [ -n "$id" ]; then
+        rm -f "/run/containerd/s/$(printf '%s' "$sock/$ns/$id" | sha256sum | cut -d' ' -f1)"
+      fi
     done
   fi
   unmount_under

@@ -11,11 +11,14 @@
 #                    with the version.
 #   skep/fail:1      exits 1 after 1 s
 #   skep/stubborn:1  ignores SIGTERM and sleeps forever (only SIGKILL stops it)
+#   skep/multi:1     an OCI image index: skep/busybox:1's manifest for this machine's platform,
+#                    listed after skep/web:1's for another platform (to test the choice)
 # Users in every image: root (0), nobody (65534), www (1000, also in group staff 50).
 #
 # Idempotent: an image already in the registry is left alone, so a second run only asks the
-# registry (set SKEP_IMAGES_FORCE=1 to rebuild and push everything). The registry is reached
-# without TLS verification (plain HTTP registries included).
+# registry (set SKEP_IMAGES_FORCE=1 to rebuild and push everything). When one is missing, all
+# are built (about a second) and the missing ones pushed. The registry is reached without TLS
+# verification (plain HTTP registries included).
 set -euo pipefail
 
 [ $# -eq 1 ] || {
@@ -40,7 +43,7 @@ for tool in umoci skopeo; do
   }
 done
 
-images=("busybox:1" "web:1" "web:2" "fail:1" "stubborn:1")
+images=("busybox:1" "web:1" "web:2" "fail:1" "stubborn:1" "multi:1")
 
 present() {
   skopeo inspect --raw --tls-verify=false "docker://$registry/skep/$1" >/dev/null 2>&1
@@ -87,11 +90,13 @@ chown 1000:1000 "$root/home/www"
 cat >"$root/usr/local/bin/web-entrypoint" <<'EOF'
 #!/bin/sh
 # Writes the page at start so that it names this container's hostname, then serves it.
-# httpd runs as a child so that a TERM to this script (pid 1) stops it cleanly.
+# httpd runs as a child so that a TERM to this script (pid 1, which gets no default signal
+# actions) stops it cleanly; the trap is set first, so once the page is served TERM works.
+child=
+trap '[ -n "$child" ] && kill "$child" && wait "$child"; exit 0' TERM INT
 echo "web $(cat /etc/skep-web-version) on $(hostname)" >/www/index.html
 httpd -f -p "${PORT:-80}" -h /www &
 child=$!
-trap 'kill "$child"; wait "$child"; exit 0' TERM INT
 wait "$child"
 EOF
 chmod 755 "$root/usr/local/bin/web-entrypoint"
@@ -99,10 +104,8 @@ umoci repack --image "$oci:base" "$work/base" >/dev/null
 umoci config --image "$oci:base" --config.env PATH=/usr/local/bin:/bin:/sbin \
   --config.workingdir / --config.cmd sh --config.label org.skep.test=1 >/dev/null
 
-for img in "${missing[@]}"; do
-  name=${img%%:*}
-  tag=${img##*:}
-  ref="$oci:$name-$tag"
+build() {
+  local name=$1 tag=$2 ref="$oci:$1-$2"
   case "$name" in
     busybox)
       umoci config --image "$oci:base" --tag "$name-$tag" >/dev/null
@@ -126,7 +129,63 @@ for img in "${missing[@]}"; do
         --config.cmd "trap '' TERM; while :; do sleep 3600; done" >/dev/null
       ;;
   esac
-  skopeo copy --quiet --dest-tls-verify=false "oci:$oci:$name-$tag" \
-    "docker://$registry/skep/$name:$tag"
+}
+
+# The platform of this machine as OCI writes it, and one that is surely not it.
+case "$(uname -m)" in
+  x86_64) platform='"os":"linux","architecture":"amd64"' ;;
+  aarch64) platform='"os":"linux","architecture":"arm64","variant":"v8"' ;;
+  armv7l) platform='"os":"linux","architecture":"arm","variant":"v7"' ;;
+  armv6l) platform='"os":"linux","architecture":"arm","variant":"v6"' ;;
+  i686) platform='"os":"linux","architecture":"386"' ;;
+  *) platform="\"os\":\"linux\",\"architecture\":\"$(uname -m)\"" ;;
+esac
+other='"os":"linux","architecture":"s390x"'
+[ "$(uname -m)" = s390x ] && other='"os":"linux","architecture":"ppc64le"'
+
+# A descriptor of tag $1's manifest in the layout, with platform $2, from umoci's index.json
+# (compact JSON, one entry per tag).
+descriptor() {
+  local entry digest size
+  entry=$(grep -o "{[^{}]*\"annotations\":{\"org.opencontainers.image.ref.name\":\"$1\"}}" "$oci/index.json")
+  digest=$(sed -n 's/.*"digest":"\(sha256:[0-9a-f]*\)".*/\1/p' <<<"$entry")
+  size=$(sed -n 's/.*"size":\([0-9]*\).*/\1/p' <<<"$entry")
+  [ -n "$digest" ] && [ -n "$size" ] || {
+    echo "images.sh: no manifest tagged $1 in $oci/index.json" >&2
+    exit 1
+  }
+  printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{%s}}' \
+    "$digest" "$size" "$2"
+}
+
+# The index goes in a layout of its own (sharing the blobs), tagged multi-1.
+build_multi() {
+  local multi=$work/multi index digest
+  mkdir -p "$multi"
+  cp -al "$oci/blobs" "$multi/blobs"
+  echo '{"imageLayoutVersion":"1.0.0"}' >"$multi/oci-layout"
+  index=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s,%s]}' \
+    "$(descriptor web-1 "$other")" "$(descriptor busybox-1 "$platform")")
+  digest=$(printf '%s' "$index" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$index" >"$multi/blobs/sha256/$digest"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"multi-1"}}]}' \
+    "$digest" "$(printf '%s' "$index" | wc -c)" >"$multi/index.json"
+}
+
+for img in busybox:1 web:1 web:2 fail:1 stubborn:1; do
+  build "${img%%:*}" "${img##*:}"
+done
+build_multi
+
+for img in "${missing[@]}"; do
+  name=${img%%:*}
+  tag=${img##*:}
+  if [ "$name" = multi ]; then
+    skopeo copy --quiet --all --dest-tls-verify=false "oci:$work/multi:multi-1" \
+      "docker://$registry/skep/$name:$tag"
+  else
+    skopeo copy --quiet --dest-tls-verify=false "oci:$oci:$name-$tag" \
+      "docker://$registry/skep/$name:$tag"
+  fi
   echo "images.sh: pushed $registry/skep/$name:$tag"
 done

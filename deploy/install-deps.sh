@@ -9,10 +9,14 @@ packages=(
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   librocksdb-dev libssl-dev libspdlog-dev libfmt-dev libabsl-dev
   libboost1.81-dev libboost-program-options1.81-dev libboost-json1.81-dev
+  # containerd's API .proto files (and gogo.proto they import), compiled at build time
+  golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   # tests
   catch2
   # runtime and the local lab
-  iproute2 nftables procps
+  iproute2 nftables procps containerd runc
+  # the executor's integration tests: a local registry and test images from busybox
+  docker-registry umoci skopeo busybox-static curl
 )
 
 missing=()

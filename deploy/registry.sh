@@ -5,8 +5,10 @@
 #   deploy/registry.sh stop DIR         # the data stays, so a later start serves the same images
 #   deploy/registry.sh status DIR       # exit 0 if it runs and answers
 #
-# Layout: DIR/config.yml, DIR/data, DIR/registry.log, DIR/registry.pid, DIR/addr.
+# Layout: DIR/config.yml, DIR/data, DIR/registry.log, DIR/registry.pid, DIR/url.
 # Both commands are idempotent; start with another ADDR than the running one restarts it.
+# With SKEP_REGISTRY_HTPASSWD=FILE (bcrypt entries, user:$2y$...), every request needs HTTP
+# Basic auth. With SKEP_REGISTRY_TLS_CERT=FILE and SKEP_REGISTRY_TLS_KEY=FILE it serves HTTPS.
 set -euo pipefail
 
 usage() {
@@ -30,8 +32,11 @@ running_pid() {
 }
 
 answers() {
-  local addr=$1
-  curl -fsS -o /dev/null --max-time 2 "http://$addr/v2/" 2>/dev/null
+  local url=$1 code
+  # 200, or 401 when auth is on: either way the registry is serving (its certificate is not
+  # checked here; clients do that).
+  code=$(curl -ksS -o /dev/null -w '%{http_code}' --max-time 2 "$url/v2/" 2>/dev/null) || return 1
+  [ "$code" = 200 ] || [ "$code" = 401 ]
 }
 
 stop() {
@@ -50,9 +55,11 @@ stop() {
 }
 
 start() {
-  local addr=$1
+  local addr=$1 url
+  url="http://$addr"
+  [ -n "${SKEP_REGISTRY_TLS_CERT:-}" ] && url="https://$addr"
   if running_pid >/dev/null; then
-    if [ "$(cat "$dir/addr" 2>/dev/null)" = "$addr" ] && answers "$addr"; then
+    if [ "$(cat "$dir/url" 2>/dev/null)" = "$url" ] && answers "$url"; then
       return 0
     fi
     stop
@@ -74,13 +81,28 @@ http:
   headers:
     X-Content-Type-Options: [nosniff]
 EOF
-  echo "$addr" >"$dir/addr"
+  if [ -n "${SKEP_REGISTRY_TLS_CERT:-}" ]; then
+    cat >>"$dir/config.yml" <<EOF
+  tls:
+    certificate: $SKEP_REGISTRY_TLS_CERT
+    key: ${SKEP_REGISTRY_TLS_KEY:?SKEP_REGISTRY_TLS_KEY must name the key of SKEP_REGISTRY_TLS_CERT}
+EOF
+  fi
+  if [ -n "${SKEP_REGISTRY_HTPASSWD:-}" ]; then
+    cat >>"$dir/config.yml" <<EOF
+auth:
+  htpasswd:
+    realm: skep-registry
+    path: $SKEP_REGISTRY_HTPASSWD
+EOF
+  fi
+  echo "$url" >"$dir/url"
   setsid docker-registry serve "$dir/config.yml" >>"$dir/registry.log" 2>&1 </dev/null &
   local pid=$!
   echo "$pid" >"$pidfile"
   # Bounded wait for it to answer (about 10 s).
   for _ in $(seq 1 100); do
-    if answers "$addr"; then
+    if answers "$url"; then
       return 0
     fi
     if ! [ -d "/proc/$pid" ]; then
@@ -90,7 +112,7 @@ EOF
     fi
     sleep 0.1
   done
-  echo "registry.sh: docker-registry (pid $pid) does not answer on http://$addr/v2/ after 10 s; see $dir/registry.log" >&2
+  echo "registry.sh: docker-registry (pid $pid) does not answer on $url/v2/ after 10 s; see $dir/registry.log" >&2
   exit 1
 }
 
@@ -100,6 +122,6 @@ case "$cmd" in
     start "$3"
     ;;
   stop) stop ;;
-  status) running_pid >/dev/null && answers "$(cat "$dir/addr" 2>/dev/null)" ;;
+  status) running_pid >/dev/null && answers "$(cat "$dir/url" 2>/dev/null)" ;;
   *) usage ;;
 esac

@@ -36,12 +36,22 @@ int64_t UnixNanos(const google::protobuf::Timestamp& t) {
 TaskStatus StatusOf(const ::containerd::v1::types::Process& p) {
   TaskStatus s;
   switch (p.status()) {
-    case ::containerd::v1::types::CREATED: s.state = TaskState::kCreated; break;
-    case ::containerd::v1::types::RUNNING: s.state = TaskState::kRunning; break;
-    case ::containerd::v1::types::STOPPED: s.state = TaskState::kStopped; break;
+    case ::containerd::v1::types::CREATED:
+      s.state = TaskState::kCreated;
+      break;
+    case ::containerd::v1::types::RUNNING:
+      s.state = TaskState::kRunning;
+      break;
+    case ::containerd::v1::types::STOPPED:
+      s.state = TaskState::kStopped;
+      break;
     case ::containerd::v1::types::PAUSED:
-    case ::containerd::v1::types::PAUSING: s.state = TaskState::kPaused; break;
-    default: s.state = TaskState::kUnknown; break;
+    case ::containerd::v1::types::PAUSING:
+      s.state = TaskState::kPaused;
+      break;
+    default:
+      s.state = TaskState::kUnknown;
+      break;
   }
   s.pid = p.pid();
   s.exit_code = p.exit_status();
@@ -52,16 +62,19 @@ TaskStatus StatusOf(const ::containerd::v1::types::Process& p) {
 std::string RandomHex(size_t bytes) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   std::string out;
-  for (size_t i = 0; i < bytes; ++i) out += fmt::format("{:02x}", static_cast<unsigned>(rng() & 0xff));
+  for (size_t i = 0; i < bytes; ++i)
+    out += fmt::format("{:02x}", static_cast<unsigned>(rng() & 0xff));
   return out;
 }
 
 void CheckId(const std::string& id) {
   static const std::regex kId("[A-Za-z0-9]+([._-][A-Za-z0-9]+)*");
   if (id.size() > 76 || !std::regex_match(id, kId))
-    throw ExecutorError(ErrorKind::kInvalidArgument,
-                        fmt::format("invalid container id \"{}\": want letters and digits separated "
-                                    "by single '.', '_' or '-', at most 76 characters", id));
+    throw ExecutorError(
+        ErrorKind::kInvalidArgument,
+        fmt::format("invalid container id \"{}\": want letters and digits separated "
+                    "by single '.', '_' or '-', at most 76 characters",
+                    id));
 }
 
 // The shim appends to stdio files but does not create them.
@@ -87,12 +100,18 @@ void LogWarn(const std::string& msg) {
 
 const char* TaskStateName(TaskState s) {
   switch (s) {
-    case TaskState::kNone: return "none";
-    case TaskState::kCreated: return "created";
-    case TaskState::kRunning: return "running";
-    case TaskState::kPaused: return "paused";
-    case TaskState::kStopped: return "stopped";
-    case TaskState::kUnknown: return "unknown";
+    case TaskState::kNone:
+      return "none";
+    case TaskState::kCreated:
+      return "created";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kPaused:
+      return "paused";
+    case TaskState::kStopped:
+      return "stopped";
+    case TaskState::kUnknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -106,7 +125,8 @@ Containerd::Impl::Impl(const std::string& socket_path, std::string ns_name)
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  channel = grpc::CreateCustomChannel("unix://" + socket_path, grpc::InsecureChannelCredentials(), args);
+  channel =
+      grpc::CreateCustomChannel("unix://" + socket_path, grpc::InsecureChannelCredentials(), args);
   containers = cdapi::containers::Containers::NewStub(channel);
   content = cdapi::content::Content::NewStub(channel);
   diff = cdapi::diff::Diff::NewStub(channel);
@@ -140,13 +160,24 @@ std::unique_ptr<grpc::ClientContext> Containerd::Impl::Context(std::chrono::seco
 void Containerd::Impl::Fail(const char* rpc, const std::string& what, const grpc::Status& s) const {
   ErrorKind kind = ErrorKind::kFailed;
   switch (s.error_code()) {
-    case grpc::StatusCode::NOT_FOUND: kind = ErrorKind::kNotFound; break;
-    case grpc::StatusCode::ALREADY_EXISTS: kind = ErrorKind::kAlreadyExists; break;
-    case grpc::StatusCode::FAILED_PRECONDITION: kind = ErrorKind::kFailedPrecondition; break;
-    case grpc::StatusCode::INVALID_ARGUMENT: kind = ErrorKind::kInvalidArgument; break;
+    case grpc::StatusCode::NOT_FOUND:
+      kind = ErrorKind::kNotFound;
+      break;
+    case grpc::StatusCode::ALREADY_EXISTS:
+      kind = ErrorKind::kAlreadyExists;
+      break;
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      kind = ErrorKind::kFailedPrecondition;
+      break;
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      kind = ErrorKind::kInvalidArgument;
+      break;
     case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::DEADLINE_EXCEEDED: kind = ErrorKind::kUnavailable; break;
-    default: break;
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      kind = ErrorKind::kUnavailable;
+      break;
+    default:
+      break;
   }
   std::string msg = s.error_message();
   if (s.error_code() == grpc::StatusCode::UNAVAILABLE)
@@ -179,7 +210,8 @@ void Containerd::Impl::DeleteLease(const std::string& id) noexcept {
   auto ctx = Context(kShortCall);
   grpc::Status s = leases->Delete(ctx.get(), req, &resp);
   if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND)
-    LogWarn(fmt::format("containerd Leases.Delete {}: {} (it expires by itself)", id, s.error_message()));
+    LogWarn(fmt::format("containerd Leases.Delete {}: {} (it expires by itself)", id,
+                        s.error_message()));
 }
 
 bool Containerd::Impl::SnapshotExists(const std::string& key) {
@@ -229,15 +261,17 @@ std::string Containerd::Version() {
   return resp.version();
 }
 
-ImageInfo Containerd::Pull(const std::string& ref, Registry& registry, const PullProgress& progress) {
+ImageInfo Containerd::Pull(const std::string& ref, Registry& registry,
+                           const PullProgress& progress) {
   return impl_->Pull(ref, registry, progress);
 }
 
 void Containerd::CreateContainer(const ContainerRequest& r) {
   CheckId(r.id);
   if (r.image.chain_id.empty())
-    throw ExecutorError(ErrorKind::kInvalidArgument,
-                        fmt::format("container {}: image {} has no unpacked layers", r.id, r.image.name));
+    throw ExecutorError(
+        ErrorKind::kInvalidArgument,
+        fmt::format("container {}: image {} has no unpacked layers", r.id, r.image.name));
   {
     cdapi::containers::GetContainerRequest req;
     req.set_id(r.id);
@@ -245,7 +279,8 @@ void Containerd::CreateContainer(const ContainerRequest& r) {
     auto ctx = impl_->Context(kShortCall);
     grpc::Status s = impl_->containers->Get(ctx.get(), req, &resp);
     if (s.ok())
-      throw ExecutorError(ErrorKind::kAlreadyExists, fmt::format("container {} already exists", r.id));
+      throw ExecutorError(ErrorKind::kAlreadyExists,
+                          fmt::format("container {} already exists", r.id));
     if (s.error_code() != grpc::StatusCode::NOT_FOUND) impl_->Fail("Containers.Get", r.id, s);
   }
   Impl::LeaseGuard lease(*impl_, std::chrono::hours(1));
@@ -269,7 +304,8 @@ void Containerd::CreateContainer(const ContainerRequest& r) {
   auto* c = req.mutable_container();
   c->set_id(r.id);
   c->set_image(r.image.name);
-  for (const auto& [k, v] : r.labels) (*c->mutable_labels())[k] = v;
+  for (const auto& [k, v] : r.labels)
+    (*c->mutable_labels())[k] = v;
   c->mutable_runtime()->set_name(kRuntime);
   c->mutable_spec()->set_type_url(kSpecTypeUrl);
   c->mutable_spec()->set_value(r.spec_json);
@@ -318,7 +354,8 @@ uint32_t Containerd::StartTask(const std::string& id, const std::string& stdout_
     auto dctx = impl_->Context(kTaskCall);
     grpc::Status ds = impl_->tasks->Delete(dctx.get(), dreq, &dresp);
     if (!ds.ok() && ds.error_code() != grpc::StatusCode::NOT_FOUND)
-      LogWarn(fmt::format("containerd Tasks.Delete {} after a failed start: {}", id, ds.error_message()));
+      LogWarn(fmt::format("containerd Tasks.Delete {} after a failed start: {}", id,
+                          ds.error_message()));
     impl_->Fail("Tasks.Start", id, s);
   }
   return sresp.pid();
@@ -353,7 +390,8 @@ void Containerd::Delete(const std::string& id) {
     cdapi::tasks::DeleteResponse resp;
     auto ctx = impl_->Context(kTaskCall);
     grpc::Status s = impl_->tasks->Delete(ctx.get(), req, &resp);
-    if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND) impl_->Fail("Tasks.Delete", id, s);
+    if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND)
+      impl_->Fail("Tasks.Delete", id, s);
   }
   {
     cdapi::containers::DeleteContainerRequest req;
@@ -370,13 +408,15 @@ void Containerd::Delete(const std::string& id) {
   google::protobuf::Empty resp;
   auto ctx = impl_->Context(kShortCall);
   grpc::Status s = impl_->snapshots->Remove(ctx.get(), req, &resp);
-  if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND) impl_->Fail("Snapshots.Remove", id, s);
+  if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND)
+    impl_->Fail("Snapshots.Remove", id, s);
 }
 
 std::vector<ContainerRecord> Containerd::List(const std::string& label_key,
                                               const std::string& label_value) {
   cdapi::containers::ListContainersRequest req;
-  if (!label_key.empty()) req.add_filters(fmt::format("labels.{}=={}", Quoted(label_key), Quoted(label_value)));
+  if (!label_key.empty())
+    req.add_filters(fmt::format("labels.{}=={}", Quoted(label_key), Quoted(label_value)));
   cdapi::containers::ListContainersResponse resp;
   {
     auto ctx = impl_->Context(kShortCall);
@@ -389,9 +429,11 @@ std::vector<ContainerRecord> Containerd::List(const std::string& label_key,
     auto ctx = impl_->Context(kShortCall);
     impl_->Check(impl_->tasks->List(ctx.get(), treq, &tresp), "Tasks.List", impl_->ns);
   }
+  // Tasks.List describes each task by its init process, whose id is the container's (and
+  // whose container_id is left empty).
   std::map<std::string, const ::containerd::v1::types::Process*> by_id;
   for (const auto& p : tresp.tasks())
-    if (p.id().empty() || p.id() == p.container_id()) by_id[p.container_id()] = &p;
+    by_id[p.id()] = &p;
   std::vector<ContainerRecord> out;
   for (const auto& c : resp.containers()) {
     ContainerRecord r;
@@ -412,7 +454,8 @@ void Containerd::SubscribeExits(ExitCallback on_exit) {
   std::lock_guard lock(impl_->sub_mu);
   if (impl_->sub_thread.joinable())
     throw ExecutorError(ErrorKind::kFailedPrecondition, "SubscribeExits may be called only once");
-  impl_->sub_thread = std::thread([impl = impl_.get(), cb = std::move(on_exit)] { impl->SubscriptionLoop(cb); });
+  impl_->sub_thread =
+      std::thread([impl = impl_.get(), cb = std::move(on_exit)] { impl->SubscriptionLoop(cb); });
 }
 
 void Containerd::Impl::Reconcile(const ExitCallback& on_exit) {
@@ -424,9 +467,9 @@ void Containerd::Impl::Reconcile(const ExitCallback& on_exit) {
     LogWarn(fmt::format("containerd Tasks.List after subscribing: {}", s.error_message()));
     return;
   }
-  for (const auto& p : resp.tasks())
-    if (p.status() == ::containerd::v1::types::STOPPED && (p.id().empty() || p.id() == p.container_id()))
-      on_exit(p.container_id(), p.exit_status(), p.has_exited_at() ? UnixNanos(p.exited_at()) : 0);
+  for (const auto& p : resp.tasks())  // one init process per task; id is the container's
+    if (p.status() == ::containerd::v1::types::STOPPED)
+      on_exit(p.id(), p.exit_status(), p.has_exited_at() ? UnixNanos(p.exited_at()) : 0);
 }
 
 // One Subscribe stream at a time, re-opened whenever it ends. Events are not replayed, so
@@ -453,16 +496,25 @@ void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit) {
     req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(sentinel), Quoted(ns)));
     auto reader = events->Subscribe(ctx.get(), req);
     std::thread publisher([&] {
-      for (int i = 0; i < 40; ++i) {
+      // While containerd is away the publish waits for it (wait_for_ready) and fails quietly
+      // at its deadline; only events containerd accepted count towards giving up.
+      for (int accepted = 0; accepted < 40;) {
         cdapi::events::PublishRequest preq;
         preq.set_topic(sentinel);
         preq.mutable_event()->set_type_url("skep.executor.Subscribed");
         google::protobuf::Empty presp;
-        auto pctx = Context(std::chrono::seconds(5));
+        auto pctx = Context(std::chrono::seconds(2));
+        pctx->set_wait_for_ready(true);
         grpc::Status s = events->Publish(pctx.get(), preq, &presp);
-        if (!s.ok()) LogWarn(fmt::format("containerd Events.Publish {}: {}", sentinel, s.error_message()));
+        if (s.ok()) {
+          ++accepted;
+        } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+                   s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          LogWarn(fmt::format("containerd Events.Publish {}: {}", sentinel, s.error_message()));
+        }
         std::unique_lock lock(sub_mu);
-        if (sub_cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return acked || done || stopping; }))
+        if (sub_cv.wait_for(lock, std::chrono::milliseconds(250),
+                            [&] { return acked || done || stopping; }))
           return;
       }
       LogWarn("containerd never delivered our subscription check event; subscribing again");
@@ -504,7 +556,8 @@ void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit) {
     publisher.join();
     std::unique_lock lock(sub_mu);
     if (stopping) return;
-    LogWarn(fmt::format("containerd Events.Subscribe ended ({}); subscribing again", s.error_message()));
+    LogWarn(fmt::format("containerd Events.Subscribe ended ({}); subscribing again",
+                        s.error_message()));
     sub_cv.wait_for(lock, backoff, [&] { return stopping; });
     if (stopping) return;
     backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));

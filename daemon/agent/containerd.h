@@ -49,8 +49,8 @@ struct ContainerRecord {
 // A progress line for humans: "pulling 2/3 layers (1.2MB of 3.4MB)".
 using PullProgress = std::function<void(const std::string& line)>;
 // A task's init process exited.
-using ExitCallback =
-    std::function<void(const std::string& container_id, uint32_t exit_code, int64_t exited_at_unix_nanos)>;
+using ExitCallback = std::function<void(const std::string& container_id, uint32_t exit_code,
+                                        int64_t exited_at_unix_nanos)>;
 
 class Containerd {
  public:

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "daemon/agent/containerd.h"
+#include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/api/services/containers/v1/containers.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/content/v1/content.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/diff/v1/diff.grpc.pb.h"
@@ -24,7 +25,6 @@
 #include "github.com/containerd/containerd/api/services/snapshots/v1/snapshots.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/tasks/v1/tasks.grpc.pb.h"
 #include "github.com/containerd/containerd/api/services/version/v1/version.grpc.pb.h"
-#include "github.com/containerd/containerd/api/events/task.pb.h"
 
 namespace skep::executor {
 
@@ -112,7 +112,7 @@ struct Containerd::Impl {
 
   std::mutex sub_mu;
   std::condition_variable sub_cv;
-  bool stopping = false;                 // guarded by sub_mu
+  bool stopping = false;                   // guarded by sub_mu
   grpc::ClientContext* sub_ctx = nullptr;  // the open Subscribe call; guarded by sub_mu
   std::thread sub_thread;
 };

@@ -65,6 +65,7 @@ class ContentWriter {
     // bounded (about 15 s), as containerd's own client does.
     auto backoff = std::chrono::milliseconds(50);
     for (int attempt = 0;; ++attempt) {
+      stream_.reset();  // the previous attempt's (finished) stream goes before its context
       ctx_ = impl_.Context(kLongCall, lease_);
       stream_ = impl_.content->Write(ctx_.get());
       finished_ = false;
@@ -94,8 +95,9 @@ class ContentWriter {
   void Write(int64_t at, std::string_view data) {
     if (at != offset()) {
       if (at != 0)
-        throw ExecutorError(ErrorKind::kFailed,
-                            fmt::format("blob {}: got data at {}, want it at {}", desc_.digest, at, offset()));
+        throw ExecutorError(
+            ErrorKind::kFailed,
+            fmt::format("blob {}: got data at {}, want it at {}", desc_.digest, at, offset()));
       buffer_.clear();
       offset_ = 0;  // a WRITE at offset 0 truncates the ingest
     }
@@ -110,14 +112,21 @@ class ContentWriter {
     req.set_total(desc_.size);
     req.set_offset(offset_);
     req.set_expected(desc_.digest);
-    for (const auto& [k, v] : labels) (*req.mutable_labels())[k] = v;
+    for (const auto& [k, v] : labels)
+      (*req.mutable_labels())[k] = v;
     cdapi::content::WriteContentResponse resp = Send(req);
     if (resp.digest() != desc_.digest)
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("containerd Content.Write {}: committed digest {}",
-                                                          ref_, resp.digest()));
+      throw ExecutorError(
+          ErrorKind::kFailed,
+          fmt::format("containerd Content.Write {}: committed digest {}", ref_, resp.digest()));
     stream_->WritesDone();
+    // The server answers a commit twice (once in its loop, once on the way out); gRPC's Finish
+    // waits for every message to be read.
+    while (stream_->Read(&resp)) {
+    }
     grpc::Status s = Finish();
-    if (!s.ok() && s.error_code() != grpc::StatusCode::ALREADY_EXISTS) impl_.Fail("Content.Write", ref_, s);
+    if (!s.ok() && s.error_code() != grpc::StatusCode::ALREADY_EXISTS)
+      impl_.Fail("Content.Write", ref_, s);
   }
 
  private:
@@ -130,8 +139,10 @@ class ContentWriter {
     int64_t want = offset_ + static_cast<int64_t>(buffer_.size());
     cdapi::content::WriteContentResponse resp = Send(req);
     if (resp.offset() != want)
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("containerd Content.Write {}: offset {} after a write, want {}",
-                                                          ref_, resp.offset(), want));
+      throw ExecutorError(
+          ErrorKind::kFailed,
+          fmt::format("containerd Content.Write {}: offset {} after a write, want {}", ref_,
+                      resp.offset(), want));
     offset_ = want;
     buffer_.clear();
   }
@@ -177,23 +188,37 @@ class Puller {
   Puller(Impl& impl, Registry& registry, ImageRef ref, const PullProgress& progress)
       : impl_(impl), registry_(registry), ref_(std::move(ref)), progress_(progress) {}
 
-  // The image as it is, when containerd has all of it with `target_digest` as its target.
+  // The image as it is, when containerd has all of it: an image record with `target_digest`
+  // as its target, or (for a digest reference) the content and snapshots under another name,
+  // in which case the record is added.
   std::optional<ImageInfo> Local(const std::string& target_digest) {
     cdapi::images::GetImageRequest req;
     req.set_name(ref_.String());
     cdapi::images::GetImageResponse resp;
     auto ctx = impl_.Context(kShortCall);
     grpc::Status s = impl_.images->Get(ctx.get(), req, &resp);
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) return std::nullopt;
-    impl_.Check(s, "Images.Get", req.name());
-    const auto& t = resp.image().target();
-    if (t.digest() != target_digest) return std::nullopt;
+    if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND)
+      impl_.Fail("Images.Get", req.name(), s);
     try {
-      Tree tree = Walk({t.media_type(), t.digest(), t.size()}, false);
-      if (tree.chain.empty() || !impl_.SnapshotExists(tree.chain.back())) return std::nullopt;
+      Descriptor target;
+      bool save = false;
+      if (s.ok()) {
+        const auto& t = resp.image().target();
+        if (t.digest() != target_digest) return std::nullopt;
+        target = {t.media_type(), t.digest(), t.size()};
+      } else if (target_digest == ref_.digest) {
+        std::string bytes = Small({"", ref_.digest, 0}, "", false);
+        target = {ManifestMediaType(bytes, ""), ref_.digest, static_cast<int64_t>(bytes.size())};
+        save = true;
+      } else {
+        return std::nullopt;
+      }
+      Tree tree = Walk(target, false);
+      if (!impl_.SnapshotExists(tree.chain.back())) return std::nullopt;
+      if (save) SaveImage(target);
       return Finish(tree);
     } catch (const ExecutorError& e) {
-      if (e.kind() == ErrorKind::kNotFound) return std::nullopt;  // a blob GC took: pull again
+      if (e.kind() == ErrorKind::kNotFound) return std::nullopt;  // not all here: pull
       throw;
     }
   }
@@ -222,14 +247,16 @@ class Puller {
       if (download[i]) Download(layers[i]);
       Unpack(t, i);
     }
-    Labels config_labels{{fmt::format("containerd.io/gc.ref.snapshot.{}", kSnapshotter), t.chain.back()}};
+    Labels config_labels{
+        {fmt::format("containerd.io/gc.ref.snapshot.{}", kSnapshotter), t.chain.back()}};
     Label(t.manifest.config.digest, config_labels);
     Labels manifest_labels{{"containerd.io/gc.ref.content.config", t.manifest.config.digest}};
     for (size_t i = 0; i < layers.size(); ++i)
       manifest_labels[fmt::format("containerd.io/gc.ref.content.l.{}", i)] = layers[i].digest;
     Label(t.manifest_desc.digest, manifest_labels);
     if (t.chosen)
-      Label(t.target.digest, {{fmt::format("containerd.io/gc.ref.content.m.{}", *t.chosen), t.manifest_desc.digest}});
+      Label(t.target.digest, {{fmt::format("containerd.io/gc.ref.content.m.{}", *t.chosen),
+                               t.manifest_desc.digest}});
     SaveImage(t.target);
     ImageInfo info = Finish(t);
     if (progress_)
@@ -242,31 +269,36 @@ class Puller {
   Tree Walk(const Descriptor& target, bool fetch) {
     Tree t;
     t.target = target;
-    std::string bytes = Small(target, IsIndexType(target.media_type) ? "index-" : "manifest-", fetch);
+    std::string bytes =
+        Small(target, IsIndexType(target.media_type) ? "index-" : "manifest-", fetch);
     t.manifest_desc = target;
     if (IsIndexType(target.media_type)) {
       std::vector<IndexEntry> index = ParseIndex(bytes);
       t.chosen = SelectManifest(index, HostPlatform());
       t.manifest_desc = index[*t.chosen].descriptor;
-      if (t.manifest_desc.media_type.empty()) t.manifest_desc.media_type = std::string(media::kOciManifest);
+      if (t.manifest_desc.media_type.empty())
+        t.manifest_desc.media_type = std::string(media::kOciManifest);
       bytes = Small(t.manifest_desc, "manifest-", fetch);
     } else if (!IsManifestType(target.media_type)) {
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("{} is a \"{}\", not an image", target.digest,
-                                                          target.media_type));
+      throw ExecutorError(ErrorKind::kFailed, fmt::format("{} is a \"{}\", not an image",
+                                                          target.digest, target.media_type));
     }
     t.manifest = ParseManifest(bytes);
     if (t.manifest.layers.empty())
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("manifest {} has no layers", t.manifest_desc.digest));
+      throw ExecutorError(ErrorKind::kFailed,
+                          fmt::format("manifest {} has no layers", t.manifest_desc.digest));
     if (t.manifest.config.size > kMaxConfigBytes)
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("image config {} is {} bytes, more than the {} allowed",
-                                                          t.manifest.config.digest, t.manifest.config.size,
-                                                          kMaxConfigBytes));
+      throw ExecutorError(
+          ErrorKind::kFailed,
+          fmt::format("image config {} is {} bytes, more than the {} allowed",
+                      t.manifest.config.digest, t.manifest.config.size, kMaxConfigBytes));
     std::string config = Small(t.manifest.config, "config-", fetch);
     t.diff_ids = ParseImageConfig(config, t.info);
     if (t.diff_ids.size() != t.manifest.layers.size())
-      throw ExecutorError(ErrorKind::kFailed,
-                          fmt::format("image config {} lists {} diff IDs for {} layers", t.manifest.config.digest,
-                                      t.diff_ids.size(), t.manifest.layers.size()));
+      throw ExecutorError(
+          ErrorKind::kFailed,
+          fmt::format("image config {} lists {} diff IDs for {} layers", t.manifest.config.digest,
+                      t.diff_ids.size(), t.manifest.layers.size()));
     t.chain = ChainIds(t.diff_ids);
     return t;
   }
@@ -277,7 +309,8 @@ class Puller {
     info.target_digest = t.target.digest;
     info.digest = t.manifest_desc.digest;
     info.chain_id = t.chain.back();
-    std::vector<std::string> files = impl_.ReadRootfsFiles(info.chain_id, {"/etc/passwd", "/etc/group"});
+    std::vector<std::string> files =
+        impl_.ReadRootfsFiles(info.chain_id, {"/etc/passwd", "/etc/group"});
     info.passwd = std::move(files[0]);
     info.group = std::move(files[1]);
     return info;
@@ -303,10 +336,12 @@ class Puller {
     auto reader = impl_.content->Read(ctx.get(), req);
     std::string data;
     cdapi::content::ReadContentResponse chunk;
-    while (reader->Read(&chunk)) data += chunk.data();
+    while (reader->Read(&chunk))
+      data += chunk.data();
     grpc::Status s = reader->Finish();
     if (s.ok()) return data;
-    if (s.error_code() != grpc::StatusCode::NOT_FOUND || !fetch) impl_.Fail("Content.Read", d.digest, s);
+    if (s.error_code() != grpc::StatusCode::NOT_FOUND || !fetch)
+      impl_.Fail("Content.Read", d.digest, s);
     auto lock = impl_.LockKey("blob " + d.digest);
     if (IsIndexType(d.media_type) || IsManifestType(d.media_type)) {
       data = registry_.FetchManifest(ref_, d);
@@ -315,14 +350,17 @@ class Puller {
       registry_.FetchBlob(ref_, d, 0, [&](int64_t at, std::string_view c) {
         if (at == 0) data.clear();
         if (static_cast<int64_t>(data.size() + c.size()) > kMaxConfigBytes)
-          throw ExecutorError(ErrorKind::kFailed, fmt::format("blob {} is larger than {} bytes", d.digest, kMaxConfigBytes));
+          throw ExecutorError(ErrorKind::kFailed, fmt::format("blob {} is larger than {} bytes",
+                                                              d.digest, kMaxConfigBytes));
         data.append(c);
       });
       if (std::string got = Sha256Digest(data); got != d.digest)
-        throw ExecutorError(ErrorKind::kFailed,
-                            fmt::format("blob {} from {}: the data has digest {}", d.digest, ref_.domain, got));
+        throw ExecutorError(
+            ErrorKind::kFailed,
+            fmt::format("blob {} from {}: the data has digest {}", d.digest, ref_.domain, got));
     }
-    ContentWriter w(impl_, lease_, ref_prefix + d.digest, {d.media_type, d.digest, static_cast<int64_t>(data.size())});
+    ContentWriter w(impl_, lease_, ref_prefix + d.digest,
+                    {d.media_type, d.digest, static_cast<int64_t>(data.size())});
     if (w.Open()) {
       if (w.offset() < static_cast<int64_t>(data.size()))
         w.Write(w.offset(), std::string_view(data).substr(static_cast<size_t>(w.offset())));
@@ -333,8 +371,9 @@ class Puller {
 
   void Say() {
     if (progress_)
-      progress_(fmt::format("pulling {}/{} layers ({} of {})", std::min(layers_done_ + 1, layers_total_),
-                            layers_total_, HumanBytes(bytes_done_), HumanBytes(bytes_total_)));
+      progress_(fmt::format("pulling {}/{} layers ({} of {})",
+                            std::min(layers_done_ + 1, layers_total_), layers_total_,
+                            HumanBytes(bytes_done_), HumanBytes(bytes_total_)));
     last_said_ = bytes_done_;
   }
 
@@ -373,7 +412,8 @@ class Puller {
       req.set_snapshotter(kSnapshotter);
       req.set_key(key);
       if (i > 0) req.set_parent(t.chain[i - 1]);
-      for (const auto& [k, v] : labels) (*req.mutable_labels())[k] = v;
+      for (const auto& [k, v] : labels)
+        (*req.mutable_labels())[k] = v;
       auto ctx = impl_.Context(kShortCall, lease_);
       grpc::Status s = impl_.snapshots->Prepare(ctx.get(), req, &prepared);
       if (s.ok()) break;
@@ -397,21 +437,24 @@ class Puller {
     }
     if (aresp.applied().digest() != t.diff_ids[i]) {
       impl_.RemoveSnapshot(key);
-      throw ExecutorError(ErrorKind::kFailed,
-                          fmt::format("layer {} unpacks to {}, but the image config says {}",
-                                      t.manifest.layers[i].digest, aresp.applied().digest(), t.diff_ids[i]));
+      throw ExecutorError(
+          ErrorKind::kFailed,
+          fmt::format("layer {} unpacks to {}, but the image config says {}",
+                      t.manifest.layers[i].digest, aresp.applied().digest(), t.diff_ids[i]));
     }
     cdapi::snapshots::CommitSnapshotRequest creq;
     creq.set_snapshotter(kSnapshotter);
     creq.set_name(chain_id);
     creq.set_key(key);
-    for (const auto& [k, v] : labels) (*creq.mutable_labels())[k] = v;
+    for (const auto& [k, v] : labels)
+      (*creq.mutable_labels())[k] = v;
     google::protobuf::Empty empty;
     auto ctx = impl_.Context(kShortCall, lease_);
     grpc::Status s = impl_.snapshots->Commit(ctx.get(), creq, &empty);
     if (!s.ok()) {
       impl_.RemoveSnapshot(key);
-      if (s.error_code() != grpc::StatusCode::ALREADY_EXISTS) impl_.Fail("Snapshots.Commit", chain_id, s);
+      if (s.error_code() != grpc::StatusCode::ALREADY_EXISTS)
+        impl_.Fail("Snapshots.Commit", chain_id, s);
     }
     Label(t.manifest.layers[i].digest, {{"containerd.io/uncompressed", t.diff_ids[i]}});
   }

@@ -26,7 +26,8 @@ using tcp = asio::ip::tcp;
 namespace {
 
 std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
@@ -45,12 +46,13 @@ struct Step {
 
 template <class Stream>
 asio::awaitable<void> Exchange(Stream& stream, beast::tcp_stream& tcp, const HttpRequest& req,
-                               const BodySink* sink, size_t max_body,
-                               std::chrono::seconds timeout, HttpResponse& out, Step& step) {
+                               const BodySink* sink, size_t max_body, std::chrono::seconds timeout,
+                               HttpResponse& out, Step& step) {
   http::request<http::string_body> r{http::string_to_verb(req.method), req.url.target, 11};
   r.set(http::field::host, req.url.HostPort());
   r.set(http::field::user_agent, "skep");
-  for (const auto& [k, v] : req.headers) r.insert(k, v);
+  for (const auto& [k, v] : req.headers)
+    r.insert(k, v);
   if (!req.body.empty() || req.method == "POST") {
     r.body() = req.body;
     r.prepare_payload();
@@ -116,7 +118,10 @@ struct HttpClient::Impl {
         co_await resolver.async_resolve(req.url.host, req.url.port, asio::use_awaitable);
     if (req.url.scheme == "https") {
       beast::ssl_stream<beast::tcp_stream> stream(executor, tls);
-      if (!SSL_set_tlsext_host_name(stream.native_handle(), req.url.host.c_str()))
+      // SNI carries host names only, never an IP address (RFC 6066).
+      boost::system::error_code not_ip;
+      asio::ip::make_address(req.url.host, not_ip);
+      if (not_ip && !SSL_set_tlsext_host_name(stream.native_handle(), req.url.host.c_str()))
         throw ExecutorError(ErrorKind::kFailed, "cannot set TLS server name " + req.url.host);
       stream.set_verify_mode(ssl::verify_peer);
       stream.set_verify_callback(ssl::host_name_verification(req.url.host));
@@ -142,12 +147,14 @@ HttpClient::HttpClient(Options options) : impl_(std::make_unique<Impl>()) {
   if (impl_->options.ca_file.empty()) {
     impl_->tls.set_default_verify_paths(ec);
     if (ec)
-      throw ExecutorError(ErrorKind::kFailed, "cannot load the system's CA certificates: " + Why(ec));
+      throw ExecutorError(ErrorKind::kFailed,
+                          "cannot load the system's CA certificates: " + Why(ec));
   } else {
     impl_->tls.load_verify_file(impl_->options.ca_file, ec);
     if (ec)
-      throw ExecutorError(ErrorKind::kInvalidArgument,
-                          fmt::format("cannot load CA file {}: {}", impl_->options.ca_file, Why(ec)));
+      throw ExecutorError(
+          ErrorKind::kInvalidArgument,
+          fmt::format("cannot load CA file {}: {}", impl_->options.ca_file, Why(ec)));
   }
 }
 

@@ -15,8 +15,12 @@ namespace {
                       fmt::format("invalid reference \"{}\": {}", ref, why));
 }
 
-bool IsLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
-bool IsAlnum(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
+bool IsLowerAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+bool IsAlnum(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0;
+}
 
 // One path component: [a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*
 bool ValidPathComponent(std::string_view c) {
@@ -27,7 +31,8 @@ bool ValidPathComponent(std::string_view c) {
       continue;
     }
     size_t j = i;
-    while (j < c.size() && !IsLowerAlnum(c[j])) ++j;
+    while (j < c.size() && !IsLowerAlnum(c[j]))
+      ++j;
     std::string_view sep = c.substr(i, j - i);
     bool dashes = std::all_of(sep.begin(), sep.end(), [](char x) { return x == '-'; });
     if (!(sep == "." || sep == "_" || sep == "__" || dashes)) return false;
@@ -93,7 +98,8 @@ void CheckDigest(std::string_view ref, std::string_view d) {
   bool ok = hex.size() == want && std::all_of(hex.begin(), hex.end(), [](char c) {
               return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
             });
-  if (!ok) Invalid(ref, fmt::format("invalid digest \"{}\": want {}:<{} lowercase hex>", d, algo, want));
+  if (!ok)
+    Invalid(ref, fmt::format("invalid digest \"{}\": want {}:<{} lowercase hex>", d, algo, want));
 }
 
 }  // namespace
@@ -135,8 +141,8 @@ ImageRef ParseImageRef(std::string_view ref) {
     out.tag = std::string(rest.substr(colon + 1));
     rest = rest.substr(0, colon);
     if (!ValidTag(out.tag))
-      Invalid(ref, fmt::format("invalid tag \"{}\": want [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}",
-                               out.tag));
+      Invalid(ref,
+              fmt::format("invalid tag \"{}\": want [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}", out.tag));
   }
   if (rest.empty()) Invalid(ref, "missing repository name");
 
@@ -144,10 +150,10 @@ ImageRef ParseImageRef(std::string_view ref) {
   size_t slash = rest.find('/');
   std::string_view first = rest.substr(0, slash);
   bool has_domain = slash != std::string_view::npos &&
-                    (first.find_first_of(".:") != std::string_view::npos ||
-                     first == "localhost" ||
-                     std::any_of(first.begin(), first.end(),
-                                 [](char c) { return std::isupper(static_cast<unsigned char>(c)); }));
+                    (first.find_first_of(".:") != std::string_view::npos || first == "localhost" ||
+                     std::any_of(first.begin(), first.end(), [](char c) {
+                       return std::isupper(static_cast<unsigned char>(c));
+                     }));
   std::string_view path = rest;
   if (has_domain) {
     if (!ValidDomain(first)) Invalid(ref, fmt::format("invalid registry host \"{}\"", first));
@@ -162,7 +168,8 @@ ImageRef ParseImageRef(std::string_view ref) {
   size_t start = 0;
   while (true) {
     size_t next = path.find('/', start);
-    std::string_view component = path.substr(start, next == std::string_view::npos ? next : next - start);
+    std::string_view component =
+        path.substr(start, next == std::string_view::npos ? next : next - start);
     if (std::any_of(component.begin(), component.end(),
                     [](char c) { return std::isupper(static_cast<unsigned char>(c)); }))
       Invalid(ref, "repository name must be lowercase");

@@ -191,12 +191,15 @@ std::string ManifestMediaType(std::string_view text, std::string_view content_ty
   if (t.empty() && (IsIndexType(content_type) || IsManifestType(content_type)))
     t = std::string(content_type);
   if (t.empty()) {
-    if (o.contains("manifests")) t = std::string(media::kOciIndex);
-    else if (o.contains("config") && o.contains("layers")) t = std::string(media::kOciManifest);
+    if (o.contains("manifests"))
+      t = std::string(media::kOciIndex);
+    else if (o.contains("config") && o.contains("layers"))
+      t = std::string(media::kOciManifest);
   }
   if (t == media::kDockerSchema1 || GetInt(o, "schemaVersion") == 1)
-    Malformed("manifest", "Docker schema 1 manifests are not supported; push the image again "
-                          "with a current client");
+    Malformed("manifest",
+              "Docker schema 1 manifests are not supported; push the image again "
+              "with a current client");
   if (!IsIndexType(t) && !IsManifestType(t))
     Malformed("manifest", fmt::format("unsupported media type \"{}\"", t));
   return t;
@@ -218,7 +221,8 @@ std::vector<std::string> ParseImageConfig(std::string_view text, ImageInfo& info
   info.stop_signal = GetString(c, "StopSignal");
   info.exposed_ports.clear();
   if (const json::value* p = c.if_contains("ExposedPorts"); p && p->is_object())
-    for (const auto& kv : p->as_object()) info.exposed_ports.emplace_back(kv.key());
+    for (const auto& kv : p->as_object())
+      info.exposed_ports.emplace_back(kv.key());
   std::sort(info.exposed_ports.begin(), info.exposed_ports.end());
   info.labels.clear();
   if (const json::value* l = c.if_contains("Labels"); l && l->is_object())
@@ -252,7 +256,8 @@ std::string Sha256Digest(std::string_view data) {
   EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
   std::string out = "sha256:";
   out.reserve(7 + 2 * len);
-  for (unsigned int i = 0; i < len; ++i) out += fmt::format("{:02x}", md[i]);
+  for (unsigned int i = 0; i < len; ++i)
+    out += fmt::format("{:02x}", md[i]);
   return out;
 }
 

@@ -21,18 +21,20 @@ namespace {
   throw ExecutorError(ErrorKind::kInvalidArgument, why);
 }
 
-constexpr const char* kDefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr const char* kDefaultPath =
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 // containerd's default set (oci/spec.go defaultUnixCaps), which is also Docker's.
 constexpr const char* kCapabilities[] = {
-    "CAP_CHOWN",  "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",      "CAP_MKNOD",
-    "CAP_NET_RAW", "CAP_SETGID",      "CAP_SETUID",           "CAP_SETFCAP",     "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",           "CAP_SYS_CHROOT",       "CAP_KILL",        "CAP_AUDIT_WRITE"};
+    "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+    "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL",    "CAP_AUDIT_WRITE"};
 
 constexpr const char* kMaskedPaths[] = {
-    "/proc/acpi",        "/proc/asound",     "/proc/kcore",       "/proc/keys",
+    "/proc/acpi",          "/proc/asound",     "/proc/kcore",       "/proc/keys",
     "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-    "/sys/firmware",     "/proc/scsi"};
+    "/sys/firmware",       "/proc/scsi"};
 constexpr const char* kReadonlyPaths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
                                           "/proc/sysrq-trigger"};
 
@@ -42,7 +44,7 @@ struct DefaultDevice {
 };
 // Character devices a container may use (ctr's WithDefaultUnixDevices): null, random, full,
 // tty, zero, urandom, console, the /dev/pts slaves and ptmx. Everything else is denied.
-constexpr DefaultDevice kAllowedDevices[] = {{1, 3}, {1, 8}, {1, 7}, {5, 0},   {1, 5},
+constexpr DefaultDevice kAllowedDevices[] = {{1, 3}, {1, 8}, {1, 7},    {5, 0}, {1, 5},
                                              {1, 9}, {5, 1}, {136, -1}, {5, 2}};
 
 struct PasswdEntry {
@@ -105,7 +107,8 @@ std::vector<GroupEntry> ParseGroup(const std::string& text) {
     if (!gid) continue;
     GroupEntry g{f[0], *gid, {}};
     if (f.size() > 3 && !f[3].empty())
-      for (std::string& m : Split(f[3], ',')) g.members.push_back(std::move(m));
+      for (std::string& m : Split(f[3], ','))
+        g.members.push_back(std::move(m));
     out.push_back(std::move(g));
   }
   return out;
@@ -114,7 +117,8 @@ std::vector<GroupEntry> ParseGroup(const std::string& text) {
 json::object Mount(std::string destination, std::string type, std::string source,
                    std::vector<std::string> options) {
   json::array opts;
-  for (auto& o : options) opts.emplace_back(std::move(o));
+  for (auto& o : options)
+    opts.emplace_back(std::move(o));
   return {{"destination", std::move(destination)},
           {"type", std::move(type)},
           {"source", std::move(source)},
@@ -124,22 +128,27 @@ json::object Mount(std::string destination, std::string type, std::string source
 json::array DefaultMounts() {
   json::array m;
   m.push_back(Mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"}));
-  m.push_back(Mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
+  m.push_back(
+      Mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
   m.push_back(Mount("/dev/pts", "devpts", "devpts",
                     {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}));
-  m.push_back(Mount("/dev/shm", "tmpfs", "shm",
-                    {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
+  m.push_back(
+      Mount("/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}));
   m.push_back(Mount("/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"}));
   m.push_back(Mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"}));
-  m.push_back(Mount("/run", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
+  m.push_back(
+      Mount("/run", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"}));
   return m;
 }
 
-size_t Depth(const std::string& path) { return std::count(path.begin(), path.end(), '/'); }
+size_t Depth(const std::string& path) {
+  return std::count(path.begin(), path.end(), '/');
+}
 
 json::array Strings(const std::vector<std::string>& v) {
   json::array a;
-  for (const auto& s : v) a.emplace_back(s);
+  for (const auto& s : v)
+    a.emplace_back(s);
   return a;
 }
 
@@ -170,7 +179,8 @@ ProcessUser ResolveUser(const std::string& user, const std::string& passwd_text,
   std::vector<PasswdEntry> passwd = ParsePasswd(passwd_text);
   std::vector<GroupEntry> groups = ParseGroup(group_text);
   std::vector<std::string> parts = Split(user, ':');
-  if (parts.size() > 2) Invalid(fmt::format("invalid user \"{}\": want uid[:gid] or name[:group]", user));
+  if (parts.size() > 2)
+    Invalid(fmt::format("invalid user \"{}\": want uid[:gid] or name[:group]", user));
   if (parts.size() == 2 && (parts[0].empty() || parts[1].empty()))
     Invalid(fmt::format("invalid user \"{}\": want uid[:gid] or name[:group]", user));
 
@@ -208,7 +218,8 @@ ProcessUser ResolveUser(const std::string& user, const std::string& passwd_text,
       auto g = std::find_if(groups.begin(), groups.end(),
                             [&](const GroupEntry& e) { return e.name == parts[1]; });
       if (g == groups.end())
-        Invalid(fmt::format("unable to find group {}: no matching entries in group file", parts[1]));
+        Invalid(
+            fmt::format("unable to find group {}: no matching entries in group file", parts[1]));
       out.gid = g->gid;
     }
   }
@@ -225,16 +236,17 @@ ProcessUser ResolveUser(const std::string& user, const std::string& passwd_text,
 
 int ParseSignal(const std::string& text) {
   static const std::pair<const char*, int> kSignals[] = {
-      {"HUP", SIGHUP},     {"INT", SIGINT},       {"QUIT", SIGQUIT}, {"ILL", SIGILL},
-      {"TRAP", SIGTRAP},   {"ABRT", SIGABRT},     {"BUS", SIGBUS},   {"FPE", SIGFPE},
-      {"KILL", SIGKILL},   {"USR1", SIGUSR1},     {"SEGV", SIGSEGV}, {"USR2", SIGUSR2},
-      {"PIPE", SIGPIPE},   {"ALRM", SIGALRM},     {"TERM", SIGTERM}, {"CHLD", SIGCHLD},
-      {"CONT", SIGCONT},   {"STOP", SIGSTOP},     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},
-      {"TTOU", SIGTTOU},   {"URG", SIGURG},       {"XCPU", SIGXCPU}, {"XFSZ", SIGXFSZ},
-      {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF},   {"WINCH", SIGWINCH}, {"IO", SIGIO},
-      {"PWR", SIGPWR},     {"SYS", SIGSYS}};
+      {"HUP", SIGHUP},       {"INT", SIGINT},   {"QUIT", SIGQUIT},   {"ILL", SIGILL},
+      {"TRAP", SIGTRAP},     {"ABRT", SIGABRT}, {"BUS", SIGBUS},     {"FPE", SIGFPE},
+      {"KILL", SIGKILL},     {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},   {"USR2", SIGUSR2},
+      {"PIPE", SIGPIPE},     {"ALRM", SIGALRM}, {"TERM", SIGTERM},   {"CHLD", SIGCHLD},
+      {"CONT", SIGCONT},     {"STOP", SIGSTOP}, {"TSTP", SIGTSTP},   {"TTIN", SIGTTIN},
+      {"TTOU", SIGTTOU},     {"URG", SIGURG},   {"XCPU", SIGXCPU},   {"XFSZ", SIGXFSZ},
+      {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH}, {"IO", SIGIO},
+      {"PWR", SIGPWR},       {"SYS", SIGSYS}};
   std::string s;
-  for (char c : text) s += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  for (char c : text)
+    s += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (auto n = ParseId(s); n && *n >= 1 && *n <= 64) return static_cast<int>(*n);
   if (s.rfind("SIG", 0) == 0) s = s.substr(3);
   for (const auto& [name, number] : kSignals)
@@ -261,13 +273,18 @@ std::string BuildOciSpec(const std::string& id, const ImageInfo& image, const Co
     args.insert(args.end(), tail.begin(), tail.end());
   }
   if (args.empty())
-    Invalid(fmt::format("no command for container {}: the image {} has no Entrypoint or Cmd and "
-                        "the spec gives none", id, image.name));
+    Invalid(
+        fmt::format("no command for container {}: the image {} has no Entrypoint or Cmd and "
+                    "the spec gives none",
+                    id, image.name));
 
-  std::string cwd = !spec.dir.empty() ? spec.dir : !image.working_dir.empty() ? image.working_dir : "/";
+  std::string cwd = !spec.dir.empty()            ? spec.dir
+                    : !image.working_dir.empty() ? image.working_dir
+                                                 : "/";
   if (cwd[0] != '/') Invalid(fmt::format("working directory \"{}\" is not an absolute path", cwd));
 
-  ProcessUser user = ResolveUser(!spec.user.empty() ? spec.user : image.user, image.passwd, image.group);
+  ProcessUser user =
+      ResolveUser(!spec.user.empty() ? spec.user : image.user, image.passwd, image.group);
   std::string hostname = !spec.hostname.empty() ? spec.hostname : id.substr(0, 12);
 
   std::vector<std::string> base;
@@ -277,13 +294,16 @@ std::string BuildOciSpec(const std::string& id, const ImageInfo& image, const Co
   base.push_back("HOSTNAME=" + hostname);
   base.insert(base.end(), image.env.begin(), image.env.end());
   std::vector<std::string> env = MergeEnv(std::move(base), spec.env);
-  if (std::none_of(env.begin(), env.end(), [](const std::string& e) { return e.rfind("HOME=", 0) == 0; }))
+  if (std::none_of(env.begin(), env.end(),
+                   [](const std::string& e) { return e.rfind("HOME=", 0) == 0; }))
     env.push_back("HOME=" + user.home);
 
   json::array caps;
-  for (const char* c : kCapabilities) caps.emplace_back(c);
+  for (const char* c : kCapabilities)
+    caps.emplace_back(c);
   json::array gids;
-  for (uint32_t g : user.additional_gids) gids.emplace_back(g);
+  for (uint32_t g : user.additional_gids)
+    gids.emplace_back(g);
   json::object process{
       {"terminal", false},
       {"user", {{"uid", user.uid}, {"gid", user.gid}, {"additionalGids", std::move(gids)}}},
@@ -302,12 +322,14 @@ std::string BuildOciSpec(const std::string& id, const ImageInfo& image, const Co
   file_bind(spec.resolv_conf_path, "/etc/resolv.conf");
   file_bind(spec.hosts_path, "/etc/hosts");
   file_bind(spec.hostname_path, "/etc/hostname");
-  std::stable_sort(mounts.begin(), mounts.end(),
-                   [](const MountSpec& a, const MountSpec& b) { return Depth(a.target) < Depth(b.target); });
+  std::stable_sort(mounts.begin(), mounts.end(), [](const MountSpec& a, const MountSpec& b) {
+    return Depth(a.target) < Depth(b.target);
+  });
   json::array all_mounts;
   for (json::value& m : DefaultMounts()) {
     std::string dest(m.as_object().at("destination").as_string());
-    if (std::none_of(mounts.begin(), mounts.end(), [&](const MountSpec& s) { return s.target == dest; }))
+    if (std::none_of(mounts.begin(), mounts.end(),
+                     [&](const MountSpec& s) { return s.target == dest; }))
       all_mounts.push_back(std::move(m));
   }
   for (const MountSpec& m : mounts) {
@@ -343,14 +365,17 @@ std::string BuildOciSpec(const std::string& id, const ImageInfo& image, const Co
   if (spec.pids_limit > 0) resources["pids"] = {{"limit", spec.pids_limit}};
 
   json::array namespaces;
-  for (const char* ns : {"pid", "ipc", "uts", "mount"}) namespaces.push_back(json::object{{"type", ns}});
+  for (const char* ns : {"pid", "ipc", "uts", "mount"})
+    namespaces.push_back(json::object{{"type", ns}});
   json::object net{{"type", "network"}};
   if (!spec.netns_path.empty()) net["path"] = spec.netns_path;
   namespaces.push_back(std::move(net));
 
   json::array masked, readonly;
-  for (const char* p : kMaskedPaths) masked.emplace_back(p);
-  for (const char* p : kReadonlyPaths) readonly.emplace_back(p);
+  for (const char* p : kMaskedPaths)
+    masked.emplace_back(p);
+  for (const char* p : kReadonlyPaths)
+    readonly.emplace_back(p);
 
   json::object root{{"ociVersion", "1.0.2"},
                     {"process", std::move(process)},
@@ -365,7 +390,8 @@ std::string BuildOciSpec(const std::string& id, const ImageInfo& image, const Co
                       {"readonlyPaths", std::move(readonly)}}}};
   if (!spec.labels.empty()) {
     json::object annotations;
-    for (const auto& [k, v] : spec.labels) annotations[k] = v;
+    for (const auto& [k, v] : spec.labels)
+      annotations[k] = v;
     root["annotations"] = std::move(annotations);
   }
   return json::serialize(root);

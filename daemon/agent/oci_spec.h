@@ -37,7 +37,7 @@ struct ContainerSpec {
   std::vector<std::string> env;      // KEY=VALUE sets, KEY unsets
   std::string dir;
   std::string user;
-  std::string hostname;  // empty = the first 12 characters of the container id
+  std::string hostname;                       // empty = the first 12 characters of the container id
   std::map<std::string, std::string> labels;  // become OCI annotations
   std::vector<MountSpec> mounts;
   std::string stop_signal;  // empty = the image's, else SIGTERM (see StopSignal)

@@ -26,24 +26,27 @@ const char* const kManifestAccept =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, */*";
 
 std::string Lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
 std::string PercentEncode(std::string_view s) {
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
-    else out += fmt::format("%{:02X}", c);
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+      out += static_cast<char>(c);
+    else
+      out += fmt::format("%{:02X}", c);
   }
   return out;
 }
 
 std::string Base64(std::string_view s) {
   std::string out(4 * ((s.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(s.data()),
-                          static_cast<int>(s.size()));
+  int n =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(s.data()), static_cast<int>(s.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -109,15 +112,18 @@ std::vector<AuthChallenge> ParseWwwAuthenticate(std::string_view h) {
   std::vector<AuthChallenge> out;
   size_t p = 0;
   auto skip_ws = [&] {
-    while (p < h.size() && (h[p] == ' ' || h[p] == '\t')) ++p;
+    while (p < h.size() && (h[p] == ' ' || h[p] == '\t'))
+      ++p;
   };
   auto token = [&] {
     size_t start = p;
-    while (p < h.size() && h[p] != ' ' && h[p] != '\t' && h[p] != ',' && h[p] != '=') ++p;
+    while (p < h.size() && h[p] != ' ' && h[p] != '\t' && h[p] != ',' && h[p] != '=')
+      ++p;
     return std::string(h.substr(start, p - start));
   };
   while (p < h.size()) {
-    while (p < h.size() && (h[p] == ' ' || h[p] == '\t' || h[p] == ',')) ++p;
+    while (p < h.size() && (h[p] == ' ' || h[p] == '\t' || h[p] == ','))
+      ++p;
     if (p >= h.size()) break;
     AuthChallenge c;
     c.scheme = Lower(token());
@@ -152,7 +158,8 @@ std::vector<AuthChallenge> ParseWwwAuthenticate(std::string_view h) {
         if (p < h.size()) ++p;  // closing quote
       } else {
         size_t start = p;
-        while (p < h.size() && h[p] != ',' && h[p] != ' ' && h[p] != '\t') ++p;
+        while (p < h.size() && h[p] != ',' && h[p] != ' ' && h[p] != '\t')
+          ++p;
         value = std::string(h.substr(start, p - start));
       }
       c.params[Lower(name)] = value;
@@ -174,7 +181,8 @@ struct Registry::Impl {
   std::vector<Endpoint> Endpoints(const std::string& domain) {
     std::vector<Endpoint> out;
     auto trim = [](Url u) {
-      while (u.target.size() > 1 && u.target.back() == '/') u.target.pop_back();
+      while (u.target.size() > 1 && u.target.back() == '/')
+        u.target.pop_back();
       if (u.target == "/") u.target.clear();
       return u;
     };
@@ -188,7 +196,8 @@ struct Registry::Impl {
     }
     bool insecure = false;
     std::string host = domain.substr(0, domain.rfind(':'));
-    for (const std::string& i : config.insecure) insecure |= (i == domain || i == host);
+    for (const std::string& i : config.insecure)
+      insecure |= (i == domain || i == host);
     Url u = Url::Parse((insecure ? "http://" : "https://") + domain);
     u.target.clear();
     out.push_back({u, domain, false});
@@ -213,15 +222,17 @@ struct Registry::Impl {
       req.url = req.url.Resolve(location);
       if (r.status == 303) req.method = req.method == "HEAD" ? "HEAD" : "GET";
       if (req.url.HostPort() != origin)
-        req.headers.erase(std::remove_if(req.headers.begin(), req.headers.end(),
-                                         [](const auto& h) { return Lower(h.first) == "authorization"; }),
-                          req.headers.end());
+        req.headers.erase(
+            std::remove_if(req.headers.begin(), req.headers.end(),
+                           [](const auto& h) { return Lower(h.first) == "authorization"; }),
+            req.headers.end());
     }
   }
 
   // A token from the challenge's realm: with credentials a form POST (falling back to GET with
   // Basic auth when the server refuses the form), anonymously a GET.
-  Token FetchToken(const Endpoint& ep, const AuthChallenge& c, const std::vector<std::string>& scopes) {
+  Token FetchToken(const Endpoint& ep, const AuthChallenge& c,
+                   const std::vector<std::string>& scopes) {
     auto realm_it = c.params.find("realm");
     if (realm_it == c.params.end())
       throw ExecutorError(ErrorKind::kUnauthorized,
@@ -239,7 +250,8 @@ struct Registry::Impl {
       req.body = "grant_type=password&client_id=containerd-client&username=" +
                  PercentEncode(creds->username) + "&password=" + PercentEncode(creds->password);
       if (!service.empty()) req.body += "&service=" + PercentEncode(service);
-      for (const std::string& s : scopes) req.body += "&scope=" + PercentEncode(s);
+      for (const std::string& s : scopes)
+        req.body += "&scope=" + PercentEncode(s);
       r = SendFollowing(req, nullptr, 1u << 20);
       if (r.status == 400 || r.status == 401 || r.status == 404 || r.status == 405) r.status = 0;
     }
@@ -248,7 +260,8 @@ struct Registry::Impl {
       req.url = realm;
       std::string query;
       if (!service.empty()) query += "service=" + PercentEncode(service);
-      for (const std::string& s : scopes) query += (query.empty() ? "" : "&") + ("scope=" + PercentEncode(s));
+      for (const std::string& s : scopes)
+        query += (query.empty() ? "" : "&") + ("scope=" + PercentEncode(s));
       if (!query.empty())
         req.url.target += (req.url.target.find('?') == std::string::npos ? "?" : "&") + query;
       if (creds != nullptr && !creds->username.empty())
@@ -257,22 +270,25 @@ struct Registry::Impl {
       r = SendFollowing(req, nullptr, 1u << 20);
     }
     if (r.status / 100 != 2)
-      throw ExecutorError(r.status == 401 || r.status == 403 ? ErrorKind::kUnauthorized : KindOf(r.status),
-                          fmt::format("token from {}: {}", realm.HostPort(), Answer(r)));
+      throw ExecutorError(
+          r.status == 401 || r.status == 403 ? ErrorKind::kUnauthorized : KindOf(r.status),
+          fmt::format("token from {}: {}", realm.HostPort(), Answer(r)));
     boost::system::error_code ec;
     json::value v = json::parse(r.body, ec);
     std::string token;
     int64_t expires_in = 60;
     if (!ec && v.is_object()) {
       for (const char* key : {"token", "access_token"})
-        if (const json::value* t = v.as_object().if_contains(key); t && t->is_string() && token.empty())
+        if (const json::value* t = v.as_object().if_contains(key);
+            t && t->is_string() && token.empty())
           token = t->as_string();
       if (const json::value* e = v.as_object().if_contains("expires_in"); e && e->is_int64())
         expires_in = std::max<int64_t>(e->as_int64(), 10);
     }
     if (token.empty())
-      throw ExecutorError(ErrorKind::kUnauthorized,
-                          fmt::format("token from {}: the answer holds no token", realm.HostPort()));
+      throw ExecutorError(
+          ErrorKind::kUnauthorized,
+          fmt::format("token from {}: the answer holds no token", realm.HostPort()));
     // Refresh a little early so that a token never expires between use and answer.
     return {"Bearer " + token,
             std::chrono::steady_clock::now() + std::chrono::seconds(expires_in * 9 / 10)};
@@ -344,7 +360,8 @@ struct Registry::Impl {
       } catch (const ExecutorError& e) {
         if (i + 1 == eps.size()) {
           if (mirror_errors.empty()) throw;
-          throw ExecutorError(e.kind(), std::string(e.what()) + " (mirrors: " + mirror_errors + ")");
+          throw ExecutorError(e.kind(),
+                              std::string(e.what()) + " (mirrors: " + mirror_errors + ")");
         }
         if (!mirror_errors.empty()) mirror_errors += "; ";
         mirror_errors += eps[i].base.String() + ": " + e.what();
@@ -379,7 +396,8 @@ Descriptor Registry::Resolve(const ImageRef& ref) {
       std::string length = r.Header("content-length");
       std::from_chars(length.data(), length.data() + length.size(), d.size);
       if (d.digest.empty() && !ref.digest.empty()) d.digest = ref.digest;
-      if (!d.digest.empty() && d.size > 0 && (IsIndexType(d.media_type) || IsManifestType(d.media_type)))
+      if (!d.digest.empty() && d.size > 0 &&
+          (IsIndexType(d.media_type) || IsManifestType(d.media_type)))
         return d;
     }
     // HEAD answers lack a body (the registry's error message) and sometimes headers: GET.
@@ -409,9 +427,8 @@ std::string Registry::FetchManifest(const ImageRef& ref, const Descriptor& desc)
     if (r.status / 100 != 2) Fail(get, r);
     std::string got = Sha256Digest(r.body);
     if (got != desc.digest)
-      throw ExecutorError(ErrorKind::kFailed,
-                          fmt::format("manifest {} from {} has digest {}", desc.digest,
-                                      ep.base.HostPort(), got));
+      throw ExecutorError(ErrorKind::kFailed, fmt::format("manifest {} from {} has digest {}",
+                                                          desc.digest, ep.base.HostPort(), got));
     return std::move(r.body);
   });
 }

@@ -32,12 +32,23 @@ struct MountFlag {
   unsigned long flag;
 };
 constexpr MountFlag kFlags[] = {
-    {"ro", false, MS_RDONLY},          {"rw", true, MS_RDONLY},         {"bind", false, MS_BIND},
-    {"rbind", false, MS_BIND | MS_REC}, {"nosuid", false, MS_NOSUID},   {"suid", true, MS_NOSUID},
-    {"nodev", false, MS_NODEV},        {"dev", true, MS_NODEV},         {"noexec", false, MS_NOEXEC},
-    {"exec", true, MS_NOEXEC},         {"noatime", false, MS_NOATIME},  {"relatime", false, MS_RELATIME},
-    {"strictatime", false, MS_STRICTATIME}, {"nodiratime", false, MS_NODIRATIME},
-    {"sync", false, MS_SYNCHRONOUS},   {"async", true, MS_SYNCHRONOUS}, {"dirsync", false, MS_DIRSYNC},
+    {"ro", false, MS_RDONLY},
+    {"rw", true, MS_RDONLY},
+    {"bind", false, MS_BIND},
+    {"rbind", false, MS_BIND | MS_REC},
+    {"nosuid", false, MS_NOSUID},
+    {"suid", true, MS_NOSUID},
+    {"nodev", false, MS_NODEV},
+    {"dev", true, MS_NODEV},
+    {"noexec", false, MS_NOEXEC},
+    {"exec", true, MS_NOEXEC},
+    {"noatime", false, MS_NOATIME},
+    {"relatime", false, MS_RELATIME},
+    {"strictatime", false, MS_STRICTATIME},
+    {"nodiratime", false, MS_NODIRATIME},
+    {"sync", false, MS_SYNCHRONOUS},
+    {"async", true, MS_SYNCHRONOUS},
+    {"dirsync", false, MS_DIRSYNC},
 };
 
 // A temporary directory with the snapshot's mounts on it; unmounts and removes itself.
@@ -46,10 +57,12 @@ class TempMount {
   explicit TempMount(const google::protobuf::RepeatedPtrField<cdapi::Mount>& mounts) {
     char tmpl[] = "/tmp/skep-rootfs-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr)
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("mkdtemp /tmp: {}", std::strerror(errno)));
+      throw ExecutorError(ErrorKind::kFailed,
+                          fmt::format("mkdtemp /tmp: {}", std::strerror(errno)));
     dir_ = tmpl;
     try {
-      for (const cdapi::Mount& m : mounts) MountOne(m);
+      for (const cdapi::Mount& m : mounts)
+        MountOne(m);
     } catch (...) {
       Release();
       throw;
@@ -80,12 +93,14 @@ class TempMount {
     if (m.type() == "overlay" && data.size() >= 4000) data = ShortenLowerdirs(data);
     if (::mount(m.source().c_str(), dir_.c_str(), m.type().c_str(), flags,
                 data.empty() ? nullptr : data.c_str()) != 0)
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("mount {} ({}) on {}: {}", m.source(), m.type(), dir_,
-                                                          std::strerror(errno)));
+      throw ExecutorError(ErrorKind::kFailed, fmt::format("mount {} ({}) on {}: {}", m.source(),
+                                                          m.type(), dir_, std::strerror(errno)));
     mounted_ = true;
     // A bind mount ignores MS_RDONLY until remounted.
-    if ((flags & MS_BIND) && ::mount("", dir_.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
-      throw ExecutorError(ErrorKind::kFailed, fmt::format("remount {} read-only: {}", dir_, std::strerror(errno)));
+    if ((flags & MS_BIND) &&
+        ::mount("", dir_.c_str(), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) != 0)
+      throw ExecutorError(ErrorKind::kFailed,
+                          fmt::format("remount {} read-only: {}", dir_, std::strerror(errno)));
   }
 
   // overlay's mount data must fit in a page: with many layers, point lowerdir at short
@@ -151,7 +166,9 @@ std::string ReadInRoot(const std::string& root, std::string path) {
     if (fs::is_symlink(st)) {
       fs::path target = fs::read_symlink(p, ec);
       if (ec) return {};
-      path = target.is_absolute() ? target.string() : (fs::path(path).parent_path() / target).lexically_normal().string();
+      path = target.is_absolute()
+                 ? target.string()
+                 : (fs::path(path).parent_path() / target).lexically_normal().string();
       continue;
     }
     if (!fs::is_regular_file(st)) return {};
@@ -160,7 +177,8 @@ std::string ReadInRoot(const std::string& root, std::string path) {
     std::string out;
     char buf[8192];
     ssize_t n;
-    while ((n = ::read(fd, buf, sizeof buf)) > 0 && out.size() < kMaxFileBytes) out.append(buf, static_cast<size_t>(n));
+    while ((n = ::read(fd, buf, sizeof buf)) > 0 && out.size() < kMaxFileBytes)
+      out.append(buf, static_cast<size_t>(n));
     ::close(fd);
     return out;
   }
@@ -185,7 +203,8 @@ std::vector<std::string> Containerd::Impl::ReadRootfsFiles(const std::string& ch
   std::vector<std::string> out;
   try {
     TempMount mount(resp.mounts());
-    for (const std::string& p : paths) out.push_back(ReadInRoot(mount.dir(), p));
+    for (const std::string& p : paths)
+      out.push_back(ReadInRoot(mount.dir(), p));
   } catch (...) {
     RemoveSnapshot(key);
     throw;

@@ -6,9 +6,12 @@
 using namespace skep::executor;
 
 namespace {
-const std::string kDigest = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+const std::string kDigest =
+    "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
-std::string Normalized(const std::string& ref) { return ParseImageRef(ref).String(); }
+std::string Normalized(const std::string& ref) {
+  return ParseImageRef(ref).String();
+}
 
 std::string ErrorOf(const std::string& ref) {
   try {
@@ -39,14 +42,16 @@ TEST_CASE("a user/repo name is on docker.io without the library prefix", "[image
   CHECK(Normalized("docker.io/nginx") == "docker.io/library/nginx:latest");
 }
 
-TEST_CASE("a first component with a dot or a port or named localhost is a registry host", "[image_ref]") {
+TEST_CASE("a first component with a dot or a port or named localhost is a registry host",
+          "[image_ref]") {
   ImageRef r = ParseImageRef("10.88.0.1:5000/x/y:tag");
   CHECK(r.domain == "10.88.0.1:5000");
   CHECK(r.path == "x/y");
   CHECK(r.tag == "tag");
   CHECK(Normalized("localhost/app") == "localhost/app:latest");
   CHECK(Normalized("localhost:5000/app:2") == "localhost:5000/app:2");
-  CHECK(Normalized("registry.example.com/team/app:v1.2-rc") == "registry.example.com/team/app:v1.2-rc");
+  CHECK(Normalized("registry.example.com/team/app:v1.2-rc") ==
+        "registry.example.com/team/app:v1.2-rc");
   CHECK(Normalized("[::1]:5000/app") == "[::1]:5000/app:latest");
   // A port-less name is not confused with a tag.
   CHECK(ParseImageRef("127.0.0.1:5000/app").tag == "latest");
@@ -83,10 +88,12 @@ TEST_CASE("invalid references are refused with a reason", "[image_ref]") {
   CHECK_THAT(ErrorOf("busybox:-x"), Catch::Contains("invalid tag \"-x\""));
   CHECK_THAT(ErrorOf("busybox:" + std::string(129, 'a')), Catch::Contains("invalid tag"));
   CHECK_THAT(ErrorOf("busybox@sha256:1234"), Catch::Contains("invalid digest \"sha256:1234\""));
-  CHECK_THAT(ErrorOf("busybox@md5:" + std::string(32, 'a')), Catch::Contains("unsupported digest algorithm \"md5\""));
+  CHECK_THAT(ErrorOf("busybox@md5:" + std::string(32, 'a')),
+             Catch::Contains("unsupported digest algorithm \"md5\""));
   CHECK_THAT(ErrorOf("busybox@sha256:" + std::string(64, 'A')), Catch::Contains("invalid digest"));
   CHECK_THAT(ErrorOf("https://docker.io/busybox"), Catch::Contains("no scheme"));
-  CHECK_THAT(ErrorOf("bad_host:5000/app"), Catch::Contains("invalid registry host \"bad_host:5000\""));
+  CHECK_THAT(ErrorOf("bad_host:5000/app"),
+             Catch::Contains("invalid registry host \"bad_host:5000\""));
   CHECK_THAT(ErrorOf("host:port/app"), Catch::Contains("invalid registry host"));
   CHECK_THAT(ErrorOf("busy box"), Catch::Contains("whitespace"));
   CHECK_THAT(ErrorOf(":tag"), Catch::Contains("missing repository name"));

@@ -7,7 +7,9 @@ using namespace skep::executor;
 
 namespace {
 
-std::string Digest(char c) { return "sha256:" + std::string(64, c); }
+std::string Digest(char c) {
+  return "sha256:" + std::string(64, c);
+}
 
 std::string Entry(char digest, const std::string& arch, const std::string& variant = "",
                   const std::string& os = "linux",
@@ -19,8 +21,11 @@ std::string Entry(char digest, const std::string& arch, const std::string& varia
 }
 
 std::string Index(const std::vector<std::string>& entries) {
-  std::string s = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[";
-  for (size_t i = 0; i < entries.size(); ++i) s += (i ? "," : "") + entries[i];
+  std::string s =
+      "{\"schemaVersion\":2,\"mediaType\":\"application/"
+      "vnd.oci.image.index.v1+json\",\"manifests\":[";
+  for (size_t i = 0; i < entries.size(); ++i)
+    s += (i ? "," : "") + entries[i];
   return s + "]}";
 }
 
@@ -32,8 +37,9 @@ std::string Chosen(const std::string& index, const Platform& want) {
 }  // namespace
 
 TEST_CASE("the manifest for this platform is chosen from an index", "[manifest]") {
-  std::string index = Index({Entry('a', "arm", "v6"), Entry('b', "arm", "v7"), Entry('c', "arm64", "v8"),
-                             Entry('d', "amd64"), Entry('e', "amd64", "", "windows")});
+  std::string index =
+      Index({Entry('a', "arm", "v6"), Entry('b', "arm", "v7"), Entry('c', "arm64", "v8"),
+             Entry('d', "amd64"), Entry('e', "amd64", "", "windows")});
   CHECK(Chosen(index, {"linux", "amd64", ""}) == Digest('d'));
   CHECK(Chosen(index, {"linux", "arm64", "v8"}) == Digest('c'));
   CHECK(Chosen(index, {"linux", "arm", "v7"}) == Digest('b'));
@@ -47,18 +53,20 @@ TEST_CASE("the manifest for this platform is chosen from an index", "[manifest]"
 
 TEST_CASE("platform selection falls back to compatible variants", "[manifest]") {
   // arm/v7 runs arm/v6 (the newer v6 beats v5); arm64 without a variant matches v8.
-  CHECK(Chosen(Index({Entry('a', "arm", "v5"), Entry('b', "arm", "v6")}), {"linux", "arm", "v7"}) == Digest('b'));
+  CHECK(Chosen(Index({Entry('a', "arm", "v5"), Entry('b', "arm", "v6")}), {"linux", "arm", "v7"}) ==
+        Digest('b'));
   CHECK(Chosen(Index({Entry('a', "arm64")}), {"linux", "arm64", "v8"}) == Digest('a'));
   CHECK(Chosen(Index({Entry('a', "arm", "v7")}), {"linux", "arm64", "v8"}) == Digest('a'));
   // An exact variant beats an unspecified one, which beats an older one.
   CHECK(Chosen(Index({Entry('a', "arm", "v6"), Entry('b', "arm"), Entry('c', "arm", "v7")}),
                {"linux", "arm", "v7"}) == Digest('c'));
-  CHECK(Chosen(Index({Entry('a', "arm", "v6"), Entry('b', "arm")}), {"linux", "arm", "v7"}) == Digest('b'));
+  CHECK(Chosen(Index({Entry('a', "arm", "v6"), Entry('b', "arm")}), {"linux", "arm", "v7"}) ==
+        Digest('b'));
 }
 
 TEST_CASE("attestation entries and foreign platforms are never chosen", "[manifest]") {
-  std::string index = Index({Entry('a', "unknown", "", "unknown", "application/vnd.in-toto+json"),
-                             Entry('b', "amd64")});
+  std::string index = Index(
+      {Entry('a', "unknown", "", "unknown", "application/vnd.in-toto+json"), Entry('b', "amd64")});
   CHECK(Chosen(index, {"linux", "amd64", ""}) == Digest('b'));
   try {
     Chosen(Index({Entry('a', "arm64", "v8"), Entry('b', "s390x")}), {"linux", "amd64", ""});
@@ -72,11 +80,15 @@ TEST_CASE("attestation entries and foreign platforms are never chosen", "[manife
 
 TEST_CASE("a Docker manifest list is an index", "[manifest]") {
   std::string list =
-      "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.list.v2+json\","
-      "\"manifests\":[" + Entry('f', "amd64", "", "linux", "application/vnd.docker.distribution.manifest.v2+json") + "]}";
+      "{\"schemaVersion\":2,\"mediaType\":\"application/"
+      "vnd.docker.distribution.manifest.list.v2+json\","
+      "\"manifests\":[" +
+      Entry('f', "amd64", "", "linux", "application/vnd.docker.distribution.manifest.v2+json") +
+      "]}";
   CHECK(ManifestMediaType(list, "") == "application/vnd.docker.distribution.manifest.list.v2+json");
   CHECK(IsIndexType(ManifestMediaType(list, "")));
-  CHECK(ParseIndex(list).at(0).descriptor.media_type == "application/vnd.docker.distribution.manifest.v2+json");
+  CHECK(ParseIndex(list).at(0).descriptor.media_type ==
+        "application/vnd.docker.distribution.manifest.v2+json");
 }
 
 TEST_CASE("manifest media types come from the document or the header or its shape", "[manifest]") {
@@ -86,18 +98,24 @@ TEST_CASE("manifest media types come from the document or the header or its shap
         "application/vnd.oci.image.manifest.v1+json");
   CHECK(ManifestMediaType(oci_no_type, "application/octet-stream") ==
         "application/vnd.oci.image.manifest.v1+json");
-  CHECK(ManifestMediaType("{\"schemaVersion\":2,\"manifests\":[]}", "") == "application/vnd.oci.image.index.v1+json");
+  CHECK(ManifestMediaType("{\"schemaVersion\":2,\"manifests\":[]}", "") ==
+        "application/vnd.oci.image.index.v1+json");
   CHECK_THROWS_WITH(ManifestMediaType("{\"schemaVersion\":1,\"fsLayers\":[]}", ""),
                     Catch::Contains("schema 1 manifests are not supported"));
   CHECK_THROWS_WITH(ManifestMediaType("not json", ""), Catch::Contains("invalid manifest"));
 }
 
 TEST_CASE("a manifest lists its config and layers in order", "[manifest]") {
-  std::string m = "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
-                  "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" +
-                  Digest('c') + "\",\"size\":837},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
-                  "\"digest\":\"" + Digest('1') + "\",\"size\":1085744},{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
-                  "\"digest\":\"" + Digest('2') + "\",\"size\":124}]}";
+  std::string m =
+      "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+      "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"" +
+      Digest('c') +
+      "\",\"size\":837},\"layers\":[{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+      "\"digest\":\"" +
+      Digest('1') +
+      "\",\"size\":1085744},{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\","
+      "\"digest\":\"" +
+      Digest('2') + "\",\"size\":124}]}";
   Manifest parsed = ParseManifest(m);
   CHECK(parsed.config.digest == Digest('c'));
   CHECK(parsed.config.size == 837);
@@ -106,7 +124,8 @@ TEST_CASE("a manifest lists its config and layers in order", "[manifest]") {
   CHECK(parsed.layers[0].size == 1085744);
   CHECK(parsed.layers[1].media_type == "application/vnd.oci.image.layer.v1.tar+gzip");
   CHECK_THROWS_WITH(ParseManifest("{\"layers\":[]}"), Catch::Contains("no \"config\""));
-  CHECK_THROWS_WITH(ParseManifest("{\"config\":{\"digest\":\"md5:00\"}}"), Catch::Contains("only sha256"));
+  CHECK_THROWS_WITH(ParseManifest("{\"config\":{\"digest\":\"md5:00\"}}"),
+                    Catch::Contains("only sha256"));
 }
 
 TEST_CASE("chain IDs hash each parent chain with the next diff ID", "[manifest]") {
@@ -120,7 +139,8 @@ TEST_CASE("chain IDs hash each parent chain with the next diff ID", "[manifest]"
   CHECK(chain[1] == "sha256:dbf564ed7a38d407fa52204da4c23036023663c23326dd40fa274570415a59f7");
   CHECK(chain[2] == "sha256:e401819c88fd39ececb2f2ca652a07a4dbb0a1c855151aec8992f1e06baf3f00");
   CHECK(ChainIds({}).empty());
-  CHECK(Sha256Digest("hello") == "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+  CHECK(Sha256Digest("hello") ==
+        "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
 }
 
 TEST_CASE("the image config gives the run settings and the diff IDs", "[manifest]") {

@@ -36,18 +36,24 @@ ImageInfo Image() {
   return i;
 }
 
-json::object Build(const ImageInfo& image, const ContainerSpec& spec, const std::string& id = "web.1.abcdef0123456789") {
+json::object Build(const ImageInfo& image, const ContainerSpec& spec,
+                   const std::string& id = "web.1.abcdef0123456789") {
   return json::parse(BuildOciSpec(id, image, spec)).as_object();
 }
 
 std::vector<std::string> Strings(const json::value& v) {
   std::vector<std::string> out;
-  for (const auto& s : v.as_array()) out.emplace_back(s.as_string());
+  for (const auto& s : v.as_array())
+    out.emplace_back(s.as_string());
   return out;
 }
 
-std::vector<std::string> Args(const json::object& s) { return Strings(s.at("process").at("args")); }
-std::vector<std::string> Env(const json::object& s) { return Strings(s.at("process").at("env")); }
+std::vector<std::string> Args(const json::object& s) {
+  return Strings(s.at("process").at("args"));
+}
+std::vector<std::string> Env(const json::object& s) {
+  return Strings(s.at("process").at("env"));
+}
 
 const json::object* MountAt(const json::object& s, const std::string& dest) {
   for (const auto& m : s.at("mounts").as_array())
@@ -79,15 +85,17 @@ TEST_CASE("a container with no command at all is refused", "[oci_spec]") {
   ImageInfo empty = Image();
   empty.entrypoint.clear();
   empty.cmd.clear();
-  CHECK_THROWS_WITH(BuildOciSpec("c1", empty, ContainerSpec{}), Catch::Contains("has no Entrypoint or Cmd"));
+  CHECK_THROWS_WITH(BuildOciSpec("c1", empty, ContainerSpec{}),
+                    Catch::Contains("has no Entrypoint or Cmd"));
 }
 
 TEST_CASE("the spec's env overrides the image's by key and a bare key unsets", "[oci_spec]") {
   ContainerSpec spec;
   spec.env = {"MODE=dev", "NEW=x", "KEEP", "HOME=/data"};
   spec.hostname = "web-1";
-  CHECK(Env(Build(Image(), spec)) ==
-        std::vector<std::string>{"HOSTNAME=web-1", "PATH=/usr/bin:/bin", "MODE=dev", "NEW=x", "HOME=/data"});
+  CHECK(Env(Build(Image(), spec)) == std::vector<std::string>{"HOSTNAME=web-1",
+                                                              "PATH=/usr/bin:/bin", "MODE=dev",
+                                                              "NEW=x", "HOME=/data"});
   CHECK(MergeEnv({"A=1", "B=2", "A=3"}, {"A"}) == std::vector<std::string>{"B=2"});
   CHECK(MergeEnv({"A=1"}, {"A=x=y"}) == std::vector<std::string>{"A=x=y"});
 }
@@ -98,8 +106,9 @@ TEST_CASE("an image without env gets the default PATH and HOME comes from passwd
   ContainerSpec spec;
   spec.user = "www";
   std::vector<std::string> env = Env(Build(image, spec, "0123456789abcdef"));
-  CHECK(env == std::vector<std::string>{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                        "HOSTNAME=0123456789ab", "HOME=/home/www"});
+  CHECK(env == std::vector<std::string>{
+                   "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                   "HOSTNAME=0123456789ab", "HOME=/home/www"});
 }
 
 TEST_CASE("the working dir is the spec's or the image's or /", "[oci_spec]") {
@@ -153,7 +162,8 @@ TEST_CASE("unknown user and group names are errors that say which", "[oci_spec]"
                     "unable to find user ghost: no matching entries in passwd file");
   CHECK_THROWS_WITH(ResolveUser("www:ghosts", kPasswd, kGroup),
                     "unable to find group ghosts: no matching entries in group file");
-  CHECK_THROWS_WITH(ResolveUser("a:b:c", kPasswd, kGroup), Catch::Contains("invalid user \"a:b:c\""));
+  CHECK_THROWS_WITH(ResolveUser("a:b:c", kPasswd, kGroup),
+                    Catch::Contains("invalid user \"a:b:c\""));
   CHECK_THROWS_WITH(ResolveUser("www:", kPasswd, kGroup), Catch::Contains("invalid user"));
 }
 
@@ -189,23 +199,28 @@ TEST_CASE("bind and volume and tmpfs mounts become OCI mounts with parents first
   const json::object* scratch = MountAt(s, "/scratch");
   REQUIRE(scratch != nullptr);
   CHECK(scratch->at("type") == "tmpfs");
-  CHECK(Strings(scratch->at("options")) == std::vector<std::string>{"nosuid", "nodev", "mode=1777", "size=67108864"});
+  CHECK(Strings(scratch->at("options")) ==
+        std::vector<std::string>{"nosuid", "nodev", "mode=1777", "size=67108864"});
   // A spec mount replaces the default at the same place.
   const json::object* run = MountAt(s, "/run");
   REQUIRE(run != nullptr);
   CHECK(Strings(run->at("options")) == std::vector<std::string>{"nosuid", "nodev", "mode=755"});
   int runs = 0;
-  for (const auto& m : s.at("mounts").as_array()) runs += m.at("destination") == "/run";
+  for (const auto& m : s.at("mounts").as_array())
+    runs += m.at("destination") == "/run";
   CHECK(runs == 1);
   const json::object* resolv = MountAt(s, "/etc/resolv.conf");
   REQUIRE(resolv != nullptr);
   CHECK(resolv->at("source") == "/var/lib/skep/c1/resolv.conf");
   // Defaults are there.
-  for (const char* d : {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"}) CHECK(MountAt(s, d) != nullptr);
+  for (const char* d : {"/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys"})
+    CHECK(MountAt(s, d) != nullptr);
   // /data (depth 1) comes before /etc/app/conf (depth 3).
   std::vector<std::string> order;
-  for (const auto& m : s.at("mounts").as_array()) order.emplace_back(m.at("destination").as_string());
-  CHECK(std::find(order.begin(), order.end(), "/data") < std::find(order.begin(), order.end(), "/etc/app/conf"));
+  for (const auto& m : s.at("mounts").as_array())
+    order.emplace_back(m.at("destination").as_string());
+  CHECK(std::find(order.begin(), order.end(), "/data") <
+        std::find(order.begin(), order.end(), "/etc/app/conf"));
 
   ContainerSpec bad;
   bad.mounts = {{MountSpec::Type::kBind, "relative", "/x", false, 0, 0}};
@@ -245,18 +260,19 @@ TEST_CASE("devices are denied except the default character devices", "[oci_spec]
         return true;
     return false;
   };
-  CHECK(allowed(1, 3));    // null
-  CHECK(allowed(1, 5));    // zero
-  CHECK(allowed(1, 7));    // full
-  CHECK(allowed(1, 8));    // random
-  CHECK(allowed(1, 9));    // urandom
-  CHECK(allowed(5, 0));    // tty
-  CHECK(allowed(5, 2));    // ptmx
-  CHECK(allowed(136, 4));  // pts
+  CHECK(allowed(1, 3));        // null
+  CHECK(allowed(1, 5));        // zero
+  CHECK(allowed(1, 7));        // full
+  CHECK(allowed(1, 8));        // random
+  CHECK(allowed(1, 9));        // urandom
+  CHECK(allowed(5, 0));        // tty
+  CHECK(allowed(5, 2));        // ptmx
+  CHECK(allowed(136, 4));      // pts
   CHECK_FALSE(allowed(8, 0));  // a disk
 }
 
-TEST_CASE("the spec has containerd's defaults for caps and masked paths and rlimits and namespaces", "[oci_spec]") {
+TEST_CASE("the spec has containerd's defaults for caps and masked paths and rlimits and namespaces",
+          "[oci_spec]") {
   json::object s = Build(Image(), ContainerSpec{});
   std::vector<std::string> caps = Strings(s.at("process").at("capabilities").at("bounding"));
   CHECK(caps.size() == 14);

@@ -17,7 +17,8 @@ TEST_CASE("a Docker Hub bearer challenge yields its realm and service and scope"
 }
 
 TEST_CASE("several challenges in one header are told apart", "[registry]") {
-  auto c = ParseWwwAuthenticate(R"(Basic realm="Registry Realm", Bearer realm="https://a/t", service=svc,error="invalid_token")");
+  auto c = ParseWwwAuthenticate(
+      R"(Basic realm="Registry Realm", Bearer realm="https://a/t", service=svc,error="invalid_token")");
   REQUIRE(c.size() == 2);
   CHECK(c[0].scheme == "basic");
   CHECK(c[0].params.at("realm") == "Registry Realm");
@@ -28,7 +29,8 @@ TEST_CASE("several challenges in one header are told apart", "[registry]") {
 }
 
 TEST_CASE("challenge parsing is case-insensitive in names and keeps quoted commas", "[registry]") {
-  auto c = ParseWwwAuthenticate(R"(BEARER Realm="https://x/token?a=1,b=2" ,  Scope = "repository:a/b:pull,push")");
+  auto c = ParseWwwAuthenticate(
+      R"(BEARER Realm="https://x/token?a=1,b=2" ,  Scope = "repository:a/b:pull,push")");
   REQUIRE(c.size() == 1);
   CHECK(c[0].scheme == "bearer");
   CHECK(c[0].params.at("realm") == "https://x/token?a=1,b=2");
@@ -63,9 +65,11 @@ TEST_CASE("URLs split into scheme and host and port and target", "[registry]") {
 
 TEST_CASE("redirect locations resolve against the request URL", "[registry]") {
   Url base = Url::Parse("https://registry-1.docker.io/v2/library/busybox/blobs/sha256:ab");
-  CHECK(base.Resolve("https://cdn.example.com/blob?sig=1").String() == "https://cdn.example.com/blob?sig=1");
+  CHECK(base.Resolve("https://cdn.example.com/blob?sig=1").String() ==
+        "https://cdn.example.com/blob?sig=1");
   CHECK(base.Resolve("/other/path").String() == "https://registry-1.docker.io/other/path");
-  CHECK(base.Resolve("sibling").String() == "https://registry-1.docker.io/v2/library/busybox/blobs/sibling");
+  CHECK(base.Resolve("sibling").String() ==
+        "https://registry-1.docker.io/v2/library/busybox/blobs/sibling");
   CHECK(base.Resolve("//cdn.example.com/x").String() == "https://cdn.example.com/x");
 }
 
