@@ -27,7 +27,7 @@ const std::string kLab = "failover";
 const std::string kRoot = "/var/lib/skep-lab/" + kLab;
 
 int Lab(const std::string& args) {
-  const std::string cmd = "SKEP_LAB=" + kLab + " SKEP_LAB_NET=10.91.0 SKEP_LAB_NO_BUILD=1 " +
+  const std::string cmd = "SKEP_LAB=" + kLab + " SKEP_LAB_NET=10.91.0 SKEP_LAB_NO_BUILD=1 SKEP_LAB_NO_SERVICE=1 " +
                           "SKEP_LAB_BIN=" SKEP_BINARY_DIR "/daemon " SKEP_SOURCE_DIR
                           "/deploy/lab.sh " +
                           args + " >/dev/null";

@@ -26,7 +26,13 @@ int main(int argc, char** argv) {
                                        "the name this node is known by (default: the host's)")(
       "log-level", po::value(&log_level)->default_value("info"),
       "trace, debug, info, warn or error")("node-label", po::value(&labels)->composing(),
-                                           "a label for this node, key=value (repeatable)");
+                                           "a label for this node, key=value (repeatable)")(
+      "containerd-socket", po::value(&opt.containerd_socket)->default_value(opt.containerd_socket),
+      "containerd's gRPC socket; tasks run in its namespace \"skep\"")(
+      "registry-mirror", po::value(&opt.registry_mirrors)->composing(),
+      "a mirror for docker.io images, as a URL (repeatable)")(
+      "insecure-registry", po::value(&opt.insecure_registries)->composing(),
+      "a registry (host[:port]) spoken to over plain HTTP (repeatable)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);

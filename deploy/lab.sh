@@ -15,7 +15,10 @@
 # Nodes are m1..mN (managers) and w1..wN (workers). Environment (for tests running several
 # labs side by side): SKEP_LAB (name, default "skep"), SKEP_LAB_NET (the /24 prefix, default
 # 10.88.0), SKEP_LAB_ROOT (state, default /var/lib/skep-lab/$SKEP_LAB), SKEP_LAB_BIN (where
-# skepd and skep are, default build/daemon), SKEP_LAB_NO_BUILD=1 (use the binaries as they are).
+# skepd and skep are, default build/daemon), SKEP_LAB_NO_BUILD=1 (use the binaries as they are),
+# SKEP_LAB_NO_SERVICE=1 (do not create the demo service). Every node runs a containerd of its
+# own; a registry on the bridge ($SKEP_LAB_NET.1:5000) holds the test images and mirrors
+# docker.io for the nodes.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -37,7 +40,7 @@ ip_of() {
   esac
 }
 sock_of() { echo "$root/$1/skepd.sock"; }
-nodes() { [ -d "$root" ] && find "$root" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -V || true; }
+nodes() { [ -d "$root" ] && find "$root" -mindepth 1 -maxdepth 1 -type d -name '[mw][0-9]*' -printf '%f\n' | sort -V || true; }
 known() { [ -d "$root/$1" ] || die "no node \"$1\" in lab \"$lab\" (see: deploy/lab.sh status)"; }
 skep_on() { local node=$1; shift; SKEP_HOST="unix://$(sock_of "$node")" "$bin/skep" "$@"; }
 # A killed skepd whose parent is gone may linger as a zombie until something reaps it: that
@@ -57,9 +60,13 @@ start_node() {
   running "$node" && return 0
   mkdir -p "$root/$node"
   rm -f "$(sock_of "$node")"
+  # Each node has a containerd of its own; the lab's registry mirrors docker.io for it.
+  "$here/deploy/containerd.sh" start "$root/$node/containerd" >/dev/null
   ip netns exec "$(ns_of "$node")" setsid "$bin/skepd" \
     --data-dir "$root/$node/data" --control-socket "$(sock_of "$node")" \
     --hostname "$node" ${SKEP_LAB_LOG_LEVEL:+--log-level "$SKEP_LAB_LOG_LEVEL"} \
+    --containerd-socket "$root/$node/containerd/containerd.sock" \
+    --registry-mirror "http://$net.1:5000" --insecure-registry "$net.1:5000" \
     >>"$root/$node/skepd.log" 2>&1 </dev/null &
   echo $! >"$root/$node/pid"
   for _ in $(seq 100); do
@@ -117,6 +124,10 @@ lab_links() {
 
 cmd_down() {
   for node in $(nodes); do kill_node "$node"; done
+  for node in $(nodes); do
+    [ -d "$root/$node/containerd" ] && "$here/deploy/containerd.sh" stop "$root/$node/containerd" >/dev/null 2>&1 || true
+  done
+  [ -d "$root/registry" ] && "$here/deploy/registry.sh" stop "$root/registry" >/dev/null 2>&1 || true
   # Deleting a veth's host end removes both ends at once; a namespace's own devices, left to
   # the kernel, are torn down asynchronously and can outlive `ip netns del` by seconds, which
   # would make the next `up` fail with "File exists".
@@ -170,6 +181,9 @@ cmd_up() {
   ip link add "$bridge" type bridge
   ip addr add "$net.1/24" dev "$bridge"
   ip link set "$bridge" up
+  # The lab's registry, on the bridge, with the test images (deploy/images.sh).
+  "$here/deploy/registry.sh" start "$root/registry" "$net.1:5000" >/dev/null
+  "$here/deploy/images.sh" "$net.1:5000" >/dev/null
 
   local all=()
   for i in $(seq "$managers"); do all+=("m$i"); done
@@ -198,6 +212,14 @@ cmd_up() {
   echo "run commands on a node with: deploy/lab.sh exec m1 -- skep node ls"
   echo
   skep_on m1 node ls
+  if [ -z "${SKEP_LAB_NO_SERVICE:-}" ]; then
+    echo
+    echo "$ skep service create --name web --replicas 3 skep/web:1"
+    skep_on m1 service create --name web --replicas 3 skep/web:1 | tail -n +2
+    echo
+    echo "$ skep service ps web"
+    skep_on m1 service ps web
+  fi
 }
 
 cmd_exec() {

@@ -474,7 +474,10 @@ int PrintTasks(const Invocation& inv, std::vector<api::TaskView> tasks) {
     if (a.service_name() != b.service_name()) return a.service_name() < b.service_name();
     if (x.slot() != y.slot()) return x.slot() < y.slot();
     if (kx != ky) return kx < ky;
-    return x.meta().version() > y.meta().version();
+    if (x.meta().created_at() != y.meta().created_at()) {
+      return x.meta().created_at() > y.meta().created_at();  // the current task first
+    }
+    return x.id() < y.id();
   });
   std::vector<boost::json::object> rows;
   std::string last_group;

@@ -11,7 +11,7 @@ namespace skep::manager {
 inline constexpr int64_t kRaftHeartbeatMs = 100;
 inline constexpr int64_t kElectionTimeoutMs = 400;
 // Agents heartbeat the dispatcher this often; a node is down after three missed periods.
-inline constexpr int64_t kDispatcherHeartbeatMs = 5000;
+inline constexpr int64_t kDispatcherHeartbeatMs = 1000;
 inline constexpr int64_t kNodeCertExpiryS = 90 * 24 * 3600;
 
 // The details of an UNAVAILABLE status from a manager when quorum is lost (as opposed to an

@@ -40,7 +40,50 @@ api::SessionMessage Dispatcher::Message(const SessionState& s) const {
   if (auto n = manager_->store().GetNode(s.node_id)) *msg.mutable_node() = *n;
   msg.set_heartbeat_period_ms(Period().count());
   if (auto l = manager_->Leader()) msg.set_leader_addr(l->addr);
+  manager_->store().View([&](const ReadTx& tx) {
+    for (const auto* t : tx.tasks_on_node(s.node_id)) {
+      if (t->status().state() < api::TASK_ASSIGNED) continue;  // not scheduled yet
+      const bool terminal = t->status().state() > api::TASK_RUNNING;
+      if (terminal && t->desired_state() > api::TASK_RUNNING) continue;  // settled
+      api::Task* out = msg.add_tasks();
+      *out = *t;
+      out->clear_status();
+      out->clear_meta();
+      out->clear_scheduling_error();
+    }
+  });
+  msg.set_tasks_known(true);
   return msg;
+}
+
+grpc::Status Dispatcher::UpdateTaskStatus(grpc::ServerContext* context,
+                                          const api::UpdateTaskStatusRequest& request,
+                                          api::UpdateTaskStatusResponse*) {
+  const tls::Peer peer = tls::PeerOf(*context);
+  if (!peer.has_certificate) {
+    return {grpc::StatusCode::UNAUTHENTICATED, "task status needs the node's certificate"};
+  }
+  if (!manager_->IsLeader()) return NotLeader();
+  for (int attempt = 0;; ++attempt) {
+    api::StoreBatch batch;
+    manager_->store().View([&](const ReadTx& tx) {
+      for (const auto& u : request.updates()) {
+        const api::Task* t = tx.task(u.task_id());
+        // A task removed meanwhile, or another node's, is not this node's to report.
+        if (t == nullptr || t->node_id() != peer.node_id) continue;
+        if (u.status().state() < t->status().state()) continue;  // states only move forward
+        if (u.status().SerializeAsString() == t->status().SerializeAsString()) continue;
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::UPDATE);
+        *a->mutable_task() = *t;
+        *a->mutable_task()->mutable_status() = u.status();
+      }
+    });
+    if (batch.actions_size() == 0) return grpc::Status::OK;
+    WriteResult r = manager_->WriteAndWait(std::move(batch));
+    if (r.code == WriteResult::Code::kConflict && attempt < 5) continue;  // re-read, again
+    return r.ToStatus();
+  }
 }
 
 void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
@@ -142,7 +185,12 @@ grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
 
 void Dispatcher::OnStoreEvent(const StoreEvent& event) {
   std::lock_guard lock(mu_);
-  if (const api::Node* node = event.node()) {
+  if (const api::Task* task = event.task()) {
+    const api::Task* old = event.old_as<api::Task>();
+    for (auto& [id, s] : sessions_) {
+      if (id == task->node_id() || (old && id == old->node_id())) s->dirty = true;
+    }
+  } else if (const api::Node* node = event.node()) {
     // A node's own object changed, or the set of managers may have.
     for (auto& [id, s] : sessions_) {
       if (id == node->id() || node->role() == api::ROLE_MANAGER ||

@@ -29,6 +29,11 @@ class Dispatcher {
                        grpc::ServerWriter<api::SessionMessage>* writer);
   grpc::Status Heartbeat(grpc::ServerContext* context, const api::HeartbeatRequest& request,
                          api::HeartbeatResponse* response);
+  // A node reports what became of its tasks; a status only moves forward, and only for the
+  // node's own tasks.
+  grpc::Status UpdateTaskStatus(grpc::ServerContext* context,
+                                const api::UpdateTaskStatusRequest& request,
+                                api::UpdateTaskStatusResponse* response);
 
   void OnStoreEvent(const StoreEvent& event);
   // The raft group's members changed: every session hears the new list of managers.
@@ -72,6 +77,11 @@ class DispatcherService final : public api::Dispatcher::Service {
   grpc::Status Heartbeat(grpc::ServerContext* context, const api::HeartbeatRequest* request,
                          api::HeartbeatResponse* response) override {
     return d_->Heartbeat(context, *request, response);
+  }
+  grpc::Status UpdateTaskStatus(grpc::ServerContext* context,
+                                const api::UpdateTaskStatusRequest* request,
+                                api::UpdateTaskStatusResponse* response) override {
+    return d_->UpdateTaskStatus(context, *request, response);
   }
 
  private:

@@ -71,6 +71,30 @@ std::string Agent::Manager() const {
   return connected_;
 }
 
+bool Agent::ReportStatus(const std::vector<api::TaskStatusUpdate>& updates) {
+  std::string addr, session;
+  {
+    std::lock_guard lock(mu_);
+    addr = connected_;
+    session = session_id_;
+  }
+  if (addr.empty() || session.empty()) return false;
+  auto stub =
+      api::Dispatcher::NewStub(grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+  api::UpdateTaskStatusRequest req;
+  req.set_session_id(session);
+  for (const auto& u : updates)
+    *req.add_updates() = u;
+  api::UpdateTaskStatusResponse resp;
+  const grpc::Status st = stub->UpdateTaskStatus(&ctx, req, &resp);
+  if (!st.ok()) {
+    SKEP_LOG(debug, "agent", "task status to {} not taken: {}", addr, st.error_message());
+  }
+  return st.ok();
+}
+
 std::string Agent::NextManager() {
   std::lock_guard lock(mu_);
   if (!leader_hint_.empty()) {
@@ -124,6 +148,7 @@ void Agent::Run() {
       std::lock_guard lock(mu_);
       session_ = nullptr;
       connected_.clear();
+      session_id_.clear();
       if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION && !st.error_details().empty()) {
         leader_hint_ = st.error_details();  // that manager is not the leader; this one is
       }
@@ -180,6 +205,7 @@ void Agent::Handle(const std::string& addr, const api::SessionMessage& msg) {
   {
     std::lock_guard lock(mu_);
     if (msg.managers_size() > 0) managers_.assign(msg.managers().begin(), msg.managers().end());
+    session_id_ = msg.session_id();
     if (msg.has_node()) {
       desired_role_ = msg.node().spec().desired_role();
       desired_known_ = true;

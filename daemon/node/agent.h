@@ -43,6 +43,9 @@ class Agent {
   void Stop();
   // The manager the session is with, empty when there is none.
   std::string Manager() const;
+  // Sends task status updates over the current session; false (and nothing sent) when there
+  // is no session or the leader refused them. Blocks for the round trip.
+  bool ReportStatus(const std::vector<api::TaskStatusUpdate>& updates);
 
  private:
   void Run();
@@ -67,6 +70,7 @@ class Agent {
   size_t next_ = 0;
   std::string leader_hint_;
   std::string connected_;
+  std::string session_id_;
   grpc::ClientContext* session_ = nullptr;  // the open session, to cancel it
   api::NodeRole desired_role_ = api::ROLE_WORKER;
   bool desired_known_ = false;

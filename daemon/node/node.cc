@@ -284,6 +284,7 @@ void NodeRuntime::Start() {
           empty ? manager::ManagerOptions::Start::kJoin : manager::ManagerOptions::Start::kResume,
           peers);
     }
+    std::lock_guard lock(mu_);  // the agent's first session message may come at once
     StartAgent({state_->managers().begin(), state_->managers().end()});
   }
 
@@ -311,13 +312,17 @@ void NodeRuntime::Stop() {
     local_server_.reset();
   }
   // The agent's threads call back into this object (and take mu_): stop them unlocked.
-  std::unique_ptr<Agent> agent;
+  std::shared_ptr<Agent> agent;
   std::shared_ptr<manager::Manager> mgr;
+  std::unique_ptr<Worker> worker;
   {
     std::lock_guard lock(mu_);
     agent = std::move(agent_);
     mgr = std::move(manager_);
+    worker = std::move(worker_);
   }
+  // The worker's containers keep running: a restarted skepd re-attaches to them.
+  if (worker) worker->Stop();
   if (agent) agent->Stop();
   if (mgr) mgr->Stop();
 }
@@ -330,7 +335,24 @@ void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
     std::lock_guard lock(mu_);
     removed_ = why;
   };
-  agent_ = std::make_unique<Agent>(dir_, Describe(), managers, std::move(cb));
+  if (!worker_) {
+    WorkerOptions wo;
+    wo.data_dir = dir_.path();
+    wo.containerd_socket = options_.containerd_socket;
+    wo.registry.mirrors = options_.registry_mirrors;
+    wo.registry.insecure = options_.insecure_registries;
+    worker_ = std::make_unique<Worker>(wo, [this](const std::vector<api::TaskStatusUpdate>& u) {
+      std::shared_ptr<Agent> agent;
+      {
+        std::lock_guard lock(mu_);
+        agent = agent_;
+      }
+      return agent && agent->ReportStatus(u);
+    });
+    worker_->Start();
+  }
+  // After the worker, so that the first session's list of tasks reaches it.
+  agent_ = std::make_shared<Agent>(dir_, Describe(), managers, std::move(cb));
   agent_->Start();
 }
 
@@ -695,6 +717,7 @@ grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
 void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
   removed_.clear();  // a session means the swarm knows this node
+  if (worker_ && msg.tasks_known()) worker_->Assign({msg.tasks().begin(), msg.tasks().end()});
   if (!state_ || msg.managers_size() == 0) return;
   auto same = [](const auto& a, const auto& b) {
     if (a.size() != b.size()) return false;

@@ -16,6 +16,7 @@
 #include "daemon/manager/manager.h"
 #include "daemon/node/agent.h"
 #include "daemon/node/state.h"
+#include "daemon/node/worker.h"
 
 namespace skep::node {
 
@@ -24,6 +25,9 @@ struct NodeOptions {
   std::string control_socket = "/run/skep/skepd.sock";
   std::string hostname;  // empty: the machine's
   std::map<std::string, std::string> labels;
+  std::string containerd_socket = "/run/containerd/containerd.sock";
+  std::vector<std::string> registry_mirrors;     // for docker.io names, e.g. http://10.0.0.5:5000
+  std::vector<std::string> insecure_registries;  // host[:port] spoken to over plain HTTP
 };
 
 class NodeRuntime {
@@ -58,7 +62,8 @@ class NodeRuntime {
   mutable std::mutex mu_;  // Init, Join, Leave and role changes one at a time
   std::optional<api::LocalState> state_;
   std::shared_ptr<manager::Manager> manager_;
-  std::unique_ptr<Agent> agent_;
+  std::shared_ptr<Agent> agent_;
+  std::unique_ptr<Worker> worker_;
   std::unique_ptr<grpc::Server> local_server_;
   std::unique_ptr<grpc::Service> local_node_service_;
   std::unique_ptr<grpc::Service> local_control_service_;

@@ -82,6 +82,7 @@ std::map<std::string, std::string> Lab::Env() const {
   return {{"SKEP_LAB", name_},
           {"SKEP_LAB_NET", "10.89." + std::to_string(subnet_)},
           {"SKEP_LAB_NO_BUILD", "1"},
+          {"SKEP_LAB_NO_SERVICE", "1"},
           {"SKEP_LAB_BIN", SKEP_BINARY_DIR "/daemon"}};
 }
 

@@ -1,7 +1,5 @@
 // Services as a user drives them on a lab cluster: the leader's orchestrator keeps the tasks
 // the spec asks for and its scheduler places them on the nodes the constraints allow.
-// (The workers' executor, which runs the tasks as containers, is not part of this yet: tasks
-// reach ASSIGNED here.)
 #include <catch2/catch.hpp>
 #include <map>
 #include <sstream>
@@ -41,6 +39,12 @@ std::vector<TaskRow> Ps(const Lab& lab, const std::string& service,
   return rows;
 }
 
+// Placed on a node: assigned there, or further along (the worker runs it).
+bool Placed(const std::string& state) {
+  return state == "Assigned" || state == "Accepted" || state == "Preparing" ||
+         state == "Starting" || state == "Running";
+}
+
 std::vector<TaskRow> Live(const Lab& lab, const std::string& service) {
   std::vector<TaskRow> out;
   for (auto& r : Ps(lab, service, {"--filter", "desired-state=running"}))
@@ -60,7 +64,7 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
     auto rows = Live(lab, "web");
     if (rows.size() != 3) return false;
     for (const auto& r : rows) {
-      if (r.state != "Assigned" || (r.node != "w1" && r.node != "w2")) return false;
+      if (!Placed(r.state) || (r.node != "w1" && r.node != "w2")) return false;
     }
     return true;
   }));
@@ -84,7 +88,7 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
   CHECK(Eventually([&] {
     auto rows = Live(lab, "logger");
     return rows.size() == 2 && rows[0].node == "w2" && rows[1].node == "w2" &&
-           rows[0].state == "Assigned";
+           Placed(rows[0].state);
   }));
 
   // Scale 5 -> 0 -> 3: the highest slots go first; history stays.
@@ -99,7 +103,8 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
     return rows.size() == 3 && rows[0].name == "web.1" && rows[2].name == "web.3";
   }));
   o = lab.Skep("m1", {"service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image}}"});
-  CHECK(o.out.find("web replicated 0/3 skep/web:1\n") != std::string::npos);
+  CHECK(o.out.find("web replicated ") != std::string::npos);
+  CHECK(o.out.find("/3 skep/web:1\n") != std::string::npos);
 }
 
 TEST_CASE("global services follow drains and removals, and tasks leave drained nodes",
@@ -121,7 +126,7 @@ TEST_CASE("global services follow drains and removals, and tasks leave drained n
     auto w = Live(lab, "web");
     bool all_on_w2 = w.size() == 2;
     for (const auto& r : w)
-      all_on_w2 &= r.node == "w2" && r.state == "Assigned";
+      all_on_w2 &= r.node == "w2" && Placed(r.state);
     return g.size() == 1 && g[0].node == "w2" && all_on_w2;
   }));
   // Back to active: the global service gets its task there again.

@@ -1,0 +1,536 @@
+#include "daemon/node/worker.h"
+
+#include <csignal>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "daemon/agent/containerd.h"
+#include "daemon/agent/errors.h"
+#include "daemon/agent/oci_spec.h"
+#include "daemon/common/log.h"
+#include "daemon/node/state.h"
+
+namespace skep::node {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr char kTaskLabel[] = "skep.task.id";
+constexpr int64_t kDefaultGraceNs = 10'000'000'000;
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Terminal(api::TaskState s) {
+  return s > api::TASK_RUNNING;
+}
+
+}  // namespace
+
+class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
+ public:
+  Impl(WorkerOptions o, Report report)
+      : options_(std::move(o)),
+        report_(std::move(report)),
+        pool_(3),
+        strand_(asio::make_strand(io_)),
+        containerd_(options_.containerd_socket, options_.containerd_namespace),
+        registry_(options_.registry) {}
+
+  void Start() {
+    guard_.emplace(asio::make_work_guard(io_));
+    thread_ = std::thread([this] { io_.run(); });
+    auto self = shared_from_this();
+    asio::post(strand_, [self] { self->Load(); });
+    // Re-attach: which containers still exist, then every exit from now on (the subscription
+    // also reports those that exited while skepd was down).
+    asio::post(pool_, [self] {
+      std::vector<executor::ContainerRecord> records;
+      try {
+        for (auto& r : self->containerd_.List()) {
+          if (r.labels.count(kTaskLabel)) records.push_back(std::move(r));
+        }
+      } catch (const std::exception& e) {
+        SKEP_LOG(warn, "worker", "cannot list containers (is containerd running at {}?): {}",
+                 self->options_.containerd_socket, e.what());
+      }
+      asio::post(self->strand_, [self, records] { self->Reattach(records); });
+      try {
+        self->containerd_.SubscribeExits(
+            [weak = std::weak_ptr(self)](const std::string& id, uint32_t code, int64_t at) {
+              if (auto me = weak.lock()) {
+                asio::post(me->strand_, [me, id, code, at] { me->OnExit(id, code, at); });
+              }
+            });
+      } catch (const std::exception& e) {
+        SKEP_LOG(error, "worker", "cannot subscribe to containerd's events: {}", e.what());
+      }
+    });
+  }
+
+  void Stop() {
+    stopping_ = true;
+    pool_.join();
+    guard_.reset();
+    io_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void Assign(std::vector<api::Task> tasks) {
+    asio::post(strand_,
+               [self = shared_from_this(), tasks = std::move(tasks)] { self->OnAssign(tasks); });
+  }
+
+ private:
+  struct Local {
+    api::Task task;          // the assignment, with the status as this node last saw it
+    bool container = false;  // a container exists for it
+    bool busy = false;       // an operation on it runs on the pool
+    bool forgotten = false;  // no longer assigned: its container goes, then the record
+    std::optional<std::pair<uint32_t, int64_t>> early_exit;  // an exit seen while starting
+    std::string stop_signal;
+    std::unique_ptr<asio::steady_timer> kill_timer;
+  };
+
+  // ---- on the strand ------------------------------------------------------------------------
+
+  std::string StorePath() const { return options_.data_dir + "/tasks.pb"; }
+  std::string TaskDir(const std::string& id) const { return options_.data_dir + "/tasks/" + id; }
+
+  void Load() {
+    std::ifstream in(StorePath(), std::ios::binary);
+    if (!in) return;
+    api::WorkerTasks stored;
+    if (!stored.ParseFromIstream(&in)) {
+      SKEP_LOG(error, "worker", "{} is damaged; its tasks are ignored (their containers go)",
+               StorePath());
+      return;
+    }
+    for (const auto& t : stored.tasks())
+      tasks_[t.id()].task = t;
+  }
+
+  void Persist() {
+    api::WorkerTasks out;
+    for (const auto& [id, l] : tasks_)
+      *out.add_tasks() = l.task;
+    try {
+      WriteFileAtomically(StorePath(), out.SerializeAsString(), 0600);
+    } catch (const std::exception& e) {
+      SKEP_LOG(error, "worker", "cannot save the task store: {}", e.what());
+    }
+  }
+
+  void Reattach(const std::vector<executor::ContainerRecord>& records) {
+    attached_ = true;
+    for (const auto& r : records) {
+      auto it = tasks_.find(r.id);
+      if (it == tasks_.end()) {
+        // A container this node has no record of: it goes once the managers' list says so.
+        Local& l = tasks_[r.id];
+        l.task.set_id(r.id);
+        l.task.set_desired_state(api::TASK_SHUTDOWN);
+        l.task.mutable_status()->set_state(api::TASK_RUNNING);
+        l.container = true;
+        l.forgotten = true;
+        continue;
+      }
+      it->second.container = true;
+      if (r.task.state == executor::TaskState::kRunning) {
+        SKEP_LOG(info, "worker", "task {} still runs (pid {})", r.id, r.task.pid);
+      }
+    }
+    // Records whose container is gone: a task that was running has ended unseen.
+    for (auto& [id, l] : tasks_) {
+      const auto s = l.task.status().state();
+      if (!l.container && s >= api::TASK_STARTING && s <= api::TASK_RUNNING) {
+        SetStatus(l, api::TASK_FAILED, "container is gone", "the container disappeared");
+      }
+    }
+    if (assigned_once_) ReconcileAll();
+  }
+
+  void OnAssign(const std::vector<api::Task>& assigned) {
+    std::set<std::string> ids;
+    for (const auto& t : assigned) {
+      ids.insert(t.id());
+      Local& l = tasks_[t.id()];
+      const bool fresh = !l.task.has_status() || l.task.status().state() < api::TASK_ASSIGNED;
+      api::TaskStatus keep = l.task.status();
+      l.task = t;
+      l.forgotten = false;
+      if (fresh) {
+        keep.set_state(api::TASK_ASSIGNED);
+        keep.set_timestamp(NowNanos());
+      }
+      *l.task.mutable_status() = keep;
+    }
+    for (auto& [id, l] : tasks_) {
+      if (!ids.count(id)) l.forgotten = true;
+    }
+    assigned_once_ = true;
+    Persist();
+    if (attached_) ReconcileAll();
+    Flush();  // a new session: what was not taken yet goes again
+  }
+
+  void ReconcileAll() {
+    std::vector<std::string> ids;
+    for (const auto& [id, l] : tasks_)
+      ids.push_back(id);
+    for (const auto& id : ids)
+      Reconcile(id);
+  }
+
+  void Reconcile(const std::string& id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || stopping_) return;
+    Local& l = it->second;
+    if (l.busy) return;
+    const auto state = l.task.status().state();
+    const bool want_running = !l.forgotten && l.task.desired_state() <= api::TASK_RUNNING;
+    if (want_running) {
+      if (state < api::TASK_PREPARING) StartTask(l);
+      return;
+    }
+    if (l.container && !Terminal(state)) {
+      StopTask(l);
+      return;
+    }
+    if (!Terminal(state)) {
+      SetStatus(l, api::TASK_SHUTDOWN, "shutdown before it started", "");
+    }
+    if (l.container) {
+      RemoveContainer(l);
+      return;
+    }
+    if (l.forgotten) {
+      tasks_.erase(it);
+      Persist();
+    }
+  }
+
+  void SetStatus(Local& l, api::TaskState state, const std::string& message, const std::string& err,
+                 int32_t exit_code = 0, int32_t pid = 0) {
+    auto* s = l.task.mutable_status();
+    if (state < s->state()) return;  // never backwards
+    s->set_state(state);
+    s->set_timestamp(NowNanos());
+    s->set_message(message);
+    s->set_err(err);
+    if (exit_code) s->set_exit_code(exit_code);
+    if (pid) {
+      s->set_pid(pid);
+      s->set_container_id(l.task.id());
+    }
+    Persist();
+    if (!l.forgotten) unreported_[l.task.id()] = *s;
+    Flush();
+  }
+
+  void StartTask(Local& l) {
+    l.busy = true;
+    SetStatus(l, api::TASK_PREPARING, "preparing", "");
+    asio::post(pool_, [self = shared_from_this(), task = l.task] { self->RunStart(task); });
+  }
+
+  void StopTask(Local& l) {
+    if (l.kill_timer) return;  // already stopping
+    const std::string id = l.task.id();
+    const int64_t grace = l.task.spec().container().stop_grace_period_ns() > 0
+                              ? l.task.spec().container().stop_grace_period_ns()
+                              : kDefaultGraceNs;
+    int signal = SIGTERM;
+    const std::string name = !l.task.spec().container().stop_signal().empty()
+                                 ? l.task.spec().container().stop_signal()
+                                 : l.stop_signal;
+    if (!name.empty()) {
+      try {
+        signal = executor::ParseSignal(name);
+      } catch (const std::exception&) {
+      }
+    }
+    SKEP_LOG(info, "worker", "stopping task {} (signal {}, then SIGKILL after {} ms)", id, signal,
+             grace / 1'000'000);
+    auto self = shared_from_this();
+    asio::post(pool_, [self, id, signal] { self->Signal(id, signal, false); });
+    l.kill_timer = std::make_unique<asio::steady_timer>(strand_, std::chrono::nanoseconds(grace));
+    l.kill_timer->async_wait([self, id](const boost::system::error_code& ec) {
+      if (ec) return;
+      auto it = self->tasks_.find(id);
+      if (it == self->tasks_.end() || !it->second.container) return;
+      asio::post(self->pool_, [self, id] { self->Signal(id, SIGKILL, true); });
+    });
+  }
+
+  void RemoveContainer(Local& l) {
+    l.busy = true;
+    asio::post(pool_, [self = shared_from_this(), id = l.task.id()] {
+      std::string err;
+      try {
+        self->containerd_.Delete(id);
+      } catch (const std::exception& e) {
+        err = e.what();
+      }
+      asio::post(self->strand_, [self, id, err] {
+        auto it = self->tasks_.find(id);
+        if (it == self->tasks_.end()) return;
+        it->second.busy = false;
+        if (!err.empty()) {
+          SKEP_LOG(warn, "worker", "cannot remove the container of task {}: {}", id, err);
+          return;  // tried again at the next reconciliation
+        }
+        it->second.container = false;
+        self->Reconcile(id);
+      });
+    });
+  }
+
+  void OnExit(const std::string& id, uint32_t code, int64_t) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    Local& l = it->second;
+    if (l.busy && !l.container) {
+      l.early_exit = {code, 0};  // the start operation is still finishing
+      return;
+    }
+    l.kill_timer.reset();
+    const auto state = l.task.status().state();
+    if (!Terminal(state)) {
+      if (l.forgotten || l.task.desired_state() > api::TASK_RUNNING) {
+        SetStatus(l, api::TASK_SHUTDOWN, "shutdown", "", static_cast<int32_t>(code));
+      } else if (code == 0) {
+        SetStatus(l, api::TASK_COMPLETE, "finished", "");
+      } else {
+        SetStatus(l, api::TASK_FAILED, "exited",
+                  "task: non-zero exit (" + std::to_string(code) + ")", static_cast<int32_t>(code));
+      }
+    }
+    if (!l.busy) Reconcile(id);  // removes the container
+  }
+
+  // ---- on the pool --------------------------------------------------------------------------
+
+  void Signal(const std::string& id, int signal, bool all) {
+    try {
+      containerd_.Kill(id, signal, all);
+    } catch (const std::exception& e) {
+      SKEP_LOG(debug, "worker", "signal {} to task {}: {}", signal, id, e.what());
+    }
+  }
+
+  executor::ContainerSpec SpecOf(const api::Task& t) {
+    const auto& c = t.spec().container();
+    executor::ContainerSpec s;
+    s.command = {c.command().begin(), c.command().end()};
+    s.args = {c.args().begin(), c.args().end()};
+    s.env = {c.env().begin(), c.env().end()};
+    s.dir = c.dir();
+    s.user = c.user();
+    s.hostname = c.hostname();
+    s.labels = {c.labels().begin(), c.labels().end()};
+    s.stop_signal = c.stop_signal();
+    const auto& limits = t.spec().resources().limits();
+    s.nano_cpus = limits.nano_cpus();
+    s.memory_bytes = limits.memory_bytes();
+    s.pids_limit = limits.pids();
+    int anonymous = 0;
+    for (const auto& m : c.mounts()) {
+      executor::MountSpec ms;
+      ms.target = m.target();
+      ms.readonly = m.read_only();
+      switch (m.type()) {
+        case api::Mount::BIND:
+          ms.type = executor::MountSpec::Type::kBind;
+          ms.source = m.source();
+          break;
+        case api::Mount::VOLUME: {
+          // A named volume lives under the data dir and outlives its tasks.
+          ms.type = executor::MountSpec::Type::kVolume;
+          const std::string name =
+              m.source().empty() ? t.id() + "-" + std::to_string(anonymous++) : m.source();
+          ms.source = options_.data_dir + "/volumes/" + name;
+          fs::create_directories(ms.source);
+          break;
+        }
+        case api::Mount::TMPFS:
+          ms.type = executor::MountSpec::Type::kTmpfs;
+          ms.tmpfs_size_bytes = m.tmpfs_size_bytes();
+          if (m.tmpfs_mode()) ms.tmpfs_mode = m.tmpfs_mode();
+          break;
+        default:
+          break;
+      }
+      s.mounts.push_back(ms);
+    }
+    return s;
+  }
+
+  void RunStart(const api::Task& task) {
+    const std::string id = task.id();
+    auto self = shared_from_this();
+    auto post_status = [&](api::TaskState st, std::string msg, std::string err, int32_t pid = 0) {
+      asio::post(strand_, [self, id, st, msg, err, pid] {
+        auto it = self->tasks_.find(id);
+        if (it != self->tasks_.end()) self->SetStatus(it->second, st, msg, err, 0, pid);
+      });
+    };
+    api::TaskState failure = api::TASK_REJECTED;
+    std::string stop_signal;
+    try {
+      const std::string image = task.spec().container().image();
+      executor::ImageInfo info = containerd_.Pull(image, registry_, [&](const std::string& line) {
+        post_status(api::TASK_PREPARING, line, "");
+      });
+      stop_signal = info.stop_signal;
+      executor::ContainerRequest req;
+      req.id = id;
+      req.image = info;
+      req.spec_json = executor::BuildOciSpec(id, info, SpecOf(task));
+      req.labels = {{kTaskLabel, id},
+                    {"skep.service.id", task.service_id()},
+                    {"skep.service.name", task.service_name()},
+                    {"skep.task.slot", std::to_string(task.slot())}};
+      try {
+        containerd_.Delete(id);  // a leftover of an attempt that died half-way
+      } catch (const std::exception&) {
+      }
+      containerd_.CreateContainer(req);
+      post_status(api::TASK_STARTING, "starting", "");
+      failure = api::TASK_FAILED;
+      const std::string dir = TaskDir(id);
+      fs::create_directories(dir);
+      for (const char* f : {"/stdout.log", "/stderr.log"})
+        std::ofstream(dir + f, std::ios::app);
+      const uint32_t pid = containerd_.StartTask(id, dir + "/stdout.log", dir + "/stderr.log");
+      asio::post(strand_, [self, id, pid, stop_signal] {
+        auto it = self->tasks_.find(id);
+        if (it == self->tasks_.end()) return;
+        Local& l = it->second;
+        l.busy = false;
+        l.container = true;
+        l.stop_signal = stop_signal;
+        self->SetStatus(l, api::TASK_RUNNING, "started", "", 0, static_cast<int32_t>(pid));
+        if (l.early_exit) {
+          auto [code, at] = *l.early_exit;
+          l.early_exit.reset();
+          self->OnExit(id, code, at);
+          return;
+        }
+        self->Reconcile(id);  // desired state may have changed meanwhile
+      });
+      return;
+    } catch (const std::exception& e) {
+      const std::string err = e.what();
+      SKEP_LOG(warn, "worker", "task {} could not start: {}", id, err);
+      bool created = failure == api::TASK_FAILED;
+      if (created) {
+        try {
+          containerd_.Delete(id);
+        } catch (const std::exception&) {
+        }
+      }
+      asio::post(strand_, [self, id, failure, err] {
+        auto it = self->tasks_.find(id);
+        if (it == self->tasks_.end()) return;
+        it->second.busy = false;
+        self->SetStatus(it->second, failure, failure == api::TASK_REJECTED ? "rejected" : "failed",
+                        err);
+        self->Reconcile(id);
+      });
+    }
+  }
+
+  // ---- reporting ----------------------------------------------------------------------------
+
+  void Flush() {
+    if (flushing_ || unreported_.empty() || stopping_) return;
+    flushing_ = true;
+    std::vector<api::TaskStatusUpdate> batch;
+    for (const auto& [id, st] : unreported_) {
+      api::TaskStatusUpdate u;
+      u.set_task_id(id);
+      *u.mutable_status() = st;
+      batch.push_back(std::move(u));
+    }
+    asio::post(pool_, [self = shared_from_this(), batch] {
+      const bool ok = self->report_(batch);
+      asio::post(self->strand_, [self, batch, ok] {
+        self->flushing_ = false;
+        if (ok) {
+          for (const auto& u : batch) {
+            auto it = self->unreported_.find(u.task_id());
+            // Only what was sent as it is now: a newer status goes in the next batch.
+            if (it != self->unreported_.end() &&
+                it->second.SerializeAsString() == u.status().SerializeAsString()) {
+              self->unreported_.erase(it);
+            }
+          }
+          self->Flush();
+          return;
+        }
+        // No session, or the leader is changing: the next session message flushes again; a
+        // timer covers a session that stays up while the leader was briefly unable to write.
+        self->retry_ = std::make_unique<asio::steady_timer>(self->strand_, 1s);
+        self->retry_->async_wait([self](const boost::system::error_code& ec) {
+          if (!ec) self->Flush();
+        });
+      });
+    });
+  }
+
+  WorkerOptions options_;
+  Report report_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard_;
+  std::thread thread_;
+  asio::thread_pool pool_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  executor::Containerd containerd_;
+  executor::Registry registry_;
+  std::atomic<bool> stopping_{false};
+
+  // On the strand.
+  std::map<std::string, Local> tasks_;
+  std::map<std::string, api::TaskStatus> unreported_;
+  bool attached_ = false;       // containerd's containers are known
+  bool assigned_once_ = false;  // a complete list came from the managers
+  bool flushing_ = false;
+  std::unique_ptr<asio::steady_timer> retry_;
+};
+
+Worker::Worker(WorkerOptions options, Report report)
+    : impl_(std::make_shared<Impl>(std::move(options), std::move(report))) {}
+
+Worker::~Worker() {
+  Stop();
+}
+
+void Worker::Start() {
+  impl_->Start();
+}
+
+void Worker::Stop() {
+  if (impl_) impl_->Stop();
+}
+
+void Worker::Assign(std::vector<api::Task> tasks) {
+  impl_->Assign(std::move(tasks));
+}
+
+}  // namespace skep::node

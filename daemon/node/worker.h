@@ -1,0 +1,56 @@
+// The worker: runs the tasks the managers assign to this node as containers through
+// containerd, and reports what becomes of them. The managers decide; the worker never restarts
+// a task on its own: a task that exits is reported, and the orchestrator makes its replacement.
+//
+// It keeps the tasks it was given, with their last status, in <data-dir>/tasks.pb, and labels
+// every container with its task, so that after a restart of skepd it re-attaches to the
+// containers still running (same pids) and learns of those that exited meanwhile. A container
+// whose task the managers no longer list (the node was down and its tasks moved) is stopped and
+// removed once the first list after a (re)connection arrives.
+//
+// State lives on one strand; containerd and registry calls, which block, run on a small pool
+// and post their outcome back. Status updates go to the leader in batches, and again after a
+// reconnection until one is accepted.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "daemon/agent/registry.h"
+#include "dispatcher.pb.h"
+
+namespace skep::node {
+
+struct WorkerOptions {
+  std::string data_dir;
+  std::string containerd_socket = "/run/containerd/containerd.sock";
+  std::string containerd_namespace = "skep";
+  executor::RegistryConfig registry;
+};
+
+class Worker {
+ public:
+  // `report` sends a batch of status updates to the leader and says whether it was taken; it
+  // may block (it runs on the worker's pool).
+  using Report = std::function<bool(const std::vector<api::TaskStatusUpdate>&)>;
+  Worker(WorkerOptions options, Report report);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Loads the task store and re-attaches to containerd. Does not fail when containerd is
+  // down: tasks are rejected with containerd's error until it is back.
+  void Start();
+  void Stop();
+  // The complete list of the node's tasks, from a session message.
+  void Assign(std::vector<api::Task> tasks);
+
+  class Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace skep::node

@@ -1,0 +1,177 @@
+// Tasks as real containers: every lab node runs its own containerd, images come from the lab's
+// registry, and the checks look at containerd itself (ctr) as well as at `service ps`.
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "tests/integration/lab.h"
+
+using namespace skep::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+// containerd's tasks on a node: task (container) id -> "pid STATUS".
+std::map<std::string, std::string> Containers(const Lab& lab, const std::string& node) {
+  const Output o = Run({"ctr", "-a", lab.Root() + "/" + node + "/containerd/containerd.sock", "-n",
+                        "skep", "tasks", "ls"});
+  std::map<std::string, std::string> out;
+  std::istringstream in(o.out);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, pid, status;
+    ls >> id >> pid >> status;
+    if (!id.empty()) out[id] = pid + " " + status;
+  }
+  return out;
+}
+
+struct Row {
+  std::string id, slot, node, desired, state, error;
+};
+
+std::vector<Row> Tasks(const Lab& lab, const std::string& service, bool running_only = false) {
+  std::vector<std::string> args{"service", "ps", "--no-trunc", "--format",
+                                "{{.ID}}|{{.Name}}|{{.Node}}|{{.DesiredState}}|{{.CurrentState}}|"
+                                "{{.Error}}"};
+  if (running_only) {
+    args.push_back("--filter");
+    args.push_back("desired-state=running");
+  }
+  args.push_back(service);
+  std::vector<Row> rows;
+  std::istringstream in(lab.Skep("m1", args).out);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    std::string part;
+    while (std::getline(ls, part, '|'))
+      f.push_back(part);
+    f.resize(6);
+    std::string slot = f[1].substr(f[1].find_last_of(' ') + 1);
+    rows.push_back({f[0], slot, f[2], f[3], f[4].substr(0, f[4].find(' ')), f[5]});
+  }
+  return rows;
+}
+
+// Running containers of a service's current tasks, by node, as containerd reports them.
+std::map<std::string, std::set<std::string>> RunningOn(const Lab& lab,
+                                                       const std::vector<std::string>& nodes) {
+  std::map<std::string, std::set<std::string>> out;
+  for (const auto& n : nodes) {
+    for (const auto& [id, st] : Containers(lab, n)) {
+      if (st.find("RUNNING") != std::string::npos) out[n].insert(id);
+    }
+  }
+  return out;
+}
+
+bool AllRunning(const std::vector<Row>& rows, size_t n) {
+  if (rows.size() != n) return false;
+  for (const auto& r : rows) {
+    if (r.state != "Running") return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE("tasks run as containers where the constraints allow, and follow node failures",
+          "[integration]") {
+  Lab lab("ittask", 13, 1, 2);
+  const std::vector<std::string> all{"m1", "w1", "w2"};
+  Output o = lab.Skep("m1", {"service", "create", "--name", "web", "--replicas", "3",
+                             "--constraint", "node.role==worker", "skep/web:1"});
+  INFO(o.text() << lab.Logs(10));
+  REQUIRE(o.code == 0);  // without -d: it returns once converged
+  CHECK(o.out.find("verify: Service converged") != std::string::npos);
+  auto rows = Tasks(lab, "web", true);
+  REQUIRE(AllRunning(rows, 3));
+  auto running = RunningOn(lab, all);
+  CHECK(running["m1"].empty());
+  size_t containers = 0;
+  for (const auto& r : rows) {
+    CHECK((r.node == "w1" || r.node == "w2"));
+    CHECK(running[r.node].count(r.id) == 1);  // the task's own container runs there
+    ++containers;
+  }
+  CHECK(running["w1"].size() + running["w2"].size() == containers);
+
+  // A restart of a worker's skepd keeps the same containers (same pids).
+  const auto before = Containers(lab, "w1");
+  lab.Stop("w1");
+  lab.Start("w1");
+  CHECK(Eventually([&] { return lab.Nodes("m1").at("w1").status == "Ready"; }));
+  CHECK(Containers(lab, "w1") == before);
+  CHECK(AllRunning(Tasks(lab, "web", true), 3));
+
+  // kill -9 of a worker's skepd: its tasks run elsewhere; back, its old containers stop and
+  // no slot has two running tasks.
+  lab.Kill("w2");
+  CHECK(Eventually([&] {
+    auto now = Tasks(lab, "web", true);
+    if (!AllRunning(now, 3)) return false;
+    for (const auto& r : now) {
+      if (r.node != "w1") return false;
+    }
+    return true;
+  }));
+  lab.Start("w2");
+  CHECK(Eventually([&] { return RunningOn(lab, {"w2"})["w2"].empty(); }));
+  std::map<std::string, int> per_slot;
+  for (const auto& r : Tasks(lab, "web", true))
+    ++per_slot[r.slot];
+  CHECK(per_slot.size() == 3);
+  for (const auto& [slot, n] : per_slot)
+    CHECK(n == 1);
+  CHECK(RunningOn(lab, all)["w1"].size() == 3);
+
+  // Removing the service stops its containers.
+  REQUIRE(lab.Skep("m1", {"service", "rm", "web"}).code == 0);
+  CHECK(Eventually([&] {
+    auto r = RunningOn(lab, all);
+    return r["w1"].empty() && r["w2"].empty() && r["m1"].empty();
+  }));
+}
+
+TEST_CASE("a failing task restarts as its policy says, and a missing image is rejected",
+          "[integration]") {
+  Lab lab("itrestartp", 14, 1, 1);
+  Output o = lab.Skep(
+      "m1", {"service", "create", "-d", "--name", "fail", "--restart-condition", "on-failure",
+             "--restart-max-attempts", "3", "--restart-delay", "500ms", "skep/fail:1"});
+  REQUIRE(o.code == 0);
+  // The image exits 1 after a second: exactly 3 restarts, then the slot stays failed.
+  CHECK(Eventually(
+      [&] {
+        auto rows = Tasks(lab, "fail");
+        if (rows.size() != 4) return false;
+        for (const auto& r : rows) {
+          if (r.state != "Failed" || r.error != "\"task: non-zero exit (1)\"") return false;
+        }
+        return true;
+      },
+      60s));
+  // Nothing more comes: the current task is the last one and no container runs.
+  CHECK(Tasks(lab, "fail", true).size() == 1);
+  CHECK(Tasks(lab, "fail").size() == 4);
+
+  o = lab.Skep("m1", {"service", "create", "-d", "--name", "nope", "--restart-condition", "none",
+                      "skep/nosuch:1"});
+  REQUIRE(o.code == 0);
+  Row rejected;
+  CHECK(Eventually(
+      [&] {
+        auto rows = Tasks(lab, "nope");
+        if (rows.empty() || rows[0].state != "Rejected") return false;
+        rejected = rows[0];
+        return true;
+      },
+      60s));
+  INFO(rejected.error);
+  CHECK(rejected.error.find("manifest unknown") != std::string::npos);
+}
