@@ -327,7 +327,7 @@ std::string ImageShort(const std::string& image) {
 
 // ---------------------------------------------------------------------------------------------
 
-int Converge(const Invocation& inv, const std::string& id);
+int Converge(const Invocation& inv, const std::string& id, bool rollback = false);
 
 int Create(const Invocation& inv) {
   api::CreateServiceRequest req;
@@ -375,7 +375,7 @@ int Create(const Invocation& inv) {
 
 // Waits until every task of the service runs, printing Docker's progress lines (the final
 // state only, when the output is not a terminal).
-int Converge(const Invocation& inv, const std::string& id) {
+int Converge(const Invocation& inv, const std::string& id, bool rollback) {
   const bool tty = isatty(STDOUT_FILENO);
   size_t drawn = 0;
   for (;;) {
@@ -393,9 +393,11 @@ int Converge(const Invocation& inv, const std::string& id) {
     const uint64_t desired = v.desired();
     const bool done = desired > 0 && running == desired;
     const auto us = v.service().update_status().state();
-    const bool failed =
-        us == api::UpdateStatus::PAUSED || us == api::UpdateStatus::ROLLBACK_STARTED ||
-        us == api::UpdateStatus::ROLLBACK_COMPLETED || us == api::UpdateStatus::ROLLBACK_PAUSED;
+    // An update that paused, or turned into a rollback the user did not ask for, failed.
+    const bool rolled_back =
+        us == api::UpdateStatus::ROLLBACK_STARTED || us == api::UpdateStatus::ROLLBACK_COMPLETED;
+    const bool failed = us == api::UpdateStatus::PAUSED ||
+                        us == api::UpdateStatus::ROLLBACK_PAUSED || (rolled_back && !rollback);
     if (tty || done || failed) {
       std::ostringstream out;
       if (tty && drawn > 0) out << "\033[" << drawn << "A\033[J";
@@ -731,7 +733,7 @@ int UpdateCmd(const Invocation& inv) {
   Update(inv, v, spec, rollback);
   std::cout << v.service().spec().name() << "\n";
   if (inv.Has("detach")) return 0;
-  return Converge(inv, v.service().id());
+  return Converge(inv, v.service().id(), rollback);
 }
 
 int Rollback(const Invocation& inv) {
@@ -739,7 +741,7 @@ int Rollback(const Invocation& inv) {
   Update(inv, v, {}, true);
   std::cout << v.service().spec().name() << "\n";
   if (inv.Has("detach")) return 0;
-  return Converge(inv, v.service().id());
+  return Converge(inv, v.service().id(), true);
 }
 
 std::vector<Flag> CommonFlags() {

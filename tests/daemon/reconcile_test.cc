@@ -153,3 +153,103 @@ TEST_CASE("history is pruned to the limit per slot, oldest first, never live tas
   // live + stopping + t7..t5 stay (5); t4..t0 go.
   CHECK(ids == std::set<std::string>{"t0", "t1", "t2", "t3", "t4"});
 }
+
+namespace {
+
+api::Service Updating(uint64_t replicas, uint64_t parallelism, int64_t started) {
+  api::Service s = Replicated(replicas);
+  s.set_spec_version(2);
+  s.mutable_spec()->mutable_update()->set_parallelism(parallelism);
+  s.mutable_spec()->mutable_update()->set_monitor_ns(0);
+  s.mutable_update_status()->set_state(api::UpdateStatus::UPDATING);
+  s.mutable_update_status()->set_started_at(started);
+  *s.mutable_previous_spec() = s.spec();
+  return s;
+}
+
+api::Task Versioned(api::Task t, uint64_t spec_version, int64_t created) {
+  t.set_spec_version(spec_version);
+  t.mutable_meta()->set_created_at(created);
+  return t;
+}
+
+}  // namespace
+
+TEST_CASE("a rolling update replaces old tasks parallelism at a time, then completes",
+          "[reconcile]") {
+  const auto nodes = Nodes({"n1"});
+  api::Service s = Updating(3, 1, 100);
+  std::vector<api::Task> tasks;
+  for (uint64_t slot = 1; slot <= 3; ++slot) {
+    tasks.push_back(
+        Versioned(Task("old" + std::to_string(slot), slot, "n1", api::TASK_RUNNING, slot), 1, 50));
+  }
+  Plan p = ReconcileReplicated(s, tasks, nodes, 200);
+  REQUIRE(p.create.size() == 1);  // one at a time
+  CHECK(p.create[0].slot() == 1);
+  CHECK(p.create[0].spec_version() == 2);
+  REQUIRE(p.update.size() == 1);
+  CHECK(p.update[0].id() == "old1");
+  CHECK(p.update[0].desired_state() == api::TASK_SHUTDOWN);
+
+  // While the new task is not running yet, nothing more is replaced.
+  tasks[0].set_desired_state(api::TASK_SHUTDOWN);
+  tasks.push_back(Versioned(Task("new1", 1, "n1", api::TASK_STARTING, 10), 2, 210));
+  CHECK(ReconcileReplicated(s, tasks, nodes, 220).empty());
+  // Once it runs, and has run for the monitor period, the next slot goes.
+  tasks.back().mutable_status()->set_state(api::TASK_RUNNING);
+  tasks.back().mutable_status()->set_timestamp(225);
+  s.mutable_spec()->mutable_update()->set_monitor_ns(50);
+  p = ReconcileReplicated(s, tasks, nodes, 230);
+  CHECK(p.create.empty());
+  CHECK(p.wake_at == 275);
+  p = ReconcileReplicated(s, tasks, nodes, 280);
+  REQUIRE(p.create.size() == 1);
+  CHECK(p.create[0].slot() == 2);
+
+  // The delay holds the next batch back and says when to look again.
+  s.mutable_spec()->mutable_update()->set_monitor_ns(0);
+  s.mutable_spec()->mutable_update()->set_delay_ns(1000);
+  tasks.back().mutable_status()->set_timestamp(300);
+  p = ReconcileReplicated(s, tasks, nodes, 400);
+  CHECK(p.create.empty());
+  CHECK(p.wake_at == 1300);
+
+  // All on the new version and running: the update is completed.
+  std::vector<api::Task> done;
+  for (uint64_t slot = 1; slot <= 3; ++slot)
+    done.push_back(
+        Versioned(Task("n" + std::to_string(slot), slot, "n1", api::TASK_RUNNING, 20), 2, 210));
+  p = ReconcileReplicated(s, done, nodes, 500);
+  REQUIRE(p.service);
+  CHECK(p.service->update_status().state() == api::UpdateStatus::COMPLETED);
+  CHECK(p.service->update_status().completed_at() == 500);
+}
+
+TEST_CASE("a failing update pauses by default, or rolls back when told to", "[reconcile]") {
+  const auto nodes = Nodes({"n1"});
+  api::Service s = Updating(2, 1, 100);
+  s.mutable_previous_spec()->mutable_task()->mutable_container()->set_image("web:1");
+  std::vector<api::Task> tasks{Versioned(Task("old2", 2, "n1", api::TASK_RUNNING, 1), 1, 50),
+                               Versioned(Task("new1", 1, "n1", api::TASK_FAILED, 5), 2, 150)};
+  Plan p = ReconcileReplicated(s, tasks, nodes, 200);
+  REQUIRE(p.service);
+  CHECK(p.service->update_status().state() == api::UpdateStatus::PAUSED);
+  CHECK(p.service->update_status().message() ==
+        "update paused due to failure or early termination of task new1");
+  for (const auto& t : p.update)
+    CHECK(t.id() != "old2");  // the old task stays
+
+  // A tolerated failure ratio goes on.
+  s.mutable_spec()->mutable_update()->set_max_failure_ratio(0.5);
+  p = ReconcileReplicated(s, tasks, nodes, 200);
+  CHECK_FALSE(p.service);
+
+  s.mutable_spec()->mutable_update()->set_max_failure_ratio(0);
+  s.mutable_spec()->mutable_update()->set_failure_action(api::UpdateConfig::ROLLBACK);
+  p = ReconcileReplicated(s, tasks, nodes, 200);
+  REQUIRE(p.service);
+  CHECK(p.service->update_status().state() == api::UpdateStatus::ROLLBACK_STARTED);
+  CHECK(p.service->spec().task().container().image() == "web:1");
+  CHECK(p.service->spec_version() == 3);
+}

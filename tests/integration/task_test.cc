@@ -175,3 +175,130 @@ TEST_CASE("a failing task restarts as its policy says, and a missing image is re
   INFO(rejected.error);
   CHECK(rejected.error.find("manifest unknown") != std::string::npos);
 }
+
+namespace {
+
+// The image each running current task of a service was made from, by slot.
+std::map<std::string, std::string> Images(const Lab& lab, const std::string& service) {
+  const Output o =
+      lab.Skep("m1", {"service", "ps", "--no-trunc", "--filter", "desired-state=running",
+                      "--format", "{{.Name}} {{.Image}} {{.CurrentState}}", service});
+  std::map<std::string, std::string> out;
+  std::istringstream in(o.out);
+  std::string name, image, state;
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    ls >> name >> image >> state;
+    if (state == "Running") out[name] = image;
+  }
+  return out;
+}
+
+std::string UpdateState(const Lab& lab, const std::string& service) {
+  return lab.Skep("m1", {"service", "inspect", "--format", "{{.UpdateStatus.State}}", service}).out;
+}
+
+}  // namespace
+
+TEST_CASE("rolling updates replace every slot, pause on failure, and roll back", "[integration]") {
+  Lab lab("itupdate", 15, 1, 2);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "web", "--replicas", "3", "skep/web:1"})
+              .code == 0);
+  Output o = lab.Skep("m1", {"service", "update", "--image", "skep/web:2", "--update-parallelism",
+                             "1", "--update-monitor", "1s", "web"});
+  INFO(o.text());
+  CHECK(o.code == 0);
+  CHECK(o.out.find("verify: Service converged") != std::string::npos);
+  auto images = Images(lab, "web");
+  REQUIRE(images.size() == 3);
+  for (const auto& [slot, image] : images)
+    CHECK(image == "skep/web:2");
+  // Every slot was replaced exactly once: one old task each in its history.
+  auto rows = Tasks(lab, "web");
+  CHECK(rows.size() == 6);
+  CHECK(UpdateState(lab, "web") == "completed\n");
+
+  // An update to an image that fails pauses (the default failure action), and says so.
+  o = lab.Skep("m1",
+               {"service", "update", "--image", "skep/fail:1", "--update-monitor", "5s", "web"});
+  CHECK(o.code == 1);
+  CHECK(UpdateState(lab, "web") == "paused\n");
+  const Output inspect =
+      lab.Skep("m1", {"service", "inspect", "--format", "{{.UpdateStatus.Message}}", "web"});
+  CHECK(inspect.out.find("update paused due to failure or early termination of task") == 0);
+  // Only the first slot was touched: the others still run web:2.
+  images = Images(lab, "web");
+  CHECK(images.size() >= 2);
+
+  // service rollback goes back to the spec before.
+  o = lab.Skep("m1", {"service", "rollback", "web"});
+  CHECK(o.code == 0);
+  CHECK(Eventually([&] {
+    auto im = Images(lab, "web");
+    return im.size() == 3 && im.begin()->second == "skep/web:2" &&
+           UpdateState(lab, "web") == "rollback_completed\n";
+  }));
+
+  // With --update-failure-action rollback, a failing update undoes itself.
+  o = lab.Skep("m1", {"service", "update", "--image", "skep/fail:1", "--update-failure-action",
+                      "rollback", "web"});
+  CHECK(o.code == 1);
+  CHECK(Eventually(
+      [&] {
+        auto im = Images(lab, "web");
+        bool all_v2 = im.size() == 3;
+        for (const auto& [slot, image] : im)
+          all_v2 &= image == "skep/web:2";
+        return all_v2 && UpdateState(lab, "web") == "rollback_completed\n";
+      },
+      60s));
+}
+
+TEST_CASE("a rolling update survives the loss of the leader", "[integration]") {
+  Lab lab("itupleader", 16, 3, 2);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "web", "--replicas", "4", "--constraint",
+                          "node.role==worker", "skep/web:1"})
+              .code == 0);
+  REQUIRE(lab.Skep("m1", {"service", "update", "-d", "--image", "skep/web:2",
+                          "--update-parallelism", "1", "--update-monitor", "1s", "web"})
+              .code == 0);
+  // Once the update is under way (one slot done), the leader dies.
+  CHECK(Eventually([&] {
+    int v2 = 0;
+    for (const auto& [slot, image] : Images(lab, "web"))
+      v2 += image == "skep/web:2";
+    return v2 >= 1;
+  }));
+  const std::string leader = lab.Leader("m2");
+  REQUIRE_FALSE(leader.empty());
+  lab.Kill(leader);
+  const std::string via = leader == "m2" ? "m3" : "m2";
+  auto images = [&] {
+    const Output o = lab.Skep(via, {"service", "ps", "--filter", "desired-state=running",
+                                    "--format", "{{.Name}} {{.Image}} {{.CurrentState}}", "web"});
+    std::map<std::string, std::string> out;
+    std::istringstream in(o.out);
+    std::string name, image, state;
+    while (in >> name >> image >> state) {
+      std::string rest;
+      std::getline(in, rest);
+      if (state == "Running") out[name] = image;
+    }
+    return out;
+  };
+  CHECK(Eventually(
+      [&] {
+        auto im = images();
+        bool all_v2 = im.size() == 4;
+        for (const auto& [slot, image] : im)
+          all_v2 &= image == "skep/web:2";
+        return all_v2 &&
+               lab.Skep(via, {"service", "inspect", "--format", "{{.UpdateStatus.State}}", "web"})
+                       .out == "completed\n";
+      },
+      60s));
+  // Every slot went to the new spec exactly once: one new task and one old one per slot.
+  const Output all = lab.Skep(via, {"service", "ps", "--format", "{{.Name}}", "web"});
+  CHECK(std::count(all.out.begin(), all.out.end(), '\n') == 8);
+}

@@ -67,6 +67,8 @@ class Orchestrator final : public manager::LeaderComponent,
       ++self->epoch_;
       self->sub_.Cancel();
       self->timer_.reset();
+      self->wake_timer_.reset();
+      self->wake_.clear();
       self->in_flight_.clear();
       self->dirty_.clear();
       done.set_value();
@@ -120,6 +122,7 @@ class Orchestrator final : public manager::LeaderComponent,
     const int64_t now = NowNanos();
     api::StoreBatch batch;
     int64_t history = kDefaultTaskHistory;
+    int64_t wake_at = 0;
     m_->store().View([&](const ReadTx& tx) {
       if (const auto* c = tx.cluster(); c && c->spec().orchestration().has_task_history_limit()) {
         history = c->spec().orchestration().task_history_limit();
@@ -156,6 +159,12 @@ class Orchestrator final : public manager::LeaderComponent,
       }
       Plan plan = s->spec().has_global() ? ReconcileGlobal(*s, tasks, nodes, now)
                                          : ReconcileReplicated(*s, tasks, nodes, now);
+      if (plan.service) {
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::UPDATE);
+        *a->mutable_service() = std::move(*plan.service);
+      }
+      if (plan.wake_at) wake_at = plan.wake_at;
       for (auto& t : plan.update) {
         auto* a = batch.add_actions();
         a->set_kind(api::StoreAction::UPDATE);
@@ -177,6 +186,7 @@ class Orchestrator final : public manager::LeaderComponent,
         *a->mutable_task() = std::move(t);
       }
     });
+    if (wake_at) WakeAt(service_id, wake_at);
     if (batch.actions_size() == 0) return;
     in_flight_.insert(service_id);
     m_->Propose(std::move(batch), [self = shared_from_this(), service_id,
@@ -212,8 +222,38 @@ class Orchestrator final : public manager::LeaderComponent,
         });
   }
 
+  // Plans that change by time alone (an update's delay) are made again when it has passed.
+  void WakeAt(const std::string& service_id, int64_t at) {
+    wake_[service_id] = at;
+    int64_t first = at;
+    for (const auto& [id, t] : wake_)
+      first = std::min(first, t);
+    wake_timer_ = std::make_unique<asio::steady_timer>(
+        strand_, std::chrono::nanoseconds(std::max<int64_t>(0, first - NowNanos())));
+    wake_timer_->async_wait(
+        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+          if (ec || epoch != self->epoch_) return;
+          const int64_t now = NowNanos();
+          for (auto it = self->wake_.begin(); it != self->wake_.end();) {
+            if (it->second <= now) {
+              self->dirty_.insert(it->first);
+              it = self->wake_.erase(it);
+            } else {
+              ++it;
+            }
+          }
+          self->Run();
+          if (!self->wake_.empty()) {
+            auto next = *self->wake_.begin();
+            self->WakeAt(next.first, next.second);
+          }
+        });
+  }
+
   manager::Manager* m_;
   asio::strand<asio::io_context::executor_type> strand_;
+  std::map<std::string, int64_t> wake_;
+  std::unique_ptr<asio::steady_timer> wake_timer_;
   // All below: on the strand.
   bool running_ = false;
   uint64_t epoch_ = 0;  // bumped at every start and stop: late callbacks of an old term drop out

@@ -1,6 +1,7 @@
 #include "daemon/manager/orchestrator/reconcile.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace skep::orchestrator {
 namespace {
@@ -137,6 +138,7 @@ Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Tas
       if (Live(*t)) plan.update.push_back(WithDesired(*t, api::TASK_SHUTDOWN));
     }
   }
+  PlanUpdate(service, tasks, now, plan);
   return plan;
 }
 
@@ -167,7 +169,115 @@ Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& 
       if (Live(*t)) plan.update.push_back(WithDesired(*t, api::TASK_SHUTDOWN));
     }
   }
+  PlanUpdate(service, tasks, now, plan);
   return plan;
+}
+
+void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks, int64_t now,
+                Plan& plan) {
+  using US = api::UpdateStatus;
+  const auto state = service.update_status().state();
+  const bool rolling_back = state == US::ROLLBACK_STARTED || state == US::ROLLBACK_PAUSED;
+  const api::UpdateConfig& cfg = rolling_back ? service.spec().rollback() : service.spec().update();
+  std::set<std::string> touched;
+  for (const auto& t : plan.update)
+    touched.insert(t.id());
+  std::vector<const api::Task*> old, fresh;
+  for (const auto& t : tasks) {
+    if (!Live(t) || touched.count(t.id())) continue;
+    (t.spec_version() == service.spec_version() ? fresh : old).push_back(&t);
+  }
+  std::sort(old.begin(), old.end(), [](auto* a, auto* b) {
+    if (a->slot() != b->slot()) return a->slot() < b->slot();
+    return a->node_id() < b->node_id();
+  });
+  auto with_status = [&](US::State st, const std::string& message) {
+    api::Service s = service;
+    s.mutable_update_status()->set_state(st);
+    s.mutable_update_status()->set_message(message);
+    if (st == US::COMPLETED || st == US::ROLLBACK_COMPLETED) {
+      s.mutable_update_status()->set_completed_at(now);
+    }
+    plan.service = s;
+  };
+  const bool updating = state == US::UPDATING || state == US::ROLLBACK_STARTED;
+  if (old.empty()) {
+    bool all_running = plan.create.empty();
+    for (const auto* t : fresh)
+      all_running &= t->status().state() == api::TASK_RUNNING;
+    if (updating && all_running) {
+      with_status(rolling_back ? US::ROLLBACK_COMPLETED : US::COMPLETED,
+                  rolling_back ? "rollback completed" : "update completed");
+    }
+    return;
+  }
+  if (!updating) return;  // paused, or an old task with no update under way (a race)
+
+  // Failures of the update's own tasks.
+  const int64_t started = service.update_status().started_at();
+  std::string failed_task;
+  size_t failures = 0;
+  for (const auto& t : tasks) {
+    if (t.spec_version() != service.spec_version() || t.meta().created_at() < started) continue;
+    const auto st = t.status().state();
+    if (st == api::TASK_FAILED || st == api::TASK_REJECTED) {
+      ++failures;
+      failed_task = t.id();
+    }
+  }
+  const size_t slots = old.size() + fresh.size() + plan.create.size();
+  if (failures > 0 && cfg.failure_action() != api::UpdateConfig::CONTINUE &&
+      static_cast<double>(failures) > cfg.max_failure_ratio() * static_cast<double>(slots)) {
+    const std::string why = "due to failure or early termination of task " + failed_task;
+    if (cfg.failure_action() == api::UpdateConfig::ROLLBACK && !rolling_back &&
+        service.has_previous_spec()) {
+      api::Service s = service;
+      *s.mutable_spec() = service.previous_spec();
+      *s.mutable_previous_spec() = service.spec();
+      s.set_spec_version(service.spec_version() + 1);
+      s.mutable_update_status()->set_state(US::ROLLBACK_STARTED);
+      s.mutable_update_status()->set_started_at(now);
+      s.mutable_update_status()->set_message("update rolled back " + why);
+      plan.service = s;
+      return;
+    }
+    with_status(rolling_back ? US::ROLLBACK_PAUSED : US::PAUSED,
+                (rolling_back ? "rollback paused " : "update paused ") + why);
+    return;
+  }
+
+  // The next batch goes once the last one runs and the delay has passed.
+  // A new task stays in progress until it has run for the monitor period without failing.
+  const int64_t monitor = cfg.has_monitor_ns() ? cfg.monitor_ns() : kDefaultUpdateMonitorNs;
+  size_t in_progress = plan.create.size();
+  int64_t last_running = 0, monitored_until = 0;
+  for (const auto* t : fresh) {
+    if (t->status().state() < api::TASK_RUNNING) ++in_progress;
+    if (t->status().state() == api::TASK_RUNNING && t->meta().created_at() >= started) {
+      last_running = std::max(last_running, t->status().timestamp());
+      if (now < t->status().timestamp() + monitor) {
+        ++in_progress;
+        monitored_until = std::max(monitored_until, t->status().timestamp() + monitor);
+      }
+    }
+  }
+  const size_t parallelism = cfg.parallelism() == 0 ? old.size() : cfg.parallelism();
+  if (in_progress >= parallelism) {
+    if (monitored_until) plan.wake_at = monitored_until;
+    return;
+  }
+  if (cfg.delay_ns() > 0 && last_running > 0 && now < last_running + cfg.delay_ns()) {
+    plan.wake_at = last_running + cfg.delay_ns();
+    return;
+  }
+  const size_t n = std::min(old.size(), parallelism - in_progress);
+  for (size_t i = 0; i < n; ++i) {
+    const api::Task& t = *old[i];
+    plan.update.push_back(WithDesired(t, api::TASK_SHUTDOWN));
+    api::Task next = NewTask(service, t.slot(), t.slot() == 0 ? t.node_id() : "", now);
+    next.set_replaces(t.id());
+    plan.create.push_back(std::move(next));
+  }
 }
 
 std::vector<api::Task> Prune(const std::vector<api::Task>& tasks, int64_t history) {

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -23,12 +24,16 @@ namespace skep::orchestrator {
 // Defaults, as in Docker.
 inline constexpr int64_t kDefaultRestartDelayNs = 5'000'000'000;
 inline constexpr int64_t kDefaultTaskHistory = 5;
+inline constexpr int64_t kDefaultUpdateMonitorNs = 5'000'000'000;
 
 struct Plan {
   std::vector<api::Task> create;  // new tasks (IDs left empty: the caller names them)
   std::vector<api::Task> update;  // existing tasks with a changed desired state
   int64_t wake_at = 0;            // unix nanoseconds when a plan may change by time alone; 0: never
-  bool empty() const { return create.empty() && update.empty(); }
+  // The service itself, when its update status changes (an update completes, pauses or turns
+  // into a rollback).
+  std::optional<api::Service> service;
+  bool empty() const { return create.empty() && update.empty() && !service; }
 };
 
 // What the orchestrators need to know of the nodes.
@@ -51,6 +56,15 @@ Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Tas
                          const std::map<std::string, NodeView>& nodes, int64_t now);
 Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& tasks,
                      const std::map<std::string, NodeView>& nodes, int64_t now);
+
+// Rolling updates (applied by both reconcilers after their own decisions): live tasks made
+// from an older spec version are replaced, `parallelism` at a time (0: all at once), the next
+// batch once the last one runs and `delay` has passed. New tasks of the update that fail
+// beyond `max_failure_ratio` of the slots trigger the failure action: pause, continue, or
+// rollback (the previous spec becomes the spec, and is rolled out with the rollback config).
+// The update status says updating, paused (with the task that failed), completed, rollback_*.
+void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks, int64_t now,
+                Plan& plan);
 
 // The old tasks to delete so that each slot (or node) keeps at most `history` tasks that are
 // neither live nor still running: the oldest go first.
