@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "control.pb.h"
+#include "daemon/agent/registry.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/store.h"
 #include "objects.pb.h"
@@ -73,6 +74,8 @@ struct ManagerOptions {
   };
   Start start = Start::kResume;
   std::vector<api::ManagerPeer> peers;  // managers known so far (from the join answer)
+  // How this manager reaches registries, to resolve a service's image tag to a digest.
+  executor::RegistryConfig registry;
   // For kNewCluster: the objects the cluster starts with.
   api::Cluster initial_cluster;
   api::Node initial_node;

@@ -2,6 +2,9 @@
 #include <regex>
 #include <set>
 
+#include "daemon/agent/errors.h"
+#include "daemon/agent/registry.h"
+#include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/manager.h"
@@ -141,6 +144,26 @@ grpc::Status CheckPortConflicts(const ReadTx& tx, const api::ServiceSpec& spec,
   return grpc::Status::OK;
 }
 
+// The image as given, pinned to the digest its tag names now, so that every replica runs the
+// same image: "skep/web:1" -> "skep/web:1@sha256:...". A registry that cannot be asked leaves
+// the tag as it is (each node then pulls what the tag names when it starts the task), as
+// Docker does, with a warning in the log.
+std::string PinImage(const executor::RegistryConfig& config, const std::string& image) {
+  try {
+    executor::ImageRef ref = executor::ParseImageRef(image);
+    if (!ref.digest.empty()) return image;
+    executor::Registry registry(config);
+    const executor::Descriptor d = registry.Resolve(ref);
+    return image + "@" + d.digest;
+  } catch (const std::exception& e) {
+    SKEP_LOG(warn, "control",
+             "image {} could not be accessed on a registry to record its digest "
+             "({}); each node resolves it when it starts a task",
+             image, e.what());
+    return image;
+  }
+}
+
 bool LiveTask(const api::Task& t) {
   return t.desired_state() <= api::TASK_RUNNING;
 }
@@ -211,6 +234,8 @@ grpc::Status ControlApi::CreateService(const api::CreateServiceRequest& req,
     });
     if (!conflict.ok()) return conflict;
     s.set_spec_version(1);
+    auto* image = s.mutable_spec()->mutable_task()->mutable_container()->mutable_image();
+    *image = PinImage(m_->options().registry, *image);
     api::StoreBatch batch;
     auto* a = batch.add_actions();
     a->set_kind(api::StoreAction::CREATE);
@@ -294,6 +319,10 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
     grpc::Status conflict =
         m_->store().View([&](const ReadTx& tx) { return CheckPortConflicts(tx, next, s.id()); });
     if (!conflict.ok()) return conflict;
+    if (next.task().container().image() != s.spec().task().container().image()) {
+      auto* image = next.mutable_task()->mutable_container()->mutable_image();
+      *image = PinImage(m_->options().registry, *image);
+    }
     const bool task_changed =
         next.task().SerializeAsString() != s.spec().task().SerializeAsString() ||
         next.endpoint().SerializeAsString() != s.spec().endpoint().SerializeAsString();

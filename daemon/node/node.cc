@@ -327,6 +327,13 @@ void NodeRuntime::Stop() {
   if (mgr) mgr->Stop();
 }
 
+executor::RegistryConfig NodeRuntime::Registries() const {
+  executor::RegistryConfig c;
+  c.mirrors = options_.registry_mirrors;
+  c.insecure = options_.insecure_registries;
+  return c;
+}
+
 void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
   AgentCallbacks cb;
   cb.on_session = [this](const api::SessionMessage& msg) { OnSession(msg); };
@@ -339,8 +346,7 @@ void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
     WorkerOptions wo;
     wo.data_dir = dir_.path();
     wo.containerd_socket = options_.containerd_socket;
-    wo.registry.mirrors = options_.registry_mirrors;
-    wo.registry.insecure = options_.insecure_registries;
+    wo.registry = Registries();
     worker_ = std::make_unique<Worker>(wo, [this](const std::vector<api::TaskStatusUpdate>& u) {
       std::shared_ptr<Agent> agent;
       {
@@ -360,6 +366,7 @@ void NodeRuntime::StartManager(manager::ManagerOptions::Start mode,
                                const std::vector<api::ManagerPeer>& peers) {
   manager::ManagerOptions mo;
   mo.data_dir = dir_.path();
+  mo.registry = Registries();
   mo.node_id = state_->node_id();
   mo.raft_id = state_->raft_id();
   mo.advertise_addr = state_->advertise_addr();
@@ -489,6 +496,7 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
 
   manager::ManagerOptions mo;
   mo.data_dir = dir_.path();
+  mo.registry = Registries();
   mo.node_id = node_id;
   mo.raft_id = raft_id;
   mo.advertise_addr = advertise;

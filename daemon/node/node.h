@@ -52,6 +52,7 @@ class NodeRuntime {
  private:
   api::NodeDescription Describe() const;
   void StartAgent(const std::vector<api::ManagerPeer>& managers);
+  executor::RegistryConfig Registries() const;
   void StartManager(manager::ManagerOptions::Start mode,
                     const std::vector<api::ManagerPeer>& peers);
   void OnSession(const api::SessionMessage& msg);

@@ -89,6 +89,10 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
   INFO(o.text() << lab.Logs(10));
   REQUIRE(o.code == 0);  // without -d: it returns once converged
   CHECK(o.out.find("verify: Service converged") != std::string::npos);
+  // The tag was resolved once, at create: every replica runs the same image.
+  const Output image = lab.Skep("m1", {"service", "inspect", "--format",
+                                       "{{.Spec.TaskTemplate.ContainerSpec.Image}}", "web"});
+  CHECK(image.out.rfind("skep/web:1@sha256:", 0) == 0);
   auto rows = Tasks(lab, "web", true);
   REQUIRE(AllRunning(rows, 3));
   auto running = RunningOn(lab, all);
@@ -180,9 +184,8 @@ namespace {
 
 // The image each running current task of a service was made from, by slot.
 std::map<std::string, std::string> Images(const Lab& lab, const std::string& service) {
-  const Output o =
-      lab.Skep("m1", {"service", "ps", "--no-trunc", "--filter", "desired-state=running",
-                      "--format", "{{.Name}} {{.Image}} {{.CurrentState}}", service});
+  const Output o = lab.Skep("m1", {"service", "ps", "--filter", "desired-state=running", "--format",
+                                   "{{.Name}} {{.Image}} {{.CurrentState}}", service});
   std::map<std::string, std::string> out;
   std::istringstream in(o.out);
   std::string name, image, state;
