@@ -8,6 +8,7 @@ packages=(
   cmake ninja-build g++ ccache pkg-config git
   libprotobuf-dev protobuf-compiler libgrpc++-dev protobuf-compiler-grpc
   librocksdb-dev libssl-dev libspdlog-dev libfmt-dev libabsl-dev
+  libnl-3-dev libnl-route-3-dev libnftables-dev
   libboost1.81-dev libboost-program-options1.81-dev libboost-json1.81-dev
   # containerd's API .proto files (and gogo.proto they import), compiled at build time
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev

@@ -62,7 +62,9 @@ start_node() {
   rm -f "$(sock_of "$node")"
   # Each node has a containerd of its own; the lab's registry mirrors docker.io for it.
   "$here/deploy/containerd.sh" start "$root/$node/containerd" >/dev/null
-  ip netns exec "$(ns_of "$node")" setsid "$bin/skepd" \
+  # nsenter, not `ip netns exec`: skepd must share the host's mount namespace, so that the
+  # tasks' network namespaces it binds under its data dir are visible to containerd and runc.
+  nsenter --net="/run/netns/$(ns_of "$node")" setsid "$bin/skepd" \
     --data-dir "$root/$node/data" --control-socket "$(sock_of "$node")" \
     --hostname "$node" ${SKEP_LAB_LOG_LEVEL:+--log-level "$SKEP_LAB_LOG_LEVEL"} \
     --containerd-socket "$root/$node/containerd/containerd.sock" \
@@ -144,6 +146,10 @@ cmd_down() {
     sleep 0.1
   done
   [ -z "$(lab_links)" ] || die "could not remove the lab's interfaces: $(lab_links | tr '\n' ' ')"
+  # The tasks' network namespaces are bind mounts under the nodes' data dirs.
+  if [ -d "$root" ]; then
+    findmnt -rn -o TARGET | grep -F "$root/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  fi
   rm -rf "$root"
 }
 

@@ -48,6 +48,9 @@ struct Command {
   size_t min_args = 0;
   size_t max_args = 0;  // SIZE_MAX: no limit
   std::function<int(const Invocation&)> run;
+  // Everything after the first argument is an argument too (IMAGE COMMAND ARG... in Docker's
+  // `service create`, where the command's own flags follow the image).
+  bool args_end_flags = false;
 };
 
 std::vector<Command> AllCommands();

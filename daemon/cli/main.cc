@@ -179,6 +179,7 @@ int Dispatch(int argc, char** argv) {
     const std::string w = words[i];
     if (flags_done || w.empty() || w[0] != '-' || w == "-") {
       inv.args.push_back(w);
+      if (cmd->args_end_flags) flags_done = true;
       continue;
     }
     if (w == "--") {

@@ -321,6 +321,18 @@ std::string PortsOf(const api::EndpointSpec& e) {
   return out;
 }
 
+// A task's host-mode published ports, as Docker's service ps shows them.
+std::string HostPortsOf(const api::Task& t) {
+  std::string out;
+  for (const auto& p : t.endpoint().ports()) {
+    if (p.publish_mode() != api::PortConfig::HOST) continue;
+    if (!out.empty()) out += ",";
+    out += "*:" + std::to_string(p.published_port()) + "->" + std::to_string(p.target_port()) +
+           "/" + p.protocol();
+  }
+  return out;
+}
+
 std::string ImageShort(const std::string& image) {
   return image.substr(0, image.find('@'));
 }
@@ -505,7 +517,9 @@ int PrintTasks(const Invocation& inv, std::vector<api::TaskView> tasks) {
                                                                            : t.desired_state())},
          {"CurrentState", StateName(t.status().state()) + " " + HumanAgo(t.status().timestamp())},
          {"Error", err},
-         {"Ports", ""}});
+         {"Ports", HostPortsOf(t)},
+         // Not a column of the table: the task's address on its node, for --format.
+         {"Addr", t.status().addr()}});
   }
   std::cout << FormatList(inv.Get("format"), inv.Has("quiet"), kTaskList, rows);
   return 0;
@@ -810,7 +824,7 @@ std::vector<Command> ServiceCommands() {
                     "Format output: 'table', 'table TEMPLATE', 'json', or a Go template"};
   return {
       {"service create", "[OPTIONS] IMAGE [COMMAND] [ARG...]", "Create a new service", create, 1,
-       SIZE_MAX, Create},
+       SIZE_MAX, Create, true},
       {"service ls",
        "[OPTIONS]",
        "List services",

@@ -18,6 +18,7 @@
 #include "daemon/agent/oci_spec.h"
 #include "daemon/common/log.h"
 #include "daemon/node/state.h"
+#include "daemon/node/task_network.h"
 
 namespace skep::node {
 
@@ -50,7 +51,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         pool_(3),
         strand_(asio::make_strand(io_)),
         containerd_(options_.containerd_socket, options_.containerd_namespace),
-        registry_(options_.registry) {}
+        registry_(options_.registry),
+        network_(options_.data_dir) {}
 
   void Start() {
     guard_.emplace(asio::make_work_guard(io_));
@@ -284,6 +286,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       std::string err;
       try {
         self->containerd_.Delete(id);
+        self->network_.Detach(id);
       } catch (const std::exception& e) {
         err = e.what();
       }
@@ -391,7 +394,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       });
     };
     api::TaskState failure = api::TASK_REJECTED;
-    std::string stop_signal;
+    std::string stop_signal, addr;
     try {
       const std::string image = task.spec().container().image();
       executor::ImageInfo info = containerd_.Pull(image, registry_, [&](const std::string& line) {
@@ -401,7 +404,6 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       executor::ContainerRequest req;
       req.id = id;
       req.image = info;
-      req.spec_json = executor::BuildOciSpec(id, info, SpecOf(task));
       req.labels = {{kTaskLabel, id},
                     {"skep.service.id", task.service_id()},
                     {"skep.service.name", task.service_name()},
@@ -410,6 +412,18 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         containerd_.Delete(id);  // a leftover of an attempt that died half-way
       } catch (const std::exception&) {
       }
+      std::vector<PublishedPort> ports;
+      for (const auto& p : task.endpoint().ports()) {
+        if (p.publish_mode() == api::PortConfig::HOST && p.published_port() != 0) {
+          ports.push_back({p.protocol(), p.published_port(), p.target_port()});
+        }
+      }
+      const TaskNetwork::Attachment net = network_.Attach(id, ports);
+      addr = net.addr;
+      executor::ContainerSpec spec = SpecOf(task);
+      spec.netns_path = net.netns_path;
+      if (fs::exists("/etc/resolv.conf")) spec.resolv_conf_path = "/etc/resolv.conf";
+      req.spec_json = executor::BuildOciSpec(id, info, spec);
       containerd_.CreateContainer(req);
       post_status(api::TASK_STARTING, "starting", "");
       failure = api::TASK_FAILED;
@@ -418,13 +432,14 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       for (const char* f : {"/stdout.log", "/stderr.log"})
         std::ofstream(dir + f, std::ios::app);
       const uint32_t pid = containerd_.StartTask(id, dir + "/stdout.log", dir + "/stderr.log");
-      asio::post(strand_, [self, id, pid, stop_signal] {
+      asio::post(strand_, [self, id, pid, stop_signal, addr] {
         auto it = self->tasks_.find(id);
         if (it == self->tasks_.end()) return;
         Local& l = it->second;
         l.busy = false;
         l.container = true;
         l.stop_signal = stop_signal;
+        l.task.mutable_status()->set_addr(addr);
         self->SetStatus(l, api::TASK_RUNNING, "started", "", 0, static_cast<int32_t>(pid));
         if (l.early_exit) {
           auto [code, at] = *l.early_exit;
@@ -438,12 +453,10 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     } catch (const std::exception& e) {
       const std::string err = e.what();
       SKEP_LOG(warn, "worker", "task {} could not start: {}", id, err);
-      bool created = failure == api::TASK_FAILED;
-      if (created) {
-        try {
-          containerd_.Delete(id);
-        } catch (const std::exception&) {
-        }
+      try {
+        if (failure == api::TASK_FAILED) containerd_.Delete(id);
+        network_.Detach(id);
+      } catch (const std::exception&) {
       }
       asio::post(strand_, [self, id, failure, err] {
         auto it = self->tasks_.find(id);
@@ -503,6 +516,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   asio::strand<asio::io_context::executor_type> strand_;
   executor::Containerd containerd_;
   executor::Registry registry_;
+  TaskNetwork network_;
   std::atomic<bool> stopping_{false};
 
   // On the strand.

@@ -104,6 +104,20 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
     ++containers;
   }
   CHECK(running["w1"].size() + running["w2"].size() == containers);
+  // Each task's httpd answers on its own address, from its node.
+  const Output addrs = lab.Skep("m1", {"service", "ps", "--filter", "desired-state=running",
+                                       "--format", "{{.Node}} {{.Addr}}", "web"});
+  std::istringstream in(addrs.out);
+  std::string node, addr;
+  int answered = 0;
+  while (in >> node >> addr) {
+    const Output page =
+        lab.Lab_({"exec", node, "--", "curl", "-s", "-m", "5", "http://" + addr + "/"});
+    INFO(node << " " << addr << ": " << page.text());
+    CHECK(page.out.rfind("web v1 on ", 0) == 0);
+    ++answered;
+  }
+  CHECK(answered == 3);
 
   // A restart of a worker's skepd keeps the same containers (same pids).
   const auto before = Containers(lab, "w1");
@@ -304,4 +318,44 @@ TEST_CASE("a rolling update survives the loss of the leader", "[integration]") {
   // Every slot went to the new spec exactly once: one new task and one old one per slot.
   const Output all = lab.Skep(via, {"service", "ps", "--format", "{{.Name}}", "web"});
   CHECK(std::count(all.out.begin(), all.out.end(), '\n') == 8);
+}
+
+TEST_CASE("tasks reach the outside, and a host-mode port publishes a task on its node",
+          "[integration]") {
+  Lab lab("itnet", 17, 1, 1);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "pub", "--constraint", "node.hostname==w1",
+                          "--publish", "mode=host,published=8080,target=80", "skep/web:2"})
+              .code == 0);
+  const Output ps = lab.Skep("m1", {"service", "ps", "--format", "{{.Ports}}", "pub"});
+  CHECK(ps.out == "*:8080->80/tcp\n");
+  // From another node, on the node's own address.
+  const Output page =
+      lab.Lab_({"exec", "m1", "--", "curl", "-s", "-m", "5", "http://" + lab.Ip("w1") + ":8080/"});
+  INFO(page.text());
+  CHECK(page.out.rfind("web v2 on ", 0) == 0);
+  // A second task wanting the same host port on the same node cannot be placed.
+  REQUIRE(lab.Skep("m1", {"service", "create", "-d", "--name", "pub2", "--constraint",
+                          "node.hostname==w1", "--publish", "mode=host,published=8080,target=80",
+                          "skep/web:2"})
+              .code == 0);
+  CHECK(Eventually([&] {
+    auto rows = Tasks(lab, "pub2");
+    return !rows.empty() && rows[0].state == "Pending" &&
+           rows[0].error.find("host-mode port 8080/tcp in use on 1 node") != std::string::npos;
+  }));
+
+  // Out: a task reaches an address beyond its node (the lab's bridge) through the NAT.
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "out", "--constraint", "node.hostname==w1",
+                          "skep/busybox:1", "sh", "-c",
+                          "printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' | nc " +
+                              lab.Ip("m1").substr(0, lab.Ip("m1").rfind('.')) +
+                              ".1 5000 | head -1; sleep 600"})
+              .code == 0);
+  const std::string id = Tasks(lab, "out").at(0).id;
+  std::string log;
+  CHECK(Eventually([&] {
+    log = Run({"cat", lab.Root() + "/w1/data/tasks/" + id + "/stdout.log"}).out;
+    return log.find("HTTP/1.0 200 OK") != std::string::npos;
+  }));
+  INFO(log);
 }
