@@ -148,7 +148,7 @@ cmd_down() {
   [ -z "$(lab_links)" ] || die "could not remove the lab's interfaces: $(lab_links | tr '\n' ' ')"
   # The tasks' network namespaces are bind mounts under the nodes' data dirs.
   if [ -d "$root" ]; then
-    findmnt -rn -o TARGET | grep -F "$root/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    { findmnt -rn -o TARGET | grep -F "$root/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   fi
   rm -rf "$root"
 }

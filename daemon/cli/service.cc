@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -359,6 +360,16 @@ int Create(const Invocation& inv) {
   c->set_image(inv.args[0]);
   for (size_t i = 1; i < inv.args.size(); ++i)
     c->add_args(inv.args[i]);
+  for (const auto& file : inv.All("env-file")) {
+    std::ifstream in(file);
+    if (!in) throw UsageError("cannot read the env file " + file);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || line[0] == '#') continue;
+      c->add_env(line);
+    }
+  }
   for (const auto& e : inv.All("env"))
     c->add_env(e);
   for (const auto& l : inv.All("label")) {
@@ -801,6 +812,7 @@ std::vector<Command> ServiceCommands() {
                          {"mode", 0, "string", "Service mode (replicated or global)"},
                          {"constraint", 0, "list", "Placement constraints", true},
                          {"env", 'e', "list", "Set environment variables", true},
+                         {"env-file", 0, "list", "Read in a file of environment variables", true},
                          {"label", 'l', "list", "Service labels", true},
                          {"container-label", 0, "list", "Container labels", true},
                          {"mount", 0, "mount", "Attach a filesystem mount to the service", true},

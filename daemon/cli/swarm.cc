@@ -105,12 +105,21 @@ int Update(const Invocation& inv) {
   req.set_election_timeout_ms(DurationMs(inv, "election-timeout"));
   req.set_cert_expiry_s(DurationMs(inv, "cert-expiry") / 1000);
   req.set_dispatcher_heartbeat_ms(DurationMs(inv, "dispatcher-heartbeat"));
+  if (inv.Has("task-history-limit")) {
+    const std::string v = inv.Get("task-history-limit");
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) {
+      throw UsageError(
+          "invalid argument \"" + v +
+          "\" for --task-history-limit: not a number\nSee 'skep swarm update --help'.");
+    }
+    req.set_task_history_limit(std::stoll(v));
+  }
   if (inv.Has("cert-expiry") && req.cert_expiry_s() == 0) {
     throw UsageError("invalid argument \"" + inv.Get("cert-expiry") +
                      "\" for --cert-expiry: at least 1s\nSee 'skep swarm update --help'.");
   }
   if (!req.heartbeat_period_ms() && !req.election_timeout_ms() && !req.cert_expiry_s() &&
-      !req.dispatcher_heartbeat_ms()) {
+      !req.dispatcher_heartbeat_ms() && !req.has_task_history_limit()) {
     throw UsageError(
         "nothing to update: give at least one option\nSee 'skep swarm update --help'.");
   }
@@ -197,7 +206,8 @@ std::vector<Command> SwarmCommands() {
        {{"heartbeat-period", 0, "duration", "Raft heartbeat period of the managers (e.g. 100ms)"},
         {"election-timeout", 0, "duration", "Raft election timeout of the managers (e.g. 1s)"},
         {"cert-expiry", 0, "duration", "Validity period of node certificates (e.g. 2160h)"},
-        {"dispatcher-heartbeat", 0, "duration", "Agents' heartbeat period (e.g. 5s)"}},
+        {"dispatcher-heartbeat", 0, "duration", "Agents' heartbeat period (e.g. 1s)"},
+        {"task-history-limit", 0, "int", "Task history retention limit (default 5)"}},
        0,
        0,
        Update},

@@ -107,6 +107,13 @@ grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Em
     }
     if (req.heartbeat_period_ms()) spec->mutable_raft()->set_heartbeat_period_ms(hb);
     if (req.election_timeout_ms()) spec->mutable_raft()->set_election_timeout_ms(el);
+    if (req.has_task_history_limit()) {
+      if (req.task_history_limit() < 0) {
+        return Invalid("invalid task history limit " + std::to_string(req.task_history_limit()) +
+                       ": it cannot be negative");
+      }
+      spec->mutable_orchestration()->set_task_history_limit(req.task_history_limit());
+    }
     if (req.cert_expiry_s()) spec->mutable_ca()->set_node_cert_expiry_s(req.cert_expiry_s());
     if (req.dispatcher_heartbeat_ms()) {
       spec->mutable_dispatcher()->set_heartbeat_period_ms(req.dispatcher_heartbeat_ms());

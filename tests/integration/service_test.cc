@@ -105,6 +105,18 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
   o = lab.Skep("m1", {"service", "ls", "--format", "{{.Name}} {{.Mode}} {{.Replicas}} {{.Image}}"});
   CHECK(o.out.find("web replicated ") != std::string::npos);
   CHECK(o.out.find("/3 skep/web:1\n") != std::string::npos);
+
+  // With a history limit of 1, only the current task of each slot stays.
+  CHECK(lab.Skep("m1", {"swarm", "update", "--task-history-limit", "x"}).code == 2);
+  REQUIRE(lab.Skep("m1", {"swarm", "update", "--task-history-limit", "1"}).code == 0);
+  CHECK(Eventually([&] {
+    int in_slots = 0;
+    for (const auto& r : Ps(lab, "web")) {
+      for (const char* n : {"web.1", "web.2", "web.3"})
+        in_slots += r.name.size() >= 5 && r.name.substr(r.name.size() - 5) == n;
+    }
+    return in_slots == 3;
+  }));
 }
 
 TEST_CASE("global services follow drains and removals, and tasks leave drained nodes",
