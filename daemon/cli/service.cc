@@ -414,8 +414,12 @@ int Converge(const Invocation& inv, const std::string& id, bool rollback) {
       if (task.status().state() == api::TASK_RUNNING) ++running;
     }
     const uint64_t desired = v.desired();
-    const bool done = desired > 0 && running == desired;
     const auto us = v.service().update_status().state();
+    // An update converges when the orchestrator says it completed, not merely when enough
+    // tasks of the new spec run: it may still be monitoring them, or about to pause.
+    const bool updating =
+        us == api::UpdateStatus::UPDATING || us == api::UpdateStatus::ROLLBACK_STARTED;
+    const bool done = desired > 0 && running == desired && !updating;
     // An update that paused, or turned into a rollback the user did not ask for, failed.
     const bool rolled_back =
         us == api::UpdateStatus::ROLLBACK_STARTED || us == api::UpdateStatus::ROLLBACK_COMPLETED;
