@@ -434,13 +434,18 @@ int Converge(const Invocation& inv, const std::string& id, bool rollback) {
         out << slot << "/" << desired << ": " << state << "\n";
         ++lines;
       }
-      if (done) out << "verify: Service converged\n";
-      if (failed) out << "update " << v.service().update_status().message() << "\n";
+      if (failed) {
+        out << "update " << v.service().update_status().message() << "\n";
+      } else if (done) {
+        out << "verify: Service converged\n";
+      }
       std::cout << out.str() << std::flush;
       drawn = lines;
     }
-    if (done) return 0;
+    // A failed update can also look converged (a rollback runs the old spec under a new
+    // version): the failure decides.
     if (failed) return 1;
+    if (done) return 0;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
 }
