@@ -3,7 +3,9 @@
 
 #include <boost/program_options.hpp>
 #include <iostream>
+#include <map>
 
+#include "daemon/agent/logfile.h"
 #include "daemon/common/log.h"
 #include "daemon/common/runtime.h"
 #include "daemon/node/node.h"
@@ -11,6 +13,10 @@
 namespace po = boost::program_options;
 
 int main(int argc, char** argv) {
+  // Started by containerd's shim as a task's logger: nothing of the daemon runs.
+  if (std::map<std::string, std::string> args; skep::executor::IsShimLogger(argc, argv, &args)) {
+    return skep::executor::RunShimLogger(args);
+  }
   skep::ConfigureProcess();
   skep::node::NodeOptions opt;
   std::string log_level;

@@ -77,9 +77,10 @@ void CheckId(const std::string& id) {
                     id));
 }
 
-// The shim appends to stdio files but does not create them.
+// The shim appends to stdio files but does not create them (a URI, file:// or binary://, is
+// the shim's to open).
 void EnsureFile(const std::string& path) {
-  if (path.empty()) return;
+  if (path.empty() || path.find("://") != std::string::npos) return;
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (fd < 0)
     throw ExecutorError(ErrorKind::kFailed,

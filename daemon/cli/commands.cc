@@ -7,6 +7,7 @@ namespace skep::cli {
 std::vector<Command> SwarmCommands();
 std::vector<Command> NodeCommands();
 std::vector<Command> ServiceCommands();
+std::vector<Command> LogsCommands();
 
 namespace {
 
@@ -44,6 +45,8 @@ std::vector<Command> AllCommands() {
   for (auto& c : NodeCommands())
     all.push_back(std::move(c));
   for (auto& c : ServiceCommands())
+    all.push_back(std::move(c));
+  for (auto& c : LogsCommands())
     all.push_back(std::move(c));
   all.push_back({"info", "", "Display this node's view of the swarm", {}, 0, 0, Info});
   all.push_back({"version", "", "Show the skep version", {}, 0, 0, Version});

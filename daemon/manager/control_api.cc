@@ -270,7 +270,7 @@ grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& req, api::Empt
 // ---------------------------------------------------------------------------------------------
 // On 2377: managers only.
 
-grpc::Status ControlService::Authorize(grpc::ServerContext* c) const {
+grpc::Status ControlService::Authorize(const grpc::ServerContextBase* c) const {
   const tls::Peer p = tls::PeerOf(*c);
   if (!p.has_certificate) {
     return {StatusCode::UNAUTHENTICATED, "the control API needs a node certificate"};
@@ -352,5 +352,11 @@ grpc::Status ControlService::ListTasks(grpc::ServerContext* c, const api::ListTa
 }
 
 #undef SKEP_MANAGER_ONLY
+
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* ControlService::ServiceLogs(
+    grpc::CallbackServerContext* c, const api::ServiceLogsRequest* req) {
+  if (grpc::Status st = Authorize(c); !st.ok()) return RefuseLogs(st);
+  return ServeLogs(api_, *req);
+}
 
 }  // namespace skep::manager

@@ -7,12 +7,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <functional>
+#include <memory>
 
 #include "control.grpc.pb.h"
 
 namespace skep::manager {
 
 class Manager;
+class LogFeed;
 
 class ControlApi {
  public:
@@ -33,6 +35,10 @@ class ControlApi {
   grpc::Status UpdateService(const api::UpdateServiceRequest& req, api::ServiceView* resp);
   grpc::Status RemoveService(const api::ServiceRef& req, api::Empty* resp);
   grpc::Status ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp);
+  // Logs (logs_api.cc): streams the logs of a service's tasks, or of one task, into `feed`,
+  // through the leader. Returns what stops the stream early (the client went away).
+  std::function<void()> ServiceLogs(const api::ServiceLogsRequest& req,
+                                    std::shared_ptr<LogFeed> feed);
 
  private:
   template <class Req, class Resp>
@@ -56,7 +62,8 @@ class ControlApi {
 // Calls on 2377 come from other managers: the certificate must be a manager's, and the store
 // must agree that its node is still a manager (a demoted manager's certificate stays valid until
 // it expires). A request a follower forwarded is not forwarded again.
-class ControlService final : public api::Control::Service {
+class ControlService final
+    : public api::Control::WithCallbackMethod_ServiceLogs<api::Control::Service> {
  public:
   ControlService(ControlApi* api, Manager* manager) : api_(api), manager_(manager) {}
 
@@ -86,13 +93,23 @@ class ControlService final : public api::Control::Service {
                              api::Empty* resp) override;
   grpc::Status ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
                          api::ListTasksResponse* resp) override;
+  grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServiceLogs(
+      grpc::CallbackServerContext* c, const api::ServiceLogsRequest* req) override;
 
  private:
-  grpc::Status Authorize(grpc::ServerContext* c) const;
+  grpc::Status Authorize(const grpc::ServerContextBase* c) const;
 
   ControlApi* api_;
   Manager* manager_;
 };
+
+// A ServiceLogs stream to a client, fed by ControlApi::ServiceLogs (logs_api.cc); it holds
+// `keep_alive` (the manager) until it is done.
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServeLogs(ControlApi* api,
+                                                             const api::ServiceLogsRequest& req,
+                                                             std::shared_ptr<void> keep_alive = {});
+// A stream that only says no.
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* RefuseLogs(grpc::Status status);
 
 // Marks a request one manager forwards to another.
 inline constexpr char kForwardedHeader[] = "skep-forwarded";

@@ -17,7 +17,102 @@ constexpr int kGracePeriods = 3;
 
 }  // namespace
 
-Dispatcher::Dispatcher(Manager* manager) : manager_(manager) {}
+Dispatcher::Dispatcher(Manager* manager)
+    : manager_(manager),
+      logs_(&manager->store(), [this](const std::string& node_id) { return Connected(node_id); }) {}
+
+bool Dispatcher::Connected(const std::string& node_id) const {
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(node_id);
+  return leader_ && it != sessions_.end() &&
+         std::chrono::steady_clock::now() - it->second->last_heartbeat < Period() * kGracePeriods;
+}
+
+void Dispatcher::Touch(const LogBroker::Nodes& nodes) {
+  if (nodes.empty()) return;
+  std::lock_guard lock(mu_);
+  for (const auto& n : nodes) {
+    if (auto it = sessions_.find(n); it != sessions_.end()) it->second->dirty = true;
+  }
+  cv_.notify_all();
+}
+
+std::string Dispatcher::SubscribeLogs(const std::string& service_id, const std::string& task_id,
+                                      const api::ServiceLogsRequest& req,
+                                      std::shared_ptr<LogFeed> feed) {
+  const std::string id = pki::RandomId();
+  Touch(logs_.Subscribe(id, service_id, task_id, req, std::move(feed)));
+  return id;
+}
+
+void Dispatcher::UnsubscribeLogs(const std::string& id) {
+  Touch(logs_.Unsubscribe(id));
+}
+
+// Reads one node's answer to log subscriptions; the node is the one its certificate names.
+class Dispatcher::LogReader final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
+ public:
+  LogReader(Dispatcher* d, std::string node_id) : d_(d), node_id_(std::move(node_id)) {
+    StartRead(&msg_);
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The stream ended (the node went, or its reader failed) before closing what it
+      // answered: those requests are not kept waiting for it.
+      for (const auto& id : open_) {
+        api::PublishLogsMessage end;
+        end.set_subscription_id(id);
+        end.set_close(true);
+        end.set_error("its logs stopped before all of them were sent");
+        LogBroker::Nodes notify;
+        (void)d_->logs_.Publish(node_id_, end, &notify);
+        d_->Touch(notify);
+      }
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (msg_.close()) {
+      open_.erase(msg_.subscription_id());
+    } else {
+      open_.insert(msg_.subscription_id());
+    }
+    LogBroker::Nodes notify;
+    grpc::Status st = d_->logs_.Publish(node_id_, msg_, &notify);
+    d_->Touch(notify);
+    if (!st.ok()) {
+      open_.erase(msg_.subscription_id());
+      Finish(st);
+      return;
+    }
+    msg_.Clear();
+    StartRead(&msg_);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  Dispatcher* d_;
+  std::string node_id_;
+  api::PublishLogsMessage msg_;
+  std::set<std::string> open_;  // subscriptions answered on this stream and not closed yet
+};
+
+namespace {
+class Refusal final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
+ public:
+  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+}  // namespace
+
+grpc::ServerReadReactor<api::PublishLogsMessage>* Dispatcher::PublishLogs(
+    grpc::CallbackServerContext* c) {
+  const tls::Peer peer = tls::PeerOf(*c);
+  if (!peer.has_certificate) {
+    return new Refusal({grpc::StatusCode::UNAUTHENTICATED, "logs need the node's certificate"});
+  }
+  if (!manager_->IsLeader()) return new Refusal(NotLeader());
+  return new LogReader(this, peer.node_id);
+}
 
 std::chrono::milliseconds Dispatcher::Period() const {
   auto c = manager_->store().GetCluster();
@@ -44,7 +139,10 @@ api::SessionMessage Dispatcher::Message(const SessionState& s) const {
     for (const auto* t : tx.tasks_on_node(s.node_id)) {
       if (t->status().state() < api::TASK_ASSIGNED) continue;  // not scheduled yet
       const bool terminal = t->status().state() > api::TASK_RUNNING;
-      if (terminal && t->desired_state() > api::TASK_RUNNING) continue;  // settled
+      if (terminal && t->desired_state() > api::TASK_RUNNING) {  // settled, in the history
+        msg.add_kept_task_ids(t->id());
+        continue;
+      }
       api::Task* out = msg.add_tasks();
       *out = *t;
       out->clear_status();
@@ -53,6 +151,8 @@ api::SessionMessage Dispatcher::Message(const SessionState& s) const {
     }
   });
   msg.set_tasks_known(true);
+  for (auto& sub : logs_.For(s.node_id))
+    *msg.add_log_subscriptions() = std::move(sub);
   return msg;
 }
 
@@ -153,6 +253,13 @@ grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::Sessio
       last_sent = std::move(bytes);
     }
   }
+  bool current;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(peer.node_id);
+    current = it != sessions_.end() && it->second == s;  // not replaced by a newer one
+  }
+  if (current) Touch(logs_.OnSessionEnded(peer.node_id));
   if (!manager_->IsLeader()) return NotLeader();
   return grpc::Status::OK;
 }
@@ -184,6 +291,7 @@ grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
 }
 
 void Dispatcher::OnStoreEvent(const StoreEvent& event) {
+  if (const api::Task* task = event.task()) Touch(logs_.OnTask(*task));
   std::lock_guard lock(mu_);
   if (const api::Task* task = event.task()) {
     const api::Task* old = event.old_as<api::Task>();
@@ -213,6 +321,9 @@ void Dispatcher::OnManagersChanged() {
 }
 
 void Dispatcher::OnLeadershipChange(bool leader) {
+  if (!leader) {
+    logs_.EndAll({grpc::StatusCode::UNAVAILABLE, "the leader stepped down; ask again"});
+  }
   std::lock_guard lock(mu_);
   leader_ = leader;
   if (leader) {

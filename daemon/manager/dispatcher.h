@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 
+#include "daemon/manager/log_broker.h"
 #include "daemon/manager/store.h"
 #include "dispatcher.grpc.pb.h"
 
@@ -34,6 +35,14 @@ class Dispatcher {
   grpc::Status UpdateTaskStatus(grpc::ServerContext* context,
                                 const api::UpdateTaskStatusRequest& request,
                                 api::UpdateTaskStatusResponse* response);
+
+  // Log requests (`service logs`), served by the nodes through their sessions: every task of
+  // the service, or the one task. Returns the subscription's ID, for UnsubscribeLogs.
+  std::string SubscribeLogs(const std::string& service_id, const std::string& task_id,
+                            const api::ServiceLogsRequest& req, std::shared_ptr<LogFeed> feed);
+  void UnsubscribeLogs(const std::string& id);
+  // A node's answer to a log subscription.
+  grpc::ServerReadReactor<api::PublishLogsMessage>* PublishLogs(grpc::CallbackServerContext* c);
 
   void OnStoreEvent(const StoreEvent& event);
   // The raft group's members changed: every session hears the new list of managers.
@@ -57,6 +66,11 @@ class Dispatcher {
   };
   api::SessionMessage Message(const SessionState& s) const;
   void MarkReady(const std::string& node_id, const std::string& addr);
+  // Whether the node has a session with live heartbeats.
+  bool Connected(const std::string& node_id) const;
+  // The nodes must hear a new session message.
+  void Touch(const LogBroker::Nodes& nodes);
+  class LogReader;
 
   Manager* manager_;
   mutable std::mutex mu_;
@@ -65,9 +79,11 @@ class Dispatcher {
   std::chrono::steady_clock::time_point leader_since_;
   bool leader_ = false;
   bool stopped_ = false;
+  LogBroker logs_;
 };
 
-class DispatcherService final : public api::Dispatcher::Service {
+class DispatcherService final
+    : public api::Dispatcher::WithCallbackMethod_PublishLogs<api::Dispatcher::Service> {
  public:
   explicit DispatcherService(Dispatcher* d) : d_(d) {}
   grpc::Status Session(grpc::ServerContext* context, const api::SessionRequest* request,
@@ -82,6 +98,10 @@ class DispatcherService final : public api::Dispatcher::Service {
                                 const api::UpdateTaskStatusRequest* request,
                                 api::UpdateTaskStatusResponse* response) override {
     return d_->UpdateTaskStatus(context, *request, response);
+  }
+  grpc::ServerReadReactor<api::PublishLogsMessage>* PublishLogs(
+      grpc::CallbackServerContext* context, api::PublishLogsResponse*) override {
+    return d_->PublishLogs(context);
   }
 
  private:

@@ -31,6 +31,12 @@ Agent::~Agent() {
 
 void Agent::Start() {
   credentials_ = tls::NodeCredentials(dir_.Certs());
+  logs_ = std::make_unique<LogPublishers>(
+      dir_.path() + "/tasks", [this]() -> std::shared_ptr<grpc::Channel> {
+        const std::string addr = Manager();
+        if (addr.empty()) return nullptr;
+        return grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
+      });
   thread_ = std::thread([this] { Run(); });
   renew_thread_ = std::thread([this] { Renewals(); });
 }
@@ -47,6 +53,7 @@ void Agent::Stop() {
   }
   if (thread_.joinable()) thread_.join();
   if (renew_thread_.joinable()) renew_thread_.join();
+  if (logs_) logs_->StopAll();
 }
 
 void Agent::Renewals() {
@@ -212,6 +219,7 @@ void Agent::Handle(const std::string& addr, const api::SessionMessage& msg) {
     }
   }
   if (callbacks_.on_session) callbacks_.on_session(msg);
+  logs_->Update({msg.log_subscriptions().begin(), msg.log_subscriptions().end()});
   (void)addr;
   std::lock_guard lock(renew_mu_);
   renew_due_ = true;

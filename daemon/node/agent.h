@@ -1,7 +1,8 @@
 // The agent every node runs (managers too): a session with the leader's dispatcher, heartbeats
 // at the period the dispatcher asks for, and a switch to another manager whenever the session
 // breaks. It renews the node's certificate before it expires and whenever the role the swarm
-// wants for the node differs from the one the certificate carries.
+// wants for the node differs from the one the certificate carries. It answers the log
+// subscriptions its sessions list (log_publisher.h).
 #pragma once
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "control.pb.h"
+#include "daemon/node/log_publisher.h"
 #include "daemon/node/state.h"
 #include "dispatcher.pb.h"
 
@@ -83,6 +85,7 @@ class Agent {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::thread renew_thread_;
+  std::unique_ptr<LogPublishers> logs_;  // answers the session's log subscriptions
 };
 
 }  // namespace skep::node

@@ -127,7 +127,8 @@ class LocalNodeService final : public api::LocalNode::Service {
   NodeRuntime* node_;
 };
 
-class LocalControlService final : public api::Control::Service {
+class LocalControlService final
+    : public api::Control::WithCallbackMethod_ServiceLogs<api::Control::Service> {
  public:
   explicit LocalControlService(NodeRuntime* node) : node_(node) {}
 
@@ -203,6 +204,12 @@ class LocalControlService final : public api::Control::Service {
     SKEP_VIA_MANAGER(ListTasks(*req, resp));
   }
 #undef SKEP_VIA_MANAGER
+  grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServiceLogs(
+      grpc::CallbackServerContext*, const api::ServiceLogsRequest* req) override {
+    std::shared_ptr<manager::Manager> m;
+    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return manager::RefuseLogs(st);
+    return manager::ServeLogs(&m->control(), *req, m);
+  }
 
  private:
   // Docker accepts "self" for the node the CLI talks to.
@@ -690,11 +697,17 @@ grpc::Status NodeRuntime::Leave(const api::LeaveRequest& req, api::Empty*) {
   }
   auto agent = std::move(agent_);
   auto mgr = std::move(manager_);
+  auto worker = std::move(worker_);
   state_.reset();
   error_.clear();
   removed_.clear();
   lock.unlock();
   if (agent) agent->Stop();
+  // The swarm's containers do not outlive the node's membership (Docker removes them too).
+  if (worker) {
+    worker->Leave(std::chrono::seconds(30));
+    worker->Stop();
+  }
   if (mgr) mgr->Stop();
   lock.lock();
   dir_.Wipe();
@@ -725,7 +738,10 @@ grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
 void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
   removed_.clear();  // a session means the swarm knows this node
-  if (worker_ && msg.tasks_known()) worker_->Assign({msg.tasks().begin(), msg.tasks().end()});
+  if (worker_ && msg.tasks_known()) {
+    worker_->Assign({msg.tasks().begin(), msg.tasks().end()},
+                    {msg.kept_task_ids().begin(), msg.kept_task_ids().end()});
+  }
   if (!state_ || msg.managers_size() == 0) return;
   auto same = [](const auto& a, const auto& b) {
     if (a.size() != b.size()) return false;

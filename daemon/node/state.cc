@@ -81,6 +81,9 @@ void DataDir::Wipe() const {
   fs::remove(path_ + "/state.pb", ec);
   fs::remove_all(CertDir(), ec);
   fs::remove_all(RaftDir(), ec);
+  // The old swarm's tasks and their logs; named volumes stay, as Docker keeps them.
+  fs::remove(path_ + "/tasks.pb", ec);
+  fs::remove_all(path_ + "/tasks", ec);
 }
 
 void DataDir::WipeRaft() const {

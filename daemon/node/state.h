@@ -28,7 +28,7 @@ class DataDir {
                         const std::string& ca_pem) const;
   void SaveCertificate(const std::string& cert_pem) const;  // a renewal keeps the key
   std::string ReadFile(const std::string& path) const;
-  // Removes everything the swarm left: state, certificates, raft log.
+  // Removes everything the swarm left: state, certificates, raft log, tasks and their logs.
   void Wipe() const;
   void WipeRaft() const;
 

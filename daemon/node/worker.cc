@@ -9,6 +9,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <thread>
@@ -37,6 +38,18 @@ int64_t NowNanos() {
       .count();
 }
 
+// This skepd's executable. After it was replaced on disk the new one at the same path serves.
+std::string SelfBinary() {
+  std::error_code ec;
+  std::string p = fs::read_symlink("/proc/self/exe", ec).string();
+  const std::string deleted = " (deleted)";
+  if (p.size() > deleted.size() &&
+      p.compare(p.size() - deleted.size(), deleted.size(), deleted) == 0) {
+    p.resize(p.size() - deleted.size());
+  }
+  return p;
+}
+
 bool Terminal(api::TaskState s) {
   return s > api::TASK_RUNNING;
 }
@@ -52,7 +65,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         strand_(asio::make_strand(io_)),
         containerd_(options_.containerd_socket, options_.containerd_namespace),
         registry_(options_.registry),
-        network_(options_.data_dir) {}
+        network_(options_.data_dir) {
+    if (options_.logger_binary.empty()) options_.logger_binary = SelfBinary();
+  }
 
   void Start() {
     guard_.emplace(asio::make_work_guard(io_));
@@ -93,9 +108,20 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (thread_.joinable()) thread_.join();
   }
 
-  void Assign(std::vector<api::Task> tasks) {
-    asio::post(strand_,
-               [self = shared_from_this(), tasks = std::move(tasks)] { self->OnAssign(tasks); });
+  void Assign(std::vector<api::Task> tasks, std::vector<std::string> kept) {
+    asio::post(strand_, [self = shared_from_this(), tasks = std::move(tasks),
+                         kept = std::move(kept)] { self->OnAssign(tasks, kept); });
+  }
+
+  void Leave(std::chrono::milliseconds timeout) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto future = done->get_future();
+    asio::post(strand_, [self = shared_from_this(), done] {
+      self->left_ = done;
+      self->OnAssign({}, {});
+      self->MaybeLeft();
+    });
+    future.wait_for(timeout);
   }
 
  private:
@@ -167,7 +193,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (assigned_once_) ReconcileAll();
   }
 
-  void OnAssign(const std::vector<api::Task>& assigned) {
+  void OnAssign(const std::vector<api::Task>& assigned, const std::vector<std::string>& kept) {
     std::set<std::string> ids;
     for (const auto& t : assigned) {
       ids.insert(t.id());
@@ -189,6 +215,29 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     Persist();
     if (attached_) ReconcileAll();
     Flush();  // a new session: what was not taken yet goes again
+    RemoveLogs(kept);
+  }
+
+  // The directories (logs) of tasks the node neither runs nor keeps in a history go.
+  void RemoveLogs(const std::vector<std::string>& kept) {
+    kept_ = std::set<std::string>(kept.begin(), kept.end());
+    std::set<std::string> keep = kept_;
+    for (const auto& [id, l] : tasks_)
+      keep.insert(id);
+    asio::post(pool_, [dir = options_.data_dir + "/tasks", keep = std::move(keep)] {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(dir, ec)) {
+        if (!keep.count(e.path().filename().string())) fs::remove_all(e.path(), ec);
+      }
+    });
+  }
+
+  // Leaving: done once no task is left.
+  void MaybeLeft() {
+    if (left_ && tasks_.empty()) {
+      left_->set_value();
+      left_.reset();
+    }
   }
 
   void ReconcileAll() {
@@ -224,6 +273,13 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (l.forgotten) {
       tasks_.erase(it);
       Persist();
+      if (!kept_.count(id)) {
+        asio::post(pool_, [dir = TaskDir(id)] {
+          std::error_code ec;
+          fs::remove_all(dir, ec);
+        });
+      }
+      MaybeLeft();
     }
   }
 
@@ -429,9 +485,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       failure = api::TASK_FAILED;
       const std::string dir = TaskDir(id);
       fs::create_directories(dir);
-      for (const char* f : {"/stdout.log", "/stderr.log"})
-        std::ofstream(dir + f, std::ios::app);
-      const uint32_t pid = containerd_.StartTask(id, dir + "/stdout.log", dir + "/stderr.log");
+      const std::string log = executor::ShimLoggerUri(options_.logger_binary, dir, options_.logs);
+      const uint32_t pid = containerd_.StartTask(id, log, log);
       asio::post(strand_, [self, id, pid, stop_signal, addr] {
         auto it = self->tasks_.find(id);
         if (it == self->tasks_.end()) return;
@@ -526,6 +581,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   bool assigned_once_ = false;  // a complete list came from the managers
   bool flushing_ = false;
   std::unique_ptr<asio::steady_timer> retry_;
+  std::shared_ptr<std::promise<void>> left_;  // Leave waits for every task to go
+  std::set<std::string> kept_;                // ended tasks in the history: their logs stay
 };
 
 Worker::Worker(WorkerOptions options, Report report)
@@ -543,8 +600,12 @@ void Worker::Stop() {
   if (impl_) impl_->Stop();
 }
 
-void Worker::Assign(std::vector<api::Task> tasks) {
-  impl_->Assign(std::move(tasks));
+void Worker::Assign(std::vector<api::Task> tasks, std::vector<std::string> kept) {
+  impl_->Assign(std::move(tasks), std::move(kept));
+}
+
+void Worker::Leave(std::chrono::milliseconds timeout) {
+  impl_->Leave(timeout);
 }
 
 }  // namespace skep::node

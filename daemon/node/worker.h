@@ -6,18 +6,22 @@
 // every container with its task, so that after a restart of skepd it re-attaches to the
 // containers still running (same pids) and learns of those that exited meanwhile. A container
 // whose task the managers no longer list (the node was down and its tasks moved) is stopped and
-// removed once the first list after a (re)connection arrives.
+// removed once the first list after a (re)connection arrives. A task's stdout and stderr go to
+// <data-dir>/tasks/<id>/log through the logger the shim runs (daemon/agent/logfile.h); the
+// directory stays while the task is in its service's history.
 //
 // State lives on one strand; containerd and registry calls, which block, run on a small pool
 // and post their outcome back. Status updates go to the leader in batches, and again after a
 // reconnection until one is accepted.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "daemon/agent/logfile.h"
 #include "daemon/agent/registry.h"
 #include "dispatcher.pb.h"
 
@@ -28,6 +32,9 @@ struct WorkerOptions {
   std::string containerd_socket = "/run/containerd/containerd.sock";
   std::string containerd_namespace = "skep";
   executor::RegistryConfig registry;
+  // The task's logger, which containerd's shim runs (this skepd; see daemon/agent/logfile.h).
+  std::string logger_binary;
+  executor::LogFileOptions logs;
 };
 
 class Worker {
@@ -44,8 +51,12 @@ class Worker {
   // down: tasks are rejected with containerd's error until it is back.
   void Start();
   void Stop();
-  // The complete list of the node's tasks, from a session message.
-  void Assign(std::vector<api::Task> tasks);
+  // The complete list of the node's tasks, from a session message, and the ended tasks still in
+  // the history, whose logs stay (every other task directory goes).
+  void Assign(std::vector<api::Task> tasks, std::vector<std::string> kept = {});
+  // The node leaves the swarm: every container is stopped and removed. Returns once they are,
+  // or after `timeout`.
+  void Leave(std::chrono::milliseconds timeout);
 
   class Impl;
 

@@ -354,11 +354,149 @@ TEST_CASE("tasks reach the outside, and a host-mode port publishes a task on its
                               lab.Ip("m1").substr(0, lab.Ip("m1").rfind('.')) +
                               ".1 5000 | head -1; sleep 600"})
               .code == 0);
-  const std::string id = Tasks(lab, "out").at(0).id;
   std::string log;
   CHECK(Eventually([&] {
-    log = Run({"cat", lab.Root() + "/w1/data/tasks/" + id + "/stdout.log"}).out;
+    log = lab.Skep("m1", {"service", "logs", "--raw", "out"}).out;
     return log.find("HTTP/1.0 200 OK") != std::string::npos;
   }));
   INFO(log);
+}
+
+namespace {
+
+// `service logs` lines: prefix (task name, ID and node) -> the lines after the bar.
+std::map<std::string, std::vector<std::string>> ByPrefix(const std::string& out) {
+  std::map<std::string, std::vector<std::string>> by;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t bar = line.find("    | ");
+    if (bar == std::string::npos) {
+      by["?"].push_back(line);
+      continue;
+    }
+    std::string prefix = line.substr(0, bar);
+    prefix.erase(prefix.find_last_not_of(' ') + 1);
+    by[prefix].push_back(line.substr(bar + 6));
+  }
+  return by;
+}
+
+}  // namespace
+
+TEST_CASE("service logs gathers every task's lines from its node, and follows new ones",
+          "[integration]") {
+  Lab lab("itlogs", 18, 2, 1);
+  // Each task says who it is, then counts on stdout and stderr.
+  const std::string script =
+      "echo \"start $(hostname)\"; i=0; while true; do echo \"out $i\"; echo \"err $i\" >&2; "
+      "i=$((i+1)); sleep 0.2; done";
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "talk", "--replicas", "2",
+                          "--replicas-max-per-node", "1", "skep/busybox:1", "sh", "-c", script})
+              .code == 0);
+  const auto rows = Tasks(lab, "talk", true);
+  REQUIRE(rows.size() == 2);
+  // The prefix Docker prints: service.slot.task-id@node, the ID cut to 12 characters.
+  std::map<std::string, std::string> prefix_of;  // task ID -> prefix
+  for (const auto& r : rows)
+    prefix_of[r.id] =
+        "talk." + r.slot.substr(r.slot.find('.') + 1) + "." + r.id.substr(0, 12) + "@" + r.node;
+
+  // Through the follower m2, which relays the leader's stream.
+  Output o;
+  std::map<std::string, std::vector<std::string>> by;
+  REQUIRE(Eventually([&] {
+    o = lab.Skep("m2", {"service", "logs", "talk"});
+    by = ByPrefix(o.out);
+    for (const auto& [id, p] : prefix_of) {
+      if (by[p].size() < 5) return false;
+    }
+    return o.code == 0;
+  }));
+  INFO(o.text());
+  for (const auto& [id, p] : prefix_of) {
+    const auto& lines = by[p];
+    CHECK(lines.front() == "start " + id.substr(0, 12));  // the container's hostname
+    for (size_t i = 1; i < lines.size(); ++i)
+      CHECK(lines[i] == "out " + std::to_string(i - 1));  // in order, none lost
+  }
+  CHECK(by.count("?") == 0);
+  CHECK(o.err.find("err 0") != std::string::npos);  // stderr stays stderr
+
+  // --tail, -t, and one task by its ID.
+  const std::string one = rows[0].id;
+  o = lab.Skep("m1", {"service", "logs", "--tail", "3", "-t", one});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  std::istringstream tail(o.out + o.err);
+  std::string line;
+  int lines = 0;
+  while (std::getline(tail, line)) {
+    ++lines;
+    // 2026-12-01T11:41:19.970101440Z talk.1.xxxx@node    | out 12
+    REQUIRE(line.size() > 31);
+    CHECK(line[4] == '-');
+    CHECK(line[10] == 'T');
+    CHECK(line[29] == 'Z');
+    CHECK(line.substr(31, prefix_of[one].size()) == prefix_of[one]);
+  }
+  CHECK(lines == 3);
+
+  // --follow: new lines of the tasks there are, and a task the service gets meanwhile from
+  // its first line. The follow ends when timeout stops it.
+  o = lab.Lab_({"exec", "m2", "--", "sh", "-c",
+                "(sleep 1; skep service scale -d talk=3 >/dev/null) & "
+                "timeout 8 skep service logs -f --tail 1 --no-task-ids talk 2>/dev/null"});
+  INFO(o.text());
+  CHECK(o.code == 124);
+  by = ByPrefix(o.out);
+  std::string third;
+  for (const auto& [p, ls] : by) {
+    if (p.rfind("talk.3@", 0) == 0) third = p;
+  }
+  REQUIRE_FALSE(third.empty());
+  CHECK(by[third].front().rfind("start ", 0) == 0);
+  for (const auto& r : rows) {
+    const std::string p = "talk." + r.slot.substr(r.slot.find('.') + 1) + "@" + r.node;
+    CHECK(by[p].size() > 10);  // 8 s at five lines a second, after the one of --tail
+  }
+
+  // The logs of a task that ended stay while it is in the history, and go with it.
+  REQUIRE(lab.Skep("m1", {"service", "create", "-d", "--name", "once", "--restart-condition",
+                          "none", "--constraint", "node.hostname==w1", "skep/busybox:1", "sh", "-c",
+                          "echo done-once"})
+              .code == 0);
+  REQUIRE(Eventually([&] {
+    auto t = Tasks(lab, "once");
+    return t.size() == 1 && t[0].state == "Complete";
+  }));
+  const std::string once = Tasks(lab, "once").at(0).id;
+  CHECK(Eventually([&] {
+    return lab.Skep("m1", {"service", "logs", "--raw", "once"}).out == "done-once\n";
+  }));
+  REQUIRE(lab.Skep("m1", {"service", "rm", "once"}).code == 0);
+  CHECK(Eventually([&] {
+    return Run({"test", "-e", lab.Root() + "/w1/data/tasks/" + once}).code != 0;
+  }));
+
+  // Bad input changes nothing and says what was wrong.
+  o = lab.Skep("m1", {"service", "logs", "nope"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("no such service or task: nope") != std::string::npos);
+  o = lab.Skep("m1", {"service", "logs", "--tail", "x", "talk"});
+  CHECK(o.code == 2);
+  CHECK(o.err.find("invalid --tail \"x\"") != std::string::npos);
+}
+
+TEST_CASE("a node that leaves the swarm stops and removes its containers", "[integration]") {
+  Lab lab("itleave", 19, 1, 1);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "web", "--replicas", "2", "--constraint",
+                          "node.role==worker", "skep/web:1"})
+              .code == 0);
+  REQUIRE(RunningOn(lab, {"w1"})["w1"].size() == 2);
+  const Output o = lab.Skep("w1", {"swarm", "leave"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(Containers(lab, "w1").empty());
+  CHECK(Run({"test", "-e", lab.Root() + "/w1/data/tasks.pb"}).code != 0);
 }

@@ -1,0 +1,269 @@
+// `service logs`: the control API's one streaming call. On the leader a request becomes a log
+// subscription of the dispatcher's broker; a follower relays the leader's stream. Both ends use
+// gRPC's callback API, so a request that follows a service for hours holds no thread.
+#include <deque>
+#include <mutex>
+#include <optional>
+
+#include "daemon/manager/control_api.h"
+#include "daemon/manager/dispatcher.h"
+#include "daemon/manager/manager.h"
+#include "daemon/manager/on_leader.h"
+
+namespace skep::manager {
+
+namespace {
+
+using grpc::StatusCode;
+
+grpc::Status Invalid(const std::string& msg) {
+  return {StatusCode::INVALID_ARGUMENT, msg};
+}
+
+// The stream to the client and the feed its producers push into. The feed outlives the
+// reactor (producers hold it); once the reactor is done, what is pushed is dropped.
+class LogStream;
+
+class StreamFeed final : public LogFeed {
+ public:
+  explicit StreamFeed(LogStream* stream) : stream_(stream) {}
+  void Push(api::ServiceLogsMessage m) override;
+  void Finish(grpc::Status status) override;
+
+  void SetCancel(std::function<void()> cancel);
+  void Cancel();
+  void WriteDone(bool ok);
+  void Detach();
+
+ private:
+  void Next(std::unique_lock<std::mutex>& lock);
+
+  std::mutex mu_;
+  LogStream* stream_;  // null once the reactor is done
+  std::deque<api::ServiceLogsMessage> queue_;
+  api::ServiceLogsMessage current_;  // the one being written
+  bool writing_ = false;
+  bool finished_ = false;  // Finish was called on the reactor
+  std::optional<grpc::Status> finish_;
+  std::function<void()> cancel_;
+  bool cancelled_ = false;
+};
+
+class LogStream final : public grpc::ServerWriteReactor<api::ServiceLogsMessage> {
+ public:
+  explicit LogStream(std::shared_ptr<void> keep_alive)
+      : feed_(std::make_shared<StreamFeed>(this)), keep_alive_(std::move(keep_alive)) {}
+  std::shared_ptr<StreamFeed> feed() { return feed_; }
+  void OnWriteDone(bool ok) override { feed_->WriteDone(ok); }
+  void OnCancel() override {
+    feed_->Cancel();
+    feed_->Finish({StatusCode::CANCELLED, "the client went away"});
+  }
+  void OnDone() override {
+    feed_->Detach();
+    feed_->Cancel();
+    delete this;
+  }
+
+ private:
+  std::shared_ptr<StreamFeed> feed_;
+  std::shared_ptr<void> keep_alive_;
+};
+
+void StreamFeed::Push(api::ServiceLogsMessage m) {
+  std::unique_lock lock(mu_);
+  if (finish_ || !stream_) return;
+  queue_.push_back(std::move(m));
+  Next(lock);
+}
+
+void StreamFeed::Finish(grpc::Status status) {
+  std::unique_lock lock(mu_);
+  if (finish_) return;
+  finish_ = std::move(status);
+  Next(lock);
+}
+
+void StreamFeed::Next(std::unique_lock<std::mutex>& lock) {
+  if (writing_ || finished_ || !stream_) return;
+  LogStream* s = stream_;
+  if (!queue_.empty()) {
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    lock.unlock();
+    s->StartWrite(&current_);
+    return;
+  }
+  if (!finish_) return;
+  finished_ = true;
+  const grpc::Status st = *finish_;
+  lock.unlock();
+  s->Finish(st);
+}
+
+void StreamFeed::WriteDone(bool ok) {
+  std::unique_lock lock(mu_);
+  writing_ = false;
+  if (!ok) {
+    // The client is gone: what is queued goes nowhere.
+    queue_.clear();
+    if (!finish_) finish_ = grpc::Status(StatusCode::CANCELLED, "the client went away");
+  }
+  Next(lock);
+}
+
+void StreamFeed::SetCancel(std::function<void()> cancel) {
+  std::unique_lock lock(mu_);
+  if (cancelled_) {
+    lock.unlock();
+    if (cancel) cancel();
+    return;
+  }
+  cancel_ = std::move(cancel);
+}
+
+void StreamFeed::Cancel() {
+  std::function<void()> cancel;
+  {
+    std::lock_guard lock(mu_);
+    cancelled_ = true;
+    cancel.swap(cancel_);
+  }
+  if (cancel) cancel();
+}
+
+void StreamFeed::Detach() {
+  std::lock_guard lock(mu_);
+  stream_ = nullptr;
+  queue_.clear();
+}
+
+// A follower's relay of the leader's stream.
+class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
+ public:
+  // What the cancel function reaches, valid until the relay is done.
+  struct Handle {
+    std::mutex mu;
+    LogRelay* relay = nullptr;
+  };
+
+  LogRelay(std::shared_ptr<grpc::Channel> channel, const api::ServiceLogsRequest& req,
+           std::shared_ptr<LogFeed> feed, std::shared_ptr<Handle> handle)
+      : stub_(api::Control::NewStub(std::move(channel))),
+        req_(req),
+        feed_(std::move(feed)),
+        handle_(std::move(handle)) {
+    handle_->relay = this;
+    ctx_.AddMetadata(kForwardedHeader, "1");
+    stub_->async()->ServiceLogs(&ctx_, &req_, this);
+    StartRead(&msg_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the status
+    feed_->Push(std::move(msg_));
+    msg_ = api::ServiceLogsMessage();
+    StartRead(&msg_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    {
+      std::lock_guard lock(handle_->mu);
+      handle_->relay = nullptr;
+    }
+    feed_->Finish(status.error_code() == StatusCode::UNAVAILABLE
+                      ? grpc::Status(StatusCode::UNAVAILABLE,
+                                     "the leader did not answer: " + status.error_message())
+                      : status);
+    delete this;
+  }
+  void Cancel() { ctx_.TryCancel(); }
+
+ private:
+  std::unique_ptr<api::Control::Stub> stub_;
+  grpc::ClientContext ctx_;
+  api::ServiceLogsRequest req_;
+  api::ServiceLogsMessage msg_;
+  std::shared_ptr<LogFeed> feed_;
+  std::shared_ptr<Handle> handle_;
+};
+
+class Refusal final : public grpc::ServerWriteReactor<api::ServiceLogsMessage> {
+ public:
+  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* RefuseLogs(grpc::Status status) {
+  return new Refusal(std::move(status));
+}
+
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServeLogs(ControlApi* api,
+                                                             const api::ServiceLogsRequest& req,
+                                                             std::shared_ptr<void> keep_alive) {
+  auto* stream = new LogStream(std::move(keep_alive));
+  auto feed = stream->feed();
+  feed->SetCancel(api->ServiceLogs(req, feed));
+  return stream;
+}
+
+std::function<void()> ControlApi::ServiceLogs(const api::ServiceLogsRequest& req,
+                                              std::shared_ptr<LogFeed> feed) {
+  if (!m_->IsLeader()) {
+    auto leader = m_->Leader();
+    if (!leader) {
+      feed->Finish(m_->NoLeaderStatus());
+      return {};
+    }
+    auto handle = std::make_shared<LogRelay::Handle>();
+    new LogRelay(m_->ChannelTo(leader->addr), req, feed, handle);
+    return [handle] {
+      std::lock_guard lock(handle->mu);
+      if (handle->relay) handle->relay->Cancel();
+    };
+  }
+  if (grpc::Status st = m_->WaitServing(std::chrono::milliseconds(0)); !st.ok()) {
+    feed->Finish(st);
+    return {};
+  }
+  if (req.tail() < -1) {
+    feed->Finish(Invalid("--tail must be a number of lines, or all"));
+    return {};
+  }
+  // A service (name, ID, prefix), or else a task ID (or a unique prefix of one).
+  std::string service_id, task_id;
+  api::Service service;
+  grpc::Status st = ResolveService(req.ref(), &service);
+  if (st.ok()) {
+    service_id = service.id();
+  } else if (st.error_code() == StatusCode::NOT_FOUND) {
+    std::vector<std::string> matches;
+    m_->store().View([&](const ReadTx& tx) {
+      if (tx.task(req.ref())) {
+        matches = {req.ref()};
+        return;
+      }
+      for (const auto* t : tx.tasks()) {
+        if (t->id().rfind(req.ref(), 0) == 0) matches.push_back(t->id());
+      }
+    });
+    if (matches.size() != 1) {
+      feed->Finish(matches.empty() ? grpc::Status(StatusCode::NOT_FOUND,
+                                                  "no such service or task: " + req.ref())
+                                   : Invalid("task " + req.ref() + " is ambiguous (" +
+                                             std::to_string(matches.size()) + " matches found)"));
+      return {};
+    }
+    task_id = matches.front();
+  } else {
+    feed->Finish(st);
+    return {};
+  }
+  Dispatcher& d = m_->dispatcher();
+  const std::string id = d.SubscribeLogs(service_id, task_id, req, feed);
+  return [&d, id] { d.UnsubscribeLogs(id); };
+}
+
+}  // namespace skep::manager
