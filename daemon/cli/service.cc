@@ -356,6 +356,10 @@ int Create(const Invocation& inv) {
   } else {
     throw UsageError("invalid --mode \"" + mode + "\": replicated or global");
   }
+  // Docker's defaults: one task at a time (the rest are the fields' zero values, and a
+  // monitor left unset means 5 s).
+  spec->mutable_update()->set_parallelism(1);
+  spec->mutable_rollback()->set_parallelism(1);
   auto* c = spec->mutable_task()->mutable_container();
   c->set_image(inv.args[0]);
   for (size_t i = 1; i < inv.args.size(); ++i)
@@ -608,6 +612,19 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
   for (const auto& [k, val] :
        std::map<std::string, std::string>(spec.labels().begin(), spec.labels().end()))
     labels[k] = val;
+  auto update_config = [](const api::UpdateConfig& u) {
+    static const char* kActions[] = {"pause", "continue", "rollback"};
+    return boost::json::object{
+        {"Parallelism", u.parallelism()},
+        {"Delay", u.delay_ns()},
+        {"FailureAction", kActions[u.failure_action() % 3]},
+        {"Monitor", u.has_monitor_ns() ? u.monitor_ns() : 5'000'000'000},
+        // Whole numbers as integers, as Go's encoder prints them (not 0E0).
+        {"MaxFailureRatio", u.max_failure_ratio() == static_cast<int64_t>(u.max_failure_ratio())
+                                ? boost::json::value(static_cast<int64_t>(u.max_failure_ratio()))
+                                : boost::json::value(u.max_failure_ratio())},
+        {"Order", u.order() == api::UpdateConfig::START_FIRST ? "start-first" : "stop-first"}};
+  };
   boost::json::object out{
       {"ID", s.id()},
       {"Version", boost::json::object{{"Index", s.meta().version()}}},
@@ -618,7 +635,9 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
                            {"Labels", labels},
                            {"TaskTemplate", boost::json::object{{"ContainerSpec", container},
                                                                 {"Placement", placement}}},
-                           {"Mode", mode}}}};
+                           {"Mode", mode},
+                           {"UpdateConfig", update_config(spec.update())},
+                           {"RollbackConfig", update_config(spec.rollback())}}}};
   if (s.update_status().state() != api::UpdateStatus::NONE) {
     static const char* kStates[] = {"",
                                     "updating",

@@ -224,6 +224,9 @@ grpc::Status ControlApi::CreateService(const api::CreateServiceRequest& req,
     s.set_id(pki::RandomId());
     *s.mutable_spec() = req.spec();
     if (s.spec().name().empty()) s.mutable_spec()->set_name("service-" + s.id().substr(0, 8));
+    // A spec without update settings gets Docker's: one task at a time.
+    if (!s.spec().has_update()) s.mutable_spec()->mutable_update()->set_parallelism(1);
+    if (!s.spec().has_rollback()) s.mutable_spec()->mutable_rollback()->set_parallelism(1);
     if (grpc::Status st = CheckSpec(*s.mutable_spec()); !st.ok()) return st;
     grpc::Status conflict = m_->store().View([&](const ReadTx& tx) -> grpc::Status {
       if (tx.service_by_name(s.spec().name())) {

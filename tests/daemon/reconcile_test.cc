@@ -253,3 +253,52 @@ TEST_CASE("a failing update pauses by default, or rolls back when told to", "[re
   CHECK(p.service->spec().task().container().image() == "web:1");
   CHECK(p.service->spec_version() == 3);
 }
+
+TEST_CASE("a start-first update starts the new task before it stops the old one", "[reconcile]") {
+  const auto nodes = Nodes({"n1"});
+  api::Service s = Updating(2, 1, 100);
+  s.mutable_spec()->mutable_update()->set_order(api::UpdateConfig::START_FIRST);
+  std::vector<api::Task> tasks = {Versioned(Task("old1", 1, "n1", api::TASK_RUNNING, 1), 1, 50),
+                                  Versioned(Task("old2", 2, "n1", api::TASK_RUNNING, 2), 1, 50)};
+  Plan p = ReconcileReplicated(s, tasks, nodes, 200);
+  REQUIRE(p.create.size() == 1);
+  CHECK(p.create[0].slot() == 1);
+  CHECK(p.create[0].replaces() == "old1");
+  CHECK(p.update.empty());  // the old task keeps running meanwhile
+
+  // The replacement is starting: both stay, nothing else is replaced.
+  api::Task next = Versioned(Task("new1", 1, "n1", api::TASK_STARTING, 10), 2, 210);
+  next.set_replaces("old1");
+  tasks.push_back(next);
+  CHECK(ReconcileReplicated(s, tasks, nodes, 220).empty());
+
+  // It runs: the old one stops, and (the monitor being 0) the next slot starts its own.
+  tasks.back().mutable_status()->set_state(api::TASK_RUNNING);
+  tasks.back().mutable_status()->set_timestamp(225);
+  p = ReconcileReplicated(s, tasks, nodes, 230);
+  REQUIRE(p.update.size() == 1);
+  CHECK(p.update[0].id() == "old1");
+  CHECK(p.update[0].desired_state() == api::TASK_SHUTDOWN);
+  REQUIRE(p.create.size() == 1);
+  CHECK(p.create[0].slot() == 2);
+  CHECK(p.create[0].replaces() == "old2");
+
+  // A replacement that fails does not take the old task down with it.
+  api::Task bad = Versioned(Task("new2", 2, "n1", api::TASK_FAILED, 11), 2, 240);
+  bad.set_replaces("old2");
+  tasks[0].set_desired_state(api::TASK_SHUTDOWN);
+  tasks.push_back(bad);
+  p = ReconcileReplicated(s, tasks, nodes, 250);
+  for (const auto& u : p.update)
+    CHECK(u.id() != "old2");
+  REQUIRE(p.service);
+  CHECK(p.service->update_status().state() == api::UpdateStatus::PAUSED);
+
+  // Stop-first, for comparison: the old task is told to stop in the same plan.
+  api::Service stop_first = Updating(1, 1, 100);
+  p = ReconcileReplicated(
+      stop_first, {Versioned(Task("old1", 1, "n1", api::TASK_RUNNING, 1), 1, 50)}, nodes, 200);
+  REQUIRE(p.update.size() == 1);
+  CHECK(p.update[0].id() == "old1");
+  CHECK(p.create.size() == 1);
+}

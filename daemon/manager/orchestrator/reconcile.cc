@@ -56,8 +56,23 @@ bool Newer(const api::Task* a, const api::Task* b) {
   return a->id() > b->id();
 }
 
+bool RollingBack(const api::Service& s) {
+  const auto st = s.update_status().state();
+  return st == api::UpdateStatus::ROLLBACK_STARTED || st == api::UpdateStatus::ROLLBACK_PAUSED;
+}
+
+// The update settings in force: the rollback's while one runs.
+const api::UpdateConfig& ConfigInForce(const api::Service& s) {
+  return RollingBack(s) ? s.spec().rollback() : s.spec().update();
+}
+
+bool StartFirst(const api::Service& s) {
+  return ConfigInForce(s).order() == api::UpdateConfig::START_FIRST;
+}
+
 // One slot (or, for a global service, one node): keeps exactly one live task there, restarting
-// or replacing it as the policy and its node call for.
+// or replacing it as the policy and its node call for. Under a start-first update the task a
+// replacement of a newer spec is taking over from stays live until the replacement runs.
 void ReconcileGroup(const api::Service& service, std::vector<const api::Task*> group, uint64_t slot,
                     const std::string& node_id, const std::map<std::string, NodeView>& nodes,
                     int64_t now, Plan& plan) {
@@ -67,7 +82,10 @@ void ReconcileGroup(const api::Service& service, std::vector<const api::Task*> g
     if (Live(*t)) live.push_back(t);
   }
   // Two live tasks in one place (a race, or a leader that died mid-way): the newest stays.
-  for (size_t i = 1; i < live.size(); ++i)
+  const bool handing_over =
+      live.size() > 1 && StartFirst(service) && live[0]->status().state() != api::TASK_RUNNING &&
+      live[1]->spec_version() < live[0]->spec_version() && !Terminal(live[1]->status().state());
+  for (size_t i = handing_over ? 2 : 1; i < live.size(); ++i)
     plan.update.push_back(WithDesired(*live[i], api::TASK_SHUTDOWN));
   if (live.empty()) {
     plan.create.push_back(NewTask(service, slot, node_id, now));
@@ -177,8 +195,8 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
                 Plan& plan) {
   using US = api::UpdateStatus;
   const auto state = service.update_status().state();
-  const bool rolling_back = state == US::ROLLBACK_STARTED || state == US::ROLLBACK_PAUSED;
-  const api::UpdateConfig& cfg = rolling_back ? service.spec().rollback() : service.spec().update();
+  const bool rolling_back = RollingBack(service);
+  const api::UpdateConfig& cfg = ConfigInForce(service);
   std::set<std::string> touched;
   for (const auto& t : plan.update)
     touched.insert(t.id());
@@ -187,7 +205,17 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     if (!Live(t) || touched.count(t.id())) continue;
     (t.spec_version() == service.spec_version() ? fresh : old).push_back(&t);
   }
-  std::sort(old.begin(), old.end(), [](auto* a, auto* b) {
+  // Old tasks whose start-first replacement is on its way are not replaced again.
+  std::set<std::string> replaced;
+  for (const auto* t : fresh)
+    replaced.insert(t->replaces());
+  for (const auto& t : plan.create)
+    replaced.insert(t.replaces());
+  std::vector<const api::Task*> waiting;
+  for (const auto* t : old) {
+    if (!replaced.count(t->id())) waiting.push_back(t);
+  }
+  std::sort(waiting.begin(), waiting.end(), [](auto* a, auto* b) {
     if (a->slot() != b->slot()) return a->slot() < b->slot();
     return a->node_id() < b->node_id();
   });
@@ -262,6 +290,7 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     }
   }
   const size_t parallelism = cfg.parallelism() == 0 ? old.size() : cfg.parallelism();
+  const bool start_first = cfg.order() == api::UpdateConfig::START_FIRST;
   if (in_progress >= parallelism) {
     if (monitored_until) plan.wake_at = monitored_until;
     return;
@@ -270,10 +299,12 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     plan.wake_at = last_running + cfg.delay_ns();
     return;
   }
-  const size_t n = std::min(old.size(), parallelism - in_progress);
+  const size_t n = std::min(waiting.size(), parallelism - in_progress);
   for (size_t i = 0; i < n; ++i) {
-    const api::Task& t = *old[i];
-    plan.update.push_back(WithDesired(t, api::TASK_SHUTDOWN));
+    const api::Task& t = *waiting[i];
+    // Stop-first: the old task goes now. Start-first: once its replacement runs (the slot's
+    // reconciliation sees to it).
+    if (!start_first) plan.update.push_back(WithDesired(t, api::TASK_SHUTDOWN));
     api::Task next = NewTask(service, t.slot(), t.slot() == 0 ? t.node_id() : "", now);
     next.set_replaces(t.id());
     plan.create.push_back(std::move(next));
