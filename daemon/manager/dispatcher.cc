@@ -1,5 +1,9 @@
 #include "daemon/manager/dispatcher.h"
 
+#include <boost/asio/post.hpp>
+#include <optional>
+#include <set>
+
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
@@ -15,27 +19,381 @@ namespace {
 // A node is down after this many periods without a heartbeat (Docker's grace multiplier).
 constexpr int kGracePeriods = 3;
 
+grpc::Status NoCertificate(const std::string& what) {
+  return {grpc::StatusCode::UNAUTHENTICATED, what + " needs the node's certificate"};
+}
+
+// A unary call answered at once.
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* c, grpc::Status st) {
+  auto* r = c->DefaultReactor();
+  r->Finish(std::move(st));
+  return r;
+}
+
+template <class Msg>
+class RefusedWrite final : public grpc::ServerWriteReactor<Msg> {
+ public:
+  explicit RefusedWrite(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+template <class Msg>
+class RefusedRead final : public grpc::ServerReadReactor<Msg> {
+ public:
+  explicit RefusedRead(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
 }  // namespace
+
+// One node's session. The dispatcher's lock guards last_heartbeat; the session's own lock the
+// stream's state. `sent` and `header` belong to whoever holds `writing`.
+struct Dispatcher::SessionState {
+  std::string id;
+  std::string node_id;
+  std::chrono::steady_clock::time_point last_heartbeat;  // under Dispatcher::mu_
+
+  std::mutex mu;
+  SessionStream* stream = nullptr;  // null once the stream is done
+  bool dirty = true;                // something the node must hear of changed
+  bool scheduled = false;           // a WriteNext is posted
+  bool writing = false;             // composing or writing a message
+  bool finished = false;            // Finish was called on the stream
+  std::optional<grpc::Status> finish;
+  api::SessionMessage current;  // the message being written
+
+  bool first = true;                        // the next message is the full list
+  std::map<std::string, std::string> sent;  // task ID -> the task as last sent
+  std::string header;                       // the rest of the last message, as sent
+};
+
+class Dispatcher::SessionStream final : public grpc::ServerWriteReactor<api::SessionMessage> {
+ public:
+  SessionStream(Dispatcher* d, SessionPtr s) : d_(d), s_(std::move(s)) {}
+  void OnWriteDone(bool ok) override {
+    std::unique_lock lock(s_->mu);
+    s_->writing = false;
+    if (!ok && !s_->finish) s_->finish = grpc::Status::OK;  // the agent went away
+    if (s_->finish) {
+      FinishLocked(lock);
+      return;
+    }
+    const bool again = s_->dirty;
+    lock.unlock();
+    if (again) d_->Wake(s_);
+  }
+  void OnCancel() override { d_->End(s_, grpc::Status::CANCELLED); }
+  void OnDone() override {
+    {
+      std::lock_guard lock(s_->mu);
+      s_->stream = nullptr;
+      s_->finished = true;
+    }
+    d_->Ended(s_);
+    delete this;
+  }
+  // With s_->mu held, no write outstanding and a status to finish with.
+  void FinishLocked(std::unique_lock<std::mutex>& lock) {
+    if (s_->finished) return;
+    s_->finished = true;
+    const grpc::Status st = *s_->finish;
+    lock.unlock();
+    Finish(st);
+  }
+
+ private:
+  Dispatcher* d_;
+  SessionPtr s_;
+};
 
 Dispatcher::Dispatcher(Manager* manager)
     : manager_(manager),
       logs_(&manager->store(), [this](const std::string& node_id) { return Connected(node_id); }) {}
 
-bool Dispatcher::Connected(const std::string& node_id) const {
-  std::lock_guard lock(mu_);
-  auto it = sessions_.find(node_id);
-  return leader_ && it != sessions_.end() &&
-         std::chrono::steady_clock::now() - it->second->last_heartbeat < Period() * kGracePeriods;
+Dispatcher::~Dispatcher() {
+  Stop();
+}
+
+std::chrono::milliseconds Dispatcher::Period() const {
+  auto c = manager_->store().GetCluster();
+  int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
+  return std::chrono::milliseconds(ms > 0 ? ms : kDispatcherHeartbeatMs);
+}
+
+grpc::Status Dispatcher::NotLeader() const {
+  auto leader = manager_->Leader();
+  if (!leader) return manager_->NoLeaderStatus();
+  return {grpc::StatusCode::FAILED_PRECONDITION, "not the leader; the leader is at " + leader->addr,
+          leader->addr};
+}
+
+// ---- sessions ---------------------------------------------------------------------------------
+
+bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
+  api::SessionMessage& m = *msg;
+  m.set_session_id(s.id);
+  for (const auto& p : manager_->Managers())
+    *m.add_managers() = p;
+  if (auto n = manager_->store().GetNode(s.node_id)) *m.mutable_node() = *n;
+  m.set_heartbeat_period_ms(Period().count());
+  if (auto l = manager_->Leader()) m.set_leader_addr(l->addr);
+  std::map<std::string, api::Task> tasks;
+  manager_->store().View([&](const ReadTx& tx) {
+    for (const auto* t : tx.tasks_on_node(s.node_id)) {
+      if (t->status().state() < api::TASK_ASSIGNED) continue;  // not scheduled yet
+      const bool terminal = t->status().state() > api::TASK_RUNNING;
+      if (terminal && t->desired_state() > api::TASK_RUNNING) {  // settled, in the history
+        m.add_kept_task_ids(t->id());
+        continue;
+      }
+      api::Task out = *t;
+      out.clear_status();  // the node's own to report
+      out.clear_meta();
+      out.clear_scheduling_error();
+      tasks.emplace(t->id(), std::move(out));
+    }
+  });
+  for (auto& sub : logs_.For(s.node_id))
+    *m.add_log_subscriptions() = std::move(sub);
+  m.set_tasks_known(true);
+  const std::string header = m.SerializeAsString();
+
+  std::map<std::string, std::string> sent;
+  for (auto& [id, t] : tasks) {
+    std::string bytes = t.SerializeAsString();
+    auto it = s.sent.find(id);
+    if (s.first || it == s.sent.end() || it->second != bytes) *m.add_tasks() = t;
+    sent.emplace(id, std::move(bytes));
+  }
+  if (!s.first) {
+    m.set_incremental(true);
+    for (const auto& [id, bytes] : s.sent) {
+      if (!sent.count(id)) m.add_removed_task_ids(id);
+    }
+  }
+  const bool changed =
+      s.first || header != s.header || m.tasks_size() > 0 || m.removed_task_ids_size() > 0;
+  s.first = false;
+  s.sent = std::move(sent);
+  s.header = header;
+  return changed;
+}
+
+void Dispatcher::Wake(const SessionPtr& s) {
+  {
+    std::lock_guard lock(s->mu);
+    s->dirty = true;
+    if (s->writing || s->finished || s->scheduled) return;
+    s->scheduled = true;
+  }
+  // Composing reads the store: never on the thread that applies it or holds a lock.
+  boost::asio::post(manager_->io(), [this, s] { WriteNext(s); });
+}
+
+void Dispatcher::WriteNext(const SessionPtr& s) {
+  {
+    std::lock_guard lock(s->mu);
+    s->scheduled = false;
+    if (s->writing || s->finished || s->finish || !s->dirty) return;
+    s->dirty = false;
+    s->writing = true;  // `sent` and `header` are this thread's until it is cleared
+  }
+  api::SessionMessage msg;
+  const bool changed = Compose(*s, &msg);
+  std::unique_lock lock(s->mu);
+  if (!changed || s->finished || s->finish) {
+    s->writing = false;
+    if (s->finish && s->stream) {
+      s->stream->FinishLocked(lock);
+      return;
+    }
+    const bool again = s->dirty;
+    lock.unlock();
+    if (again) Wake(s);
+    return;
+  }
+  s->current = std::move(msg);
+  SessionStream* stream = s->stream;
+  lock.unlock();
+  stream->StartWrite(&s->current);
+}
+
+void Dispatcher::End(const SessionPtr& s, grpc::Status status) {
+  std::unique_lock lock(s->mu);
+  if (s->finish || s->finished) return;
+  s->finish = std::move(status);
+  if (!s->writing && s->stream) s->stream->FinishLocked(lock);
+}
+
+void Dispatcher::Ended(const SessionPtr& s) {
+  bool current;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(s->node_id);
+    current = it != sessions_.end() && it->second == s;  // not replaced by a newer one
+  }
+  SKEP_LOG(debug, "dispatcher", "session {} of node {} ended", s->id, s->node_id);
+  if (current) Touch(logs_.OnSessionEnded(s->node_id));
+}
+
+void Dispatcher::WakeAll() {
+  std::vector<SessionPtr> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, s] : sessions_)
+      all.push_back(s);
+  }
+  for (auto& s : all)
+    Wake(s);
 }
 
 void Dispatcher::Touch(const LogBroker::Nodes& nodes) {
   if (nodes.empty()) return;
-  std::lock_guard lock(mu_);
-  for (const auto& n : nodes) {
-    if (auto it = sessions_.find(n); it != sessions_.end()) it->second->dirty = true;
+  std::vector<SessionPtr> touched;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& n : nodes) {
+      if (auto it = sessions_.find(n); it != sessions_.end()) touched.push_back(it->second);
+    }
   }
-  cv_.notify_all();
+  for (auto& s : touched)
+    Wake(s);
 }
+
+bool Dispatcher::Connected(const std::string& node_id) const {
+  const auto grace = Period() * kGracePeriods;
+  std::lock_guard lock(mu_);
+  auto it = sessions_.find(node_id);
+  return leader_ && it != sessions_.end() &&
+         std::chrono::steady_clock::now() - it->second->last_heartbeat < grace;
+}
+
+void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
+  manager_->UpdateNodeAsync(node_id, [addr](api::Node& n) {
+    n.mutable_status()->set_state(api::NODE_STATE_READY);
+    n.mutable_status()->set_message("");
+    n.mutable_status()->set_addr(addr);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::ServerWriteReactor<api::SessionMessage>* Dispatcher::Session(
+    grpc::CallbackServerContext* context, const api::SessionRequest* request) {
+  using Refused = RefusedWrite<api::SessionMessage>;
+  const tls::Peer peer = tls::PeerOf(*context);
+  if (!peer.has_certificate) return new Refused(NoCertificate("a session"));
+  if (!manager_->IsLeader()) return new Refused(NotLeader());
+  if (grpc::Status st = manager_->WaitServing(0ms); !st.ok()) {
+    return new Refused(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ? NotLeader() : st);
+  }
+  if (!manager_->store().GetNode(peer.node_id)) {
+    return new Refused(
+        {grpc::StatusCode::NOT_FOUND,
+         "node " + peer.node_id + " is not a member of this swarm (it was removed)"});
+  }
+  auto s = std::make_shared<SessionState>();
+  s->id = pki::RandomId();
+  s->node_id = peer.node_id;
+  s->last_heartbeat = std::chrono::steady_clock::now();
+  auto* stream = new SessionStream(this, s);
+  s->stream = stream;
+  SessionPtr replaced;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) {
+      delete stream;
+      return new Refused({grpc::StatusCode::UNAVAILABLE, "the manager is shutting down"});
+    }
+    auto& slot = sessions_[peer.node_id];
+    replaced = std::move(slot);
+    slot = s;
+  }
+  if (replaced) End(replaced, {grpc::StatusCode::ABORTED, "a newer session replaced this one"});
+  // What the node reports about itself (hostname, version, labels) is kept up to date.
+  manager_->UpdateNodeAsync(peer.node_id, [description = request->description()](api::Node& n) {
+    *n.mutable_description() = description;
+    return grpc::Status::OK;
+  });
+  MarkReady(peer.node_id, peer.address);
+  SKEP_LOG(debug, "dispatcher", "session {} opened for node {} from {}", s->id, peer.node_id,
+           peer.address);
+  Wake(s);
+  return stream;
+}
+
+grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* context,
+                                                const api::HeartbeatRequest* request,
+                                                api::HeartbeatResponse* response) {
+  const tls::Peer peer = tls::PeerOf(*context);
+  if (!peer.has_certificate) return Answer(context, NoCertificate("a heartbeat"));
+  if (!manager_->IsLeader()) return Answer(context, NotLeader());
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(peer.node_id);
+    if (it == sessions_.end() || it->second->id != request->session_id()) {
+      return Answer(context, {grpc::StatusCode::NOT_FOUND, "no such session; open a new one"});
+    }
+    it->second->last_heartbeat = std::chrono::steady_clock::now();
+  }
+  response->set_period_ms(Period().count());
+  // A node marked down (a race with the check, a shortened period) is ready again the moment
+  // it heartbeats.
+  auto node = manager_->store().GetNode(peer.node_id);
+  if (node && node->status().state() != api::NODE_STATE_READY) {
+    MarkReady(peer.node_id, peer.address);
+  }
+  return Answer(context, grpc::Status::OK);
+}
+
+// ---- task status ------------------------------------------------------------------------------
+
+grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerContext* context,
+                                                       const api::UpdateTaskStatusRequest* request,
+                                                       api::UpdateTaskStatusResponse*) {
+  const tls::Peer peer = tls::PeerOf(*context);
+  if (!peer.has_certificate) return Answer(context, NoCertificate("task status"));
+  if (!manager_->IsLeader()) return Answer(context, NotLeader());
+  // Proposed without waiting; a write that lost a race is made again from the newer tasks.
+  struct Attempt {
+    Dispatcher* d;
+    grpc::ServerUnaryReactor* reactor;
+    const api::UpdateTaskStatusRequest* request;
+    std::string node_id;
+    int tries = 0;
+    static void Run(std::shared_ptr<Attempt> a) {
+      api::StoreBatch batch;
+      a->d->manager_->store().View([&](const ReadTx& tx) {
+        for (const auto& u : a->request->updates()) {
+          const api::Task* t = tx.task(u.task_id());
+          // A task removed meanwhile, or another node's, is not this node's to report.
+          if (t == nullptr || t->node_id() != a->node_id) continue;
+          if (u.status().state() < t->status().state()) continue;  // states only move forward
+          if (u.status().SerializeAsString() == t->status().SerializeAsString()) continue;
+          auto* action = batch.add_actions();
+          action->set_kind(api::StoreAction::UPDATE);
+          *action->mutable_task() = *t;
+          *action->mutable_task()->mutable_status() = u.status();
+        }
+      });
+      if (batch.actions_size() == 0) {
+        a->reactor->Finish(grpc::Status::OK);
+        return;
+      }
+      a->d->manager_->Propose(std::move(batch), [a](const WriteResult& r) {
+        if (r.code == WriteResult::Code::kConflict && ++a->tries < 5) {
+          boost::asio::post(a->d->manager_->io(), [a] { Run(a); });
+          return;
+        }
+        a->reactor->Finish(r.ToStatus());
+      });
+    }
+  };
+  auto* reactor = context->DefaultReactor();
+  Attempt::Run(std::make_shared<Attempt>(Attempt{this, reactor, request, peer.node_id}));
+  return reactor;
+}
+
+// ---- logs -------------------------------------------------------------------------------------
 
 std::string Dispatcher::SubscribeLogs(const std::string& service_id, const std::string& task_id,
                                       const api::ServiceLogsRequest& req,
@@ -96,244 +454,60 @@ class Dispatcher::LogReader final : public grpc::ServerReadReactor<api::PublishL
   std::set<std::string> open_;  // subscriptions answered on this stream and not closed yet
 };
 
-namespace {
-class Refusal final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
- public:
-  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-}  // namespace
-
 grpc::ServerReadReactor<api::PublishLogsMessage>* Dispatcher::PublishLogs(
     grpc::CallbackServerContext* c) {
+  using Refused = RefusedRead<api::PublishLogsMessage>;
   const tls::Peer peer = tls::PeerOf(*c);
-  if (!peer.has_certificate) {
-    return new Refusal({grpc::StatusCode::UNAUTHENTICATED, "logs need the node's certificate"});
-  }
-  if (!manager_->IsLeader()) return new Refusal(NotLeader());
+  if (!peer.has_certificate) return new Refused(NoCertificate("logs"));
+  if (!manager_->IsLeader()) return new Refused(NotLeader());
   return new LogReader(this, peer.node_id);
 }
 
-std::chrono::milliseconds Dispatcher::Period() const {
-  auto c = manager_->store().GetCluster();
-  int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
-  return std::chrono::milliseconds(ms > 0 ? ms : kDispatcherHeartbeatMs);
-}
-
-grpc::Status Dispatcher::NotLeader() const {
-  auto leader = manager_->Leader();
-  if (!leader) return manager_->NoLeaderStatus();
-  return {grpc::StatusCode::FAILED_PRECONDITION, "not the leader; the leader is at " + leader->addr,
-          leader->addr};
-}
-
-api::SessionMessage Dispatcher::Message(const SessionState& s) const {
-  api::SessionMessage msg;
-  msg.set_session_id(s.id);
-  for (const auto& p : manager_->Managers())
-    *msg.add_managers() = p;
-  if (auto n = manager_->store().GetNode(s.node_id)) *msg.mutable_node() = *n;
-  msg.set_heartbeat_period_ms(Period().count());
-  if (auto l = manager_->Leader()) msg.set_leader_addr(l->addr);
-  manager_->store().View([&](const ReadTx& tx) {
-    for (const auto* t : tx.tasks_on_node(s.node_id)) {
-      if (t->status().state() < api::TASK_ASSIGNED) continue;  // not scheduled yet
-      const bool terminal = t->status().state() > api::TASK_RUNNING;
-      if (terminal && t->desired_state() > api::TASK_RUNNING) {  // settled, in the history
-        msg.add_kept_task_ids(t->id());
-        continue;
-      }
-      api::Task* out = msg.add_tasks();
-      *out = *t;
-      out->clear_status();
-      out->clear_meta();
-      out->clear_scheduling_error();
-    }
-  });
-  msg.set_tasks_known(true);
-  for (auto& sub : logs_.For(s.node_id))
-    *msg.add_log_subscriptions() = std::move(sub);
-  return msg;
-}
-
-grpc::Status Dispatcher::UpdateTaskStatus(grpc::ServerContext* context,
-                                          const api::UpdateTaskStatusRequest& request,
-                                          api::UpdateTaskStatusResponse*) {
-  const tls::Peer peer = tls::PeerOf(*context);
-  if (!peer.has_certificate) {
-    return {grpc::StatusCode::UNAUTHENTICATED, "task status needs the node's certificate"};
-  }
-  if (!manager_->IsLeader()) return NotLeader();
-  for (int attempt = 0;; ++attempt) {
-    api::StoreBatch batch;
-    manager_->store().View([&](const ReadTx& tx) {
-      for (const auto& u : request.updates()) {
-        const api::Task* t = tx.task(u.task_id());
-        // A task removed meanwhile, or another node's, is not this node's to report.
-        if (t == nullptr || t->node_id() != peer.node_id) continue;
-        if (u.status().state() < t->status().state()) continue;  // states only move forward
-        if (u.status().SerializeAsString() == t->status().SerializeAsString()) continue;
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_task() = *t;
-        *a->mutable_task()->mutable_status() = u.status();
-      }
-    });
-    if (batch.actions_size() == 0) return grpc::Status::OK;
-    WriteResult r = manager_->WriteAndWait(std::move(batch));
-    if (r.code == WriteResult::Code::kConflict && attempt < 5) continue;  // re-read, again
-    return r.ToStatus();
-  }
-}
-
-void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
-  (void)manager_->UpdateNode(node_id, [&](api::Node& n) {
-    n.mutable_status()->set_state(api::NODE_STATE_READY);
-    n.mutable_status()->set_message("");
-    n.mutable_status()->set_addr(addr);
-    return grpc::Status::OK;
-  });
-}
-
-grpc::Status Dispatcher::Session(grpc::ServerContext* context, const api::SessionRequest& request,
-                                 grpc::ServerWriter<api::SessionMessage>* writer) {
-  const tls::Peer peer = tls::PeerOf(*context);
-  if (!peer.has_certificate) {
-    return {grpc::StatusCode::UNAUTHENTICATED, "a session needs the node's certificate"};
-  }
-  if (!manager_->IsLeader()) return NotLeader();
-  if (grpc::Status st = manager_->WaitServing(); !st.ok()) {
-    return st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ? NotLeader() : st;
-  }
-  auto node = manager_->store().GetNode(peer.node_id);
-  if (!node) {
-    return {grpc::StatusCode::NOT_FOUND,
-            "node " + peer.node_id + " is not a member of this swarm (it was removed)"};
-  }
-  auto s = std::make_shared<SessionState>();
-  s->id = pki::RandomId();
-  s->node_id = peer.node_id;
-  s->last_heartbeat = std::chrono::steady_clock::now();
-  {
-    std::lock_guard lock(mu_);
-    sessions_[peer.node_id] = s;
-  }
-  // What the node reports about itself (hostname, version, labels) is kept up to date.
-  (void)manager_->UpdateNode(peer.node_id, [&](api::Node& n) {
-    *n.mutable_description() = request.description();
-    return grpc::Status::OK;
-  });
-  MarkReady(peer.node_id, peer.address);
-  SKEP_LOG(debug, "dispatcher", "session {} opened for node {} from {}", s->id, peer.node_id,
-           peer.address);
-  if (!writer->Write(Message(*s))) return grpc::Status::OK;
-  std::string last_sent;
-  for (;;) {
-    bool send = false;
-    {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, 1s, [&] { return stopped_ || s->dirty || !leader_; });
-      if (stopped_) return {grpc::StatusCode::UNAVAILABLE, "the manager is shutting down"};
-      auto it = sessions_.find(peer.node_id);
-      if (it == sessions_.end() || it->second != s) {
-        return {grpc::StatusCode::ABORTED, "a newer session replaced this one"};
-      }
-      if (!leader_) {
-        sessions_.erase(it);
-        break;
-      }
-      send = s->dirty;
-      s->dirty = false;
-    }
-    if (context->IsCancelled()) break;
-    if (send) {
-      api::SessionMessage msg = Message(*s);
-      std::string bytes = msg.SerializeAsString();
-      if (bytes != last_sent && !writer->Write(msg)) break;
-      last_sent = std::move(bytes);
-    }
-  }
-  bool current;
-  {
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(peer.node_id);
-    current = it != sessions_.end() && it->second == s;  // not replaced by a newer one
-  }
-  if (current) Touch(logs_.OnSessionEnded(peer.node_id));
-  if (!manager_->IsLeader()) return NotLeader();
-  return grpc::Status::OK;
-}
-
-grpc::Status Dispatcher::Heartbeat(grpc::ServerContext* context,
-                                   const api::HeartbeatRequest& request,
-                                   api::HeartbeatResponse* response) {
-  const tls::Peer peer = tls::PeerOf(*context);
-  if (!peer.has_certificate) {
-    return {grpc::StatusCode::UNAUTHENTICATED, "a heartbeat needs the node's certificate"};
-  }
-  if (!manager_->IsLeader()) return NotLeader();
-  {
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(peer.node_id);
-    if (it == sessions_.end() || it->second->id != request.session_id()) {
-      return {grpc::StatusCode::NOT_FOUND, "no such session; open a new one"};
-    }
-    it->second->last_heartbeat = std::chrono::steady_clock::now();
-  }
-  response->set_period_ms(Period().count());
-  // A node marked down (a race with the check, a shortened period) is ready again the moment
-  // it heartbeats.
-  auto node = manager_->store().GetNode(peer.node_id);
-  if (node && node->status().state() != api::NODE_STATE_READY) {
-    MarkReady(peer.node_id, peer.address);
-  }
-  return grpc::Status::OK;
-}
+// ---- events -----------------------------------------------------------------------------------
 
 void Dispatcher::OnStoreEvent(const StoreEvent& event) {
-  if (const api::Task* task = event.task()) Touch(logs_.OnTask(*task));
-  std::lock_guard lock(mu_);
+  LogBroker::Nodes nodes;
+  bool all = false;
   if (const api::Task* task = event.task()) {
-    const api::Task* old = event.old_as<api::Task>();
-    for (auto& [id, s] : sessions_) {
-      if (id == task->node_id() || (old && id == old->node_id())) s->dirty = true;
-    }
+    nodes = logs_.OnTask(*task);
+    nodes.insert(task->node_id());
+    if (const api::Task* old = event.old_as<api::Task>()) nodes.insert(old->node_id());
   } else if (const api::Node* node = event.node()) {
     // A node's own object changed, or the set of managers may have.
-    for (auto& [id, s] : sessions_) {
-      if (id == node->id() || node->role() == api::ROLE_MANAGER ||
-          node->spec().desired_role() == api::ROLE_MANAGER) {
-        s->dirty = true;
-      }
-    }
+    all = node->role() == api::ROLE_MANAGER || node->spec().desired_role() == api::ROLE_MANAGER;
+    nodes.insert(node->id());
   } else if (event.cluster()) {
-    for (auto& [id, s] : sessions_)
-      s->dirty = true;
+    all = true;
   }
-  cv_.notify_all();
+  if (all) {
+    WakeAll();
+  } else {
+    Touch(nodes);
+  }
 }
 
 void Dispatcher::OnManagersChanged() {
-  std::lock_guard lock(mu_);
-  for (auto& [id, s] : sessions_)
-    s->dirty = true;
-  cv_.notify_all();
+  WakeAll();
 }
 
 void Dispatcher::OnLeadershipChange(bool leader) {
   if (!leader) {
     logs_.EndAll({grpc::StatusCode::UNAVAILABLE, "the leader stepped down; ask again"});
   }
-  std::lock_guard lock(mu_);
-  leader_ = leader;
-  if (leader) {
-    // Nodes get a full grace period to find the new leader before they count as down.
-    leader_since_ = std::chrono::steady_clock::now();
+  std::map<std::string, SessionPtr> sessions;
+  {
+    std::lock_guard lock(mu_);
+    leader_ = leader;
+    if (leader) {
+      // Nodes get a full grace period to find the new leader before they count as down.
+      leader_since_ = std::chrono::steady_clock::now();
+      return;
+    }
+    sessions.swap(sessions_);
   }
-  // Each session notices and ends itself, telling its agent where the new leader is.
-  for (auto& [id, s] : sessions_)
-    s->dirty = true;
-  cv_.notify_all();
+  // Each agent is told where the new leader is, and opens a session there.
+  for (auto& [id, s] : sessions)
+    End(s, NotLeader());
 }
 
 void Dispatcher::CheckNodes() {
@@ -343,47 +517,46 @@ void Dispatcher::CheckNodes() {
   {
     std::lock_guard lock(mu_);
     if (!leader_ || now - leader_since_ < grace) return;
-    for (const auto& n : manager_->store().ListNodes()) {
-      if (n.status().state() == api::NODE_STATE_DOWN) continue;
-      auto it = sessions_.find(n.id());
-      if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
-      down.push_back(n.id());
-    }
+  }
+  for (const auto& n : manager_->store().ListNodes()) {
+    if (n.status().state() == api::NODE_STATE_DOWN) continue;
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(n.id());
+    if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
+    down.push_back(n.id());
   }
   for (const auto& id : down) {
-    bool marked = false;
-    api::Node n;
-    grpc::Status st = manager_->UpdateNode(
-        id,
-        [&](api::Node& node) {
-          if (node.status().state() == api::NODE_STATE_DOWN) return grpc::Status::OK;
-          {
-            // A session may have opened (and marked the node ready) since the check above.
-            std::lock_guard lock(mu_);
-            auto it = sessions_.find(id);
-            if (it != sessions_.end() &&
-                std::chrono::steady_clock::now() - it->second->last_heartbeat < grace) {
-              return grpc::Status::OK;
-            }
-          }
-          node.mutable_status()->set_state(api::NODE_STATE_DOWN);
-          node.mutable_status()->set_message("heartbeat failure");
-          marked = true;
+    manager_->UpdateNodeAsync(id, [this, id, grace](api::Node& node) {
+      if (node.status().state() == api::NODE_STATE_DOWN) return grpc::Status::OK;
+      {
+        // A session may have opened (and marked the node ready) since the check above.
+        std::lock_guard lock(mu_);
+        auto it = sessions_.find(id);
+        if (it != sessions_.end() &&
+            std::chrono::steady_clock::now() - it->second->last_heartbeat < grace) {
           return grpc::Status::OK;
-        },
-        &n);
-    if (st.ok() && marked) {
+        }
+      }
+      node.mutable_status()->set_state(api::NODE_STATE_DOWN);
+      node.mutable_status()->set_message("heartbeat failure");
       SKEP_LOG(info, "dispatcher", "node {} ({}) is down: no heartbeat for {} ms", id,
-               n.description().hostname(),
+               node.description().hostname(),
                std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
-    }
+      return grpc::Status::OK;
+    });
   }
 }
 
 void Dispatcher::Stop() {
-  std::lock_guard lock(mu_);
-  stopped_ = true;
-  cv_.notify_all();
+  std::map<std::string, SessionPtr> sessions;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    sessions.swap(sessions_);
+  }
+  for (auto& [id, s] : sessions)
+    End(s, {grpc::StatusCode::UNAVAILABLE, "the manager is shutting down"});
 }
 
 }  // namespace skep::manager

@@ -319,6 +319,8 @@ void Manager::Stop() {
   }
   // Housekeeping may be waiting on a raft write: the raft node stops after it.
   if (impl_->housekeeping.joinable()) impl_->housekeeping.join();
+  // Sessions end now rather than at the server's deadline.
+  if (impl_->dispatcher) impl_->dispatcher->Stop();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + 1s);
     impl_->server.reset();
@@ -625,6 +627,40 @@ grpc::Status Manager::UpdateNode(const std::string& id,
       this, [&] { return store_.GetNode(id); },
       [](api::StoreAction* a, const api::Node& n) { *a->mutable_node() = n; }, modify, "node " + id,
       updated);
+}
+
+void Manager::UpdateNodeAsync(const std::string& id, std::function<grpc::Status(api::Node&)> modify,
+                              std::function<void(const grpc::Status&)> done) {
+  struct Attempt {
+    Manager* m;
+    std::string id;
+    std::function<grpc::Status(api::Node&)> modify;
+    std::function<void(const grpc::Status&)> done;
+    int tries = 0;
+    void Finish(const grpc::Status& st) {
+      if (done) done(st);
+    }
+    static void Run(std::shared_ptr<Attempt> a) {
+      std::optional<api::Node> n = a->m->store_.GetNode(a->id);
+      if (!n) return a->Finish({grpc::StatusCode::NOT_FOUND, "node " + a->id + " not found"});
+      const std::string before = n->SerializeAsString();
+      if (grpc::Status st = a->modify(*n); !st.ok()) return a->Finish(st);
+      if (n->SerializeAsString() == before) return a->Finish(grpc::Status::OK);
+      api::StoreBatch batch;
+      auto* action = batch.add_actions();
+      action->set_kind(api::StoreAction::UPDATE);
+      *action->mutable_node() = std::move(*n);
+      a->m->Propose(std::move(batch), [a](const WriteResult& r) {
+        if (r.code == WriteResult::Code::kConflict && ++a->tries < 4) {
+          // Made from an outdated copy: again from the newer one, off the raft serializer.
+          asio::post(a->m->io(), [a] { Run(a); });
+          return;
+        }
+        a->Finish(r.ToStatus());
+      });
+    }
+  };
+  Attempt::Run(std::make_shared<Attempt>(Attempt{this, id, std::move(modify), std::move(done)}));
 }
 
 grpc::Status Manager::UpdateCluster(const std::function<grpc::Status(api::Cluster&)>& modify) {

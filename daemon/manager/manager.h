@@ -140,6 +140,10 @@ class Manager {
                           const std::function<grpc::Status(api::Node&)>& modify,
                           api::Node* updated = nullptr);
   grpc::Status UpdateCluster(const std::function<grpc::Status(api::Cluster&)>& modify);
+  // UpdateNode without waiting, for components: `done` (if any) gets the outcome, on the raft
+  // node's serializer or the io_context; it must not block.
+  void UpdateNodeAsync(const std::string& id, std::function<grpc::Status(api::Node&)> modify,
+                       std::function<void(const grpc::Status&)> done = {});
 
   raft::NodeStatus RaftStatus() const;
   // Leader, Reachable, Unreachable, or empty for a node outside the raft group.

@@ -739,8 +739,14 @@ void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
   removed_.clear();  // a session means the swarm knows this node
   if (worker_ && msg.tasks_known()) {
-    worker_->Assign({msg.tasks().begin(), msg.tasks().end()},
-                    {msg.kept_task_ids().begin(), msg.kept_task_ids().end()});
+    std::vector<std::string> kept(msg.kept_task_ids().begin(), msg.kept_task_ids().end());
+    if (msg.incremental()) {
+      worker_->Update({msg.tasks().begin(), msg.tasks().end()},
+                      {msg.removed_task_ids().begin(), msg.removed_task_ids().end()},
+                      std::move(kept));
+    } else {
+      worker_->Assign({msg.tasks().begin(), msg.tasks().end()}, std::move(kept));
+    }
   }
   if (!state_ || msg.managers_size() == 0) return;
   auto same = [](const auto& a, const auto& b) {

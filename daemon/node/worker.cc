@@ -113,6 +113,13 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
                          kept = std::move(kept)] { self->OnAssign(tasks, kept); });
   }
 
+  void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
+              std::vector<std::string> kept) {
+    asio::post(strand_, [self = shared_from_this(), changed = std::move(changed),
+                         removed = std::move(removed),
+                         kept = std::move(kept)] { self->OnUpdate(changed, removed, kept); });
+  }
+
   void Leave(std::chrono::milliseconds timeout) {
     auto done = std::make_shared<std::promise<void>>();
     auto future = done->get_future();
@@ -193,20 +200,42 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (assigned_once_) ReconcileAll();
   }
 
+  // An assignment, new or changed; the status stays the node's.
+  void Upsert(const api::Task& t) {
+    Local& l = tasks_[t.id()];
+    const bool fresh = !l.task.has_status() || l.task.status().state() < api::TASK_ASSIGNED;
+    api::TaskStatus keep = l.task.status();
+    l.task = t;
+    l.forgotten = false;
+    if (fresh) {
+      keep.set_state(api::TASK_ASSIGNED);
+      keep.set_timestamp(NowNanos());
+    }
+    *l.task.mutable_status() = keep;
+  }
+
+  void OnUpdate(const std::vector<api::Task>& changed, const std::vector<std::string>& removed,
+                const std::vector<std::string>& kept) {
+    for (const auto& t : changed)
+      Upsert(t);
+    for (const auto& id : removed) {
+      if (auto it = tasks_.find(id); it != tasks_.end()) it->second.forgotten = true;
+    }
+    Persist();
+    if (attached_ && assigned_once_) {
+      for (const auto& t : changed)
+        Reconcile(t.id());
+      for (const auto& id : removed)
+        Reconcile(id);
+    }
+    RemoveLogs(kept);
+  }
+
   void OnAssign(const std::vector<api::Task>& assigned, const std::vector<std::string>& kept) {
     std::set<std::string> ids;
     for (const auto& t : assigned) {
       ids.insert(t.id());
-      Local& l = tasks_[t.id()];
-      const bool fresh = !l.task.has_status() || l.task.status().state() < api::TASK_ASSIGNED;
-      api::TaskStatus keep = l.task.status();
-      l.task = t;
-      l.forgotten = false;
-      if (fresh) {
-        keep.set_state(api::TASK_ASSIGNED);
-        keep.set_timestamp(NowNanos());
-      }
-      *l.task.mutable_status() = keep;
+      Upsert(t);
     }
     for (auto& [id, l] : tasks_) {
       if (!ids.count(id)) l.forgotten = true;
@@ -602,6 +631,11 @@ void Worker::Stop() {
 
 void Worker::Assign(std::vector<api::Task> tasks, std::vector<std::string> kept) {
   impl_->Assign(std::move(tasks), std::move(kept));
+}
+
+void Worker::Update(std::vector<api::Task> changed, std::vector<std::string> removed,
+                    std::vector<std::string> kept) {
+  impl_->Update(std::move(changed), std::move(removed), std::move(kept));
 }
 
 void Worker::Leave(std::chrono::milliseconds timeout) {

@@ -54,6 +54,9 @@ class Worker {
   // The complete list of the node's tasks, from a session message, and the ended tasks still in
   // the history, whose logs stay (every other task directory goes).
   void Assign(std::vector<api::Task> tasks, std::vector<std::string> kept = {});
+  // What changed since: tasks added or changed, and those that are no longer the node's.
+  void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
+              std::vector<std::string> kept);
   // The node leaves the swarm: every container is stopped and removed. Returns once they are,
   // or after `timeout`.
   void Leave(std::chrono::milliseconds timeout);
