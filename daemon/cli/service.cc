@@ -542,8 +542,10 @@ int PrintTasks(const Invocation& inv, std::vector<api::TaskView> tasks) {
          {"CurrentState", StateName(t.status().state()) + " " + HumanAgo(t.status().timestamp())},
          {"Error", err},
          {"Ports", HostPortsOf(t)},
-         // Not a column of the table: the task's address on its node, for --format.
-         {"Addr", t.status().addr()}});
+         // Not columns of the table, for --format: the task's address on its node, and what
+         // its node last said of it (pull progress while it is preparing).
+         {"Addr", t.status().addr()},
+         {"Message", t.status().message()}});
   }
   std::cout << FormatList(inv.Get("format"), inv.Has("quiet"), kTaskList, rows);
   return 0;

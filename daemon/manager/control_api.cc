@@ -67,19 +67,22 @@ api::NodeView ControlApi::View(const api::Node& n) const {
 }
 
 grpc::Status ControlApi::InspectSwarm(const api::Empty& req, api::ClusterView* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::InspectSwarm, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
-  auto c = m_->store().GetCluster();
-  if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
-  c->mutable_root_ca()->clear_key_pem();
-  c->mutable_root_ca()->clear_retired_tokens();
-  *resp->mutable_cluster() = *c;
-  return grpc::Status::OK;
+  return OnLeader(&api::Control::Stub::InspectSwarm, req, resp, [&]() -> grpc::Status {
+    auto c = m_->store().GetCluster();
+    if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
+    c->mutable_root_ca()->clear_key_pem();
+    c->mutable_root_ca()->clear_retired_tokens();
+    *resp->mutable_cluster() = *c;
+    return grpc::Status::OK;
+  });
 }
 
 grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateSwarm, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
+  return OnLeader(&api::Control::Stub::UpdateSwarm, req, resp,
+                  [&] { return UpdateSwarmHere(req); });
+}
+
+grpc::Status ControlApi::UpdateSwarmHere(const api::UpdateSwarmRequest& req) {
   return m_->UpdateCluster([&](api::Cluster& c) -> grpc::Status {
     auto* spec = c.mutable_spec();
     const int64_t hb =
@@ -124,8 +127,15 @@ grpc::Status ControlApi::UpdateSwarm(const api::UpdateSwarmRequest& req, api::Em
 
 grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
                                       api::JoinTokenResponse* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetJoinToken, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
+  return OnLeader(&api::Control::Stub::GetJoinToken, req, resp, [&] {
+    grpc::Status st = JoinToken(req, resp);
+    // Joining through this manager works as well as through the leader.
+    resp->set_manager_addr(m_->options().advertise_addr);
+    return st;
+  });
+}
+
+grpc::Status ControlApi::JoinToken(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp) {
   if (req.rotate()) {
     grpc::Status st = m_->UpdateCluster([&](api::Cluster& c) -> grpc::Status {
       auto* ca = c.mutable_root_ca();
@@ -145,13 +155,19 @@ grpc::Status ControlApi::GetJoinToken(const api::JoinTokenRequest& req,
   if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
   resp->set_token(req.role() == api::ROLE_MANAGER ? c->root_ca().join_tokens().manager()
                                                   : c->root_ca().join_tokens().worker());
-  resp->set_manager_addr(m_->options().advertise_addr);
   return grpc::Status::OK;
 }
 
 grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req, api::ListNodesResponse* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::ListNodes, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
+  grpc::Status st =
+      OnLeader(&api::Control::Stub::ListNodes, req, resp, [&] { return ListNodesHere(req, resp); });
+  for (auto& v : *resp->mutable_nodes())
+    v.set_self(v.node().id() == m_->options().node_id);
+  return st;
+}
+
+grpc::Status ControlApi::ListNodesHere(const api::ListNodesRequest& req,
+                                       api::ListNodesResponse* resp) {
   struct Filter {
     std::string key, value;
   };
@@ -193,18 +209,32 @@ grpc::Status ControlApi::ListNodes(const api::ListNodesRequest& req, api::ListNo
   return grpc::Status::OK;
 }
 
-grpc::Status ControlApi::GetNode(const api::NodeRef& req, api::NodeView* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::GetNode, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
-  api::Node n;
-  if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
-  *resp = View(n);
-  return grpc::Status::OK;
+std::string ControlApi::SelfRef(const std::string& ref) const {
+  // Docker's name for the node the CLI talks to: this manager's, before any forwarding.
+  return ref == "self" ? m_->options().node_id : ref;
 }
 
-grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::UpdateNode, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
+grpc::Status ControlApi::GetNode(const api::NodeRef& in, api::NodeView* resp) {
+  api::NodeRef req = in;
+  req.set_ref(SelfRef(in.ref()));
+  grpc::Status st = OnLeader(&api::Control::Stub::GetNode, req, resp, [&]() -> grpc::Status {
+    api::Node n;
+    if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
+    *resp = View(n);
+    return grpc::Status::OK;
+  });
+  resp->set_self(resp->node().id() == m_->options().node_id);
+  return st;
+}
+
+grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& in, api::NodeView* resp) {
+  api::UpdateNodeRequest req = in;
+  req.set_ref(SelfRef(in.ref()));
+  return OnLeader(&api::Control::Stub::UpdateNode, req, resp,
+                  [&] { return UpdateNodeHere(req, resp); });
+}
+
+grpc::Status ControlApi::UpdateNodeHere(const api::UpdateNodeRequest& req, api::NodeView* resp) {
   api::Node target;
   if (grpc::Status st = Resolve(req.ref(), &target); !st.ok()) return st;
   for (const auto& [k, v] : req.label_add()) {
@@ -239,9 +269,13 @@ grpc::Status ControlApi::UpdateNode(const api::UpdateNodeRequest& req, api::Node
   return grpc::Status::OK;
 }
 
-grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp) {
-  if (!m_->IsLeader()) return Forward(&api::Control::Stub::RemoveNode, req, resp);
-  if (grpc::Status st = m_->WaitServing(); !st.ok()) return st;
+grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& in, api::Empty* resp) {
+  api::RemoveNodeRequest req = in;
+  req.set_ref(SelfRef(in.ref()));
+  return OnLeader(&api::Control::Stub::RemoveNode, req, resp, [&] { return RemoveNodeHere(req); });
+}
+
+grpc::Status ControlApi::RemoveNodeHere(const api::RemoveNodeRequest& req) {
   api::Node n;
   if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
   if (!m_->ManagerStatusOf(n).empty() || n.spec().desired_role() == api::ROLE_MANAGER) {
@@ -268,95 +302,57 @@ grpc::Status ControlApi::RemoveNode(const api::RemoveNodeRequest& req, api::Empt
 }
 
 // ---------------------------------------------------------------------------------------------
-// On 2377: managers only.
+// The service.
 
-grpc::Status ControlService::Authorize(const grpc::ServerContextBase* c) const {
-  const tls::Peer p = tls::PeerOf(*c);
-  if (!p.has_certificate) {
-    return {StatusCode::UNAUTHENTICATED, "the control API needs a node certificate"};
+ControlResolver PeerResolver(Manager* manager) {
+  return [manager](const grpc::ServerContextBase& c, ControlTarget* t) -> grpc::Status {
+    const tls::Peer p = tls::PeerOf(c);
+    if (!p.has_certificate) {
+      return {StatusCode::UNAUTHENTICATED, "the control API needs a node certificate"};
+    }
+    auto node = manager->store().GetNode(p.node_id);
+    if (p.role != pki::kManagerRole || !node || node->role() != api::ROLE_MANAGER) {
+      return {StatusCode::PERMISSION_DENIED,
+              "the control API is for managers only: node " + p.node_id + " is not one"};
+    }
+    // A forwarded request goes no further: two managers with stale views of the leader would
+    // otherwise pass it back and forth.
+    if (c.client_metadata().count(kForwardedHeader) && !manager->IsLeader()) {
+      return {StatusCode::UNAVAILABLE,
+              "leadership moved while the request was forwarded; try again"};
+    }
+    t->api = &manager->control();
+    return grpc::Status::OK;
+  };
+}
+
+#define SKEP_CONTROL(Method, Req, Resp)                                                     \
+  grpc::Status ControlService::Method(grpc::ServerContext* c, const Req* req, Resp* resp) { \
+    ControlTarget t;                                                                        \
+    if (grpc::Status st = resolve_(*c, &t); !st.ok()) return st;                            \
+    return t.api->Method(*req, resp);                                                       \
   }
-  auto node = manager_->store().GetNode(p.node_id);
-  if (p.role != pki::kManagerRole || !node || node->role() != api::ROLE_MANAGER) {
-    return {StatusCode::PERMISSION_DENIED,
-            "the control API is for managers only: node " + p.node_id + " is not one"};
-  }
-  // A forwarded request goes no further: two managers with stale views of the leader would
-  // otherwise pass it back and forth.
-  if (c->client_metadata().count(kForwardedHeader) && !manager_->IsLeader()) {
-    return {StatusCode::UNAVAILABLE, "leadership moved while the request was forwarded; try again"};
-  }
-  return grpc::Status::OK;
-}
 
-#define SKEP_MANAGER_ONLY(call)                   \
-  if (grpc::Status st = Authorize(c); !st.ok()) { \
-    return st;                                    \
-  }                                               \
-  return call
-
-grpc::Status ControlService::InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
-                                          api::ClusterView* resp) {
-  SKEP_MANAGER_ONLY(api_->InspectSwarm(*req, resp));
-}
-grpc::Status ControlService::UpdateSwarm(grpc::ServerContext* c, const api::UpdateSwarmRequest* req,
-                                         api::Empty* resp) {
-  SKEP_MANAGER_ONLY(api_->UpdateSwarm(*req, resp));
-}
-grpc::Status ControlService::GetJoinToken(grpc::ServerContext* c, const api::JoinTokenRequest* req,
-                                          api::JoinTokenResponse* resp) {
-  SKEP_MANAGER_ONLY(api_->GetJoinToken(*req, resp));
-}
-grpc::Status ControlService::ListNodes(grpc::ServerContext* c, const api::ListNodesRequest* req,
-                                       api::ListNodesResponse* resp) {
-  SKEP_MANAGER_ONLY(api_->ListNodes(*req, resp));
-}
-grpc::Status ControlService::GetNode(grpc::ServerContext* c, const api::NodeRef* req,
-                                     api::NodeView* resp) {
-  SKEP_MANAGER_ONLY(api_->GetNode(*req, resp));
-}
-grpc::Status ControlService::UpdateNode(grpc::ServerContext* c, const api::UpdateNodeRequest* req,
-                                        api::NodeView* resp) {
-  SKEP_MANAGER_ONLY(api_->UpdateNode(*req, resp));
-}
-grpc::Status ControlService::RemoveNode(grpc::ServerContext* c, const api::RemoveNodeRequest* req,
-                                        api::Empty* resp) {
-  SKEP_MANAGER_ONLY(api_->RemoveNode(*req, resp));
-}
-
-grpc::Status ControlService::CreateService(grpc::ServerContext* c,
-                                           const api::CreateServiceRequest* req,
-                                           api::CreateServiceResponse* resp) {
-  SKEP_MANAGER_ONLY(api_->CreateService(*req, resp));
-}
-grpc::Status ControlService::ListServices(grpc::ServerContext* c,
-                                          const api::ListServicesRequest* req,
-                                          api::ListServicesResponse* resp) {
-  SKEP_MANAGER_ONLY(api_->ListServices(*req, resp));
-}
-grpc::Status ControlService::GetService(grpc::ServerContext* c, const api::ServiceRef* req,
-                                        api::ServiceView* resp) {
-  SKEP_MANAGER_ONLY(api_->GetService(*req, resp));
-}
-grpc::Status ControlService::UpdateService(grpc::ServerContext* c,
-                                           const api::UpdateServiceRequest* req,
-                                           api::ServiceView* resp) {
-  SKEP_MANAGER_ONLY(api_->UpdateService(*req, resp));
-}
-grpc::Status ControlService::RemoveService(grpc::ServerContext* c, const api::ServiceRef* req,
-                                           api::Empty* resp) {
-  SKEP_MANAGER_ONLY(api_->RemoveService(*req, resp));
-}
-grpc::Status ControlService::ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
-                                       api::ListTasksResponse* resp) {
-  SKEP_MANAGER_ONLY(api_->ListTasks(*req, resp));
-}
-
-#undef SKEP_MANAGER_ONLY
+SKEP_CONTROL(InspectSwarm, api::Empty, api::ClusterView)
+SKEP_CONTROL(UpdateSwarm, api::UpdateSwarmRequest, api::Empty)
+SKEP_CONTROL(GetJoinToken, api::JoinTokenRequest, api::JoinTokenResponse)
+SKEP_CONTROL(ListNodes, api::ListNodesRequest, api::ListNodesResponse)
+SKEP_CONTROL(GetNode, api::NodeRef, api::NodeView)
+SKEP_CONTROL(UpdateNode, api::UpdateNodeRequest, api::NodeView)
+SKEP_CONTROL(RemoveNode, api::RemoveNodeRequest, api::Empty)
+SKEP_CONTROL(CreateService, api::CreateServiceRequest, api::CreateServiceResponse)
+SKEP_CONTROL(ListServices, api::ListServicesRequest, api::ListServicesResponse)
+SKEP_CONTROL(GetService, api::ServiceRef, api::ServiceView)
+SKEP_CONTROL(UpdateService, api::UpdateServiceRequest, api::ServiceView)
+SKEP_CONTROL(RemoveService, api::ServiceRef, api::Empty)
+SKEP_CONTROL(ListTasks, api::ListTasksRequest, api::ListTasksResponse)
+#undef SKEP_CONTROL
 
 grpc::ServerWriteReactor<api::ServiceLogsMessage>* ControlService::ServiceLogs(
     grpc::CallbackServerContext* c, const api::ServiceLogsRequest* req) {
-  if (grpc::Status st = Authorize(c); !st.ok()) return RefuseLogs(st);
-  return ServeLogs(api_, *req);
+  ControlTarget t;
+  if (grpc::Status st = resolve_(*c, &t); !st.ok()) return RefuseLogs(st);
+  return ServeLogs(t.api, *req, t.keep_alive);
 }
 
 }  // namespace skep::manager

@@ -51,6 +51,13 @@ class ControlApi {
   grpc::Status OnLeader(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
                                                                    Resp*),
                         const Req& req, Resp* resp, const std::function<grpc::Status()>& local);
+  // The leader's part of the swarm and node calls.
+  grpc::Status UpdateSwarmHere(const api::UpdateSwarmRequest& req);
+  grpc::Status JoinToken(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp);
+  grpc::Status ListNodesHere(const api::ListNodesRequest& req, api::ListNodesResponse* resp);
+  grpc::Status UpdateNodeHere(const api::UpdateNodeRequest& req, api::NodeView* resp);
+  grpc::Status RemoveNodeHere(const api::RemoveNodeRequest& req);
+  std::string SelfRef(const std::string& ref) const;
   grpc::Status Resolve(const std::string& ref, api::Node* out) const;
   grpc::Status ResolveService(const std::string& ref, api::Service* out) const;
   api::ServiceView ViewOf(const api::Service& s) const;
@@ -59,13 +66,21 @@ class ControlApi {
   Manager* m_;
 };
 
-// Calls on 2377 come from other managers: the certificate must be a manager's, and the store
-// must agree that its node is still a manager (a demoted manager's certificate stays valid until
-// it expires). A request a follower forwarded is not forwarded again.
+// Where a control call is served: the API of the manager it is for, kept alive during the call.
+struct ControlTarget {
+  ControlApi* api = nullptr;
+  std::shared_ptr<void> keep_alive;
+};
+// Finds it for a call, or says why there is none.
+using ControlResolver =
+    std::function<grpc::Status(const grpc::ServerContextBase& context, ControlTarget* target)>;
+
+// The control API over gRPC: on 2377 for the other managers (PeerResolver), and on skepd's
+// control socket for the CLI (the node's own manager, see daemon/node/node.cc).
 class ControlService final
     : public api::Control::WithCallbackMethod_ServiceLogs<api::Control::Service> {
  public:
-  ControlService(ControlApi* api, Manager* manager) : api_(api), manager_(manager) {}
+  explicit ControlService(ControlResolver resolve) : resolve_(std::move(resolve)) {}
 
   grpc::Status InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
                             api::ClusterView* resp) override;
@@ -97,11 +112,13 @@ class ControlService final
       grpc::CallbackServerContext* c, const api::ServiceLogsRequest* req) override;
 
  private:
-  grpc::Status Authorize(const grpc::ServerContextBase* c) const;
-
-  ControlApi* api_;
-  Manager* manager_;
+  ControlResolver resolve_;
 };
+
+// Calls on 2377 come from other managers: the certificate must be a manager's, and the store
+// must agree that its node is still a manager (a demoted manager's certificate stays valid until
+// it expires). A request a follower forwarded is not forwarded again.
+ControlResolver PeerResolver(Manager* manager);
 
 // A ServiceLogs stream to a client, fed by ControlApi::ServiceLogs (logs_api.cc); it holds
 // `keep_alive` (the manager) until it is done.

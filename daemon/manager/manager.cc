@@ -229,7 +229,7 @@ void Manager::Start() {
   impl_->dispatcher_events =
       store_.Watch([this](const StoreEvent& ev) { impl_->dispatcher->OnStoreEvent(ev); });
   impl_->control = std::make_unique<ControlApi>(this);
-  impl_->control_service = std::make_unique<ControlService>(impl_->control.get(), this);
+  impl_->control_service = std::make_unique<ControlService>(PeerResolver(this));
   impl_->ca_service = std::make_unique<CAService>(this);
   impl_->raft_service = std::make_unique<RaftService>(
       impl_->raft.get(), impl_->transport.get(), [this](const std::string& node_id) {

@@ -127,102 +127,6 @@ class LocalNodeService final : public api::LocalNode::Service {
   NodeRuntime* node_;
 };
 
-class LocalControlService final
-    : public api::Control::WithCallbackMethod_ServiceLogs<api::Control::Service> {
- public:
-  explicit LocalControlService(NodeRuntime* node) : node_(node) {}
-
-#define SKEP_VIA_MANAGER(call)                                        \
-  std::shared_ptr<manager::Manager> m;                                \
-  if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st; \
-  return m->control().call
-
-  grpc::Status InspectSwarm(grpc::ServerContext*, const api::Empty* req,
-                            api::ClusterView* resp) override {
-    SKEP_VIA_MANAGER(InspectSwarm(*req, resp));
-  }
-  grpc::Status UpdateSwarm(grpc::ServerContext*, const api::UpdateSwarmRequest* req,
-                           api::Empty* resp) override {
-    SKEP_VIA_MANAGER(UpdateSwarm(*req, resp));
-  }
-  grpc::Status GetJoinToken(grpc::ServerContext*, const api::JoinTokenRequest* req,
-                            api::JoinTokenResponse* resp) override {
-    std::shared_ptr<manager::Manager> m;
-    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
-    grpc::Status st = m->control().GetJoinToken(*req, resp);
-    // Joining through this manager works as well as through the leader.
-    if (st.ok()) resp->set_manager_addr(m->options().advertise_addr);
-    return st;
-  }
-  grpc::Status GetNode(grpc::ServerContext*, const api::NodeRef* req,
-                       api::NodeView* resp) override {
-    std::shared_ptr<manager::Manager> m;
-    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
-    grpc::Status st = m->control().GetNode(WithSelf(*req), resp);
-    resp->set_self(resp->node().id() == node_->node_id());
-    return st;
-  }
-  grpc::Status ListNodes(grpc::ServerContext*, const api::ListNodesRequest* req,
-                         api::ListNodesResponse* resp) override {
-    std::shared_ptr<manager::Manager> m;
-    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return st;
-    grpc::Status st = m->control().ListNodes(*req, resp);
-    for (auto& v : *resp->mutable_nodes())
-      v.set_self(v.node().id() == node_->node_id());
-    return st;
-  }
-  grpc::Status UpdateNode(grpc::ServerContext*, const api::UpdateNodeRequest* req,
-                          api::NodeView* resp) override {
-    SKEP_VIA_MANAGER(UpdateNode(WithSelf(*req), resp));
-  }
-  grpc::Status RemoveNode(grpc::ServerContext*, const api::RemoveNodeRequest* req,
-                          api::Empty* resp) override {
-    SKEP_VIA_MANAGER(RemoveNode(WithSelf(*req), resp));
-  }
-  grpc::Status CreateService(grpc::ServerContext*, const api::CreateServiceRequest* req,
-                             api::CreateServiceResponse* resp) override {
-    SKEP_VIA_MANAGER(CreateService(*req, resp));
-  }
-  grpc::Status ListServices(grpc::ServerContext*, const api::ListServicesRequest* req,
-                            api::ListServicesResponse* resp) override {
-    SKEP_VIA_MANAGER(ListServices(*req, resp));
-  }
-  grpc::Status GetService(grpc::ServerContext*, const api::ServiceRef* req,
-                          api::ServiceView* resp) override {
-    SKEP_VIA_MANAGER(GetService(*req, resp));
-  }
-  grpc::Status UpdateService(grpc::ServerContext*, const api::UpdateServiceRequest* req,
-                             api::ServiceView* resp) override {
-    SKEP_VIA_MANAGER(UpdateService(*req, resp));
-  }
-  grpc::Status RemoveService(grpc::ServerContext*, const api::ServiceRef* req,
-                             api::Empty* resp) override {
-    SKEP_VIA_MANAGER(RemoveService(*req, resp));
-  }
-  grpc::Status ListTasks(grpc::ServerContext*, const api::ListTasksRequest* req,
-                         api::ListTasksResponse* resp) override {
-    SKEP_VIA_MANAGER(ListTasks(*req, resp));
-  }
-#undef SKEP_VIA_MANAGER
-  grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServiceLogs(
-      grpc::CallbackServerContext*, const api::ServiceLogsRequest* req) override {
-    std::shared_ptr<manager::Manager> m;
-    if (grpc::Status st = node_->LocalManager(&m); !st.ok()) return manager::RefuseLogs(st);
-    return manager::ServeLogs(&m->control(), *req, m);
-  }
-
- private:
-  // Docker accepts "self" for the node the CLI talks to.
-  template <class Req>
-  Req WithSelf(const Req& req) const {
-    Req r = req;
-    if (r.ref() == "self") r.set_ref(node_->node_id());
-    return r;
-  }
-
-  NodeRuntime* node_;
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -299,7 +203,15 @@ void NodeRuntime::Start() {
   std::error_code ec;
   fs::remove(options_.control_socket, ec);  // left by a skepd that did not stop cleanly
   local_node_service_ = std::make_unique<LocalNodeService>(this);
-  local_control_service_ = std::make_unique<LocalControlService>(this);
+  // The CLI's control calls go to this node's manager (any manager serves them).
+  local_control_service_ = std::make_unique<manager::ControlService>(
+      [this](const grpc::ServerContextBase&, manager::ControlTarget* t) -> grpc::Status {
+        std::shared_ptr<manager::Manager> m;
+        if (grpc::Status st = LocalManager(&m); !st.ok()) return st;
+        t->api = &m->control();
+        t->keep_alive = m;
+        return grpc::Status::OK;
+      });
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + options_.control_socket, grpc::InsecureServerCredentials());
   builder.RegisterService(local_node_service_.get());
