@@ -61,5 +61,7 @@ class DaemonError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 void Check(const grpc::Status& st, const std::string& host);
+// The deadline of a unary call to skepd (long enough for a leader election and a write).
+void Deadline(grpc::ClientContext& ctx);
 
 }  // namespace skep::cli

@@ -8,6 +8,11 @@ std::vector<Command> SwarmCommands();
 std::vector<Command> NodeCommands();
 std::vector<Command> ServiceCommands();
 std::vector<Command> LogsCommands();
+std::vector<Command> NetworkCommands();
+
+void Deadline(grpc::ClientContext& ctx) {
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+}
 
 namespace {
 
@@ -47,6 +52,8 @@ std::vector<Command> AllCommands() {
   for (auto& c : ServiceCommands())
     all.push_back(std::move(c));
   for (auto& c : LogsCommands())
+    all.push_back(std::move(c));
+  for (auto& c : NetworkCommands())
     all.push_back(std::move(c));
   all.push_back({"info", "", "Display this node's view of the swarm", {}, 0, 0, Info});
   all.push_back({"version", "", "Show the skep version", {}, 0, 0, Version});

@@ -9,11 +9,6 @@
 namespace skep::cli {
 namespace {
 
-constexpr auto kCallDeadline = std::chrono::seconds(30);
-
-void Deadline(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
-}
 
 std::string StateName(api::NodeState s) {
   switch (s) {

@@ -13,12 +13,6 @@
 namespace skep::cli {
 namespace {
 
-constexpr auto kCallDeadline = std::chrono::seconds(30);
-
-void Deadline(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
-}
-
 std::vector<std::string> Split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::stringstream in(s);
@@ -254,6 +248,14 @@ void ApplyCommonFlags(const Invocation& inv, api::ServiceSpec* spec) {
   }
   ParseUpdateConfig(inv, "update", spec->mutable_update());
   ParseUpdateConfig(inv, "rollback", spec->mutable_rollback());
+  if (inv.Has("endpoint-mode")) {
+    const std::string m = inv.Get("endpoint-mode");
+    if (m != "vip" && m != "dnsrr") {
+      throw UsageError("invalid --endpoint-mode \"" + m + "\": vip or dnsrr");
+    }
+    spec->mutable_endpoint()->set_mode(m == "dnsrr" ? api::EndpointSpec::DNSRR
+                                                    : api::EndpointSpec::VIP);
+  }
 }
 
 api::ServiceView Get(const Invocation& inv, const std::string& ref) {
@@ -388,6 +390,8 @@ int Create(const Invocation& inv) {
     *c->add_mounts() = ParseMount(m);
   for (const auto& p : inv.All("publish"))
     *spec->mutable_endpoint()->add_ports() = ParsePort(p);
+  for (const auto& n : inv.All("network"))
+    spec->add_networks()->set_target(n);  // the managers resolve the name
   for (const auto& k : inv.All("constraint"))
     spec->mutable_task()->mutable_placement()->add_constraints(k);
   ApplyCommonFlags(inv, spec);
@@ -614,6 +618,18 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
   for (const auto& [k, val] :
        std::map<std::string, std::string>(spec.labels().begin(), spec.labels().end()))
     labels[k] = val;
+  boost::json::object task_template{{"ContainerSpec", container}, {"Placement", placement}};
+  if (spec.networks_size() > 0) {
+    boost::json::array nets;
+    for (const auto& a : spec.networks()) {
+      boost::json::object n{{"Target", a.target()}};
+      if (a.aliases_size() > 0) {
+        n["Aliases"] = boost::json::array(a.aliases().begin(), a.aliases().end());
+      }
+      nets.push_back(std::move(n));
+    }
+    task_template["Networks"] = std::move(nets);
+  }
   auto update_config = [](const api::UpdateConfig& u) {
     static const char* kActions[] = {"pause", "continue", "rollback"};
     return boost::json::object{
@@ -633,13 +649,16 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
       {"CreatedAt", Rfc3339(s.meta().created_at())},
       {"UpdatedAt", Rfc3339(s.meta().updated_at())},
       {"Spec",
-       boost::json::object{{"Name", spec.name()},
-                           {"Labels", labels},
-                           {"TaskTemplate", boost::json::object{{"ContainerSpec", container},
-                                                                {"Placement", placement}}},
-                           {"Mode", mode},
-                           {"UpdateConfig", update_config(spec.update())},
-                           {"RollbackConfig", update_config(spec.rollback())}}}};
+       boost::json::object{
+           {"Name", spec.name()},
+           {"Labels", labels},
+           {"TaskTemplate", task_template},
+           {"Mode", mode},
+           {"UpdateConfig", update_config(spec.update())},
+           {"RollbackConfig", update_config(spec.rollback())},
+           {"EndpointSpec",
+            boost::json::object{
+                {"Mode", spec.endpoint().mode() == api::EndpointSpec::DNSRR ? "dnsrr" : "vip"}}}}}};
   if (s.update_status().state() != api::UpdateStatus::NONE) {
     static const char* kStates[] = {"",
                                     "updating",
@@ -782,6 +801,24 @@ int UpdateCmd(const Invocation& inv) {
     spec.mutable_labels()->erase(l);
   for (const auto& p : inv.All("publish-add"))
     *spec.mutable_endpoint()->add_ports() = ParsePort(p);
+  for (const auto& ref : inv.All("network-rm")) {
+    api::NetworkRef req;
+    req.set_ref(ref);
+    api::Network n;
+    grpc::ClientContext ctx;
+    Deadline(ctx);
+    Check(inv.Control()->GetNetwork(&ctx, req, &n), inv.host);
+    auto* nets = spec.mutable_networks();
+    const auto before = nets->size();
+    nets->erase(std::remove_if(nets->begin(), nets->end(),
+                               [&](const auto& a) { return a.target() == n.id(); }),
+                nets->end());
+    if (nets->size() == before) {
+      throw DaemonError("service " + spec.name() + " is not attached to network " + ref);
+    }
+  }
+  for (const auto& n : inv.All("network-add"))
+    spec.add_networks()->set_target(n);
   ApplyCommonFlags(inv, &spec);
   if (inv.Has("force")) spec.mutable_task()->set_force_update(spec.task().force_update() + 1);
   const bool rollback = inv.Has("rollback");
@@ -829,6 +866,7 @@ std::vector<Flag> CommonFlags() {
       {"rollback-monitor", 0, "duration", "Duration after each task rollback to monitor"},
       {"rollback-max-failure-ratio", 0, "float", "Failure rate to tolerate during a rollback"},
       {"rollback-order", 0, "string", "Rollback order (start-first, stop-first)"},
+      {"endpoint-mode", 0, "string", "Endpoint mode (vip or dnsrr) (default \"vip\")"},
       {"detach", 'd', "", "Exit immediately instead of waiting for the service to converge"}};
 }
 
@@ -846,7 +884,8 @@ std::vector<Command> ServiceCommands() {
                          {"label", 'l', "list", "Service labels", true},
                          {"container-label", 0, "list", "Container labels", true},
                          {"mount", 0, "mount", "Attach a filesystem mount to the service", true},
-                         {"publish", 'p', "port", "Publish a port as a node port", true}})
+                         {"publish", 'p', "port", "Publish a port as a node port", true},
+                         {"network", 0, "network", "Network attachments", true}})
     create.push_back(f);
   std::vector<Flag> update = CommonFlags();
   for (auto f : std::vector<Flag>{
@@ -859,6 +898,8 @@ std::vector<Command> ServiceCommands() {
            {"label-add", 0, "list", "Add or update a service label", true},
            {"label-rm", 0, "list", "Remove a label by its key", true},
            {"publish-add", 0, "port", "Add or update a published port", true},
+           {"network-add", 0, "network", "Add a network", true},
+           {"network-rm", 0, "list", "Remove a network", true},
            {"force", 0, "", "Force update even if no changes require it"},
            {"rollback", 0, "", "Rollback to previous specification"}})
     update.push_back(f);

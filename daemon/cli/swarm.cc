@@ -7,12 +7,6 @@
 namespace skep::cli {
 namespace {
 
-constexpr auto kCallDeadline = std::chrono::seconds(30);
-
-void Deadline(grpc::ClientContext& ctx) {
-  ctx.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
-}
-
 void PrintJoinCommand(const std::string& role, const std::string& token, const std::string& addr) {
   std::cout << "To add a " << role << " to this swarm, run the following command:\n\n"
             << "    skep swarm join --token " << token << " " << addr << "\n\n";
@@ -34,6 +28,15 @@ int Init(const Invocation& inv) {
   req.set_advertise_addr(inv.Get("advertise-addr"));
   req.set_listen_addr(inv.Get("listen-addr"));
   req.set_force_new_cluster(inv.Has("force-new-cluster"));
+  for (const auto& p : inv.All("default-addr-pool"))
+    req.add_default_addr_pool(p);
+  if (inv.Has("default-addr-pool-mask-length")) {
+    const std::string v = inv.Get("default-addr-pool-mask-length");
+    if (v.empty() || v.size() > 2 || v.find_first_not_of("0123456789") != std::string::npos) {
+      throw UsageError("invalid --default-addr-pool-mask-length \"" + v + "\": expected a number");
+    }
+    req.set_default_addr_pool_mask_length(std::stoul(v));
+  }
   api::InitResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -173,7 +176,11 @@ std::vector<Command> SwarmCommands() {
        "Initialize a swarm, with this node as its first manager",
        {{"advertise-addr", 0, "string", "Address others reach this manager at (ip[:port])"},
         {"listen-addr", 0, "string", "Address to listen on (default 0.0.0.0:2377)"},
-        {"force-new-cluster", 0, "", "Make this manager the only one, keeping the state"}},
+        {"force-new-cluster", 0, "", "Make this manager the only one, keeping the state"},
+        {"default-addr-pool", 0, "ipNetSlice",
+         "Default address pool in CIDR format (default 10.0.0.0/8)", true},
+        {"default-addr-pool-mask-length", 0, "uint32",
+         "Default address pool subnet mask length (default 24)"}},
        0,
        0,
        Init},

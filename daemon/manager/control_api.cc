@@ -346,6 +346,11 @@ SKEP_CONTROL(GetService, api::ServiceRef, api::ServiceView)
 SKEP_CONTROL(UpdateService, api::UpdateServiceRequest, api::ServiceView)
 SKEP_CONTROL(RemoveService, api::ServiceRef, api::Empty)
 SKEP_CONTROL(ListTasks, api::ListTasksRequest, api::ListTasksResponse)
+SKEP_CONTROL(CreateNetwork, api::CreateNetworkRequest, api::CreateNetworkResponse)
+SKEP_CONTROL(ListNetworks, api::ListNetworksRequest, api::ListNetworksResponse)
+SKEP_CONTROL(GetNetwork, api::NetworkRef, api::Network)
+SKEP_CONTROL(RemoveNetwork, api::NetworkRef, api::Empty)
+SKEP_CONTROL(PruneNetworks, api::Empty, api::PruneNetworksResponse)
 #undef SKEP_CONTROL
 
 grpc::ServerWriteReactor<api::ServiceLogsMessage>* ControlService::ServiceLogs(

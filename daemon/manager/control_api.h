@@ -35,6 +35,13 @@ class ControlApi {
   grpc::Status UpdateService(const api::UpdateServiceRequest& req, api::ServiceView* resp);
   grpc::Status RemoveService(const api::ServiceRef& req, api::Empty* resp);
   grpc::Status ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp);
+  // Networks (network_api.cc).
+  grpc::Status CreateNetwork(const api::CreateNetworkRequest& req,
+                             api::CreateNetworkResponse* resp);
+  grpc::Status ListNetworks(const api::ListNetworksRequest& req, api::ListNetworksResponse* resp);
+  grpc::Status GetNetwork(const api::NetworkRef& req, api::Network* resp);
+  grpc::Status RemoveNetwork(const api::NetworkRef& req, api::Empty* resp);
+  grpc::Status PruneNetworks(const api::Empty& req, api::PruneNetworksResponse* resp);
   // Logs (logs_api.cc): streams the logs of a service's tasks, or of one task, into `feed`,
   // through the leader. Returns what stops the stream early (the client went away).
   std::function<void()> ServiceLogs(const api::ServiceLogsRequest& req,
@@ -60,6 +67,9 @@ class ControlApi {
   std::string SelfRef(const std::string& ref) const;
   grpc::Status Resolve(const std::string& ref, api::Node* out) const;
   grpc::Status ResolveService(const std::string& ref, api::Service* out) const;
+  grpc::Status ResolveNetwork(const std::string& ref, api::Network* out) const;
+  // Resolves a service's --network names to IDs, and refuses what cannot be attached.
+  grpc::Status AttachNetworks(api::ServiceSpec* spec) const;
   api::ServiceView ViewOf(const api::Service& s) const;
   api::NodeView View(const api::Node& n) const;
 
@@ -108,6 +118,16 @@ class ControlService final
                              api::Empty* resp) override;
   grpc::Status ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
                          api::ListTasksResponse* resp) override;
+  grpc::Status CreateNetwork(grpc::ServerContext* c, const api::CreateNetworkRequest* req,
+                             api::CreateNetworkResponse* resp) override;
+  grpc::Status ListNetworks(grpc::ServerContext* c, const api::ListNetworksRequest* req,
+                            api::ListNetworksResponse* resp) override;
+  grpc::Status GetNetwork(grpc::ServerContext* c, const api::NetworkRef* req,
+                          api::Network* resp) override;
+  grpc::Status RemoveNetwork(grpc::ServerContext* c, const api::NetworkRef* req,
+                             api::Empty* resp) override;
+  grpc::Status PruneNetworks(grpc::ServerContext* c, const api::Empty* req,
+                             api::PruneNetworksResponse* resp) override;
   grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServiceLogs(
       grpc::CallbackServerContext* c, const api::ServiceLogsRequest* req) override;
 

@@ -289,6 +289,11 @@ grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
     auto* b = batch.add_actions();
     b->set_kind(api::StoreAction::CREATE);
     *b->mutable_node() = options_.initial_node;
+    for (const auto& n : options_.initial_networks) {
+      auto* c = batch.add_actions();
+      c->set_kind(api::StoreAction::CREATE);
+      *c->mutable_network() = n;
+    }
     return Write(batch, timeout);
   }
   if (options_.start == ManagerOptions::Start::kForceNewCluster && impl_->cleanup_pending) {

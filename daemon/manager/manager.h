@@ -79,6 +79,7 @@ struct ManagerOptions {
   // For kNewCluster: the objects the cluster starts with.
   api::Cluster initial_cluster;
   api::Node initial_node;
+  std::vector<api::Network> initial_networks;
 };
 
 class Manager {

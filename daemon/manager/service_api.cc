@@ -1,4 +1,5 @@
 // The control API of services and tasks: validation, then one raft write per change.
+#include <algorithm>
 #include <regex>
 #include <set>
 
@@ -228,6 +229,7 @@ grpc::Status ControlApi::CreateService(const api::CreateServiceRequest& req,
     if (!s.spec().has_update()) s.mutable_spec()->mutable_update()->set_parallelism(1);
     if (!s.spec().has_rollback()) s.mutable_spec()->mutable_rollback()->set_parallelism(1);
     if (grpc::Status st = CheckSpec(*s.mutable_spec()); !st.ok()) return st;
+    if (grpc::Status st = AttachNetworks(s.mutable_spec()); !st.ok()) return st;
     grpc::Status conflict = m_->store().View([&](const ReadTx& tx) -> grpc::Status {
       if (tx.service_by_name(s.spec().name())) {
         return {StatusCode::ALREADY_EXISTS,
@@ -319,6 +321,7 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
                      (s.spec().has_global() ? "global" : "replicated") + ")");
     }
     if (grpc::Status st = CheckSpec(next); !st.ok()) return st;
+    if (grpc::Status st = AttachNetworks(&next); !st.ok()) return st;
     grpc::Status conflict =
         m_->store().View([&](const ReadTx& tx) { return CheckPortConflicts(tx, next, s.id()); });
     if (!conflict.ok()) return conflict;
@@ -328,7 +331,11 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
     }
     const bool task_changed =
         next.task().SerializeAsString() != s.spec().task().SerializeAsString() ||
-        next.endpoint().SerializeAsString() != s.spec().endpoint().SerializeAsString();
+        next.endpoint().SerializeAsString() != s.spec().endpoint().SerializeAsString() ||
+        !std::equal(next.networks().begin(), next.networks().end(), s.spec().networks().begin(),
+                    s.spec().networks().end(), [](const auto& a, const auto& b) {
+                      return a.SerializeAsString() == b.SerializeAsString();
+                    });
     *s.mutable_previous_spec() = s.spec();
     *s.mutable_spec() = next;
     if (task_changed) {

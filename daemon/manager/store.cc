@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "daemon/manager/allocator/networks.h"
+
 namespace skep::manager {
 
 // ---------------------------------------------------------------------------------------------
@@ -18,6 +20,8 @@ struct Store::Tables {
   std::map<std::string, std::set<std::string>> task_by_node;
   std::map<std::pair<std::string, uint64_t>, std::set<std::string>> task_by_slot;
   std::map<int, std::set<std::string>> task_by_desired;
+  std::map<std::string, api::Network> networks;
+  std::map<std::string, std::string> network_by_name;
 
   void Index(const api::Node& n) {
     if (n.raft_id() != 0) node_by_raft_id[n.raft_id()] = n.id();
@@ -32,6 +36,11 @@ struct Store::Tables {
   void Unindex(const api::Service& s) {
     auto it = service_by_name.find(s.spec().name());
     if (it != service_by_name.end() && it->second == s.id()) service_by_name.erase(it);
+  }
+  void Index(const api::Network& n) { network_by_name[n.spec().name()] = n.id(); }
+  void Unindex(const api::Network& n) {
+    auto it = network_by_name.find(n.spec().name());
+    if (it != network_by_name.end() && it->second == n.id()) network_by_name.erase(it);
   }
   void Index(const api::Task& t) {
     task_by_service[t.service_id()].insert(t.id());
@@ -56,6 +65,10 @@ struct Store::Tables {
   auto& rows(const api::Cluster*) { return clusters; }
   auto& rows(const api::Service*) { return services; }
   auto& rows(const api::Task*) { return tasks; }
+  auto& rows(const api::Network*) { return networks; }
+  const auto& by_name(const api::Service*) const { return service_by_name; }
+  const auto& by_name(const api::Network*) const { return network_by_name; }
+  const auto& rows(const api::Network*) const { return networks; }
   const auto& rows(const api::Node*) const { return nodes; }
   const auto& rows(const api::Cluster*) const { return clusters; }
   const auto& rows(const api::Service*) const { return services; }
@@ -76,6 +89,16 @@ const char* KindName(const api::Service*) {
 const char* KindName(const api::Task*) {
   return "task";
 }
+const char* KindName(const api::Network*) {
+  return "network";
+}
+
+// A name taken by another object of the kind (services and networks have unique names).
+template <class T>
+const std::string* NameTaken(const std::map<std::string, std::string>& by_name, const T& obj) {
+  auto it = by_name.find(obj.spec().name());
+  return it != by_name.end() && it->second != obj.id() ? &it->second : nullptr;
+}
 
 // Calls f(const T& object) with the action's object, whatever its kind; false if it has none.
 template <class F>
@@ -92,6 +115,9 @@ bool VisitTarget(const api::StoreAction& a, F&& f) {
       return true;
     case api::StoreAction::kTask:
       f(a.task());
+      return true;
+    case api::StoreAction::kNetwork:
+      f(a.network());
       return true;
     default:
       return false;
@@ -179,6 +205,16 @@ std::vector<const api::Task*> ReadTx::tasks_desired(api::TaskState desired) cons
 }
 size_t ReadTx::task_count() const {
   return s_.t_->tasks.size();
+}
+const api::Network* ReadTx::network(const std::string& id) const {
+  return Lookup(s_.t_->networks, id);
+}
+const api::Network* ReadTx::network_by_name(const std::string& name) const {
+  auto it = s_.t_->network_by_name.find(name);
+  return it == s_.t_->network_by_name.end() ? nullptr : network(it->second);
+}
+std::vector<const api::Network*> ReadTx::networks() const {
+  return All(s_.t_->networks);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -338,11 +374,20 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
               return;
             }
           }
-          if constexpr (std::is_same_v<T, api::Service>) {
-            if (t_->service_by_name.count(obj.spec().name())) {
+          if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
+            if (NameTaken(t_->by_name(kind), obj)) {
               result = {Code::kExists,
-                        "service name \"" + obj.spec().name() + "\" is already in use"};
+                        what + " name \"" + obj.spec().name() + "\" is already in use"};
               return;
+            }
+          }
+          if constexpr (std::is_same_v<T, api::Network>) {
+            // Two creates that raced for one subnet or VNI: the later one loses, everywhere.
+            for (const auto& [id, other] : t_->networks) {
+              if (std::string why = allocator::AllocationConflict(obj, other); !why.empty()) {
+                result = {Code::kExists, why};
+                return;
+              }
             }
           }
           break;
@@ -360,12 +405,10 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
                                            std::to_string(it->second.meta().version()) + ")"};
             return;
           }
-          if constexpr (std::is_same_v<T, api::Service>) {
-            auto named = t_->service_by_name.find(obj.spec().name());
-            if (a.kind() == api::StoreAction::UPDATE && named != t_->service_by_name.end() &&
-                named->second != obj.id()) {
+          if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
+            if (a.kind() == api::StoreAction::UPDATE && NameTaken(t_->by_name(kind), obj)) {
               result = {Code::kExists,
-                        "service name \"" + obj.spec().name() + "\" is already in use"};
+                        what + " name \"" + obj.spec().name() + "\" is already in use"};
               return;
             }
           }
@@ -373,6 +416,28 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
         default:
           result = {Code::kInvalid, "unknown store action"};
           return;
+      }
+      // Networks and the services on them refer to each other only while both exist.
+      if constexpr (std::is_same_v<T, api::Service>) {
+        if (a.kind() == api::StoreAction::REMOVE) return;
+        for (const auto& att : obj.spec().networks()) {
+          if (!t_->networks.count(att.target())) {
+            result = {Code::kNotFound, "network " + att.target() + " not found"};
+            return;
+          }
+        }
+      }
+      if constexpr (std::is_same_v<T, api::Network>) {
+        if (a.kind() != api::StoreAction::REMOVE) return;
+        for (const auto& [id, svc] : t_->services) {
+          for (const auto& att : svc.spec().networks()) {
+            if (att.target() == obj.id()) {
+              result = {Code::kConflict, "network " + obj.spec().name() + " is in use by service " +
+                                             svc.spec().name()};
+              return;
+            }
+          }
+        }
       }
     });
     if (!has_target) return {Code::kInvalid, "a store action without an object"};
@@ -473,6 +538,8 @@ std::function<std::string()> Store::Snapshot() {
       *snap->add_services() = s;
     for (const auto& [id, t] : t_->tasks)
       *snap->add_tasks() = t;
+    for (const auto& [id, n] : t_->networks)
+      *snap->add_networks() = n;
   }
   return [snap] { return snap->SerializeAsString(); };
 }
@@ -524,6 +591,7 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
   load(snap.clusters());
   load(snap.services());
   load(snap.tasks());
+  load(snap.networks());
   std::vector<StoreEvent> events;
   {
     std::unique_lock lock(mu_);
@@ -532,6 +600,7 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
     DiffRows(t_->clusters, fresh->clusters, index, events);
     DiffRows(t_->services, fresh->services, index, events);
     DiffRows(t_->tasks, fresh->tasks, index, events);
+    DiffRows(t_->networks, fresh->networks, index, events);
     t_ = std::move(fresh);
     applied_ = index;
   }

@@ -1,7 +1,7 @@
 // The managers' store: the cluster's objects in memory, one table per kind (nodes, the cluster,
-// services, tasks) with indexes, changed only by applying committed raft entries (StoreBatch:
-// actions applied together or not at all). Reads are served from any thread, either object by
-// object or through a consistent view across kinds (View); Apply runs in the raft node's
+// services, tasks, networks) with indexes, changed only by applying committed raft entries
+// (StoreBatch: actions applied together or not at all). Reads are served from any thread, either
+// object by object or through a consistent view across kinds (View); Apply runs in the raft node's
 // serializer. Watchers hear of every change after it is applied, in order, stamped with the
 // raft index of the entry; a watcher only enqueues.
 //
@@ -26,7 +26,7 @@
 
 namespace skep::manager {
 
-using StoreObject = std::variant<api::Node, api::Cluster, api::Service, api::Task>;
+using StoreObject = std::variant<api::Node, api::Cluster, api::Service, api::Task, api::Network>;
 
 struct StoreEvent {
   uint64_t index = 0;  // the raft entry (one batch) the change belongs to
@@ -39,6 +39,7 @@ struct StoreEvent {
   const api::Cluster* cluster() const { return std::get_if<api::Cluster>(&object); }
   const api::Service* service() const { return std::get_if<api::Service>(&object); }
   const api::Task* task() const { return std::get_if<api::Task>(&object); }
+  const api::Network* network() const { return std::get_if<api::Network>(&object); }
   template <class T>
   const T* old_as() const {
     return old ? std::get_if<T>(&*old) : nullptr;
@@ -79,6 +80,9 @@ class ReadTx {
   std::vector<const api::Task*> tasks_in_slot(const std::string& service_id, uint64_t slot) const;
   std::vector<const api::Task*> tasks_desired(api::TaskState desired) const;
   size_t task_count() const;
+  const api::Network* network(const std::string& id) const;
+  const api::Network* network_by_name(const std::string& name) const;
+  std::vector<const api::Network*> networks() const;
 
  private:
   friend class Store;

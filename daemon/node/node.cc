@@ -12,6 +12,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
+#include "daemon/manager/allocator/networks.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/node/netutil.h"
@@ -363,6 +364,21 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
   const std::string node_id = pki::RandomId();
   const uint64_t raft_id = RandomRaftId();
   api::Cluster cluster;
+  auto* pools = cluster.mutable_spec()->mutable_networks();
+  for (const auto& p : req.default_addr_pool())
+    pools->add_default_addr_pool(p);
+  pools->set_subnet_size(req.default_addr_pool_mask_length());
+  // The swarm starts with the routing mesh's network, as Docker's does.
+  api::Network ingress;
+  {
+    api::NetworkSpec spec;
+    spec.set_name("ingress");
+    spec.set_ingress(true);
+    std::string why = allocator::CheckPools(*pools);
+    if (why.empty()) why = allocator::AllocateNetwork(spec, {}, *pools, &ingress);
+    if (!why.empty()) return {StatusCode::INVALID_ARGUMENT, why};
+    ingress.set_id(pki::RandomId());
+  }
   std::string node_key, node_cert;
   try {
     const pki::KeyPair ca = pki::CreateRootCA();
@@ -424,6 +440,7 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
   mo.start = manager::ManagerOptions::Start::kNewCluster;
   mo.initial_cluster = cluster;
   mo.initial_node = self;
+  mo.initial_networks = {ingress};
   grpc::Status result;
   try {
     auto m = std::make_shared<manager::Manager>(std::move(mo));

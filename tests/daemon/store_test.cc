@@ -271,3 +271,61 @@ TEST_CASE("a restore emits removals for objects the snapshot does not have", "[s
   CHECK_FALSE(target.GetTask("old"));
   CHECK(target.View([](const ReadTx& tx) { return tx.tasks_of_service("s1").size(); }) == 1);
 }
+
+TEST_CASE("networks: unique names and subnets, and no service on a network that is gone",
+          "[store]") {
+  Store store;
+  auto apply = [&](uint64_t index, api::StoreAction::Kind kind, auto set) {
+    api::StoreBatch b;
+    b.set_request_id("r" + std::to_string(index));
+    auto* a = b.add_actions();
+    a->set_kind(kind);
+    set(a);
+    ApplyResult out;
+    store.ExpectOutcome(b.request_id(), [&](const ApplyResult& r) { out = r; });
+    store.Apply(EntryOf(index, b));
+    return out;
+  };
+  api::Network net;
+  net.set_id("net1");
+  net.mutable_spec()->set_name("servicenet");
+  net.set_vni(4097);
+  net.mutable_ipam()->set_subnet("10.0.9.0/24");
+  CHECK(apply(1, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_network() = net; }).ok());
+
+  // Two creates that raced for one subnet: the later one is refused, naming the other.
+  api::Network twin = net;
+  twin.set_id("net2");
+  twin.mutable_spec()->set_name("twin");
+  twin.set_vni(4098);
+  ApplyResult r =
+      apply(2, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_network() = twin; });
+  CHECK(r.code == ApplyResult::Code::kExists);
+  CHECK(r.error == "subnet 10.0.9.0/24 overlaps with network servicenet (10.0.9.0/24)");
+  twin.mutable_ipam()->set_subnet("10.0.10.0/24");
+  twin.mutable_spec()->set_name("servicenet");
+  r = apply(3, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_network() = twin; });
+  CHECK(r.error == "network name \"servicenet\" is already in use");
+
+  // A service may only name networks that exist, and keeps its network from going.
+  api::Service svc;
+  svc.set_id("s1");
+  svc.mutable_spec()->set_name("web");
+  svc.mutable_spec()->add_networks()->set_target("nope");
+  r = apply(4, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_service() = svc; });
+  CHECK(r.code == ApplyResult::Code::kNotFound);
+  svc.mutable_spec()->mutable_networks(0)->set_target("net1");
+  CHECK(apply(5, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_service() = svc; }).ok());
+  const api::Network stored = store.View([](const ReadTx& tx) { return *tx.network("net1"); });
+  r = apply(6, api::StoreAction::REMOVE, [&](auto* a) { *a->mutable_network() = stored; });
+  CHECK(r.error == "network servicenet is in use by service web");
+  CHECK(store.View([](const ReadTx& tx) { return tx.network_by_name("servicenet") != nullptr; }));
+
+  // And the network survives a snapshot.
+  Store copy;
+  raftpb::Snapshot snap;
+  snap.set_data(store.Snapshot()());
+  snap.mutable_metadata()->set_index(6);
+  copy.Restore(snap);
+  CHECK(copy.View([](const ReadTx& tx) { return tx.networks().size(); }) == 1);
+}

@@ -1,0 +1,93 @@
+// Overlay networks as the managers keep them: created, allocated, listed, refused, removed.
+#include <catch2/catch.hpp>
+
+#include "tests/integration/lab.h"
+
+using namespace skep::testing;
+
+TEST_CASE("networks are allocated at create, refused when they overlap, kept while in use",
+          "[integration]") {
+  Lab lab("itnetwork", 20, 1, 1);
+  // The swarm starts with the routing mesh's network.
+  Output o = lab.Skep("m1", {"network", "ls", "--format", "{{.Name}} {{.Driver}} {{.Scope}}"});
+  CHECK(o.out == "ingress overlay swarm\n");
+  CHECK(lab.Skep("m1", {"network", "inspect", "--format", "{{json .IPAM.Config}} {{.Ingress}}",
+                        "ingress"})
+            .out == "[{\"Subnet\":\"10.0.0.0/24\",\"Gateway\":\"10.0.0.1\"}] true\n");
+
+  o = lab.Skep(
+      "m1", {"network", "create", "--driver", "overlay", "--subnet", "10.0.9.0/24", "servicenet"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(o.out.size() == 26);  // the ID and a newline
+  const std::string servicenet = o.out.substr(0, o.out.size() - 1);
+  REQUIRE(lab.Skep("m1", {"network", "create", "--label", "team=a", "apps_net"}).code == 0);
+  // From the default pool, after the subnets in use; VNIs from 4096 up.
+  CHECK(lab.Skep("m1", {"network", "inspect", "--format",
+                        "{{range .IPAM.Config}}{{.Subnet}}{{end}} "
+                        "{{index .Options \"com.docker.network.driver.overlay.vxlanid_list\"}}",
+                        "apps_net", "servicenet"})
+            .out == "10.0.1.0/24 4098\n10.0.9.0/24 4097\n");
+  // The table: sorted by name, IDs cut to 12.
+  o = lab.Skep("m1", {"network", "ls"});
+  CHECK(o.out.rfind("NETWORK ID     NAME         DRIVER    SCOPE\n", 0) == 0);
+  CHECK(lab.Skep("m1", {"network", "ls", "-q"}).out.size() == 3 * 13);
+  CHECK(
+      lab.Skep("m1", {"network", "ls", "--filter", "label=team=a", "--format", "{{.Name}}"}).out ==
+      "apps_net\n");
+
+  // Bad input: a clear error, and nothing changes.
+  struct Bad {
+    std::vector<std::string> args;
+    std::string error;
+  };
+  for (const Bad& b :
+       std::vector<Bad>{{{"--subnet", "10.0.9.128/25", "other"},
+                         "subnet 10.0.9.128/25 overlaps with network servicenet (10.0.9.0/24)"},
+                        {{"--subnet", "10.0.30.1/24", "other"}, "host bits are set"},
+                        {{"--subnet", "banana", "other"}, "expected an IPv4 CIDR"},
+                        {{"--gateway", "10.0.40.1", "other"}, "needs a subnet"},
+                        {{"servicenet"}, "network with name servicenet already exists"},
+                        {{"--ingress", "other"}, "an ingress network already exists: ingress"},
+                        {{"--driver", "bridge", "other"}, "is not supported"}}) {
+    std::vector<std::string> args{"network", "create"};
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    o = lab.Skep("m1", args);
+    INFO(o.text());
+    CHECK(o.code == 1);
+    CHECK(o.err.find(b.error) != std::string::npos);
+  }
+  CHECK(lab.Skep("m1", {"network", "ls", "-q"}).out.size() == 3 * 13);
+
+  // Services attach by name; an unknown network or the ingress network is refused.
+  o = lab.Skep(
+      "m1", {"service", "create", "-d", "--name", "web", "--network", "servicenet", "skep/web:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(lab.Skep("m1", {"service", "inspect", "--format",
+                        "{{range .Spec.TaskTemplate.Networks}}{{.Target}}{{end}}", "web"})
+            .out == servicenet + "\n");
+  o = lab.Skep("m1",
+               {"service", "create", "-d", "--name", "lost", "--network", "nope", "skep/web:1"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("network nope not found") != std::string::npos);
+  o = lab.Skep("m1",
+               {"service", "create", "-d", "--name", "lost", "--network", "ingress", "skep/web:1"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("cannot be explicitly attached to the ingress network") != std::string::npos);
+  CHECK(lab.Skep("m1", {"service", "ls", "-q"}).out.size() == 13);
+
+  // In use: not removed, not pruned.
+  o = lab.Skep("m1", {"network", "rm", "servicenet"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("network servicenet is in use by service web") != std::string::npos);
+  o = lab.Skep("m1", {"network", "prune", "-f"});
+  CHECK(o.out == "Deleted Networks:\napps_net\n");
+  REQUIRE(lab.Skep("m1", {"service", "rm", "web"}).code == 0);
+  o = lab.Skep("m1", {"network", "rm", "servicenet"});
+  CHECK(o.out == "servicenet\n");
+  CHECK(lab.Skep("m1", {"network", "ls", "--format", "{{.Name}}"}).out == "ingress\n");
+  o = lab.Skep("m1", {"network", "rm", "servicenet"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("network servicenet not found") != std::string::npos);
+}
