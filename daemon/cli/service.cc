@@ -324,6 +324,15 @@ std::string PortsOf(const api::EndpointSpec& e) {
   return out;
 }
 
+std::string NetworkAddrs(const api::Task& t) {
+  std::string out;
+  for (const auto& n : t.networks()) {
+    for (const auto& a : n.addresses())
+      out += (out.empty() ? "" : ",") + a;
+  }
+  return out;
+}
+
 // A task's host-mode published ports, as Docker's service ps shows them.
 std::string HostPortsOf(const api::Task& t) {
   std::string out;
@@ -549,7 +558,9 @@ int PrintTasks(const Invocation& inv, std::vector<api::TaskView> tasks) {
          // Not columns of the table, for --format: the task's address on its node, and what
          // its node last said of it (pull progress while it is preparing).
          {"Addr", t.status().addr()},
-         {"Message", t.status().message()}});
+         {"Message", t.status().message()},
+         // Its addresses on its networks, from the allocator.
+         {"Networks", NetworkAddrs(t)}});
   }
   std::cout << FormatList(inv.Get("format"), inv.Has("quiet"), kTaskList, rows);
   return 0;
@@ -659,6 +670,14 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
            {"EndpointSpec",
             boost::json::object{
                 {"Mode", spec.endpoint().mode() == api::EndpointSpec::DNSRR ? "dnsrr" : "vip"}}}}}};
+  if (s.virtual_ips_size() > 0) {
+    boost::json::array vips;
+    for (const auto& v : s.virtual_ips()) {
+      for (const auto& addr : v.addresses())
+        vips.push_back(boost::json::object{{"NetworkID", v.network_id()}, {"Addr", addr}});
+    }
+    out["Endpoint"] = boost::json::object{{"VirtualIPs", std::move(vips)}};
+  }
   if (s.update_status().state() != api::UpdateStatus::NONE) {
     static const char* kStates[] = {"",
                                     "updating",

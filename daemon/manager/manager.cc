@@ -13,6 +13,7 @@
 
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
+#include "daemon/manager/allocator/component.h"
 #include "daemon/manager/ca_service.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
@@ -243,6 +244,7 @@ void Manager::Start() {
       });
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
   AddLeaderComponent(orchestrator::MakeOrchestrator(this));
+  AddLeaderComponent(MakeAllocator(this));
   AddLeaderComponent(MakeTaskScheduler(this));
 
   impl_->guard.emplace(asio::make_work_guard(impl_->io));

@@ -1,25 +1,12 @@
 #include "daemon/manager/task_scheduler.h"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <future>
-
-#include "daemon/common/log.h"
 #include "daemon/manager/orchestrator/reconcile.h"
+#include "daemon/manager/store_driven.h"
 #include "scheduler/scheduler.h"
 
 namespace skep::manager {
 
-namespace asio = boost::asio;
-
 namespace {
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Failures of a service on a node this recent push the node down the ranking.
 constexpr int64_t kRecentFailureNs = 300'000'000'000;
@@ -76,179 +63,81 @@ scheduler::TaskRequest RequestOf(const api::Task& t) {
   return r;
 }
 
-class TaskScheduler final : public std::enable_shared_from_this<TaskScheduler> {
- public:
-  explicit TaskScheduler(Manager* m) : m_(m), strand_(asio::make_strand(m->io())) {}
-
-  void Start() {
-    auto self = shared_from_this();
-    asio::post(strand_, [self] {
-      self->running_ = true;
-      ++self->epoch_;
-      self->sub_ = self->m_->store().Watch([weak = std::weak_ptr(self)](const StoreEvent& ev) {
-        if (auto me = weak.lock()) me->OnEvent(ev);
-      });
-      self->dirty_ = true;
-      self->Run();
-    });
-  }
-
-  void Stop() {
-    std::promise<void> done;
-    auto self = shared_from_this();
-    asio::post(strand_, [self, &done] {
-      self->running_ = false;
-      ++self->epoch_;
-      self->sub_.Cancel();
-      self->timer_.reset();
-      self->in_flight_ = false;
-      done.set_value();
-    });
-    done.get_future().wait();
-  }
-
- private:
-  // In the raft node's serializer: only enqueue, once per batch.
-  void OnEvent(const StoreEvent& ev) {
-    if (!ev.last_in_batch) return;
-    asio::post(strand_, [self = shared_from_this()] {
-      if (!self->running_) return;
-      self->dirty_ = true;
-      self->Run();
-    });
-  }
-
-  void Run() {
-    if (!running_ || in_flight_ || !dirty_) return;
-    dirty_ = false;
-    const int64_t now = NowNanos();
-    int64_t wake_at = 0;
-    api::StoreBatch batch;
-    m_->store().View([&](const ReadTx& tx) {
-      std::vector<const api::Task*> waiting;
-      for (const auto* t : tx.tasks_desired(api::TASK_RUNNING)) {
-        if (!WaitsForPlacement(*t)) continue;
-        if (t->not_before() > now) {
-          wake_at = wake_at == 0 ? t->not_before() : std::min(wake_at, t->not_before());
-          continue;
-        }
-        waiting.push_back(t);
+// One pass: every task waiting for a node, placed or told why not, in one batch.
+PassResult SchedulePass(Manager* m, int64_t now) {
+  int64_t wake_at = 0;
+  api::StoreBatch batch;
+  m->store().View([&](const ReadTx& tx) {
+    std::vector<const api::Task*> waiting;
+    for (const auto* t : tx.tasks_desired(api::TASK_RUNNING)) {
+      if (!WaitsForPlacement(*t)) continue;
+      if (t->not_before() > now) {
+        wake_at = wake_at == 0 ? t->not_before() : std::min(wake_at, t->not_before());
+        continue;
       }
-      if (waiting.empty()) return;
-      std::vector<scheduler::NodeInfo> nodes;
-      std::map<std::string, size_t> node_index;
-      for (const auto* n : tx.nodes()) {
-        node_index[n->id()] = nodes.size();
-        nodes.push_back(InfoOf(*n, tx, now));
+      waiting.push_back(t);
+    }
+    if (waiting.empty()) return;
+    std::vector<scheduler::NodeInfo> nodes;
+    std::map<std::string, size_t> node_index;
+    for (const auto* n : tx.nodes()) {
+      node_index[n->id()] = nodes.size();
+      nodes.push_back(InfoOf(*n, tx, now));
+    }
+    // Global tasks come with their node: the scheduler only checks that it can take them.
+    std::vector<scheduler::TaskRequest> free;
+    std::map<std::string, const api::Task*> by_id;
+    std::map<std::string, std::string> assigned, unplaced;
+    for (const auto* t : waiting) {
+      by_id[t->id()] = t;
+      if (t->node_id().empty()) {
+        free.push_back(RequestOf(*t));
+        continue;
       }
-      // Global tasks come with their node: the scheduler only checks that it can take them.
-      std::vector<scheduler::TaskRequest> free;
-      std::map<std::string, const api::Task*> by_id;
-      std::map<std::string, std::string> assigned, unplaced;
-      for (const auto* t : waiting) {
-        by_id[t->id()] = t;
-        if (t->node_id().empty()) {
-          free.push_back(RequestOf(*t));
-          continue;
-        }
-        auto it = node_index.find(t->node_id());
-        if (it == node_index.end()) continue;  // the orchestrator removes it
-        std::vector<scheduler::NodeInfo> one{nodes[it->second]};
-        auto d = scheduler::Schedule(one, {RequestOf(*t)});
-        if (!d.assignments.empty()) {
-          nodes[it->second] = one.front();
-          assigned[t->id()] = t->node_id();
-        } else {
-          auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
-          unplaced[t->id()] =
-              "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
-        }
+      auto it = node_index.find(t->node_id());
+      if (it == node_index.end()) continue;  // the orchestrator removes it
+      std::vector<scheduler::NodeInfo> one{nodes[it->second]};
+      auto d = scheduler::Schedule(one, {RequestOf(*t)});
+      if (!d.assignments.empty()) {
+        nodes[it->second] = one.front();
+        assigned[t->id()] = t->node_id();
+      } else {
+        auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
+        unplaced[t->id()] =
+            "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
       }
-      auto decisions = scheduler::Schedule(nodes, free);
-      for (const auto& a : decisions.assignments)
-        assigned[a.task_id] = a.node_id;
-      for (const auto& u : decisions.unplaced)
-        unplaced[u.task_id] = u.reason;
-      for (const auto& [id, node] : assigned) {
-        api::Task t = *by_id.at(id);
-        t.set_node_id(node);
-        t.clear_scheduling_error();
-        auto* st = t.mutable_status();
-        st->set_state(api::TASK_ASSIGNED);
-        st->set_timestamp(now);
-        st->set_message("scheduler assigned task to node");
-        st->clear_err();
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_task() = std::move(t);
-      }
-      for (const auto& [id, reason] : unplaced) {
-        const api::Task* old = by_id.at(id);
-        if (old->scheduling_error() == reason) continue;  // nothing new to say
-        api::Task t = *old;
-        t.set_scheduling_error(reason);
-        t.mutable_status()->set_err(reason);
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_task() = std::move(t);
-      }
-    });
-    if (wake_at != 0) Wake(wake_at);
-    if (batch.actions_size() == 0) return;
-    in_flight_ = true;
-    m_->Propose(std::move(batch), [self = shared_from_this(),
-                                   epoch = epoch_](const WriteResult& r) {
-      asio::post(self->strand_, [self, epoch, r] {
-        if (epoch != self->epoch_) return;
-        self->in_flight_ = false;
-        if (!r.ok()) {
-          SKEP_LOG(debug, "scheduler", "decisions not written ({}); scheduling again", r.message);
-          if (r.code == WriteResult::Code::kNotLeader || r.code == WriteResult::Code::kNoQuorum) {
-            return;
-          }
-          self->dirty_ = true;
-        }
-        self->Run();
-      });
-    });
-  }
-
-  // Replacement tasks wait out their restart delay; a timer wakes the pass that places them.
-  void Wake(int64_t at) {
-    if (timer_ && timer_at_ <= at) return;
-    timer_at_ = at;
-    timer_ = std::make_unique<asio::steady_timer>(
-        strand_, std::chrono::nanoseconds(std::max<int64_t>(0, at - NowNanos())));
-    timer_->async_wait(
-        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
-          if (ec || epoch != self->epoch_) return;
-          self->timer_.reset();
-          self->dirty_ = true;
-          self->Run();
-        });
-  }
-
-  Manager* m_;
-  asio::strand<asio::io_context::executor_type> strand_;
-  // All below: on the strand.
-  bool running_ = false;
-  uint64_t epoch_ = 0;
-  Subscription sub_;
-  bool dirty_ = false;
-  bool in_flight_ = false;
-  std::unique_ptr<asio::steady_timer> timer_;
-  int64_t timer_at_ = 0;
-};
-
-class Holder final : public LeaderComponent {
- public:
-  explicit Holder(Manager* m) : impl_(std::make_shared<TaskScheduler>(m)) {}
-  void Start() override { impl_->Start(); }
-  void Stop() override { impl_->Stop(); }
-
- private:
-  std::shared_ptr<TaskScheduler> impl_;
-};
+    }
+    auto decisions = scheduler::Schedule(nodes, free);
+    for (const auto& a : decisions.assignments)
+      assigned[a.task_id] = a.node_id;
+    for (const auto& u : decisions.unplaced)
+      unplaced[u.task_id] = u.reason;
+    for (const auto& [id, node] : assigned) {
+      api::Task t = *by_id.at(id);
+      t.set_node_id(node);
+      t.clear_scheduling_error();
+      auto* st = t.mutable_status();
+      st->set_state(api::TASK_ASSIGNED);
+      st->set_timestamp(now);
+      st->set_message("scheduler assigned task to node");
+      st->clear_err();
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_task() = std::move(t);
+    }
+    for (const auto& [id, reason] : unplaced) {
+      const api::Task* old = by_id.at(id);
+      if (old->scheduling_error() == reason) continue;  // nothing new to say
+      api::Task t = *old;
+      t.set_scheduling_error(reason);
+      t.mutable_status()->set_err(reason);
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_task() = std::move(t);
+    }
+  });
+  return {std::move(batch), wake_at};
+}
 
 }  // namespace
 
@@ -278,7 +167,8 @@ scheduler::NodeInfo NodeInfoOf(const api::Node& n) {
 }
 
 std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager) {
-  return std::make_unique<Holder>(manager);
+  return MakeStoreDriven(manager, "scheduler",
+                         [manager](int64_t now) { return SchedulePass(manager, now); });
 }
 
 }  // namespace skep::manager

@@ -46,7 +46,7 @@ TEST_CASE("replicated: missing slots get tasks, extra slots are shut down", "[re
   REQUIRE(p.create.size() == 2);
   CHECK(p.create[0].slot() == 2);
   CHECK(p.create[1].slot() == 3);
-  CHECK(p.create[0].status().state() == api::TASK_PENDING);
+  CHECK(p.create[0].status().state() == api::TASK_NEW);  // the allocator's next
   CHECK(p.create[0].spec_version() == 1);
   REQUIRE(p.update.size() == 1);
   CHECK(p.update[0].id() == "b");

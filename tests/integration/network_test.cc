@@ -1,5 +1,7 @@
 // Overlay networks as the managers keep them: created, allocated, listed, refused, removed.
 #include <catch2/catch.hpp>
+#include <set>
+#include <sstream>
 
 #include "tests/integration/lab.h"
 
@@ -67,6 +69,33 @@ TEST_CASE("networks are allocated at create, refused when they overlap, kept whi
   CHECK(lab.Skep("m1", {"service", "inspect", "--format",
                         "{{range .Spec.TaskTemplate.Networks}}{{.Target}}{{end}}", "web"})
             .out == servicenet + "\n");
+  // The allocator: a virtual IP for the service, an address for each task, on servicenet.
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "api", "--replicas", "2", "--network",
+                          "servicenet", "skep/web:1"})
+              .code == 0);
+  // Every address on servicenet is handed out once: web's VIP and task, api's VIP and tasks.
+  std::set<std::string> addrs;
+  size_t count = 0;
+  for (const char* svc : {"web", "api"}) {
+    std::istringstream vips(lab.Skep("m1", {"service", "inspect", "--format",
+                                            "{{range .Endpoint.VirtualIPs}}{{.Addr}} {{end}}", svc})
+                                .out);
+    std::istringstream tasks(
+        lab.Skep("m1", {"service", "ps", "--format", "{{.Networks}}", svc}).out);
+    for (std::istringstream* in : {&vips, &tasks}) {
+      std::string a;
+      while (*in >> a) {
+        INFO(svc << " " << a);
+        CHECK(a.rfind("10.0.9.", 0) == 0);
+        CHECK(a.substr(a.size() - 3) == "/24");
+        addrs.insert(a);
+        ++count;
+      }
+    }
+  }
+  CHECK(count == 5);  // web's task may still be pulling: it has its address all the same
+  CHECK(addrs.size() == count);
+  REQUIRE(lab.Skep("m1", {"service", "rm", "api"}).code == 0);
   o = lab.Skep("m1",
                {"service", "create", "-d", "--name", "lost", "--network", "nope", "skep/web:1"});
   CHECK(o.code == 1);

@@ -133,10 +133,10 @@ api::Task NewTask(const api::Service& service, uint64_t slot, const std::string&
   *t.mutable_endpoint() = service.spec().endpoint();
   t.set_spec_version(service.spec_version());
   t.set_desired_state(api::TASK_RUNNING);
-  // Nothing needs allocating yet (overlay networks will): a new task waits for the scheduler.
-  t.mutable_status()->set_state(api::TASK_PENDING);
+  // The allocator gives it its addresses, then it is PENDING for the scheduler.
+  t.mutable_status()->set_state(api::TASK_NEW);
   t.mutable_status()->set_timestamp(now);
-  t.mutable_status()->set_message("pending task scheduling");
+  t.mutable_status()->set_message("created");
   return t;
 }
 

@@ -1,0 +1,13 @@
+// The allocator as a leader-only component: after every change it gives services their
+// virtual IPs and NEW tasks their addresses (allocator.h), in one proposal.
+#pragma once
+
+#include <memory>
+
+#include "daemon/manager/manager.h"
+
+namespace skep::manager {
+
+std::unique_ptr<LeaderComponent> MakeAllocator(Manager* manager);
+
+}  // namespace skep::manager

@@ -1,0 +1,138 @@
+#include "daemon/manager/store_driven.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <future>
+
+#include "daemon/common/log.h"
+
+namespace skep::manager {
+
+namespace asio = boost::asio;
+
+namespace {
+
+int64_t NowNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+class Driver final : public std::enable_shared_from_this<Driver> {
+ public:
+  Driver(Manager* m, std::string name, std::function<PassResult(int64_t)> pass)
+      : m_(m),
+        name_(std::move(name)),
+        pass_(std::move(pass)),
+        strand_(asio::make_strand(m->io())) {}
+
+  void Start() {
+    auto self = shared_from_this();
+    asio::post(strand_, [self] {
+      self->running_ = true;
+      ++self->epoch_;
+      self->sub_ = self->m_->store().Watch([weak = std::weak_ptr(self)](const StoreEvent& ev) {
+        if (auto me = weak.lock()) me->OnEvent(ev);
+      });
+      self->dirty_ = true;
+      self->Run();
+    });
+  }
+
+  void Stop() {
+    std::promise<void> done;
+    auto self = shared_from_this();
+    asio::post(strand_, [self, &done] {
+      self->running_ = false;
+      ++self->epoch_;
+      self->sub_.Cancel();
+      self->timer_.reset();
+      self->in_flight_ = false;
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+ private:
+  // In the raft node's serializer: only enqueue, once per batch.
+  void OnEvent(const StoreEvent& ev) {
+    if (!ev.last_in_batch) return;
+    asio::post(strand_, [self = shared_from_this()] {
+      if (!self->running_) return;
+      self->dirty_ = true;
+      self->Run();
+    });
+  }
+
+  void Run() {
+    if (!running_ || in_flight_ || !dirty_) return;
+    dirty_ = false;
+    PassResult r = pass_(NowNanos());
+    if (r.wake_at != 0) Wake(r.wake_at);
+    if (r.batch.actions_size() == 0) return;
+    in_flight_ = true;
+    m_->Propose(std::move(r.batch), [self = shared_from_this(),
+                                     epoch = epoch_](const WriteResult& w) {
+      asio::post(self->strand_, [self, epoch, w] {
+        if (epoch != self->epoch_) return;
+        self->in_flight_ = false;
+        if (!w.ok()) {
+          SKEP_LOG(debug, self->name_, "changes not written ({}); trying again", w.message);
+          if (w.code == WriteResult::Code::kNotLeader || w.code == WriteResult::Code::kNoQuorum) {
+            return;
+          }
+          self->dirty_ = true;
+        }
+        self->Run();
+      });
+    });
+  }
+
+  void Wake(int64_t at) {
+    if (timer_ && timer_at_ <= at) return;
+    timer_at_ = at;
+    timer_ = std::make_unique<asio::steady_timer>(
+        strand_, std::chrono::nanoseconds(std::max<int64_t>(0, at - NowNanos())));
+    timer_->async_wait(
+        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+          if (ec || epoch != self->epoch_) return;
+          self->timer_.reset();
+          self->dirty_ = true;
+          self->Run();
+        });
+  }
+
+  Manager* m_;
+  const std::string name_;
+  const std::function<PassResult(int64_t)> pass_;
+  asio::strand<asio::io_context::executor_type> strand_;
+  // All below: on the strand.
+  bool running_ = false;
+  uint64_t epoch_ = 0;
+  Subscription sub_;
+  bool dirty_ = false;
+  bool in_flight_ = false;
+  std::unique_ptr<asio::steady_timer> timer_;
+  int64_t timer_at_ = 0;
+};
+
+class Holder final : public LeaderComponent {
+ public:
+  explicit Holder(std::shared_ptr<Driver> d) : d_(std::move(d)) {}
+  void Start() override { d_->Start(); }
+  void Stop() override { d_->Stop(); }
+
+ private:
+  std::shared_ptr<Driver> d_;
+};
+
+}  // namespace
+
+std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,
+                                                 std::function<PassResult(int64_t now)> pass) {
+  return std::make_unique<Holder>(
+      std::make_shared<Driver>(manager, std::move(name), std::move(pass)));
+}
+
+}  // namespace skep::manager

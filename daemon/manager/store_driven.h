@@ -1,0 +1,26 @@
+// A leader-only component that works in passes: each pass reads the store and returns the
+// changes to make, which go out in one asynchronous proposal. A pass runs when the component
+// starts, after every applied batch of changes (the store is the truth: a pass looks at what
+// is, not at what happened), and at the time a pass asked to be woken (a restart delay).
+// Passes never overlap a proposal in flight; one that failed is made again from the store.
+// Everything runs on the component's strand; nothing blocks.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "daemon/manager/manager.h"
+
+namespace skep::manager {
+
+struct PassResult {
+  api::StoreBatch batch;
+  int64_t wake_at = 0;  // unix nanoseconds when a pass should run again by time alone; 0: never
+};
+
+// `pass(now)` runs on the component's strand with the wall-clock time in unix nanoseconds.
+std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,
+                                                 std::function<PassResult(int64_t now)> pass);
+
+}  // namespace skep::manager
