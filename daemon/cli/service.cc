@@ -116,7 +116,10 @@ api::PortConfig ParsePort(const std::string& v) {
     if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 5) {
       throw UsageError("invalid published port \"" + v + "\"");
     }
-    return static_cast<uint32_t>(std::stoul(s));
+    const uint32_t n = static_cast<uint32_t>(std::stoul(s));
+    if (n > 65535)
+      throw UsageError("invalid published port \"" + v + "\": " + s + " is not a port");
+    return n;
   };
   if (v.find('=') != std::string::npos) {
     for (const auto& part : Split(v, ',')) {
@@ -630,6 +633,17 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
        std::map<std::string, std::string>(spec.labels().begin(), spec.labels().end()))
     labels[k] = val;
   boost::json::object task_template{{"ContainerSpec", container}, {"Placement", placement}};
+  boost::json::array ports;
+  for (const auto& p : spec.endpoint().ports()) {
+    ports.push_back(
+        {{"Protocol", p.protocol()},
+         {"TargetPort", p.target_port()},
+         {"PublishedPort", p.published_port()},
+         {"PublishMode", p.publish_mode() == api::PortConfig::HOST ? "host" : "ingress"}});
+  }
+  boost::json::object endpoint{
+      {"Mode", spec.endpoint().mode() == api::EndpointSpec::DNSRR ? "dnsrr" : "vip"}};
+  if (!ports.empty()) endpoint["Ports"] = std::move(ports);
   if (spec.networks_size() > 0) {
     boost::json::array nets;
     for (const auto& a : spec.networks()) {
@@ -659,17 +673,13 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
       {"Version", boost::json::object{{"Index", s.meta().version()}}},
       {"CreatedAt", Rfc3339(s.meta().created_at())},
       {"UpdatedAt", Rfc3339(s.meta().updated_at())},
-      {"Spec",
-       boost::json::object{
-           {"Name", spec.name()},
-           {"Labels", labels},
-           {"TaskTemplate", task_template},
-           {"Mode", mode},
-           {"UpdateConfig", update_config(spec.update())},
-           {"RollbackConfig", update_config(spec.rollback())},
-           {"EndpointSpec",
-            boost::json::object{
-                {"Mode", spec.endpoint().mode() == api::EndpointSpec::DNSRR ? "dnsrr" : "vip"}}}}}};
+      {"Spec", boost::json::object{{"Name", spec.name()},
+                                   {"Labels", labels},
+                                   {"TaskTemplate", task_template},
+                                   {"Mode", mode},
+                                   {"UpdateConfig", update_config(spec.update())},
+                                   {"RollbackConfig", update_config(spec.rollback())},
+                                   {"EndpointSpec", endpoint}}}};
   if (s.virtual_ips_size() > 0) {
     boost::json::array vips;
     for (const auto& v : s.virtual_ips()) {

@@ -126,8 +126,42 @@ grpc::Status CheckSpec(api::ServiceSpec& spec) {
 }
 
 // A port published in ingress mode belongs to one service in the whole swarm.
-grpc::Status CheckPortConflicts(const ReadTx& tx, const api::ServiceSpec& spec,
+// Docker's range for ports published through the routing mesh without a number.
+constexpr uint32_t kFirstDynamicPort = 30000;
+constexpr uint32_t kLastDynamicPort = 32767;
+
+// Ingress ports given without a published number get the lowest free one of the range.
+grpc::Status AssignPublishedPorts(const ReadTx& tx, api::ServiceSpec& spec,
+                                  const std::string& self_id) {
+  std::set<std::pair<std::string, uint32_t>> used;
+  for (const auto* s : tx.services()) {
+    if (s->id() == self_id) continue;
+    for (const auto& q : s->spec().endpoint().ports()) {
+      if (q.publish_mode() == api::PortConfig::INGRESS)
+        used.insert({q.protocol(), q.published_port()});
+    }
+  }
+  for (const auto& q : spec.endpoint().ports())
+    used.insert({q.protocol(), q.published_port()});
+  for (auto& p : *spec.mutable_endpoint()->mutable_ports()) {
+    if (p.publish_mode() != api::PortConfig::INGRESS || p.published_port() != 0) continue;
+    uint32_t port = kFirstDynamicPort;
+    while (port <= kLastDynamicPort && used.count({p.protocol(), port}))
+      ++port;
+    if (port > kLastDynamicPort) {
+      return {StatusCode::RESOURCE_EXHAUSTED, "no port left to publish " +
+                                                  std::to_string(p.target_port()) + "/" +
+                                                  p.protocol() + " on (30000-32767 are all taken)"};
+    }
+    p.set_published_port(port);
+    used.insert({p.protocol(), port});
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status CheckPortConflicts(const ReadTx& tx, api::ServiceSpec& spec,
                                 const std::string& self_id) {
+  if (grpc::Status st = AssignPublishedPorts(tx, spec, self_id); !st.ok()) return st;
   for (const auto& p : spec.endpoint().ports()) {
     if (p.publish_mode() != api::PortConfig::INGRESS || p.published_port() == 0) continue;
     for (const auto* s : tx.services()) {
@@ -235,7 +269,7 @@ grpc::Status ControlApi::CreateService(const api::CreateServiceRequest& req,
         return {StatusCode::ALREADY_EXISTS,
                 "service name \"" + s.spec().name() + "\" is already in use"};
       }
-      return CheckPortConflicts(tx, s.spec(), s.id());
+      return CheckPortConflicts(tx, *s.mutable_spec(), s.id());
     });
     if (!conflict.ok()) return conflict;
     s.set_spec_version(1);

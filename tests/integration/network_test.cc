@@ -106,6 +106,25 @@ TEST_CASE("networks are allocated at create, refused when they overlap, kept whi
   CHECK(o.err.find("cannot be explicitly attached to the ingress network") != std::string::npos);
   CHECK(lab.Skep("m1", {"service", "ls", "-q"}).out.size() == 13);
 
+  // A port published through the routing mesh without a number gets one from 30000 up; one
+  // another service publishes is refused, naming it; a number beyond 65535 is not a port.
+  REQUIRE(lab.Skep("m1", {"service", "create", "-d", "--name", "mesh", "-p", "80", "skep/web:1"})
+              .code == 0);
+  CHECK(lab.Skep("m1",
+                 {"service", "inspect", "--format",
+                  "{{range .Spec.EndpointSpec.Ports}}{{.PublishedPort}} {{.PublishMode}}{{end}}",
+                  "mesh"})
+            .out == "30000 ingress\n");
+  o = lab.Skep("m1",
+               {"service", "create", "-d", "--name", "mesh2", "-p", "30000:80", "skep/web:1"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("port 30000/tcp is already published by service mesh") != std::string::npos);
+  o = lab.Skep("m1",
+               {"service", "create", "-d", "--name", "mesh2", "-p", "70000:80", "skep/web:1"});
+  CHECK(o.code == 2);
+  CHECK(o.err.find("70000 is not a port") != std::string::npos);
+  REQUIRE(lab.Skep("m1", {"service", "rm", "mesh"}).code == 0);
+
   // In use: not removed, not pruned.
   o = lab.Skep("m1", {"network", "rm", "servicenet"});
   CHECK(o.code == 1);
