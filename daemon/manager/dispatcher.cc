@@ -155,6 +155,34 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
   });
   for (auto& sub : logs_.For(s.node_id))
     *m.add_log_subscriptions() = std::move(sub);
+  manager_->store().View([&](const ReadTx& tx) {
+    auto live = [](const api::Task& t) {
+      return t.status().state() >= api::TASK_ASSIGNED && t.status().state() <= api::TASK_RUNNING;
+    };
+    std::map<std::string, api::NetworkPeers> nets;
+    for (const auto& [id, t] : tasks) {
+      for (const auto& a : t.networks()) {
+        if (const api::Network* n = tx.network(a.network_id())) {
+          *nets[n->id()].mutable_network() = *n;
+        }
+      }
+    }
+    if (nets.empty()) return;
+    for (const auto* t : tx.tasks()) {
+      if (t->node_id() == s.node_id || !live(*t)) continue;
+      const api::Node* node = tx.node(t->node_id());
+      if (node == nullptr || node->status().addr().empty()) continue;
+      for (const auto& a : t->networks()) {
+        auto it = nets.find(a.network_id());
+        if (it == nets.end() || a.addresses_size() == 0) continue;
+        auto* peer = it->second.add_peers();
+        peer->set_ip(a.addresses(0).substr(0, a.addresses(0).find('/')));
+        peer->set_vtep(node->status().addr());
+      }
+    }
+    for (auto& [id, np] : nets)
+      *m.add_networks() = std::move(np);
+  });
   m.set_tasks_known(true);
   const std::string header = m.SerializeAsString();
 
@@ -469,6 +497,9 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
   LogBroker::Nodes nodes;
   bool all = false;
   if (const api::Task* task = event.task()) {
+    // The peers of a network change for every node on it (a node's session message says
+    // nothing new when they are the same, and is not sent).
+    if (task->networks_size() > 0) all = true;
     nodes = logs_.OnTask(*task);
     nodes.insert(task->node_id());
     if (const api::Task* old = event.old_as<api::Task>()) nodes.insert(old->node_id());

@@ -267,6 +267,11 @@ void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
     wo.data_dir = dir_.path();
     wo.containerd_socket = options_.containerd_socket;
     wo.registry = Registries();
+    // The VXLAN endpoint: the address this node is known by.
+    if (state_) {
+      const std::string addr = state_->advertise_addr();
+      wo.vtep = addr.substr(0, addr.rfind(':'));
+    }
     worker_ = std::make_unique<Worker>(wo, [this](const std::vector<api::TaskStatusUpdate>& u) {
       std::shared_ptr<Agent> agent;
       {
@@ -668,6 +673,7 @@ void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
   removed_.clear();  // a session means the swarm knows this node
   if (worker_ && msg.tasks_known()) {
+    worker_->SetNetworks({msg.networks().begin(), msg.networks().end()});
     std::vector<std::string> kept(msg.kept_task_ids().begin(), msg.kept_task_ids().end());
     if (msg.incremental()) {
       worker_->Update({msg.tasks().begin(), msg.tasks().end()},

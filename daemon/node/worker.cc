@@ -1,5 +1,6 @@
 #include "daemon/node/worker.h"
 
+#include <algorithm>
 #include <csignal>
 
 #include <boost/asio/io_context.hpp>
@@ -18,6 +19,7 @@
 #include "daemon/agent/errors.h"
 #include "daemon/agent/oci_spec.h"
 #include "daemon/common/log.h"
+#include "daemon/node/overlay_dataplane.h"
 #include "daemon/node/state.h"
 #include "daemon/node/task_network.h"
 
@@ -67,6 +69,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         registry_(options_.registry),
         network_(options_.data_dir) {
     if (options_.logger_binary.empty()) options_.logger_binary = SelfBinary();
+    if (!options_.vtep.empty()) {
+      overlay_ = std::make_unique<OverlayDataplane>(options_.data_dir, options_.vtep);
+    }
   }
 
   void Start() {
@@ -111,6 +116,12 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   void Assign(std::vector<api::Task> tasks, std::vector<std::string> kept) {
     asio::post(strand_, [self = shared_from_this(), tasks = std::move(tasks),
                          kept = std::move(kept)] { self->OnAssign(tasks, kept); });
+  }
+
+  void SetNetworks(std::vector<api::NetworkPeers> networks) {
+    asio::post(strand_, [self = shared_from_this(), networks = std::move(networks)] {
+      self->OnNetworks(networks);
+    });
   }
 
   void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
@@ -198,6 +209,47 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       }
     }
     if (assigned_once_) ReconcileAll();
+  }
+
+  // The overlay networks of the node's tasks: each one's sandbox and remote entries follow the
+  // list; a network no task of the node is on any more loses its sandbox.
+  void OnNetworks(const std::vector<api::NetworkPeers>& networks) {
+    if (!overlay_) return;
+    std::map<std::string, api::NetworkPeers> next;
+    for (const auto& n : networks)
+      next[n.network().id()] = n;
+    std::vector<std::string> gone;
+    for (const auto& [id, n] : networks_) {
+      if (!next.count(id)) gone.push_back(id);
+    }
+    std::vector<api::NetworkPeers> changed;
+    for (const auto& [id, n] : next) {
+      auto it = networks_.find(id);
+      if (it == networks_.end() || it->second.SerializeAsString() != n.SerializeAsString()) {
+        changed.push_back(n);
+      }
+    }
+    networks_ = std::move(next);
+    if (gone.empty() && changed.empty()) return;
+    asio::post(pool_, [self = shared_from_this(), gone, changed] {
+      for (const auto& n : changed) {
+        try {
+          self->overlay_->EnsureNetwork(InfoOf(n.network()));
+          std::vector<OverlayPeer> peers;
+          for (const auto& p : n.peers())
+            peers.push_back({p.ip(), p.vtep()});
+          self->overlay_->SetPeers(n.network().id(), peers);
+        } catch (const std::exception& e) {
+          SKEP_LOG(warn, "worker", "overlay network {}: {}", n.network().spec().name(), e.what());
+        }
+      }
+      for (const auto& id : gone)
+        self->overlay_->RemoveNetwork(id);
+    });
+  }
+
+  static OverlayNetworkInfo InfoOf(const api::Network& n) {
+    return {n.id(), n.vni(), n.ipam().subnet(), n.ipam().gateway()};
   }
 
   // An assignment, new or changed; the status stays the node's.
@@ -333,7 +385,14 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   void StartTask(Local& l) {
     l.busy = true;
     SetStatus(l, api::TASK_PREPARING, "preparing", "");
-    asio::post(pool_, [self = shared_from_this(), task = l.task] { self->RunStart(task); });
+    std::vector<OverlayNetworkInfo> nets;
+    for (const auto& a : l.task.networks()) {
+      if (auto it = networks_.find(a.network_id()); it != networks_.end()) {
+        nets.push_back(InfoOf(it->second.network()));
+      }
+    }
+    asio::post(pool_,
+               [self = shared_from_this(), task = l.task, nets] { self->RunStart(task, nets); });
   }
 
   void StopTask(Local& l) {
@@ -469,7 +528,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     return s;
   }
 
-  void RunStart(const api::Task& task) {
+  void RunStart(const api::Task& task, const std::vector<OverlayNetworkInfo>& nets) {
     const std::string id = task.id();
     auto self = shared_from_this();
     auto post_status = [&](api::TaskState st, std::string msg, std::string err, int32_t pid = 0) {
@@ -504,6 +563,18 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         }
       }
       const TaskNetwork::Attachment net = network_.Attach(id, ports);
+      // Its overlay networks: eth1, eth2, ... in the order of its service's networks.
+      for (int i = 0; i < task.networks_size(); ++i) {
+        const auto& a = task.networks(i);
+        auto info = std::find_if(nets.begin(), nets.end(),
+                                 [&](const auto& n) { return n.id == a.network_id(); });
+        if (!overlay_ || info == nets.end() || a.addresses_size() == 0) {
+          throw std::runtime_error("network " + a.network_id() + " is not known on this node");
+        }
+        overlay_->EnsureNetwork(*info);
+        overlay_->AttachTask(a.network_id(), net.netns_path, "eth" + std::to_string(i + 1),
+                             a.addresses(0));
+      }
       addr = net.addr;
       executor::ContainerSpec spec = SpecOf(task);
       spec.netns_path = net.netns_path;
@@ -612,6 +683,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   std::unique_ptr<asio::steady_timer> retry_;
   std::shared_ptr<std::promise<void>> left_;  // Leave waits for every task to go
   std::set<std::string> kept_;                // ended tasks in the history: their logs stay
+  std::map<std::string, api::NetworkPeers> networks_;  // the overlay networks of the node's tasks
+  std::unique_ptr<OverlayDataplane> overlay_;
 };
 
 Worker::Worker(WorkerOptions options, Report report)
@@ -631,6 +704,10 @@ void Worker::Stop() {
 
 void Worker::Assign(std::vector<api::Task> tasks, std::vector<std::string> kept) {
   impl_->Assign(std::move(tasks), std::move(kept));
+}
+
+void Worker::SetNetworks(std::vector<api::NetworkPeers> networks) {
+  impl_->SetNetworks(std::move(networks));
 }
 
 void Worker::Update(std::vector<api::Task> changed, std::vector<std::string> removed,

@@ -35,6 +35,8 @@ struct WorkerOptions {
   // The task's logger, which containerd's shim runs (this skepd; see daemon/agent/logfile.h).
   std::string logger_binary;
   executor::LogFileOptions logs;
+  // This node's underlay address, the VTEP of its overlay networks (none: no overlay).
+  std::string vtep;
 };
 
 class Worker {
@@ -57,6 +59,9 @@ class Worker {
   // What changed since: tasks added or changed, and those that are no longer the node's.
   void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
               std::vector<std::string> kept);
+  // The overlay networks of the node's tasks, with the other nodes' tasks on them; applied
+  // before the task lists that follow.
+  void SetNetworks(std::vector<api::NetworkPeers> networks);
   // The node leaves the swarm: every container is stopped and removed. Returns once they are,
   // or after `timeout`.
   void Leave(std::chrono::milliseconds timeout);

@@ -163,6 +163,25 @@ std::vector<Message> Memberlist::Tick(int64_t now_ms) {
   return out;
 }
 
+int64_t Memberlist::NextTickMs() const {
+  if (!started_) return 0;
+  int64_t t = next_gossip_ms_;
+  if (!left_) {
+    if (probe_) {
+      t = std::min(t, probe_->indirect_sent ? probe_->deadline_ms : probe_->timeout_ms);
+    } else {
+      t = std::min(t, next_probe_ms_);
+    }
+    if (config_.push_pull_interval_ms > 0) t = std::min(t, next_push_pull_ms_);
+    if (config_.reconnect_interval_ms > 0) t = std::min(t, next_reconnect_ms_);
+  }
+  for (const auto& [seq, relay] : relays_) t = std::min(t, relay.nack_at_ms);
+  for (const std::string& name : suspects_) {
+    t = std::min(t, members_.at(name).suspicion->DeadlineMs());
+  }
+  return t;
+}
+
 void Memberlist::ProbeTick(int64_t now_ms, std::vector<Message>& out) {
   if (probe_ && !probe_->indirect_sent && now_ms >= probe_->timeout_ms) {
     probe_->indirect_sent = true;

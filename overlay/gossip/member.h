@@ -85,6 +85,9 @@ class Memberlist {
   // Runs whatever is due at now_ms: the probe cycle, suspicion timeouts, gossip, push-pull.
   std::vector<Message> Tick(int64_t now_ms);
   std::vector<Message> Receive(const Message& m, int64_t now_ms);
+  // The earliest time at which Tick has something to do, so a driver can sleep until then
+  // (or a simulator skip ahead). Receive may bring it forward.
+  int64_t NextTickMs() const;
 
   // A full state exchange with a member already in the cluster.
   std::vector<Message> Join(const std::string& seed_addr, int64_t now_ms);

@@ -139,3 +139,72 @@ TEST_CASE("networks are allocated at create, refused when they overlap, kept whi
   CHECK(o.code == 1);
   CHECK(o.err.find("network servicenet not found") != std::string::npos);
 }
+
+TEST_CASE("tasks on an overlay network reach each other across nodes by address", "[integration]") {
+  Lab lab("itoverlay", 21, 1, 2);
+  REQUIRE(lab.Skep("m1", {"network", "create", "--subnet", "10.0.9.0/24", "servicenet"}).code == 0);
+  REQUIRE(
+      lab.Skep("m1", {"service", "create", "--name", "client", "--constraint", "node.hostname==w1",
+                      "--network", "servicenet", "skep/busybox:1", "sleep", "600"})
+          .code == 0);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "web", "--constraint", "node.hostname==w2",
+                          "--network", "servicenet", "skep/web:1"})
+              .code == 0);
+  auto only = [&](const std::string& service, const std::string& field) {
+    std::string v = lab.Skep("m1", {"service", "ps", "--no-trunc", "--filter",
+                                    "desired-state=running", "--format", field, service})
+                        .out;
+    return v.substr(0, v.find('\n'));
+  };
+  const std::string client = only("client", "{{.ID}}");
+  const std::string web_addr = only("web", "{{.Networks}}");
+  REQUIRE(web_addr.rfind("10.0.9.", 0) == 0);
+  const std::string web_ip = web_addr.substr(0, web_addr.find('/'));
+  // From inside the client task's namespace on w1, to the web task on w2, over VXLAN.
+  const std::string netns = lab.Root() + "/w1/data/netns/" + client;
+  Output page;
+  CHECK(Eventually([&] {
+    page = Run({"nsenter", "--net=" + netns, "curl", "-s", "-m", "3", "http://" + web_ip + "/"});
+    return page.out.rfind("web v1 on ", 0) == 0;
+  }));
+  INFO(page.text());
+  // The client's interface on the overlay leaves room for the VXLAN header.
+  CHECK(
+      Run({"nsenter", "--net=" + netns, "ip", "-o", "link", "show", "eth1"}).out.find("mtu 1450") !=
+      std::string::npos);
+
+  // Scaled away, the web task leaves no entry on w1's side: no FDB entry, no neighbour.
+  REQUIRE(lab.Skep("m1", {"service", "scale", "web=0"}).code == 0);
+  std::string sandbox;
+  for (const auto& line : [&] {
+         std::vector<std::string> v;
+         std::istringstream in(Run({"ls", lab.Root() + "/w1/data/netns"}).out);
+         std::string l;
+         while (in >> l)
+           v.push_back(l);
+         return v;
+       }()) {
+    if (line.rfind("ov-", 0) == 0 && line.find('.') == std::string::npos) sandbox = line;
+  }
+  REQUIRE_FALSE(sandbox.empty());
+  const std::string mac = "02:42:0a:00:09:" + [&] {
+    char b[3];
+    std::snprintf(b, sizeof(b), "%02x", std::stoi(web_ip.substr(web_ip.rfind('.') + 1)));
+    return std::string(b);
+  }();
+  CHECK(Eventually([&] {
+    const std::string path = lab.Root() + "/w1/data/netns/" + sandbox;
+    // The VXLAN device's own entries ("self"); the bridge may remember the port for its
+    // ageing time.
+    std::string fdb;
+    std::istringstream lines(Run({"nsenter", "--net=" + path, "bridge", "fdb", "show"}).out);
+    for (std::string l; std::getline(lines, l);) {
+      if (l.find(" self") != std::string::npos) fdb += l + "\n";
+    }
+    const std::string neigh = Run({"nsenter", "--net=" + path, "ip", "neigh", "show"}).out;
+    return fdb.find(mac + " dev vx") == std::string::npos &&
+           neigh.find(web_ip + " ") == std::string::npos;
+  }));
+  CHECK(Run({"nsenter", "--net=" + netns, "curl", "-s", "-m", "2", "http://" + web_ip + "/"}).out ==
+        "");
+}
