@@ -220,11 +220,25 @@ cmd_up() {
   skep_on m1 node ls
   if [ -z "${SKEP_LAB_NO_SERVICE:-}" ]; then
     echo
-    echo "$ skep service create --name web --replicas 3 skep/web:1"
-    skep_on m1 service create --name web --replicas 3 skep/web:1 | tail -n +2
+    echo "$ skep network create --driver overlay --subnet 10.0.9.0/24 servicenet"
+    skep_on m1 network create --driver overlay --subnet 10.0.9.0/24 servicenet >/dev/null
+    skep_on m1 network ls
+    echo
+    echo "$ skep service create --name web --replicas 3 --network servicenet skep/web:1"
+    skep_on m1 service create --name web --replicas 3 --network servicenet skep/web:1 | tail -n +2
     echo
     echo "$ skep service ps web"
     skep_on m1 service ps web
+    # One task fetches another's page across the overlay, by its address on servicenet.
+    local from to_addr
+    from=$(skep_on m1 service ps --no-trunc --format '{{.Node}} {{.ID}}' web)
+    from=${from%%$'\n'*}
+    to_addr=$(skep_on m1 service ps --format '{{.Networks}}' web)
+    to_addr=${to_addr##*$'\n'}
+    to_addr=${to_addr%%/*}
+    echo
+    echo "$ (in task ${from#* } on ${from%% *}) curl http://$to_addr/"
+    nsenter --net="$root/${from%% *}/data/netns/${from#* }" curl -s -m 5 "http://$to_addr/" || true
   fi
 }
 
