@@ -8,6 +8,7 @@ namespace {
 // No broadcast is smaller than a tag, an incarnation and two empty strings, or a tag and two
 // empty strings for a user broadcast; below this budget nothing more can fit.
 constexpr size_t kSmallestBroadcast = 1 + 4 + 4;
+constexpr int kMaxMisses = 16;
 
 }  // namespace
 
@@ -16,37 +17,37 @@ int RetransmitLimit(int retransmit_mult, size_t n) {
 }
 
 void BroadcastQueue::Push(const std::string& key, Broadcast b) {
-  if (auto it = by_key_.find(key); it != by_key_.end()) {
-    queue_.erase(it->second);
-    by_key_.erase(it);
-  }
-  Order order{0, -(next_id_++)};
+  std::unique_ptr<Item>& slot = by_key_[key];
+  if (slot) queue_.erase(slot.get());
   size_t size = EncodedSize(b);
-  queue_.emplace(order, Item{key, std::move(b), size});
-  by_key_.emplace(key, order);
+  slot = std::make_unique<Item>(Item{key, std::move(b), size, 0, next_id_++});
+  queue_.insert(slot.get());
 }
 
 std::vector<Broadcast> BroadcastQueue::Take(size_t budget_bytes, int limit) {
   std::vector<Broadcast> out;
-  std::vector<std::map<Order, Item>::iterator> picked;
+  std::vector<Item*> picked;
   size_t left = budget_bytes;
+  int misses = 0;
   for (auto it = queue_.begin(); it != queue_.end() && left >= kSmallestBroadcast; ++it) {
-    if (it->second.size > left) continue;
-    left -= it->second.size;
-    out.push_back(it->second.broadcast);
-    picked.push_back(it);
-  }
-  // Re-inserted with one more transmit, keeping their relative age.
-  for (auto it : picked) {
-    Order order{it->first.transmits + 1, it->first.neg_id};
-    auto node = queue_.extract(it);
-    if (order.transmits >= limit) {
-      by_key_.erase(node.mapped().key);
+    Item* item = *it;
+    if (item->size > left) {
+      // Broadcasts are mostly alike in size: after a run that did not fit, nothing will.
+      if (++misses >= kMaxMisses) break;
       continue;
     }
-    by_key_[node.mapped().key] = order;
-    node.key() = order;
-    queue_.insert(std::move(node));
+    left -= item->size;
+    out.push_back(item->broadcast);
+    picked.push_back(item);
+  }
+  for (Item* item : picked) {
+    queue_.erase(item);
+    if (++item->transmits >= limit) {
+      std::string key = item->key;  // the item dies with its map entry
+      by_key_.erase(key);
+      continue;
+    }
+    queue_.insert(item);  // same age, one more transmit
   }
   return out;
 }

@@ -5,7 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -32,19 +33,22 @@ class BroadcastQueue {
   bool empty() const { return by_key_.empty(); }
 
  private:
-  struct Order {
-    int transmits;
-    int64_t neg_id;  // negated insertion number: newer sorts first
-    auto operator<=>(const Order&) const = default;
-  };
   struct Item {
     std::string key;
     Broadcast broadcast;
     size_t size;
+    int transmits = 0;
+    int64_t id;  // insertion number: newer is larger
   };
-  // Invariant: by_key_ and queue_ hold the same broadcasts, one per key.
-  std::map<Order, Item> queue_;
-  std::unordered_map<std::string, Order> by_key_;
+  struct Before {
+    bool operator()(const Item* a, const Item* b) const {
+      return a->transmits != b->transmits ? a->transmits < b->transmits : a->id > b->id;
+    }
+  };
+  // Invariant: queue_ orders exactly the items owned by by_key_, one per key. Items are
+  // reached through stable pointers, so a transmit costs no hash lookup.
+  std::unordered_map<std::string, std::unique_ptr<Item>> by_key_;
+  std::set<Item*, Before> queue_;
   int64_t next_id_ = 0;
 };
 

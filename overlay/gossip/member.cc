@@ -11,7 +11,9 @@ namespace {
 // the body's fixed fields and the broadcast count.
 constexpr size_t kMessageOverhead = 64;
 
-bool DeadOrLeft(MemberState s) { return s == MemberState::kDead || s == MemberState::kLeft; }
+bool DeadOrLeft(MemberState s) {
+  return s == MemberState::kDead || s == MemberState::kLeft;
+}
 
 int64_t Uniform(std::mt19937_64& rng, int64_t bound) {
   if (bound <= 0) return 0;
@@ -27,16 +29,15 @@ int64_t PushPullScaleMs(int64_t interval_ms, size_t n) {
   return static_cast<int64_t>(mult) * interval_ms;
 }
 
-Memberlist::Memberlist(Config config, std::string self_name, std::string self_addr,
-                       uint64_t seed)
+Memberlist::Memberlist(Config config, std::string self_name, std::string self_addr, uint64_t seed)
     : config_(config),
       self_name_(std::move(self_name)),
       self_addr_(std::move(self_addr)),
       rng_(seed),
       awareness_(config.awareness_max_multiplier) {
   Member self{self_name_, self_addr_, 1, MemberState::kAlive, 0};
-  members_.emplace(self_name_, MemberInfo{self, std::nullopt});
-  probe_order_.push_back(self_name_);
+  auto [it, inserted] = members_.emplace(self_name_, MemberInfo{self, std::nullopt});
+  probe_order_.push_back(&it->second);
   Enqueue(self_name_, Alive{1, self_name_, self_addr_});
 }
 
@@ -48,18 +49,49 @@ const Member* Memberlist::Find(const std::string& name) const {
 std::vector<Member> Memberlist::Members() const {
   std::vector<Member> out;
   out.reserve(members_.size());
-  for (const std::string& name : probe_order_) out.push_back(members_.at(name).member);
+  for (const MemberInfo* info : probe_order_)
+    out.push_back(info->member);
   return out;
 }
 
+uint64_t Memberlist::incarnation() const {
+  return members_.at(self_name_).member.incarnation;
+}
 
-uint64_t Memberlist::incarnation() const { return members_.at(self_name_).member.incarnation; }
+std::optional<std::string> Memberlist::InvariantViolation() const {
+  auto self = members_.find(self_name_);
+  if (self == members_.end()) return "we are missing from our own member list";
+  if (self->second.member.state != (left_ ? MemberState::kLeft : MemberState::kAlive)) {
+    return "our own state is " + std::string(ToString(self->second.member.state));
+  }
+  if (probe_order_.size() != members_.size()) return "probe order and member list differ";
+  size_t active = 0, suspects = 0;
+  for (const auto& [name, info] : members_) {
+    if (name != info.member.name) return "member " + name + " is filed under another name";
+    active += DeadOrLeft(info.member.state) ? 0 : 1;
+    bool suspect = info.member.state == MemberState::kSuspect;
+    if (suspect != info.suspicion.has_value()) return "suspicion timer mismatch for " + name;
+    if (suspect) {
+      ++suspects;
+      if (std::find(suspects_.begin(), suspects_.end(), &info) == suspects_.end()) {
+        return "suspect " + name + " has no running timer";
+      }
+    }
+  }
+  if (active != active_) return "active count is stale";
+  if (suspects != suspects_.size()) return "timer list holds non-suspects";
+  return std::nullopt;
+}
 
-std::vector<MemberEvent> Memberlist::TakeEvents() { return std::exchange(events_, {}); }
+std::vector<MemberEvent> Memberlist::TakeEvents() {
+  return std::exchange(events_, {});
+}
 std::vector<UserBroadcast> Memberlist::TakeUserBroadcasts() {
   return std::exchange(user_broadcasts_, {});
 }
-std::vector<std::string> Memberlist::TakeUserData() { return std::exchange(user_data_, {}); }
+std::vector<std::string> Memberlist::TakeUserData() {
+  return std::exchange(user_data_, {});
+}
 
 void Memberlist::QueueUserBroadcast(std::string key, std::string bytes) {
   // User keys live in their own namespace so they never invalidate membership news.
@@ -74,9 +106,10 @@ void Memberlist::Enqueue(const std::string& name, Broadcast b) {
 Message Memberlist::Make(const std::string& to, Body body, bool piggyback) {
   Message m{self_addr_, to, std::move(body), {}};
   if (piggyback && !queue_.empty()) {
-    size_t budget = config_.max_packet_bytes > kMessageOverhead + self_addr_.size() + to.size()
-                        ? config_.max_packet_bytes - kMessageOverhead - self_addr_.size() - to.size()
-                        : 0;
+    size_t budget =
+        config_.max_packet_bytes > kMessageOverhead + self_addr_.size() + to.size()
+            ? config_.max_packet_bytes - kMessageOverhead - self_addr_.size() - to.size()
+            : 0;
     m.broadcasts = queue_.Take(budget, RetransmitLimit(config_.retransmit_mult, NumActive()));
   }
   return m;
@@ -90,7 +123,7 @@ std::vector<const Memberlist::MemberInfo*> Memberlist::RandomMembers(size_t k, i
   std::vector<const MemberInfo*> out;
   size_t n = probe_order_.size();
   for (size_t attempt = 0; attempt < 3 * n && out.size() < k; ++attempt) {
-    const MemberInfo& info = members_.at(probe_order_[Uniform(rng_, n)]);
+    const MemberInfo& info = *probe_order_[Uniform(rng_, n)];
     const Member& m = info.member;
     if (m.name == self_name_ || m.name == exclude) continue;
     if (m.state == MemberState::kLeft) continue;
@@ -119,13 +152,13 @@ std::vector<Message> Memberlist::Tick(int64_t now_ms) {
 
   // Suspicion timeouts. OnDead edits suspects_, so the due ones are collected first.
   std::vector<Dead> due;
-  for (const std::string& name : suspects_) {
-    const MemberInfo& info = members_.at(name);
-    if (info.suspicion->Fired(now_ms)) {
-      due.push_back(Dead{info.member.incarnation, name, self_name_});
+  for (const MemberInfo* info : suspects_) {
+    if (info->suspicion->Fired(now_ms)) {
+      due.push_back(Dead{info->member.incarnation, info->member.name, self_name_});
     }
   }
-  for (const Dead& d : due) OnDead(d, now_ms);
+  for (const Dead& d : due)
+    OnDead(d, now_ms);
 
   // Relayed pings that got no ack in time: tell the origin we are fine but the target is not
   // answering (Lifeguard's nack), so it does not blame its own health.
@@ -154,9 +187,8 @@ std::vector<Message> Memberlist::Tick(int64_t now_ms) {
   if (!left_ && config_.reconnect_interval_ms > 0 && now_ms >= next_reconnect_ms_) {
     next_reconnect_ms_ = now_ms + config_.reconnect_interval_ms;
     std::vector<const Member*> failed;
-    for (const std::string& name : probe_order_) {
-      const Member& m = members_.at(name).member;
-      if (m.state == MemberState::kDead) failed.push_back(&m);
+    for (const MemberInfo* info : probe_order_) {
+      if (info->member.state == MemberState::kDead) failed.push_back(&info->member);
     }
     if (!failed.empty()) PushPullTo(failed[Uniform(rng_, failed.size())]->addr, false, out);
   }
@@ -175,10 +207,10 @@ int64_t Memberlist::NextTickMs() const {
     if (config_.push_pull_interval_ms > 0) t = std::min(t, next_push_pull_ms_);
     if (config_.reconnect_interval_ms > 0) t = std::min(t, next_reconnect_ms_);
   }
-  for (const auto& [seq, relay] : relays_) t = std::min(t, relay.nack_at_ms);
-  for (const std::string& name : suspects_) {
-    t = std::min(t, members_.at(name).suspicion->DeadlineMs());
-  }
+  for (const auto& [seq, relay] : relays_)
+    t = std::min(t, relay.nack_at_ms);
+  for (const MemberInfo* info : suspects_)
+    t = std::min(t, info->suspicion->DeadlineMs());
   return t;
 }
 
@@ -210,9 +242,10 @@ void Memberlist::ProbeTick(int64_t now_ms, std::vector<Message>& out) {
 }
 
 void Memberlist::ResetProbeOrder(int64_t now_ms) {
-  std::erase_if(probe_order_, [&](const std::string& name) {
-    const Member& m = members_.at(name).member;
+  std::erase_if(probe_order_, [&](const MemberInfo* info) {
+    const Member& m = info->member;
     if (!DeadOrLeft(m.state) || now_ms - m.state_change_ms < config_.dead_reclaim_ms) return false;
+    std::string name = m.name;  // m dies with the element
     members_.erase(name);
     return true;
   });
@@ -224,7 +257,7 @@ void Memberlist::StartProbe(int64_t now_ms, std::vector<Message>& out) {
   const MemberInfo* target = nullptr;
   for (size_t checked = 0; checked <= probe_order_.size() && target == nullptr; ++checked) {
     if (probe_index_ >= probe_order_.size()) ResetProbeOrder(now_ms);
-    const MemberInfo& info = members_.at(probe_order_[probe_index_++]);
+    const MemberInfo& info = *probe_order_[probe_index_++];
     if (info.member.name != self_name_ && !DeadOrLeft(info.member.state)) target = &info;
   }
   if (target == nullptr) return;
@@ -275,8 +308,8 @@ PushPull Memberlist::LocalState(bool join, bool reply) {
   p.join = join;
   p.reply = reply;
   p.members.reserve(probe_order_.size());
-  for (const std::string& name : probe_order_) {
-    const Member& m = members_.at(name).member;
+  for (const MemberInfo* info : probe_order_) {
+    const Member& m = info->member;
     p.members.push_back(MemberRecord{m.name, m.addr, m.incarnation, m.state});
   }
   if (delegate_ != nullptr) p.user_state = delegate_->LocalState(join);
@@ -312,7 +345,9 @@ std::vector<Message> Memberlist::Leave(int64_t now_ms) {
 std::vector<Message> Memberlist::Receive(const Message& m, int64_t now_ms) {
   if (!started_) Start(now_ms);
   std::vector<Message> out;
-  for (const Broadcast& b : m.broadcasts) HandleBroadcast(b, now_ms);
+  correcting_ = true;
+  for (const Broadcast& b : m.broadcasts)
+    HandleBroadcast(b, now_ms);
 
   struct Visitor {
     Memberlist& self;
@@ -352,7 +387,26 @@ std::vector<Message> Memberlist::Receive(const Message& m, int64_t now_ms) {
     void operator()(const Gossip&) {}
   };
   std::visit(Visitor{*this, m, now_ms, out}, m.body);
+  correcting_ = false;
+  if (!corrections_.empty()) {
+    out.push_back(Message{self_addr_, m.from, Gossip{}, {}});
+    for (Alive& a : corrections_)
+      out.back().broadcasts.push_back(std::move(a));
+    corrections_.clear();
+  }
   return out;
+}
+
+void Memberlist::CorrectStale(const Member& m) {
+  // Nobody else re-gossips an accusation older than what they know, so its sender would
+  // never learn of the refutation it missed, and would declare a live member dead when its
+  // timer fires. We tell it directly. (An addition to memberlist, which leaves this to the
+  // next push-pull.)
+  if (m.state != MemberState::kAlive) return;
+  for (const Alive& a : corrections_) {
+    if (a.node == m.name) return;
+  }
+  corrections_.push_back(Alive{m.incarnation, m.name, m.addr});
 }
 
 void Memberlist::HandleBroadcast(const Broadcast& b, int64_t now_ms) {
@@ -368,6 +422,8 @@ void Memberlist::HandleBroadcast(const Broadcast& b, int64_t now_ms) {
 }
 
 void Memberlist::MergeRemote(const PushPull& p, int64_t now_ms) {
+  // The push-pull reply (or the peer's next one) carries our whole state anyway.
+  correcting_ = false;
   for (const MemberRecord& r : p.members) {
     switch (r.state) {
       case MemberState::kAlive:
@@ -409,10 +465,10 @@ void Memberlist::OnAlive(const Alive& a, int64_t now_ms) {
   auto it = members_.find(a.node);
   if (it == members_.end()) {
     Member m{a.node, a.addr, a.incarnation, MemberState::kAlive, now_ms};
-    members_.emplace(a.node, MemberInfo{m, std::nullopt});
+    auto [added, inserted] = members_.emplace(a.node, MemberInfo{m, std::nullopt});
     ++active_;
     // A random place in the probe order, so a newcomer is not always probed last.
-    probe_order_.push_back(a.node);
+    probe_order_.push_back(&added->second);
     std::swap(probe_order_.back(), probe_order_[Uniform(rng_, probe_order_.size())]);
     Emit(MemberEventType::kJoin, m);
     Enqueue(a.node, a);
@@ -431,7 +487,7 @@ void Memberlist::OnAlive(const Alive& a, int64_t now_ms) {
     m.state = MemberState::kAlive;
     m.state_change_ms = now_ms;
     it->second.suspicion.reset();
-    std::erase(suspects_, a.node);
+    std::erase(suspects_, &it->second);
   }
   Enqueue(a.node, a);
   if (DeadOrLeft(old_state)) {
@@ -443,13 +499,21 @@ void Memberlist::OnAlive(const Alive& a, int64_t now_ms) {
 
 void Memberlist::OnSuspect(const Suspect& s, int64_t now_ms) {
   if (s.node == self_name_) {
-    if (!left_ && s.incarnation >= incarnation()) Refute(s.incarnation);
+    if (left_) return;
+    if (s.incarnation >= incarnation()) {
+      Refute(s.incarnation);
+    } else if (correcting_) {
+      CorrectStale(members_.at(self_name_).member);
+    }
     return;
   }
   auto it = members_.find(s.node);
   if (it == members_.end()) return;
   MemberInfo& info = it->second;
-  if (s.incarnation < info.member.incarnation) return;
+  if (s.incarnation < info.member.incarnation) {
+    if (correcting_) CorrectStale(info.member);
+    return;
+  }
   if (info.suspicion) {
     // Re-gossip only confirmations that shortened our timer: they are news to others too.
     if (info.suspicion->Confirm(s.from)) Enqueue(s.node, s);
@@ -465,14 +529,19 @@ void Memberlist::OnSuspect(const Suspect& s, int64_t now_ms) {
   info.member.state_change_ms = now_ms;
   info.suspicion.emplace(s.from, ExpectedConfirmations(config_.suspicion_mult, n), min_ms, max_ms,
                          now_ms);
-  suspects_.push_back(s.node);
+  suspects_.push_back(&info);
   Enqueue(s.node, s);
 }
 
 void Memberlist::OnDead(const Dead& d, int64_t now_ms) {
   if (d.node == self_name_) {
+    if (left_) return;
     // A leave we did not announce ourselves is stale news from a previous life: refuted too.
-    if (!left_ && d.incarnation >= incarnation()) Refute(d.incarnation);
+    if (d.incarnation >= incarnation()) {
+      Refute(d.incarnation);
+    } else if (correcting_) {
+      CorrectStale(members_.at(self_name_).member);
+    }
     return;
   }
   bool leaving = d.node == d.from;
@@ -480,7 +549,10 @@ void Memberlist::OnDead(const Dead& d, int64_t now_ms) {
   if (it == members_.end()) return;
   MemberInfo& info = it->second;
   Member& m = info.member;
-  if (d.incarnation < m.incarnation) return;
+  if (d.incarnation < m.incarnation) {
+    if (correcting_ && !leaving) CorrectStale(m);
+    return;
+  }
   // Dead is final for this incarnation, except that a failed node may still be seen leaving.
   if (m.state == MemberState::kLeft) return;
   if (m.state == MemberState::kDead && !leaving) return;
@@ -490,7 +562,7 @@ void Memberlist::OnDead(const Dead& d, int64_t now_ms) {
   m.state_change_ms = now_ms;
   if (info.suspicion) {
     info.suspicion.reset();
-    std::erase(suspects_, d.node);
+    std::erase(suspects_, &info);
   }
   if (probe_ && probe_->target == d.node) probe_.reset();
   Enqueue(d.node, d);

@@ -11,6 +11,12 @@
 //   suspect(j) and dead(j) apply only when j >= i;
 //   about ourselves, suspect/dead are refuted by an alive with a higher incarnation, unless
 //   we have left. dead with from == node means the node left rather than failed.
+//
+// Two additions to memberlist: a member that receives an accusation older than what it
+// knows tells the sender the newer incarnation directly (otherwise the sender, having missed
+// the refutation, would declare a live member dead), and, like Serf, members push-pull with
+// a random failed member every reconnect interval so the two sides of a healed partition
+// find each other again.
 #pragma once
 
 #include <cstdint>
@@ -104,13 +110,17 @@ class Memberlist {
   void SetStateDelegate(StateDelegate* delegate) { delegate_ = delegate; }
 
   const Member* Find(const std::string& name) const;
-  std::vector<Member> Members() const;  // including ourselves and failed members
+  std::vector<Member> Members() const;          // including ourselves and failed members
   size_t NumActive() const { return active_; }  // alive or suspect, including ourselves
   const std::string& name() const { return self_name_; }
   const std::string& addr() const { return self_addr_; }
   uint64_t incarnation() const;
   int health_score() const { return awareness_.score(); }
   size_t pending_broadcasts() const { return queue_.size(); }
+
+  // Checks the invariants of the internal state; returns what is broken, if anything. Tests
+  // and the simulator run it after every step.
+  std::optional<std::string> InvariantViolation() const;
 
  private:
   struct MemberInfo {
@@ -146,6 +156,7 @@ class Memberlist {
   void OnSuspect(const Suspect& s, int64_t now_ms);
   void OnDead(const Dead& d, int64_t now_ms);
   void Refute(uint64_t accused_incarnation);
+  void CorrectStale(const Member& m);
   void MergeRemote(const PushPull& p, int64_t now_ms);
   PushPull LocalState(bool join, bool reply);
 
@@ -161,12 +172,13 @@ class Memberlist {
   std::mt19937_64 rng_;
   Awareness awareness_;
   BroadcastQueue queue_;
-  // Invariant: members_ holds ourselves; probe_order_ lists every name in members_ once.
+  // Invariant: members_ holds ourselves; probe_order_ points at every member once. The
+  // pointers stay valid because unordered_map never moves its elements.
   std::unordered_map<std::string, MemberInfo> members_;
-  std::vector<std::string> probe_order_;
+  std::vector<MemberInfo*> probe_order_;
   size_t probe_index_ = 0;
-  size_t active_ = 1;  // Invariant: the number of members neither dead nor left
-  std::vector<std::string> suspects_;  // names whose suspicion timer runs
+  size_t active_ = 1;                  // Invariant: the number of members neither dead nor left
+  std::vector<MemberInfo*> suspects_;  // members whose suspicion timer runs
   std::optional<Probe> probe_;
   std::unordered_map<uint32_t, Relay> relays_;
   uint32_t next_seq_ = 1;
@@ -180,6 +192,9 @@ class Memberlist {
   std::vector<MemberEvent> events_;
   std::vector<UserBroadcast> user_broadcasts_;
   std::vector<std::string> user_data_;
+  // While Receive handles broadcasts: newer alive news for the sender of stale accusations.
+  bool correcting_ = false;
+  std::vector<Alive> corrections_;
 };
 
 }  // namespace skep::gossip

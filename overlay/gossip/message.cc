@@ -19,8 +19,12 @@ void Put(Writer& w, const IndirectPing& p) {
   w.Str(p.target);
   w.Str(p.target_addr);
 }
-void Put(Writer& w, const Ack& a) { w.U32(a.seq); }
-void Put(Writer& w, const Nack& n) { w.U32(n.seq); }
+void Put(Writer& w, const Ack& a) {
+  w.U32(a.seq);
+}
+void Put(Writer& w, const Nack& n) {
+  w.U32(n.seq);
+}
 void Put(Writer& w, const Alive& a) {
   w.U64(a.incarnation);
   w.Str(a.node);
@@ -48,7 +52,9 @@ void Put(Writer& w, const PushPull& p) {
   w.Bool(p.reply);
   w.Str(p.user_state);
 }
-void Put(Writer& w, const UserData& u) { w.Str(u.bytes); }
+void Put(Writer& w, const UserData& u) {
+  w.Str(u.bytes);
+}
 void Put(Writer&, const Gossip&) {}
 void Put(Writer& w, const UserBroadcast& u) {
   w.Str(u.key);
@@ -64,8 +70,12 @@ void Get(Reader& r, IndirectPing& p) {
   p.target = r.Str();
   p.target_addr = r.Str();
 }
-void Get(Reader& r, Ack& a) { a.seq = r.U32(); }
-void Get(Reader& r, Nack& n) { n.seq = r.U32(); }
+void Get(Reader& r, Ack& a) {
+  a.seq = r.U32();
+}
+void Get(Reader& r, Nack& n) {
+  n.seq = r.U32();
+}
 void Get(Reader& r, Alive& a) {
   a.incarnation = r.U64();
   a.node = r.Str();
@@ -99,7 +109,9 @@ void Get(Reader& r, PushPull& p) {
   p.reply = r.Bool();
   p.user_state = r.Str();
 }
-void Get(Reader& r, UserData& u) { u.bytes = r.Str(); }
+void Get(Reader& r, UserData& u) {
+  u.bytes = r.Str();
+}
 void Get(Reader&, Gossip&) {}
 void Get(Reader& r, UserBroadcast& u) {
   u.key = r.Str();
@@ -151,7 +163,8 @@ std::string Encode(const Message& m) {
   w.Str(m.to);
   PutTagged(w, m.body);
   w.U32(static_cast<uint32_t>(m.broadcasts.size()));
-  for (const Broadcast& b : m.broadcasts) PutTagged(w, b);
+  for (const Broadcast& b : m.broadcasts)
+    PutTagged(w, b);
   return w.Take();
 }
 
@@ -165,7 +178,8 @@ std::optional<Message> Decode(std::string_view bytes) {
   // The smallest broadcast is a tag and two empty strings.
   uint32_t n = r.Count(1 + 4 + 4);
   m.broadcasts.reserve(n);
-  for (uint32_t i = 0; i < n && r.ok(); ++i) m.broadcasts.push_back(GetTagged<Broadcast>(r, r.U8()));
+  for (uint32_t i = 0; i < n && r.ok(); ++i)
+    m.broadcasts.push_back(GetTagged<Broadcast>(r, r.U8()));
   if (!r.ok() || !r.AtEnd()) return std::nullopt;
   return m;
 }

@@ -11,8 +11,12 @@ constexpr uint8_t kTableFormat = 1;
 
 // The merge order: a tombstone beats a live entry written at the same time by the same owner
 // (which RemoveNode produces), so the order is total.
-auto Rank(const TableEntry& e) { return std::tie(e.lamport, e.owner, e.deleted); }
-auto Rank(const NetworkEvent& e) { return std::tie(e.lamport, e.leaving); }
+auto Rank(const TableEntry& e) {
+  return std::tie(e.lamport, e.owner, e.deleted);
+}
+auto Rank(const NetworkEvent& e) {
+  return std::tie(e.lamport, e.leaving);
+}
 
 }  // namespace
 
@@ -90,8 +94,8 @@ std::optional<TableEntry> EndpointTable::Put(const std::string& network, const s
   return e;
 }
 
-std::optional<TableEntry> EndpointTable::Delete(const std::string& network,
-                                                const std::string& key, int64_t now_ms) {
+std::optional<TableEntry> EndpointTable::Delete(const std::string& network, const std::string& key,
+                                                int64_t now_ms) {
   auto table = tables_.find(network);
   if (table == tables_.end()) return std::nullopt;
   auto it = table->second.find(key);
@@ -170,15 +174,15 @@ void EndpointTable::RemoveNode(const std::string& owner, int64_t now_ms) {
       if (e.owner == owner && !e.deleted) Tombstone(e, now_ms);
     }
   }
-  for (auto& [network, nodes] : participants_) nodes.erase(owner);
+  for (auto& [network, nodes] : participants_)
+    nodes.erase(owner);
 }
 
 size_t EndpointTable::Reap(int64_t now_ms) {
   size_t reaped = 0;
   for (auto& [network, table] : tables_) {
-    reaped += std::erase_if(table, [&](const auto& kv) {
-      return kv.second.deleted && now_ms >= kv.second.reap_at_ms;
-    });
+    reaped += std::erase_if(
+        table, [&](const auto& kv) { return kv.second.deleted && now_ms >= kv.second.reap_at_ms; });
   }
   return reaped;
 }
@@ -202,7 +206,8 @@ std::vector<TableEntry> EndpointTable::Entries(const std::string& network) const
 std::vector<TableEntry> EndpointTable::FullState(const std::string& network) const {
   std::vector<TableEntry> out;
   if (auto table = tables_.find(network); table != tables_.end()) {
-    for (const auto& [key, e] : table->second) out.push_back(e);
+    for (const auto& [key, e] : table->second)
+      out.push_back(e);
   }
   return out;
 }
@@ -210,10 +215,12 @@ std::vector<TableEntry> EndpointTable::FullState(const std::string& network) con
 std::vector<TableMessage> EndpointTable::FullState() const {
   std::vector<TableMessage> out;
   for (const auto& [network, nodes] : participants_) {
-    for (const auto& [node, e] : nodes) out.emplace_back(e);
+    for (const auto& [node, e] : nodes)
+      out.emplace_back(e);
   }
   for (const auto& [network, table] : tables_) {
-    for (const auto& [key, e] : table) out.emplace_back(e);
+    for (const auto& [key, e] : table)
+      out.emplace_back(e);
   }
   return out;
 }

@@ -32,7 +32,7 @@ struct TableEntry {
   std::string value;
   std::string owner;
   uint64_t lamport = 0;
-  bool deleted = false;   // a tombstone
+  bool deleted = false;    // a tombstone
   int64_t reap_at_ms = 0;  // local: when a tombstone is reaped; not sent on the wire
   bool operator==(const TableEntry&) const = default;
 };
@@ -77,8 +77,7 @@ class EndpointTable {
   // Our node starts or stops participating; the event is to be broadcast. Leaving drops the
   // network's table and also returns tombstones of our own entries there to broadcast.
   NetworkEvent Joined(const std::string& network);
-  std::pair<NetworkEvent, std::vector<TableEntry>> Left(const std::string& network,
-                                                        int64_t now_ms);
+  std::pair<NetworkEvent, std::vector<TableEntry>> Left(const std::string& network, int64_t now_ms);
 
   // A failed or departed node: its entries become tombstones everywhere, with no gossip
   // needed since every member learns of the failure itself.

@@ -16,10 +16,12 @@ class Writer {
  public:
   void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
   void U32(uint32_t v) {
-    for (int i = 0; i < 4; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
+    for (int i = 0; i < 4; ++i)
+      U8(static_cast<uint8_t>(v >> (8 * i)));
   }
   void U64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) U8(static_cast<uint8_t>(v >> (8 * i)));
+    for (int i = 0; i < 8; ++i)
+      U8(static_cast<uint8_t>(v >> (8 * i)));
   }
   void Bool(bool v) { U8(v ? 1 : 0); }
   void Str(std::string_view s) {
@@ -52,14 +54,16 @@ class Reader {
   uint32_t U32() {
     if (!Need(4)) return 0;
     uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v |= uint32_t{static_cast<uint8_t>(in_[i])} << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      v |= uint32_t{static_cast<uint8_t>(in_[i])} << (8 * i);
     in_.remove_prefix(4);
     return v;
   }
   uint64_t U64() {
     if (!Need(8)) return 0;
     uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<uint8_t>(in_[i])} << (8 * i);
+    for (int i = 0; i < 8; ++i)
+      v |= uint64_t{static_cast<uint8_t>(in_[i])} << (8 * i);
     in_.remove_prefix(8);
     return v;
   }
@@ -70,7 +74,8 @@ class Reader {
   }
   std::string Str() {
     uint32_t n = U32();
-    if (n > kMaxFieldBytes || !Need(n)) return {};
+    if (n > kMaxFieldBytes) Fail();
+    if (!Need(n)) return {};
     std::string s(in_.substr(0, n));
     in_.remove_prefix(n);
     return s;

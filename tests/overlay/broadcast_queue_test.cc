@@ -54,7 +54,8 @@ TEST_CASE("a newer broadcast about the same key replaces the older", "[broadcast
 TEST_CASE("broadcasts are dropped after the retransmit limit", "[broadcast]") {
   BroadcastQueue q;
   q.Push("a", Alive{1, "a", "x"});
-  for (int i = 0; i < 3; ++i) CHECK(q.Take(1400, 3).size() == 1);
+  for (int i = 0; i < 3; ++i)
+    CHECK(q.Take(1400, 3).size() == 1);
   CHECK(q.empty());
   CHECK(q.Take(1400, 3).empty());
 }

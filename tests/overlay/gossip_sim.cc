@@ -3,13 +3,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <map>
 
 namespace skep::gossip::sim {
 namespace {
 
 constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
-std::string Addr(size_t node) { return "n" + std::to_string(node) + ":7946"; }
+std::string Addr(size_t node) {
+  return "n" + std::to_string(node) + ":7946";
+}
 
 std::string TableKey(const TableMessage& m) {
   if (const auto* e = std::get_if<TableEntry>(&m)) return "t:" + e->network_id + "/" + e->key;
@@ -24,7 +27,8 @@ class TableDelegate : public StateDelegate {
   std::string LocalState(bool) override { return EncodeTableMessages(table_->FullState()); }
   void MergeRemoteState(std::string_view state, bool) override {
     if (auto msgs = DecodeTableMessages(state)) {
-      for (const TableMessage& m : *msgs) table_->Merge(m, *now_);
+      for (const TableMessage& m : *msgs)
+        table_->Merge(m, *now_);
     }
   }
 
@@ -41,6 +45,7 @@ struct Cluster::Node {
   std::unique_ptr<TableDelegate> delegate;
   uint64_t generation = 0;
   int64_t scheduled_at = kNever;
+  std::map<std::string, uint64_t> relayed;  // table broadcast key -> newest Lamport relayed
 };
 
 Cluster::Cluster(SimConfig config) : config_(config), rng_(config.seed) {}
@@ -83,6 +88,7 @@ void Cluster::Leave(size_t node) {
 void Cluster::Crash(size_t node) {
   Node& n = *nodes_[node];
   n.member.reset();
+  n.relayed.clear();
   n.delegate.reset();
   n.table.reset();
   ++n.generation;
@@ -115,6 +121,13 @@ void Cluster::Schedule(size_t node) {
 
 void Cluster::AfterStep(size_t node) {
   Node& n = *nodes_[node];
+  if (config_.check_invariants) {
+    if (auto why = n.member->InvariantViolation()) {
+      std::fprintf(stderr, "gossip sim: %s broke an invariant at %lld ms: %s\n", name(node).c_str(),
+                   static_cast<long long>(now_ms_), why->c_str());
+      std::abort();
+    }
+  }
   for (MemberEvent& e : n.member->TakeEvents()) {
     if (e.type == MemberEventType::kFail || e.type == MemberEventType::kLeave) {
       size_t subject = std::strtoull(e.member.name.c_str() + 1, nullptr, 10);
@@ -128,10 +141,20 @@ void Cluster::AfterStep(size_t node) {
   for (UserBroadcast& u : n.member->TakeUserBroadcasts()) {
     if (!n.table) continue;
     auto msgs = DecodeTableMessages(u.bytes);
-    if (!msgs) continue;
+    if (!msgs || msgs->empty()) continue;
     bool news = false;
-    for (const TableMessage& m : *msgs) news = n.table->Merge(m, now_ms_) || news;
-    // Serf's rule: gossip on what was news to us, so an epidemic dies out once everyone has it.
+    for (const TableMessage& m : *msgs)
+      news = n.table->Merge(m, now_ms_) || news;
+    // Members outside the network relay its news too, remembering the newest Lamport time
+    // they relayed per key (Serf's recent-event buffer), so the epidemic reaches the
+    // participants however few they are.
+    uint64_t lamport = std::visit([](const auto& m) { return m.lamport; }, msgs->front());
+    uint64_t& relayed = n.relayed[u.key];
+    if (lamport > relayed) {
+      relayed = lamport;
+      news = true;
+    }
+    // Gossip on what was news to us, so an epidemic dies out once everyone has it.
     if (news) n.member->QueueUserBroadcast(u.key, std::move(u.bytes));
   }
   Schedule(node);
@@ -167,8 +190,7 @@ void Cluster::RunFor(int64_t ms) {
   now_ms_ = end;
 }
 
-bool Cluster::RunUntil(const std::function<bool()>& done, int64_t max_ms,
-                       int64_t check_every_ms) {
+bool Cluster::RunUntil(const std::function<bool()>& done, int64_t max_ms, int64_t check_every_ms) {
   int64_t end = now_ms_ + max_ms;
   while (!done()) {
     if (now_ms_ >= end) return false;
@@ -183,8 +205,8 @@ std::optional<MemberState> Cluster::View(size_t observer, size_t subject) const 
   return m->state;
 }
 
-double Cluster::FractionKnowing(
-    size_t subject, const std::function<bool(std::optional<MemberState>)>& pred) const {
+double Cluster::FractionKnowing(size_t subject,
+                                const std::function<bool(std::optional<MemberState>)>& pred) const {
   size_t total = 0, knowing = 0;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     if (i == subject || !up(i)) continue;
@@ -209,7 +231,16 @@ bool Cluster::Converged() const {
   return true;
 }
 
-EndpointTable& Cluster::table(size_t node) { return *nodes_[node]->table; }
+bool Cluster::up(size_t node) const {
+  return nodes_[node]->member != nullptr;
+}
+Memberlist& Cluster::member(size_t node) {
+  return *nodes_[node]->member;
+}
+
+EndpointTable& Cluster::table(size_t node) {
+  return *nodes_[node]->table;
+}
 
 void Cluster::BroadcastTable(size_t node, const TableMessage& m) {
   member(node).QueueUserBroadcast(TableKey(m), EncodeTableMessages({m}));

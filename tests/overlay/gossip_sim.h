@@ -4,7 +4,8 @@
 //
 // The simulation is event driven and deterministic for a seed: a message is delivered at its
 // arrival time, and a member is ticked only when its NextTickMs comes due. Every message goes
-// through Encode/Decode, so the wire format is exercised by every run.
+// through Encode/Decode, so the wire format is exercised by every run, and the members'
+// invariants are checked after every step (a violation aborts with the reason).
 #pragma once
 
 #include <cstdint>
@@ -27,7 +28,8 @@ struct SimConfig {
   double loss = 0.0;  // probability that any one message is dropped
   int64_t min_latency_ms = 1;
   int64_t max_latency_ms = 5;
-  bool tables = false;  // give every node an EndpointTable
+  bool tables = false;           // give every node an EndpointTable
+  bool check_invariants = true;  // after every step; the benchmark turns it off for speed
 };
 
 // A member's verdict about another, as seen in its events.
@@ -62,15 +64,15 @@ class Cluster {
 
   int64_t now() const { return now_ms_; }
   size_t size() const { return nodes_.size(); }
-  bool up(size_t node) const { return nodes_[node]->member != nullptr; }
-  Memberlist& member(size_t node) { return *nodes_[node]->member; }
+  bool up(size_t node) const;
+  Memberlist& member(size_t node);
   std::string name(size_t node) const { return "n" + std::to_string(node); }
 
   // The state of `subject` in `observer`'s view, or nullopt when it does not know it.
   std::optional<MemberState> View(size_t observer, size_t subject) const;
   // Among running members other than `subject`, the fraction whose view satisfies `pred`.
-  double FractionKnowing(size_t subject, const std::function<bool(std::optional<MemberState>)>&
-                                             pred) const;
+  double FractionKnowing(size_t subject,
+                         const std::function<bool(std::optional<MemberState>)>& pred) const;
   // Whether every running member sees every other running member alive, at the same
   // incarnation.
   bool Converged() const;
@@ -92,9 +94,9 @@ class Cluster {
     int64_t at_ms;
     uint64_t seq;  // insertion order, for determinism among events at the same time
     size_t node;
-    bool tick;               // a tick due, or else a message to deliver
-    uint64_t generation;     // for ticks: stale once the node's schedule moved
-    std::string bytes;       // for messages
+    bool tick;            // a tick due, or else a message to deliver
+    uint64_t generation;  // for ticks: stale once the node's schedule moved
+    std::string bytes;    // for messages
     bool operator>(const Event& o) const {
       return at_ms != o.at_ms ? at_ms > o.at_ms : seq > o.seq;
     }

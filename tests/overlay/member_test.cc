@@ -24,13 +24,18 @@ struct Net {
       q.pop_front();
       sent.push_back(m);
       if (down.contains(m.to) || down.contains(m.from) || !by_addr.contains(m.to)) continue;
-      for (Message& r : by_addr[m.to]->Receive(m, now)) q.push_back(std::move(r));
+      Memberlist& to = *by_addr[m.to];
+      for (Message& r : to.Receive(m, now))
+        q.push_back(std::move(r));
+      REQUIRE(to.InvariantViolation() == std::nullopt);
     }
   }
   void Run(int64_t from, int64_t to) {
     for (int64_t t = from; t <= to; ++t) {
       for (auto& [addr, m] : by_addr) {
-        if (!down.contains(addr)) Deliver(m->Tick(t), t);
+        if (down.contains(addr)) continue;
+        Deliver(m->Tick(t), t);
+        REQUIRE(m->InvariantViolation() == std::nullopt);
       }
     }
   }
@@ -48,7 +53,9 @@ bool HasEvent(const std::vector<MemberEvent>& events, MemberEventType type,
   return false;
 }
 
-Message To(const Memberlist& m, Body body) { return Message{"x:1", m.addr(), body, {}}; }
+Message To(const Memberlist& m, Body body) {
+  return Message{"x:1", m.addr(), body, {}};
+}
 
 }  // namespace
 
@@ -166,7 +173,8 @@ TEST_CASE("an unreachable member is suspected, then declared dead", "[member]") 
 
   net.down.insert(c.addr());
   int64_t t = 2001;
-  for (; t < 60000 && a.Find("c")->state == MemberState::kAlive; ++t) net.Run(t, t);
+  for (; t < 60000 && a.Find("c")->state == MemberState::kAlive; ++t)
+    net.Run(t, t);
   CHECK(a.Find("c")->state == MemberState::kSuspect);
   // Indirect probes went through b before the suspicion.
   bool indirect = false;
@@ -177,7 +185,8 @@ TEST_CASE("an unreachable member is suspected, then declared dead", "[member]") 
   // b answered with a nack, so a does not blame itself.
   CHECK(a.health_score() == 0);
   int64_t suspected_at = a.Find("c")->state_change_ms;
-  for (; t < 120000 && a.Find("c")->state != MemberState::kDead; ++t) net.Run(t, t);
+  for (; t < 120000 && a.Find("c")->state != MemberState::kDead; ++t)
+    net.Run(t, t);
   CHECK(a.Find("c")->state == MemberState::kDead);
   // Three members: nobody can confirm, so the timeout is the minimum, 4 s.
   CHECK(a.Find("c")->state_change_ms - suspected_at <= 4000 + 1);
@@ -253,7 +262,8 @@ TEST_CASE("user broadcasts are piggybacked to other members", "[member]") {
   net.Run(1, 1000);
   auto got = b.TakeUserBroadcasts();
   REQUIRE(!got.empty());
-  for (const UserBroadcast& u : got) CHECK(u == UserBroadcast{"k", "v2"});
+  for (const UserBroadcast& u : got)
+    CHECK(u == UserBroadcast{"k", "v2"});
 }
 
 TEST_CASE("push-pull interval scales beyond 32 members", "[member]") {
@@ -262,4 +272,30 @@ TEST_CASE("push-pull interval scales beyond 32 members", "[member]") {
   CHECK(PushPullScaleMs(30000, 33) == 60000);
   CHECK(PushPullScaleMs(30000, 64) == 60000);
   CHECK(PushPullScaleMs(30000, 1000) == 180000);
+}
+
+TEST_CASE("the sender of a stale accusation is told the newer incarnation", "[member]") {
+  Memberlist a = Make("a");
+  a.Receive(To(a, Alive{3, "c", "c:7946"}), 0);
+  auto out = a.Receive(Message{"b:7946", a.addr(), Gossip{}, {Suspect{1, "c", "b"}}}, 1);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].to == "b:7946");
+  REQUIRE(out[0].broadcasts.size() == 1);
+  CHECK(out[0].broadcasts[0] == Broadcast{Alive{3, "c", "c:7946"}});
+  CHECK(a.Find("c")->state == MemberState::kAlive);
+
+  // The accused itself answers a stale suspicion riding on a ping.
+  a.Receive(To(a, Suspect{1, "a", "b"}), 2);  // refuted: a is now at incarnation 2
+  REQUIRE(a.incarnation() == 2);
+  out = a.Receive(Message{"b:7946", a.addr(), Ping{9, "a"}, {Suspect{1, "a", "b"}}}, 3);
+  bool corrected = false;
+  for (const Message& m : out) {
+    for (const Broadcast& b : m.broadcasts) {
+      if (auto* al = std::get_if<Alive>(&b); al && al->node == "a" && al->incarnation == 2) {
+        corrected = m.to == "b:7946";
+      }
+    }
+  }
+  CHECK(corrected);
+  CHECK(a.incarnation() == 2);  // no new refutation for old news
 }

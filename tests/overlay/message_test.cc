@@ -50,7 +50,8 @@ TEST_CASE("every message kind survives encode and decode", "[message]") {
 TEST_CASE("encoded size of a broadcast is what it adds to a message", "[message]") {
   Message m{"a", "b", Gossip{}, {}};
   size_t base = Encode(m).size();
-  for (const Broadcast& b : Samples()[1].broadcasts) {
+  const auto samples = Samples();
+  for (const Broadcast& b : samples[1].broadcasts) {
     Message with = m;
     with.broadcasts.push_back(b);
     CHECK(Encode(with).size() == base + EncodedSize(b));
@@ -69,7 +70,9 @@ TEST_CASE("every truncation of a valid encoding is rejected", "[message]") {
 }
 
 TEST_CASE("bad version, tags, lengths and bools are rejected", "[message]") {
-  std::string ok = Encode(Message{"a", "b", PushPull{{{"n", "x", 1, MemberState::kAlive}}}, {}});
+  PushPull pp;
+  pp.members = {{"n", "x", 1, MemberState::kAlive}};
+  std::string ok = Encode(Message{"a", "b", pp, {}});
   REQUIRE(Decode(ok).has_value());
 
   std::string bad = ok;
@@ -98,6 +101,12 @@ TEST_CASE("bad version, tags, lengths and bools are rejected", "[message]") {
   bad[ok.size() - 4 - 4 - 2] = 2;  // join is neither 0 nor 1
   CHECK_FALSE(Decode(bad).has_value());
 
+  // A field longer than the 16 MiB cap is rejected even when the input holds that much.
+  std::string big = Encode(Message{"a", "b", UserData{std::string((16 << 20) + 1, 'x')}, {}});
+  CHECK_FALSE(Decode(big).has_value());
+  std::string max = Encode(Message{"a", "b", UserData{std::string(16 << 20, 'x')}, {}});
+  CHECK(Decode(max).has_value());
+
   // A member count that cannot fit in the input is rejected before allocating.
   std::string huge = Encode(Message{"a", "b", PushPull{}, {}});
   size_t count_at = 1 + 5 + 5 + 1;
@@ -114,7 +123,8 @@ TEST_CASE("random garbage and random corruption never crash the decoder", "[mess
   int accepted = 0;
   for (int i = 0; i < 20000; ++i) {
     std::string g(rng() % 64, '\0');
-    for (char& c : g) c = static_cast<char>(byte(rng));
+    for (char& c : g)
+      c = static_cast<char>(byte(rng));
     accepted += Decode(g).has_value() ? 1 : 0;
   }
   CHECK(accepted < 20);  // it takes luck to be well formed

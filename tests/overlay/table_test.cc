@@ -18,7 +18,8 @@ EndpointTable Node(const std::string& name, bool join = true) {
 // Tables compared without the local reap deadlines, which depend on arrival time.
 std::vector<TableEntry> Normalized(const EndpointTable& t, const std::string& network) {
   auto entries = t.FullState(network);
-  for (TableEntry& e : entries) e.reap_at_ms = 0;
+  for (TableEntry& e : entries)
+    e.reap_at_ms = 0;
   return entries;
 }
 
@@ -38,7 +39,7 @@ TEST_CASE("local writes tick the Lamport clock", "[table]") {
   CHECK(d->deleted);
   CHECK(d->lamport == c + 2);
   CHECK(a.Get("net1", "ep1") == nullptr);
-  CHECK_FALSE(a.Delete("net1", "ep1", 6).has_value());  // nothing live to delete
+  CHECK_FALSE(a.Delete("net1", "ep1", 6).has_value());   // nothing live to delete
   CHECK_FALSE(a.Put("other", "k", "v", 0).has_value());  // not a participant
 }
 
@@ -135,7 +136,8 @@ TEST_CASE("replicas converge whatever the merge order", "[table][property]") {
   std::mt19937_64 rng(GENERATE(1, 2, 3, 4, 5, 6, 7, 8));
   // Three writers race on a few keys; every write they produce is collected.
   std::vector<EndpointTable> writers;
-  for (const char* n : {"w1", "w2", "w3"}) writers.push_back(Node(n));
+  for (const char* n : {"w1", "w2", "w3"})
+    writers.push_back(Node(n));
   std::vector<TableEntry> writes;
   const std::vector<std::string> keys = {"k1", "k2", "k3"};
   for (int i = 0; i < 60; ++i) {
@@ -153,9 +155,11 @@ TEST_CASE("replicas converge whatever the merge order", "[table][property]") {
     std::vector<TableEntry> order = writes;
     std::shuffle(order.begin(), order.end(), rng);
     // Duplicates arrive too, as gossip delivers them.
-    for (int d = 0; d < 10; ++d) order.push_back(writes[rng() % writes.size()]);
+    for (int d = 0; d < 10; ++d)
+      order.push_back(writes[rng() % writes.size()]);
     EndpointTable replica = Node("r");
-    for (const TableEntry& e : order) replica.Merge(e, 0);
+    for (const TableEntry& e : order)
+      replica.Merge(e, 0);
     auto state = Normalized(replica, "net1");
     if (trial == 0) {
       expected = state;
