@@ -61,6 +61,9 @@ class DaemonError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 void Check(const grpc::Status& st, const std::string& host);
+// Docker's way with `rm A B C`: `call` for each argument, the argument printed when it
+// succeeds, each failure reported and the next one tried; exit status 1 if any failed.
+int ForEachRef(const Invocation& inv, const std::function<grpc::Status(const std::string&)>& call);
 // The deadline of a unary call to skepd (long enough for a leader election and a write).
 void Deadline(grpc::ClientContext& ctx);
 

@@ -14,6 +14,20 @@ void Deadline(grpc::ClientContext& ctx) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
 }
 
+int ForEachRef(const Invocation& inv, const std::function<grpc::Status(const std::string&)>& call) {
+  int rc = 0;
+  for (const auto& ref : inv.args) {
+    try {
+      Check(call(ref), inv.host);
+      std::cout << ref << "\n";
+    } catch (const DaemonError& e) {
+      std::cerr << "skep: " << e.what() << "\n";
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
 namespace {
 
 int Info(const Invocation& inv) {

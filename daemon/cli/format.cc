@@ -161,6 +161,13 @@ std::string PrettyJson(const boost::json::value& v) {
   return out + "\n";
 }
 
+boost::json::object SortedObject(const google::protobuf::Map<std::string, std::string>& m) {
+  boost::json::object o;
+  for (const auto& [k, v] : std::map<std::string, std::string>(m.begin(), m.end()))
+    o[k] = v;
+  return o;
+}
+
 std::string Rfc3339(int64_t unix_nanos) {
   const time_t secs = static_cast<time_t>(unix_nanos / 1'000'000'000);
   const long nanos = static_cast<long>(unix_nanos % 1'000'000'000);

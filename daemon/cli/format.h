@@ -2,6 +2,8 @@
 // Go-style durations on input.
 #pragma once
 
+#include <google/protobuf/map.h>
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <map>
@@ -47,6 +49,9 @@ std::string FormatInspect(const std::string& format,
 
 // Indented with four spaces, keys in insertion order, as `docker inspect` prints.
 std::string PrettyJson(const boost::json::value& v);
+
+// A string map (labels, options) as a JSON object with its keys in order.
+boost::json::object SortedObject(const google::protobuf::Map<std::string, std::string>& m);
 
 // Unix nanoseconds as 2026-11-21T10:11:12.123456789Z.
 std::string Rfc3339(int64_t unix_nanos);

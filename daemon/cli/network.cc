@@ -86,18 +86,10 @@ int Ls(const Invocation& inv) {
   return 0;
 }
 
-boost::json::object StringMap(const google::protobuf::Map<std::string, std::string>& m) {
-  std::map<std::string, std::string> sorted(m.begin(), m.end());
-  boost::json::object o;
-  for (const auto& [k, v] : sorted)
-    o[k] = v;
-  return o;
-}
-
 boost::json::object Json(const api::Network& n) {
   boost::json::object config{{"Subnet", n.ipam().subnet()}, {"Gateway", n.ipam().gateway()}};
   if (!n.ipam().ip_range().empty()) config["IPRange"] = n.ipam().ip_range();
-  boost::json::object options = StringMap(n.spec().options());
+  boost::json::object options = SortedObject(n.spec().options());
   options["com.docker.network.driver.overlay.vxlanid_list"] = std::to_string(n.vni());
   return {{"Name", n.spec().name()},
           {"Id", n.id()},
@@ -115,7 +107,7 @@ boost::json::object Json(const api::Network& n) {
           {"ConfigOnly", false},
           {"Containers", nullptr},
           {"Options", options},
-          {"Labels", StringMap(n.spec().labels())}};
+          {"Labels", SortedObject(n.spec().labels())}};
 }
 
 int Inspect(const Invocation& inv) {
@@ -134,27 +126,14 @@ int Inspect(const Invocation& inv) {
 }
 
 int Rm(const Invocation& inv) {
-  int rc = 0;
-  for (const auto& ref : inv.args) {
+  return ForEachRef(inv, [&](const std::string& ref) {
     api::NetworkRef req;
     req.set_ref(ref);
     api::Empty resp;
     grpc::ClientContext ctx;
     Deadline(ctx);
-    const grpc::Status st = inv.Control()->RemoveNetwork(&ctx, req, &resp);
-    if (st.ok()) {
-      std::cout << ref << "\n";
-      continue;
-    }
-    // As Docker: every network is tried, each failure reported, and the exit code says so.
-    try {
-      Check(st, inv.host);
-    } catch (const DaemonError& e) {
-      std::cerr << "skep: " << e.what() << "\n";
-      rc = 1;
-    }
-  }
-  return rc;
+    return inv.Control()->RemoveNetwork(&ctx, req, &resp);
+  });
 }
 
 int Prune(const Invocation& inv) {

@@ -9,7 +9,6 @@
 namespace skep::cli {
 namespace {
 
-
 std::string StateName(api::NodeState s) {
   switch (s) {
     case api::NODE_STATE_READY:
@@ -95,14 +94,6 @@ api::NodeView Get(const Invocation& inv, const std::string& ref) {
   return resp;
 }
 
-boost::json::object Labels(const google::protobuf::Map<std::string, std::string>& m) {
-  std::map<std::string, std::string> sorted(m.begin(), m.end());
-  boost::json::object o;
-  for (const auto& [k, v] : sorted)
-    o[k] = v;
-  return o;
-}
-
 boost::json::object Json(const api::NodeView& v) {
   const auto& n = v.node();
   boost::json::object o;
@@ -111,7 +102,7 @@ boost::json::object Json(const api::NodeView& v) {
   o["CreatedAt"] = Rfc3339(n.meta().created_at());
   o["UpdatedAt"] = Rfc3339(n.meta().updated_at());
   o["Spec"] =
-      boost::json::object{{"Labels", Labels(n.spec().labels())},
+      boost::json::object{{"Labels", SortedObject(n.spec().labels())},
                           {"Role", RoleName(n.spec().desired_role())},
                           {"Availability", Lower(AvailabilityName(n.spec().availability()))}};
   const auto& d = n.description();
@@ -121,7 +112,7 @@ boost::json::object Json(const api::NodeView& v) {
       {"Resources",
        boost::json::object{{"NanoCPUs", d.nano_cpus()}, {"MemoryBytes", d.memory_bytes()}}},
       {"Engine", boost::json::object{{"EngineVersion", d.engine_version()},
-                                     {"Labels", Labels(d.engine_labels())}}}};
+                                     {"Labels", SortedObject(d.engine_labels())}}}};
   boost::json::object status{{"State", Lower(StateName(n.status().state()))},
                              {"Addr", n.status().addr()}};
   if (!n.status().message().empty()) status["Message"] = n.status().message();
@@ -144,7 +135,7 @@ std::string Pretty(const api::NodeView& v) {
   line("ID", n.id());
   if (!n.spec().labels().empty()) {
     os << "Labels:\n";
-    for (const auto& [k, val] : Labels(n.spec().labels())) {
+    for (const auto& [k, val] : SortedObject(n.spec().labels())) {
       os << " - " << k << "=" << val.as_string().c_str() << "\n";
     }
   }
@@ -172,7 +163,7 @@ std::string Pretty(const api::NodeView& v) {
   line(" Memory", mem.str());
   if (!n.description().engine_labels().empty()) {
     os << "Engine Labels:\n";
-    for (const auto& [k, val] : Labels(n.description().engine_labels())) {
+    for (const auto& [k, val] : SortedObject(n.description().engine_labels())) {
       os << " - " << k << "=" << val.as_string().c_str() << "\n";
     }
   }

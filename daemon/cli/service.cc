@@ -628,10 +628,6 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
   } else {
     mode["Replicated"] = boost::json::object{{"Replicas", spec.replicated().replicas()}};
   }
-  boost::json::object labels;
-  for (const auto& [k, val] :
-       std::map<std::string, std::string>(spec.labels().begin(), spec.labels().end()))
-    labels[k] = val;
   boost::json::object task_template{{"ContainerSpec", container}, {"Placement", placement}};
   boost::json::array ports;
   for (const auto& p : spec.endpoint().ports()) {
@@ -674,7 +670,7 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
       {"CreatedAt", Rfc3339(s.meta().created_at())},
       {"UpdatedAt", Rfc3339(s.meta().updated_at())},
       {"Spec", boost::json::object{{"Name", spec.name()},
-                                   {"Labels", labels},
+                                   {"Labels", SortedObject(spec.labels())},
                                    {"TaskTemplate", task_template},
                                    {"Mode", mode},
                                    {"UpdateConfig", update_config(spec.update())},
@@ -731,22 +727,14 @@ int Inspect(const Invocation& inv) {
 }
 
 int Remove(const Invocation& inv) {
-  int rc = 0;
-  for (const auto& ref : inv.args) {
+  return ForEachRef(inv, [&](const std::string& ref) {
     api::ServiceRef req;
     req.set_ref(ref);
     api::Empty resp;
     grpc::ClientContext ctx;
     Deadline(ctx);
-    try {
-      Check(inv.Control()->RemoveService(&ctx, req, &resp), inv.host);
-      std::cout << ref << "\n";
-    } catch (const DaemonError& e) {
-      std::cerr << "skep: " << e.what() << "\n";
-      rc = 1;
-    }
-  }
-  return rc;
+    return inv.Control()->RemoveService(&ctx, req, &resp);
+  });
 }
 
 api::ServiceView Update(const Invocation& inv, const api::ServiceView& current,
