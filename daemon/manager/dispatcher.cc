@@ -9,6 +9,7 @@
 #include "daemon/common/tls.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/manager.h"
+#include "overlay/discovery.h"
 
 namespace skep::manager {
 
@@ -156,28 +157,44 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
   for (auto& sub : logs_.For(s.node_id))
     *m.add_log_subscriptions() = std::move(sub);
   manager_->store().View([&](const ReadTx& tx) {
-    auto live = [](const api::Task& t) {
-      return t.status().state() >= api::TASK_ASSIGNED && t.status().state() <= api::TASK_RUNNING;
-    };
     std::map<std::string, api::NetworkPeers> nets;
+    auto join = [&](const std::string& network_id) {
+      if (const api::Network* n = tx.network(network_id)) *nets[n->id()].mutable_network() = *n;
+    };
     for (const auto& [id, t] : tasks) {
-      for (const auto& a : t.networks()) {
-        if (const api::Network* n = tx.network(a.network_id())) {
-          *nets[n->id()].mutable_network() = *n;
-        }
-      }
+      for (const auto& a : t.networks())
+        join(a.network_id());
+    }
+    // Every node is on the ingress network, for the routing mesh.
+    if (const api::Node* self = tx.node(s.node_id)) {
+      for (const auto& a : self->attachments())
+        join(a.network_id());
     }
     if (nets.empty()) return;
+    // The running tasks' endpoints (interim: the gossip layer is to carry these tables).
+    auto vtep = [&](const std::string& node_id) -> std::string {
+      const api::Node* node = tx.node(node_id);
+      return node == nullptr ? "" : node->status().addr();
+    };
     for (const auto* t : tx.tasks()) {
-      if (t->node_id() == s.node_id || !live(*t)) continue;
-      const api::Node* node = tx.node(t->node_id());
-      if (node == nullptr || node->status().addr().empty()) continue;
+      if (t->status().state() != api::TASK_RUNNING || t->desired_state() > api::TASK_RUNNING) {
+        continue;
+      }
+      const std::string addr = vtep(t->node_id());
+      if (addr.empty()) continue;
       for (const auto& a : t->networks()) {
         auto it = nets.find(a.network_id());
         if (it == nets.end() || a.addresses_size() == 0) continue;
-        auto* peer = it->second.add_peers();
-        peer->set_ip(a.addresses(0).substr(0, a.addresses(0).find('/')));
-        peer->set_vtep(node->status().addr());
+        *it->second.add_endpoints() =
+            discovery::EndpointOf(*t, a, addr, it->second.network().spec().ingress());
+      }
+    }
+    for (const auto* node : tx.nodes()) {
+      for (const auto& a : node->attachments()) {
+        auto it = nets.find(a.network_id());
+        if (it == nets.end() || a.addresses_size() == 0 || node->status().addr().empty()) continue;
+        *it->second.add_endpoints() =
+            discovery::NodeEndpoint(node->id(), a.addresses(0), node->status().addr());
       }
     }
     for (auto& [id, np] : nets)
@@ -506,6 +523,13 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
   } else if (const api::Node* node = event.node()) {
     // A node's own object changed, or the set of managers may have.
     all = node->role() == api::ROLE_MANAGER || node->spec().desired_role() == api::ROLE_MANAGER;
+    // A node's ingress address is an endpoint every node's routing mesh needs.
+    const api::Node* old = event.old_as<api::Node>();
+    if (node->attachments_size() > 0 &&
+        (old == nullptr || old->attachments_size() != node->attachments_size() ||
+         old->status().addr() != node->status().addr())) {
+      all = true;
+    }
     nodes.insert(node->id());
   } else if (event.cluster()) {
     all = true;

@@ -8,7 +8,6 @@
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
-#include <nftables/libnftables.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -24,6 +23,7 @@
 
 #include "daemon/common/log.h"
 #include "daemon/node/netlink.h"
+#include "daemon/node/nft.h"
 
 namespace skep::node {
 
@@ -96,12 +96,7 @@ void TaskNetwork::WriteNat() {
       << "  chain output {\n    type nat hook output priority -100; policy accept;\n"
       << dnat.str() << "  }\n"
       << "}\n";
-  nft_ctx* ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  nft_ctx_buffer_error(ctx);
-  const int rc = nft_run_cmd_from_buffer(ctx, cmd.str().c_str());
-  const std::string err = nft_ctx_get_error_buffer(ctx) ? nft_ctx_get_error_buffer(ctx) : "";
-  nft_ctx_free(ctx);
-  if (rc != 0) throw std::runtime_error("cannot write the tasks' NAT rules: " + err);
+  RunNft(cmd.str(), "write the tasks' NAT rules");
 }
 
 TaskNetwork::Attachment TaskNetwork::Attach(const std::string& task_id,
@@ -178,6 +173,24 @@ TaskNetwork::Attachment TaskNetwork::Attach(const std::string& task_id,
   }
   if (!ports.empty()) WriteNat();
   return {path, addr};
+}
+
+void TaskNetwork::SetPorts(const std::string& task_id, const std::vector<PublishedPort>& ports) {
+  std::lock_guard lock(mu_);
+  const std::string path = Dir() + "/" + task_id;
+  std::string addr;
+  {
+    std::ifstream in(path + ".net");
+    if (!(in >> addr)) throw std::runtime_error("no network namespace for " + task_id);
+  }
+  {
+    std::ofstream out(path + ".net", std::ios::trunc);
+    out << addr << "\n";
+    for (const auto& p : ports)
+      out << p.protocol << " " << p.published << " " << p.target << "\n";
+  }
+  EnsureBridge();
+  WriteNat();
 }
 
 void TaskNetwork::Detach(const std::string& task_id) {

@@ -35,6 +35,8 @@ class TaskNetwork {
   // Creates the task's namespace and interface (the bridge and NAT first, if need be).
   // Throws std::runtime_error saying which step failed.
   Attachment Attach(const std::string& task_id, const std::vector<PublishedPort>& ports);
+  // Replaces the ports forwarded to an attached namespace.
+  void SetPorts(const std::string& task_id, const std::vector<PublishedPort>& ports);
   // Removes the namespace and the task's port forwards; nothing if there are none.
   void Detach(const std::string& task_id);
 

@@ -20,6 +20,7 @@
 #include "daemon/agent/oci_spec.h"
 #include "daemon/common/log.h"
 #include "daemon/node/overlay_dataplane.h"
+#include "daemon/node/service_mesh.h"
 #include "daemon/node/state.h"
 #include "daemon/node/task_network.h"
 
@@ -71,6 +72,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (options_.logger_binary.empty()) options_.logger_binary = SelfBinary();
     if (!options_.vtep.empty()) {
       overlay_ = std::make_unique<OverlayDataplane>(options_.data_dir, options_.vtep);
+      mesh_ = std::make_unique<ServiceMesh>(options_.vtep, overlay_.get(), &network_);
     }
   }
 
@@ -197,6 +199,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         continue;
       }
       it->second.container = true;
+      if (mesh_ && it->second.task.networks_size() > 0) {
+        mesh_->AddTask(r.id, options_.data_dir + "/netns/" + r.id, NetworkIds(it->second.task));
+      }
       if (r.task.state == executor::TaskState::kRunning) {
         SKEP_LOG(info, "worker", "task {} still runs (pid {})", r.id, r.task.pid);
       }
@@ -209,10 +214,23 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       }
     }
     if (assigned_once_) ReconcileAll();
+    ApplyMesh();
   }
 
-  // The overlay networks of the node's tasks: each one's sandbox and remote entries follow the
-  // list; a network no task of the node is on any more loses its sandbox.
+  static std::vector<std::string> NetworkIds(const api::Task& t) {
+    std::vector<std::string> ids;
+    for (const auto& a : t.networks())
+      ids.push_back(a.network_id());
+    return ids;
+  }
+
+  void ApplyMesh() {
+    if (mesh_) asio::post(pool_, [self = shared_from_this()] { self->mesh_->Apply(); });
+  }
+
+  // The overlay networks of the node's tasks (and the ingress network): each one's sandbox
+  // and remote entries follow the list, and so do the names and load balancers; a network no
+  // task of the node is on any more loses its sandbox.
   void OnNetworks(const std::vector<api::NetworkPeers>& networks) {
     if (!overlay_) return;
     std::map<std::string, api::NetworkPeers> next;
@@ -231,18 +249,26 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     }
     networks_ = std::move(next);
     if (gone.empty() && changed.empty()) return;
+    std::vector<MeshNetwork> mesh;
+    for (const auto& [id, n] : networks_) {
+      mesh.push_back({InfoOf(n.network()), n.network().spec().ingress(),
+                      {n.endpoints().begin(), n.endpoints().end()}});
+    }
+    mesh_->SetNetworks(std::move(mesh));
     asio::post(pool_, [self = shared_from_this(), gone, changed] {
       for (const auto& n : changed) {
         try {
           self->overlay_->EnsureNetwork(InfoOf(n.network()));
           std::vector<OverlayPeer> peers;
-          for (const auto& p : n.peers())
-            peers.push_back({p.ip(), p.vtep()});
+          for (const auto& e : n.endpoints()) {
+            if (e.vtep() != self->options_.vtep) peers.push_back({e.ip(), e.vtep()});
+          }
           self->overlay_->SetPeers(n.network().id(), peers);
         } catch (const std::exception& e) {
           SKEP_LOG(warn, "worker", "overlay network {}: {}", n.network().spec().name(), e.what());
         }
       }
+      self->mesh_->Apply();
       for (const auto& id : gone)
         self->overlay_->RemoveNetwork(id);
     });
@@ -430,6 +456,10 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       std::string err;
       try {
         self->containerd_.Delete(id);
+        if (self->mesh_) {
+          self->mesh_->RemoveTask(id);
+          self->mesh_->Apply();
+        }
         self->network_.Detach(id);
       } catch (const std::exception& e) {
         err = e.what();
@@ -575,6 +605,10 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         overlay_->AttachTask(a.network_id(), net.netns_path, "eth" + std::to_string(i + 1),
                              a.addresses(0));
       }
+      if (mesh_ && task.networks_size() > 0) {
+        mesh_->AddTask(id, net.netns_path, NetworkIds(task));
+        mesh_->Apply();
+      }
       addr = net.addr;
       executor::ContainerSpec spec = SpecOf(task);
       spec.netns_path = net.netns_path;
@@ -610,6 +644,10 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       SKEP_LOG(warn, "worker", "task {} could not start: {}", id, err);
       try {
         if (failure == api::TASK_FAILED) containerd_.Delete(id);
+        if (mesh_) {
+          mesh_->RemoveTask(id);
+          mesh_->Apply();
+        }
         network_.Detach(id);
       } catch (const std::exception&) {
       }
@@ -685,6 +723,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   std::set<std::string> kept_;                // ended tasks in the history: their logs stay
   std::map<std::string, api::NetworkPeers> networks_;  // the overlay networks of the node's tasks
   std::unique_ptr<OverlayDataplane> overlay_;
+  std::unique_ptr<ServiceMesh> mesh_;  // with overlay_
 };
 
 Worker::Worker(WorkerOptions options, Report report)

@@ -1,5 +1,6 @@
 // Overlay networks as the managers keep them: created, allocated, listed, refused, removed.
 #include <catch2/catch.hpp>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -207,4 +208,107 @@ TEST_CASE("tasks on an overlay network reach each other across nodes by address"
   }));
   CHECK(Run({"nsenter", "--net=" + netns, "curl", "-s", "-m", "2", "http://" + web_ip + "/"}).out ==
         "");
+}
+
+namespace {
+
+// The task IDs (12 characters) that answered `n` requests to `url` from `netns` (the host's
+// namespace when empty); web:1 answers "web v1 on <task id>".
+std::map<std::string, int> Answers(const std::string& netns, const std::string& url, int n) {
+  std::map<std::string, int> seen;
+  for (int i = 0; i < n; ++i) {
+    std::vector<std::string> argv = {"curl", "-s", "-m", "3", url};
+    if (!netns.empty()) argv.insert(argv.begin(), {"nsenter", "--net=" + netns});
+    const std::string out = Run(argv).out;
+    const std::string prefix = "web v1 on ";
+    seen[out.rfind(prefix, 0) == 0 ? out.substr(prefix.size(), 12) : "(" + out + ")"]++;
+  }
+  return seen;
+}
+
+std::set<std::string> Keys(const std::map<std::string, int>& m) {
+  std::set<std::string> out;
+  for (const auto& [k, v] : m)
+    out.insert(k);
+  return out;
+}
+
+std::set<std::string> RunningTasks(const Lab& lab, const std::string& service) {
+  std::istringstream in(lab.Skep("m1", {"service", "ps", "-q", "--filter",
+                                        "desired-state=running", service})
+                            .out);
+  std::set<std::string> out;
+  for (std::string id; in >> id;)
+    out.insert(id);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a port published through the routing mesh answers on every node, spread over the tasks",
+          "[integration]") {
+  Lab lab("itmesh", 22, 1, 2);
+  // Both tasks on w1: m1 and w2 run none.
+  Output o = lab.Skep("m1", {"service", "create", "--name", "web", "--replicas", "2", "--constraint",
+                             "node.hostname==w1", "--publish", "8080:80", "skep/web:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  const std::set<std::string> tasks = RunningTasks(lab, "web");
+  REQUIRE(tasks.size() == 2);
+  for (const char* node : {"m1", "w1", "w2"}) {
+    const std::string url = "http://" + lab.Ip(node) + ":8080/";
+    std::map<std::string, int> seen;
+    CHECK(Eventually([&] {
+      seen = Answers("", url, 1);
+      return tasks.count(seen.begin()->first) == 1;
+    }));
+    seen = Answers("", url, 100);
+    INFO(node << " answered " << seen.size() << " ways, first " << seen.begin()->first);
+    CHECK(Keys(seen) == tasks);  // every answer from a task, every task at least once
+  }
+
+  // Scaled down, the mesh answers only with the task that is left.
+  REQUIRE(lab.Skep("m1", {"service", "scale", "web=1"}).code == 0);
+  const std::set<std::string> left = RunningTasks(lab, "web");
+  REQUIRE(left.size() == 1);
+  CHECK(Eventually([&] { return Keys(Answers("", "http://" + lab.Ip("w2") + ":8080/", 10)) == left; }));
+
+  // A port another service publishes already is refused, naming that service.
+  o = lab.Skep("m1", {"service", "create", "--name", "other", "--publish", "8080:80", "skep/web:1"});
+  CHECK(o.code == 1);
+  CHECK(o.err.find("web") != std::string::npos);
+  // Removed, the port is closed everywhere.
+  REQUIRE(lab.Skep("m1", {"service", "rm", "web"}).code == 0);
+  CHECK(Eventually([&] {
+    return Run({"curl", "-s", "-m", "2", "http://" + lab.Ip("m1") + ":8080/"}).code != 0;
+  }));
+}
+
+TEST_CASE("a service's virtual IP spreads connections over its tasks", "[integration]") {
+  Lab lab("itvip", 23, 1, 2);
+  REQUIRE(lab.Skep("m1", {"network", "create", "--subnet", "10.0.9.0/24", "servicenet"}).code == 0);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "api", "--replicas", "3", "--network",
+                          "servicenet", "skep/web:1"})
+              .code == 0);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "client", "--constraint",
+                          "node.hostname==w1", "--network", "servicenet", "skep/busybox:1", "sleep",
+                          "600"})
+              .code == 0);
+  std::string vip = lab.Skep("m1", {"service", "inspect", "--format",
+                                    "{{range .Endpoint.VirtualIPs}}{{.Addr}}{{end}}", "api"})
+                        .out;
+  vip = vip.substr(0, vip.find('/'));
+  REQUIRE(vip.rfind("10.0.9.", 0) == 0);
+  std::string id = lab.Skep("m1", {"service", "ps", "-q", "--no-trunc", "client"}).out;
+  id = id.substr(0, id.find('\n'));
+  const std::string netns = lab.Root() + "/w1/data/netns/" + id;
+  const std::set<std::string> tasks = RunningTasks(lab, "api");
+  REQUIRE(tasks.size() == 3);
+  std::map<std::string, int> seen;
+  CHECK(Eventually([&] {
+    seen = Answers(netns, "http://" + vip + "/", 6);
+    return Keys(seen) == tasks;
+  }));
+  INFO(seen.size());
+  CHECK(Keys(seen) == tasks);
 }

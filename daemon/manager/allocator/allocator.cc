@@ -93,11 +93,16 @@ std::vector<std::string> NetworksOf(const api::ServiceSpec& spec, const std::str
 
 AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
                                const std::vector<const api::Service*>& services,
-                               const std::vector<const api::Task*>& tasks, int64_t now) {
+                               const std::vector<const api::Task*>& tasks,
+                               const std::vector<const api::Node*>& nodes, int64_t now) {
   Spaces spaces(networks);
   for (const auto* s : services) {
     for (const auto& v : s->virtual_ips())
       spaces.Reserve(v);
+  }
+  for (const auto* n : nodes) {
+    for (const auto& a : n->attachments())
+      spaces.Reserve(a);
   }
   for (const auto* t : tasks) {
     if (Ended(*t)) continue;  // an ended task's addresses are free again
@@ -106,7 +111,26 @@ AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
   }
 
   AllocationPlan plan;
-  std::map<std::string, const api::Service*> by_id;
+  // Every node has an address on the ingress network, and on no other.
+  const std::string& ingress = spaces.ingress();
+  for (const auto* n : nodes) {
+    api::Node next = *n;
+    next.clear_attachments();
+    for (const auto& a : n->attachments()) {
+      if (a.network_id() == ingress && next.attachments_size() == 0) {
+        *next.add_attachments() = a;
+      } else {
+        spaces.Release(a);
+      }
+    }
+    if (next.attachments_size() == 0 && !ingress.empty()) {
+      if (auto addr = spaces.Allocate(ingress)) *next.add_attachments() = Attachment(ingress, *addr);
+    }
+    if (next.SerializeAsString() != n->SerializeAsString()) plan.nodes.push_back(std::move(next));
+  }
+
+  std::map<std::string, const api::Service*> by_id;  // as planned
+  plan.services.reserve(services.size());  // by_id points into it
   for (const auto* s : services) {
     by_id[s->id()] = s;
     // A virtual IP on each network the service is on (none in dnsrr mode); the others go.
@@ -134,7 +158,10 @@ AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
         changed = true;
       }
     }
-    if (changed) plan.services.push_back(std::move(next));
+    if (changed) {
+      plan.services.push_back(std::move(next));
+      by_id[s->id()] = &plan.services.back();
+    }
   }
 
   std::vector<const api::Task*> fresh;
@@ -149,6 +176,7 @@ AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
     if (s == by_id.end()) continue;  // its service is going: the orchestrator removes it
     api::Task next = *t;
     next.clear_networks();
+    next.clear_virtual_ips();
     std::string why;
     for (const auto& n : NetworksOf(s->second->spec(), spaces.ingress())) {
       auto addr = spaces.Allocate(n);
@@ -169,6 +197,8 @@ AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
       plan.tasks.push_back(std::move(next));
       continue;
     }
+    for (const auto& v : s->second->virtual_ips())
+      *next.add_virtual_ips() = v;
     auto* st = next.mutable_status();
     st->set_state(api::TASK_PENDING);
     st->set_timestamp(now);
