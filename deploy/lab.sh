@@ -224,8 +224,10 @@ cmd_up() {
     skep_on m1 network create --driver overlay --subnet 10.0.9.0/24 servicenet >/dev/null
     skep_on m1 network ls
     echo
-    echo "$ skep service create --name web --replicas 3 --network servicenet skep/web:1"
-    skep_on m1 service create --name web --replicas 3 --network servicenet skep/web:1 | tail -n +2
+    echo "$ skep service create --name web --replicas 2 --constraint node.role==worker \\"
+    echo "      --network servicenet --publish 8080:80 skep/web:1"
+    skep_on m1 service create --name web --replicas 2 --constraint node.role==worker \
+      --network servicenet --publish 8080:80 skep/web:1 | tail -n +2
     echo
     echo "$ skep service ps web"
     skep_on m1 service ps web
@@ -239,6 +241,11 @@ cmd_up() {
     echo
     echo "$ (in task ${from#* } on ${from%% *}) curl http://$to_addr/"
     nsenter --net="$root/${from%% *}/data/netns/${from#* }" curl -s -m 5 "http://$to_addr/" || true
+    # The routing mesh: a manager runs none of web's tasks, yet its port 8080 answers, from
+    # each task in turn.
+    echo
+    echo "$ for i in 1 2 3 4; do curl http://$(ip_of m1):8080/; done   # m1 runs no web task"
+    for _ in 1 2 3 4; do curl -s -m 5 "http://$(ip_of m1):8080/" || true; done
   fi
 }
 

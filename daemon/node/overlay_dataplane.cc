@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -64,7 +65,9 @@ struct Addr {
 
 // A neighbour message, built by hand: libnl's neighbour objects do not carry a VXLAN FDB
 // entry's remote (NDA_DST next to NDA_LLADDR on an AF_BRIDGE entry) faithfully.
-int SendNeigh(Socket& s, bool add, uint8_t family, int ifindex, uint8_t flags,
+// `state`: NUD_PERMANENT on the VXLAN device and for neighbours; NUD_NOARP (static) on the
+// bridge, where NUD_PERMANENT would mean a MAC of the bridge itself.
+int SendNeigh(Socket& s, bool add, uint8_t family, int ifindex, uint8_t flags, uint16_t state,
               const unsigned char mac[6], const in_addr* dst) {
   nl_msg* msg =
       nlmsg_alloc_simple(add ? RTM_NEWNEIGH : RTM_DELNEIGH, add ? NLM_F_CREATE | NLM_F_REPLACE : 0);
@@ -72,7 +75,7 @@ int SendNeigh(Socket& s, bool add, uint8_t family, int ifindex, uint8_t flags,
   ndmsg ndm{};
   ndm.ndm_family = family;
   ndm.ndm_ifindex = ifindex;
-  ndm.ndm_state = NUD_PERMANENT;
+  ndm.ndm_state = state;
   ndm.ndm_flags = flags;
   int err = nlmsg_append(msg, &ndm, sizeof(ndm), NLMSG_ALIGNTO);
   if (err >= 0) err = nla_put(msg, NDA_LLADDR, 6, mac);
@@ -83,8 +86,29 @@ int SendNeigh(Socket& s, bool add, uint8_t family, int ifindex, uint8_t flags,
   return nl_wait_for_ack(s.sk);
 }
 
-// The FDB entry (MAC behind the peer's VTEP) and the neighbour entry (IP at that MAC) of a
-// remote task, on the VXLAN device.
+// Turns MAC learning off on a bridge port: the bridge forwards to remote tasks by the static
+// entries ChangePeer adds, never by what it saw (which would outlive the peer).
+void StopLearning(Socket& s, int port) {
+  nl_msg* msg = nlmsg_alloc_simple(RTM_SETLINK, 0);
+  if (msg == nullptr) Fail("cannot turn learning off on the VXLAN port", -NLE_NOMEM);
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_BRIDGE;
+  ifi.ifi_index = port;
+  int err = nlmsg_append(msg, &ifi, sizeof(ifi), NLMSG_ALIGNTO);
+  if (err >= 0) {
+    nlattr* info = nla_nest_start(msg, IFLA_PROTINFO | NLA_F_NESTED);
+    err = info == nullptr ? -NLE_NOMEM : nla_put_u8(msg, IFLA_BRPORT_LEARNING, 0);
+    if (err >= 0) err = nla_nest_end(msg, info);
+  }
+  if (err >= 0) err = nl_send_auto(s.sk, msg);
+  nlmsg_free(msg);
+  if (err >= 0) err = nl_wait_for_ack(s.sk);
+  if (err < 0) Fail("cannot turn learning off on the VXLAN port", err);
+}
+
+// The entries of a remote task: on the VXLAN device, its MAC behind the peer's VTEP (FDB) and
+// its IP at that MAC (neighbour, for the ARP proxy); on the bridge, its MAC behind the VXLAN
+// port (a static entry, so nothing floods).
 void ChangePeer(Socket& s, int vxlan, const OverlayPeer& p, bool add) {
   in_addr ip{}, vtep{};
   if (inet_pton(AF_INET, p.ip.c_str(), &ip) != 1 ||
@@ -93,17 +117,20 @@ void ChangePeer(Socket& s, int vxlan, const OverlayPeer& p, bool add) {
   }
   const auto* b = reinterpret_cast<const unsigned char*>(&ip.s_addr);
   const unsigned char mac[6] = {0x02, 0x42, b[0], b[1], b[2], b[3]};
-  int e1 = SendNeigh(s, add, AF_BRIDGE, vxlan, NTF_SELF, mac, &vtep);
-  int e2 = SendNeigh(s, add, AF_INET, vxlan, 0, mac, &ip);
+  int e1 = SendNeigh(s, add, AF_BRIDGE, vxlan, NTF_SELF, NUD_PERMANENT, mac, &vtep);
+  int e2 = SendNeigh(s, add, AF_INET, vxlan, 0, NUD_PERMANENT, mac, &ip);
+  int e3 = SendNeigh(s, add, AF_BRIDGE, vxlan, NTF_MASTER, NUD_NOARP, mac, nullptr);
   if (!add) {
     // Already gone is as good as removed.
-    if (e1 == -NLE_OBJ_NOTFOUND || e1 == -NLE_NOADDR || e1 == -NLE_NODEV) e1 = 0;
-    if (e2 == -NLE_OBJ_NOTFOUND || e2 == -NLE_NOADDR || e2 == -NLE_NODEV) e2 = 0;
+    for (int* e : {&e1, &e2, &e3}) {
+      if (*e == -NLE_OBJ_NOTFOUND || *e == -NLE_NOADDR || *e == -NLE_NODEV) *e = 0;
+    }
   }
   const std::string what = std::string(add ? "cannot add" : "cannot remove") + " the entries of " +
                            p.ip + " at " + p.vtep;
   if (e1 < 0) Fail(what + " (forwarding entry)", e1);
   if (e2 < 0) Fail(what + " (neighbour entry)", e2);
+  if (e3 < 0) Fail(what + " (bridge entry)", e3);
 }
 
 std::vector<OverlayPeer> ReadPeers(const std::string& path) {
@@ -150,6 +177,7 @@ void OverlayDataplane::EnsureNetwork(const OverlayNetworkInfo& n) {
       InNamespace(path, [&] {
         Socket s;
         exists = IfIndex(s, kBridge) != 0 && IfIndex(s, vx) != 0;
+        if (exists) StopLearning(s, IfIndex(s, vx));  // a sandbox of an older skepd
       });
     } catch (const std::exception&) {
       exists = false;  // a mount point left without its namespace (after a reboot)
@@ -198,6 +226,7 @@ void OverlayDataplane::EnsureNetwork(const OverlayNetworkInfo& n) {
   InNamespace(path, [&] {
     Socket s;
     SetUp(s, vx, IfIndex(s, kBridge), mtu_);
+    StopLearning(s, IfIndex(s, vx));
   });
   fs::remove(path + ".peers", ec);  // a new sandbox holds no entries yet
 }
