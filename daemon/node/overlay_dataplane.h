@@ -26,6 +26,7 @@ struct OverlayNetworkInfo {
   uint32_t vni = 0;
   std::string subnet;   // 10.0.9.0/24
   std::string gateway;  // 10.0.9.1
+  bool ingress = false;  // the routing mesh's network
 };
 
 // A task on another node.

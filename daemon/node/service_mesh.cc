@@ -1,6 +1,7 @@
 #include "daemon/node/service_mesh.h"
 
 #include <fstream>
+#include <set>
 #include <stdexcept>
 
 #include "daemon/common/log.h"
@@ -62,12 +63,15 @@ void ServiceMesh::Apply() {
 }
 
 void ServiceMesh::ApplyTasks(const Wanted& w) {
+  std::set<std::string> active;  // tasks on a known network other than ingress
   for (const auto& [id, t] : w.tasks) {
     std::vector<const discovery::Endpoints*> nets;
     for (const auto& n : t.networks) {
       auto it = w.networks.find(n);
       if (it != w.networks.end() && !it->second.ingress) nets.push_back(&it->second.endpoints);
     }
+    if (nets.empty()) continue;
+    active.insert(id);
     Applied next{discovery::TaskScript(nets), discovery::NamesFor(nets)};
     auto [it, fresh] = applied_.try_emplace(id);
     Applied& was = it->second;
@@ -89,7 +93,7 @@ void ServiceMesh::ApplyTasks(const Wanted& w) {
     }
   }
   for (auto it = applied_.begin(); it != applied_.end();) {
-    if (w.tasks.count(it->first)) {
+    if (active.count(it->first)) {
       ++it;
       continue;
     }

@@ -13,6 +13,7 @@
 #include <future>
 #include <map>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "daemon/agent/containerd.h"
@@ -23,6 +24,7 @@
 #include "daemon/node/service_mesh.h"
 #include "daemon/node/state.h"
 #include "daemon/node/task_network.h"
+#include "overlay/dns/server.h"
 
 namespace skep::node {
 
@@ -73,6 +75,14 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (!options_.vtep.empty()) {
       overlay_ = std::make_unique<OverlayDataplane>(options_.data_dir, options_.vtep);
       mesh_ = std::make_unique<ServiceMesh>(options_.vtep, overlay_.get(), &network_);
+      // Names for the tasks on overlay networks, at 127.0.0.11 in each one's namespace; the
+      // rest goes to this node's resolvers.
+      dns_ = std::make_unique<dns::DnsServer>(
+          io_, dns::DnsServer::UpstreamsFromResolvConf("/etc/resolv.conf"));
+      mesh_->on_names = [this](const std::string& id, const std::string& netns,
+                               const ServiceMesh::Names& names, bool gone) {
+        OnNames(id, netns, names, gone);
+      };
     }
   }
 
@@ -200,6 +210,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       }
       it->second.container = true;
       if (mesh_ && it->second.task.networks_size() > 0) {
+        // Which networks are ingress is not known yet (networks come with the session): the
+        // mesh leaves tasks on ingress alone out itself.
         mesh_->AddTask(r.id, options_.data_dir + "/netns/" + r.id, NetworkIds(it->second.task));
       }
       if (r.task.state == executor::TaskState::kRunning) {
@@ -222,6 +234,49 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     for (const auto& a : t.networks())
       ids.push_back(a.network_id());
     return ids;
+  }
+
+  // A task on an overlay network other than ingress resolves names through the embedded DNS
+  // server (and its VIPs are balanced in its namespace).
+  bool UsesServiceDiscovery(const api::Task& t, const std::vector<OverlayNetworkInfo>& nets) {
+    for (const auto& a : t.networks()) {
+      auto it = std::find_if(nets.begin(), nets.end(),
+                             [&](const auto& n) { return n.id == a.network_id(); });
+      if (it != nets.end() && !it->ingress) return true;
+    }
+    return false;
+  }
+
+  // Called by the mesh's Apply, one at a time (on the pool).
+  void OnNames(const std::string& id, const std::string& netns, const ServiceMesh::Names& names,
+               bool gone) {
+    if (gone) {
+      if (dns_listening_.erase(id)) dns_->RemoveListener(id);
+      return;
+    }
+    dns_->SetNames(id, std::make_shared<const dns::Names>(dns::Names{names}));
+    if (dns_listening_.count(id)) return;
+    try {
+      dns_->AddListener(id, netns);
+      dns_listening_.insert(id);
+    } catch (const std::exception& e) {
+      SKEP_LOG(warn, "worker", "task {}: no DNS: {}", id, e.what());
+    }
+  }
+
+  // The task's resolv.conf: the embedded server, with the host's search domains.
+  std::string WriteResolvConf(const std::string& id) {
+    std::ostringstream out;
+    out << "nameserver 127.0.0.11\n";
+    std::ifstream host("/etc/resolv.conf");
+    for (std::string line; std::getline(host, line);) {
+      if (line.rfind("search", 0) == 0 || line.rfind("domain", 0) == 0) out << line << "\n";
+    }
+    out << "options ndots:0\n";
+    const std::string path = TaskDir(id) + "/resolv.conf";
+    fs::create_directories(TaskDir(id));
+    WriteFileAtomically(path, out.str(), 0644);
+    return path;
   }
 
   void ApplyMesh() {
@@ -275,7 +330,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   }
 
   static OverlayNetworkInfo InfoOf(const api::Network& n) {
-    return {n.id(), n.vni(), n.ipam().subnet(), n.ipam().gateway()};
+    return {n.id(), n.vni(), n.ipam().subnet(), n.ipam().gateway(), n.spec().ingress()};
   }
 
   // An assignment, new or changed; the status stays the node's.
@@ -605,14 +660,16 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         overlay_->AttachTask(a.network_id(), net.netns_path, "eth" + std::to_string(i + 1),
                              a.addresses(0));
       }
-      if (mesh_ && task.networks_size() > 0) {
-        mesh_->AddTask(id, net.netns_path, NetworkIds(task));
-        mesh_->Apply();
-      }
-      addr = net.addr;
       executor::ContainerSpec spec = SpecOf(task);
       spec.netns_path = net.netns_path;
-      if (fs::exists("/etc/resolv.conf")) spec.resolv_conf_path = "/etc/resolv.conf";
+      if (mesh_ && UsesServiceDiscovery(task, nets)) {
+        mesh_->AddTask(id, net.netns_path, NetworkIds(task));
+        mesh_->Apply();  // its names are served before it starts
+        spec.resolv_conf_path = WriteResolvConf(id);
+      } else if (fs::exists("/etc/resolv.conf")) {
+        spec.resolv_conf_path = "/etc/resolv.conf";
+      }
+      addr = net.addr;
       req.spec_json = executor::BuildOciSpec(id, info, spec);
       containerd_.CreateContainer(req);
       post_status(api::TASK_STARTING, "starting", "");
@@ -724,6 +781,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   std::map<std::string, api::NetworkPeers> networks_;  // the overlay networks of the node's tasks
   std::unique_ptr<OverlayDataplane> overlay_;
   std::unique_ptr<ServiceMesh> mesh_;  // with overlay_
+  std::unique_ptr<dns::DnsServer> dns_;  // with overlay_
+  std::set<std::string> dns_listening_;  // tasks with a DNS listener; in the mesh's Apply
 };
 
 Worker::Worker(WorkerOptions options, Report report)

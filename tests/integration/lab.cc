@@ -98,6 +98,24 @@ Output Lab::Skep(const std::string& node, const std::vector<std::string>& args) 
   return Lab_(argv);
 }
 
+Output Lab::Exec(const std::string& node, const std::string& task,
+                 const std::vector<std::string>& argv) const {
+  static int next = 0;
+  std::vector<std::string> cmd = {"ctr", "-a", root_ + "/" + node + "/containerd/containerd.sock",
+                                  "-n", "skep", "tasks", "exec", "--exec-id",
+                                  "test" + std::to_string(getpid()) + "-" + std::to_string(++next),
+                                  task};
+  cmd.insert(cmd.end(), argv.begin(), argv.end());
+  return Run(cmd);
+}
+
+std::string Lab::RunningTask(const std::string& service) const {
+  std::string out = Skep("m1", {"service", "ps", "-q", "--no-trunc", "--filter",
+                                "desired-state=running", service})
+                        .out;
+  return out.substr(0, out.find('\n'));
+}
+
 void Lab::Kill(const std::string& node) const {
   Lab_({"kill", node});
 }

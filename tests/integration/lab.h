@@ -32,6 +32,11 @@ class Lab {
   // `skep ARGS` on NODE.
   Output Skep(const std::string& node, const std::vector<std::string>& args) const;
   Output Lab_(const std::vector<std::string>& args) const;  // deploy/lab.sh ARGS
+  // ARGV in the container of task TASK (its full ID) on NODE, through containerd (ctr).
+  Output Exec(const std::string& node, const std::string& task,
+              const std::vector<std::string>& argv) const;
+  // The full ID of a running task of SERVICE (the first, when there are several).
+  std::string RunningTask(const std::string& service) const;
   void Kill(const std::string& node) const;
   void Stop(const std::string& node) const;  // SIGTERM, waits for the exit
   void Start(const std::string& node) const;

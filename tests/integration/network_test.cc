@@ -1,5 +1,6 @@
 // Overlay networks as the managers keep them: created, allocated, listed, refused, removed.
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -306,4 +307,69 @@ TEST_CASE("a service's virtual IP spreads connections over its tasks", "[integra
   }));
   INFO(seen.size());
   CHECK(Keys(seen) == tasks);
+}
+
+TEST_CASE("tasks find services by name on the networks they share, and only there",
+          "[integration]") {
+  Lab lab("itdns", 24, 1, 2);
+  for (const char* n : {"servicenet", "apps_net", "log_net", "other_net"})
+    REQUIRE(lab.Skep("m1", {"network", "create", n}).code == 0);
+  // web on three networks, on w2; client shares one of them, on w1; stranger shares none.
+  Output o = lab.Skep("m1", {"service", "create", "--name", "web", "--constraint",
+                             "node.hostname==w2", "--network", "servicenet", "--network",
+                             "apps_net", "--network", "log_net", "skep/web:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  for (const char* svc : {"client", "stranger"}) {
+    REQUIRE(lab.Skep("m1", {"service", "create", "--name", svc, "--constraint", "node.hostname==w1",
+                            "--network", svc == std::string("client") ? "servicenet" : "other_net",
+                            "skep/busybox:1", "sleep", "600"})
+                .code == 0);
+  }
+  // An address on each of web's networks, in their order.
+  std::string addrs = lab.Skep("m1", {"service", "ps", "--format", "{{.Networks}}", "web"}).out;
+  INFO(addrs);
+  CHECK(std::count(addrs.begin(), addrs.end(), '/') == 3);
+  std::string vip = lab.Skep("m1", {"service", "inspect", "--format",
+                                    "{{(index .Endpoint.VirtualIPs 0).Addr}}", "web"})
+                        .out;
+  vip = vip.substr(0, vip.find('/'));
+  const std::string web_ip = addrs.substr(0, addrs.find('/'));
+  const std::string client = lab.RunningTask("client");
+  const std::string stranger = lab.RunningTask("stranger");
+
+  // By service name: its VIP on the shared network; tasks.<name>: the task's address.
+  o = lab.Exec("w1", client, {"nslookup", "web"});
+  INFO(o.text());
+  CHECK(o.code == 0);
+  CHECK(o.out.find("Address: " + vip + "\n") != std::string::npos);
+  o = lab.Exec("w1", client, {"nslookup", "tasks.web"});
+  CHECK(o.out.find("Address: " + web_ip + "\n") != std::string::npos);
+  for (const std::string& host : {std::string("web"), std::string("tasks.web"), web_ip}) {
+    o = lab.Exec("w1", client, {"timeout", "5", "wget", "-q", "-O", "-", "http://" + host + "/"});
+    INFO(host << ": " << o.text());
+    CHECK(o.out.rfind("web v1 on ", 0) == 0);
+  }
+  // A raw TCP connection to the service's port through its VIP.
+  o = lab.Exec("w1", client, {"sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 web 80"});
+  CHECK(o.out.find("web v1 on ") != std::string::npos);
+
+  // The stranger shares no network with web: no name, no way through.
+  o = lab.Exec("w1", stranger, {"nslookup", "tasks.web"});
+  CHECK(o.out.find(web_ip) == std::string::npos);
+  o = lab.Exec("w1", stranger, {"timeout", "3", "wget", "-q", "-O", "-", "http://" + web_ip + "/"});
+  CHECK(o.code != 0);
+  CHECK(o.out.empty());
+
+  // Scaled to two, tasks.web names both; scaled to none, the name is gone from the client.
+  REQUIRE(lab.Skep("m1", {"service", "scale", "web=2"}).code == 0);
+  CHECK(Eventually([&] {
+    o = lab.Exec("w1", client, {"nslookup", "tasks.web"});
+    return std::count(o.out.begin(), o.out.end(), '\n') > 0 &&
+           o.out.find("Address: 10.", o.out.find("Address: 10.") + 1) != std::string::npos;
+  }));
+  REQUIRE(lab.Skep("m1", {"service", "scale", "web=0"}).code == 0);
+  CHECK(Eventually([&] {
+    return lab.Exec("w1", client, {"nslookup", "tasks.web"}).out.find(web_ip) == std::string::npos;
+  }));
 }
