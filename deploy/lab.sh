@@ -16,7 +16,8 @@
 # labs side by side): SKEP_LAB (name, default "skep"), SKEP_LAB_NET (the /24 prefix, default
 # 10.88.0), SKEP_LAB_ROOT (state, default /var/lib/skep-lab/$SKEP_LAB), SKEP_LAB_BIN (where
 # skepd and skep are, default build/daemon), SKEP_LAB_NO_BUILD=1 (use the binaries as they are),
-# SKEP_LAB_NO_SERVICE=1 (do not create the demo service). Every node runs a containerd of its
+# SKEP_LAB_NO_SERVICE=1 (do not create the demo service), SKEP_LAB_INIT_ARGS (more flags for
+# `swarm init`). Every node runs a containerd of its
 # own; a registry on the bridge ($SKEP_LAB_NET.1:5000) holds the test images and mirrors
 # docker.io for the nodes.
 set -euo pipefail
@@ -197,7 +198,8 @@ cmd_up() {
   for node in "${all[@]}"; do add_node "$node"; done
   for node in "${all[@]}"; do start_node "$node"; done
 
-  skep_on m1 swarm init --advertise-addr "$(ip_of m1)" >/dev/null
+  # shellcheck disable=SC2086 # SKEP_LAB_INIT_ARGS is a list of flags
+  skep_on m1 swarm init --advertise-addr "$(ip_of m1)" ${SKEP_LAB_INIT_ARGS:-} >/dev/null
   local mtoken wtoken
   mtoken=$(skep_on m1 swarm join-token -q manager)
   wtoken=$(skep_on m1 swarm join-token -q worker)

@@ -37,6 +37,16 @@ int Init(const Invocation& inv) {
     }
     req.set_default_addr_pool_mask_length(std::stoul(v));
   }
+  if (inv.Has("data-path-port")) {
+    const std::string v = inv.Get("data-path-port");
+    const bool digits = !v.empty() && v.size() <= 5 && v.find_first_not_of("0123456789") == std::string::npos;
+    const unsigned long port = digits ? std::stoul(v) : 0;
+    if (port < 1024 || port > 49151) {
+      throw UsageError("invalid --data-path-port \"" + v +
+                       "\": the data path port must be within 1024 - 49151");
+    }
+    req.set_data_path_port(static_cast<uint32_t>(port));
+  }
   api::InitResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -180,7 +190,10 @@ std::vector<Command> SwarmCommands() {
         {"default-addr-pool", 0, "ipNetSlice",
          "Default address pool in CIDR format (default 10.0.0.0/8)", true},
         {"default-addr-pool-mask-length", 0, "uint32",
-         "Default address pool subnet mask length (default 24)"}},
+         "Default address pool subnet mask length (default 24)"},
+        {"data-path-port", 0, "uint32",
+         "Port number to use for data path traffic (1024 - 49151). If no value is set or is set "
+         "to 0, the default port (4789) is used."}},
        0,
        0,
        Init},

@@ -170,6 +170,14 @@ std::string RandomId() {
   return RandomBase36(25);
 }
 
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
+    throw PkiError("no random bytes from OpenSSL");
+  }
+  return out;
+}
+
 KeyPair CreateRootCA(std::chrono::seconds validity) {
   Key key = NewKey();
   Cert cert(X509_new());

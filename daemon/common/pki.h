@@ -19,6 +19,8 @@ class PkiError : public std::runtime_error {
 
 // 25 lowercase base-36 characters from 128 random bits, like Docker's object IDs.
 std::string RandomId();
+// `n` bytes from OpenSSL's generator (keys).
+std::string RandomBytes(size_t n);
 
 struct KeyPair {
   std::string key_pem;   // PKCS#8 private key

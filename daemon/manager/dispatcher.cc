@@ -137,6 +137,11 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
     *m.add_managers() = p;
   if (auto n = manager_->store().GetNode(s.node_id)) *m.mutable_node() = *n;
   m.set_heartbeat_period_ms(Period().count());
+  if (auto c = manager_->store().GetCluster()) {
+    m.set_data_path_port(c->spec().networks().data_path_port());
+    for (const auto& k : c->network_keys())
+      m.add_network_keys(k.key());
+  }
   if (auto l = manager_->Leader()) m.set_leader_addr(l->addr);
   std::map<std::string, api::Task> tasks;
   manager_->store().View([&](const ReadTx& tx) {

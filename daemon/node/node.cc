@@ -373,6 +373,19 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
   for (const auto& p : req.default_addr_pool())
     pools->add_default_addr_pool(p);
   pools->set_subnet_size(req.default_addr_pool_mask_length());
+  if (req.data_path_port() != 0 && (req.data_path_port() < 1024 || req.data_path_port() > 49151)) {
+    return {StatusCode::INVALID_ARGUMENT, "the data path port must be within 1024 - 49151, not " +
+                                              std::to_string(req.data_path_port())};
+  }
+  pools->set_data_path_port(req.data_path_port());
+  // The first gossip key; the leader rotates them.
+  {
+    auto* k = cluster.add_network_keys();
+    k->set_key(pki::RandomBytes(32));
+    k->set_created_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count());
+  }
   // The swarm starts with the routing mesh's network, as Docker's does.
   api::Network ingress;
   {
@@ -673,7 +686,8 @@ void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
   removed_.clear();  // a session means the swarm knows this node
   if (worker_ && msg.tasks_known()) {
-    worker_->SetNetworks({msg.networks().begin(), msg.networks().end()});
+    worker_->SetNetworks({msg.networks().begin(), msg.networks().end()},
+                         static_cast<uint16_t>(msg.data_path_port()));
     std::vector<std::string> kept(msg.kept_task_ids().begin(), msg.kept_task_ids().end());
     if (msg.incremental()) {
       worker_->Update({msg.tasks().begin(), msg.tasks().end()},

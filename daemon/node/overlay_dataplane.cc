@@ -165,6 +165,11 @@ std::string OverlayDataplane::SandboxPath(const std::string& network_id) const {
   return data_dir_ + "/netns/ov-" + network_id;
 }
 
+void OverlayDataplane::SetPort(uint16_t port) {
+  std::lock_guard lock(mu_);
+  port_ = port ? port : 4789;
+}
+
 void OverlayDataplane::EnsureNetwork(const OverlayNetworkInfo& n) {
   std::lock_guard lock(mu_);
   const std::string path = SandboxPath(n.id);

@@ -43,6 +43,8 @@ class OverlayDataplane {
   OverlayDataplane(std::string data_dir, std::string vtep, int underlay_mtu = 1500,
                    uint16_t port = 4789);
 
+  // The swarm's VXLAN port (0: 4789), for the devices made from now on.
+  void SetPort(uint16_t port);
   // Creates the network's sandbox, bridge and VXLAN device unless they exist.
   void EnsureNetwork(const OverlayNetworkInfo& n);
   // Removes the sandbox and everything in it.

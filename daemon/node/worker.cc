@@ -130,7 +130,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
                          kept = std::move(kept)] { self->OnAssign(tasks, kept); });
   }
 
-  void SetNetworks(std::vector<api::NetworkPeers> networks) {
+  void SetNetworks(std::vector<api::NetworkPeers> networks, uint16_t data_path_port) {
+    // Before any VXLAN device is made (the port is the swarm's, set once at init).
+    if (overlay_) overlay_->SetPort(data_path_port);
     asio::post(strand_, [self = shared_from_this(), networks = std::move(networks)] {
       self->OnNetworks(networks);
     });
@@ -804,8 +806,8 @@ void Worker::Assign(std::vector<api::Task> tasks, std::vector<std::string> kept)
   impl_->Assign(std::move(tasks), std::move(kept));
 }
 
-void Worker::SetNetworks(std::vector<api::NetworkPeers> networks) {
-  impl_->SetNetworks(std::move(networks));
+void Worker::SetNetworks(std::vector<api::NetworkPeers> networks, uint16_t data_path_port) {
+  impl_->SetNetworks(std::move(networks), data_path_port);
 }
 
 void Worker::Update(std::vector<api::Task> changed, std::vector<std::string> removed,

@@ -61,7 +61,7 @@ class Worker {
               std::vector<std::string> kept);
   // The overlay networks of the node's tasks, with the other nodes' tasks on them; applied
   // before the task lists that follow.
-  void SetNetworks(std::vector<api::NetworkPeers> networks);
+  void SetNetworks(std::vector<api::NetworkPeers> networks, uint16_t data_path_port = 0);
   // The node leaves the swarm: every container is stopped and removed. Returns once they are,
   // or after `timeout`.
   void Leave(std::chrono::milliseconds timeout);

@@ -64,8 +64,11 @@ bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return pred();
 }
 
-Lab::Lab(const std::string& name, int subnet, int managers, int workers)
+Lab::Lab(const std::string& name, int subnet, int managers, int workers,
+         std::vector<std::string> init_args)
     : name_(name), subnet_(subnet), root_("/var/lib/skep-lab/" + name) {
+  for (const auto& a : init_args)
+    init_args_ += (init_args_.empty() ? "" : " ") + a;
   const Output o =
       Lab_({"up", "--managers", std::to_string(managers), "--workers", std::to_string(workers)});
   if (o.code != 0) {
@@ -83,6 +86,7 @@ std::map<std::string, std::string> Lab::Env() const {
           {"SKEP_LAB_NET", "10.89." + std::to_string(subnet_)},
           {"SKEP_LAB_NO_BUILD", "1"},
           {"SKEP_LAB_NO_SERVICE", "1"},
+          {"SKEP_LAB_INIT_ARGS", init_args_},
           {"SKEP_LAB_BIN", SKEP_BINARY_DIR "/daemon"}};
 }
 

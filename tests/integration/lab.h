@@ -24,7 +24,9 @@ Output Run(const std::vector<std::string>& argv,
 class Lab {
  public:
   // Brings up `managers` + `workers` nodes: m1 inits, the rest join.
-  Lab(const std::string& name, int subnet, int managers, int workers);
+  // `init_args`: more flags for m1's `swarm init`.
+  Lab(const std::string& name, int subnet, int managers, int workers,
+      std::vector<std::string> init_args = {});
   ~Lab();
   Lab(const Lab&) = delete;
   Lab& operator=(const Lab&) = delete;
@@ -61,6 +63,7 @@ class Lab {
   std::map<std::string, std::string> Env() const;
   std::string name_;
   int subnet_;
+  std::string init_args_;
   std::string root_;
 };
 

@@ -281,7 +281,8 @@ TEST_CASE("a port published through the routing mesh answers on every node, spre
 }
 
 TEST_CASE("a service's virtual IP spreads connections over its tasks", "[integration]") {
-  Lab lab("itvip", 23, 1, 2);
+  // On a swarm whose VXLAN port is not the default one.
+  Lab lab("itvip", 23, 1, 2, {"--data-path-port", "4790"});
   REQUIRE(lab.Skep("m1", {"network", "create", "--subnet", "10.0.9.0/24", "servicenet"}).code == 0);
   REQUIRE(lab.Skep("m1", {"service", "create", "--name", "api", "--replicas", "3", "--network",
                           "servicenet", "skep/web:1"})
@@ -307,6 +308,18 @@ TEST_CASE("a service's virtual IP spreads connections over its tasks", "[integra
   }));
   INFO(seen.size());
   CHECK(Keys(seen) == tasks);
+  // The overlay's VXLAN devices use the swarm's data path port.
+  const std::string sandboxes = Run({"ls", lab.Root() + "/w1/data/netns"}).out;
+  const auto at = sandboxes.find("ov-");
+  REQUIRE(at != std::string::npos);
+  const std::string sandbox = sandboxes.substr(at, sandboxes.find_first_of(".\n", at) - at);
+  CHECK(Run({"nsenter", "--net=" + lab.Root() + "/w1/data/netns/" + sandbox, "ip", "-d", "link",
+             "show", "type", "vxlan"})
+            .out.find("dstport 4790") != std::string::npos);
+  // A port out of range is refused before anything is asked of skepd.
+  Output bad = lab.Skep("m1", {"swarm", "init", "--data-path-port", "80"});
+  CHECK(bad.code != 0);
+  CHECK(bad.err.find("the data path port must be within 1024 - 49151") != std::string::npos);
 }
 
 TEST_CASE("tasks find services by name on the networks they share, and only there",
