@@ -38,7 +38,9 @@ int main(int argc, char** argv) {
       "registry-mirror", po::value(&opt.registry_mirrors)->composing(),
       "a mirror for docker.io images, as a URL (repeatable)")(
       "insecure-registry", po::value(&opt.insecure_registries)->composing(),
-      "a registry (host[:port]) spoken to over plain HTTP (repeatable)");
+      "a registry (host[:port]) spoken to over plain HTTP (repeatable)")(
+      "gossip-port", po::value(&opt.gossip_port)->default_value(opt.gossip_port),
+      "the port (UDP and TCP) of the gossip layer, on every node of the swarm");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);

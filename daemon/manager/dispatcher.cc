@@ -9,7 +9,6 @@
 #include "daemon/common/tls.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/manager.h"
-#include "overlay/discovery.h"
 
 namespace skep::manager {
 
@@ -162,48 +161,19 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
   for (auto& sub : logs_.For(s.node_id))
     *m.add_log_subscriptions() = std::move(sub);
   manager_->store().View([&](const ReadTx& tx) {
-    std::map<std::string, api::NetworkPeers> nets;
-    auto join = [&](const std::string& network_id) {
-      if (const api::Network* n = tx.network(network_id)) *nets[n->id()].mutable_network() = *n;
-    };
+    std::set<std::string> nets;
     for (const auto& [id, t] : tasks) {
       for (const auto& a : t.networks())
-        join(a.network_id());
+        nets.insert(a.network_id());
     }
     // Every node is on the ingress network, for the routing mesh.
     if (const api::Node* self = tx.node(s.node_id)) {
       for (const auto& a : self->attachments())
-        join(a.network_id());
+        nets.insert(a.network_id());
     }
-    if (nets.empty()) return;
-    // The running tasks' endpoints (interim: the gossip layer is to carry these tables).
-    auto vtep = [&](const std::string& node_id) -> std::string {
-      const api::Node* node = tx.node(node_id);
-      return node == nullptr ? "" : node->status().addr();
-    };
-    for (const auto* t : tx.tasks()) {
-      if (t->status().state() != api::TASK_RUNNING || t->desired_state() > api::TASK_RUNNING) {
-        continue;
-      }
-      const std::string addr = vtep(t->node_id());
-      if (addr.empty()) continue;
-      for (const auto& a : t->networks()) {
-        auto it = nets.find(a.network_id());
-        if (it == nets.end() || a.addresses_size() == 0) continue;
-        *it->second.add_endpoints() =
-            discovery::EndpointOf(*t, a, addr, it->second.network().spec().ingress());
-      }
+    for (const auto& id : nets) {
+      if (const api::Network* n = tx.network(id)) *m.add_networks() = *n;
     }
-    for (const auto* node : tx.nodes()) {
-      for (const auto& a : node->attachments()) {
-        auto it = nets.find(a.network_id());
-        if (it == nets.end() || a.addresses_size() == 0 || node->status().addr().empty()) continue;
-        *it->second.add_endpoints() =
-            discovery::NodeEndpoint(node->id(), a.addresses(0), node->status().addr());
-      }
-    }
-    for (auto& [id, np] : nets)
-      *m.add_networks() = std::move(np);
   });
   m.set_tasks_known(true);
   const std::string header = m.SerializeAsString();
@@ -519,22 +489,12 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
   LogBroker::Nodes nodes;
   bool all = false;
   if (const api::Task* task = event.task()) {
-    // The peers of a network change for every node on it (a node's session message says
-    // nothing new when they are the same, and is not sent).
-    if (task->networks_size() > 0) all = true;
     nodes = logs_.OnTask(*task);
     nodes.insert(task->node_id());
     if (const api::Task* old = event.old_as<api::Task>()) nodes.insert(old->node_id());
   } else if (const api::Node* node = event.node()) {
     // A node's own object changed, or the set of managers may have.
     all = node->role() == api::ROLE_MANAGER || node->spec().desired_role() == api::ROLE_MANAGER;
-    // A node's ingress address is an endpoint every node's routing mesh needs.
-    const api::Node* old = event.old_as<api::Node>();
-    if (node->attachments_size() > 0 &&
-        (old == nullptr || old->attachments_size() != node->attachments_size() ||
-         old->status().addr() != node->status().addr())) {
-      all = true;
-    }
     nodes.insert(node->id());
   } else if (event.cluster()) {
     all = true;

@@ -4,7 +4,11 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <filesystem>
+#include <future>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -16,6 +20,7 @@
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/node/netutil.h"
+#include "overlay/gossip/agent.h"
 #include "raft/conf.h"
 #include "raft/rocks_storage.h"
 
@@ -25,8 +30,43 @@
 
 namespace skep::node {
 
-using grpc::StatusCode;
 using namespace std::chrono_literals;
+
+// The gossip layer's agent, on an io_context and a thread of its own. It is made when the node
+// has a swarm address, given keys and seeds by the sessions, and stopped after the worker.
+struct GossipHost {
+  boost::asio::io_context io;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard;
+  std::thread thread;
+  std::unique_ptr<gossip::Agent> agent;
+  std::vector<std::string> keys;
+  std::vector<std::string> seeds;
+
+  explicit GossipHost(gossip::AgentConfig config) {
+    agent = std::make_unique<gossip::Agent>(io, std::move(config));
+    agent->Start();  // throws when the port is taken
+    guard.emplace(boost::asio::make_work_guard(io));
+    thread = std::thread([this] { io.run(); });
+  }
+  ~GossipHost() { Stop(false); }
+  // `leave`: tell the others first (the node leaves the swarm), rather than being found gone.
+  void Stop(bool leave) {
+    if (!agent) return;
+    if (leave) {
+      agent->Leave();
+      std::this_thread::sleep_for(500ms);  // for the news to get out
+    }
+    auto stopped = std::make_shared<std::promise<void>>();
+    agent->Stop([stopped] { stopped->set_value(); });
+    stopped->get_future().wait_for(2s);
+    guard.reset();
+    io.stop();
+    if (thread.joinable()) thread.join();
+    agent.reset();
+  }
+};
+
+using grpc::StatusCode;
 namespace fs = std::filesystem;
 
 namespace {
@@ -243,6 +283,12 @@ void NodeRuntime::Stop() {
   }
   // The worker's containers keep running: a restarted skepd re-attaches to them.
   if (worker) worker->Stop();
+  std::unique_ptr<GossipHost> gossip;
+  {
+    std::lock_guard lock(mu_);
+    gossip = std::move(gossip_);
+  }
+  if (gossip) gossip->Stop(false);  // the others keep our entries unless we stay away
   if (agent) agent->Stop();
   if (mgr) mgr->Stop();
 }
@@ -267,10 +313,23 @@ void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
     wo.data_dir = dir_.path();
     wo.containerd_socket = options_.containerd_socket;
     wo.registry = Registries();
-    // The VXLAN endpoint: the address this node is known by.
+    // The VXLAN endpoint: the address this node is known by; gossip goes from there too.
     if (state_) {
       const std::string addr = state_->advertise_addr();
       wo.vtep = addr.substr(0, addr.rfind(':'));
+      wo.node_id = state_->node_id();
+      if (!gossip_) {
+        gossip::AgentConfig gc;
+        gc.name = state_->node_id();
+        gc.advertise_ip = wo.vtep;
+        gc.port = options_.gossip_port;
+        try {
+          gossip_ = std::make_unique<GossipHost>(gc);
+        } catch (const std::exception& e) {
+          SKEP_LOG(error, "node", "no gossip, so no overlay peers: {}", e.what());
+        }
+      }
+      if (gossip_) wo.gossip = gossip_->agent.get();
     }
     worker_ = std::make_unique<Worker>(wo, [this](const std::vector<api::TaskStatusUpdate>& u) {
       std::shared_ptr<Agent> agent;
@@ -645,6 +704,7 @@ grpc::Status NodeRuntime::Leave(const api::LeaveRequest& req, api::Empty*) {
   auto agent = std::move(agent_);
   auto mgr = std::move(manager_);
   auto worker = std::move(worker_);
+  auto gossip = std::move(gossip_);
   state_.reset();
   error_.clear();
   removed_.clear();
@@ -655,6 +715,7 @@ grpc::Status NodeRuntime::Leave(const api::LeaveRequest& req, api::Empty*) {
     worker->Leave(std::chrono::seconds(30));
     worker->Stop();
   }
+  if (gossip) gossip->Stop(true);
   if (mgr) mgr->Stop();
   lock.lock();
   dir_.Wipe();
@@ -685,9 +746,29 @@ grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
 void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   std::lock_guard lock(mu_);
   removed_.clear();  // a session means the swarm knows this node
+  if (gossip_) {
+    // The swarm's keys, and the managers as the seeds of the gossip cluster.
+    std::vector<std::string> keys(msg.network_keys().begin(), msg.network_keys().end());
+    if (!keys.empty() && keys != gossip_->keys) {
+      gossip_->agent->SetKeys(keys);
+      gossip_->keys = std::move(keys);
+    }
+    std::vector<std::string> seeds;
+    for (const auto& m : msg.managers()) {
+      const std::string ip = m.addr().substr(0, m.addr().rfind(':'));
+      if (m.node_id() != msg.node().id()) {
+        seeds.push_back(ip + ":" + std::to_string(options_.gossip_port));
+      }
+    }
+    if (!seeds.empty() && seeds != gossip_->seeds) {
+      gossip_->agent->Join(seeds);
+      gossip_->seeds = std::move(seeds);
+    }
+  }
   if (worker_ && msg.tasks_known()) {
     worker_->SetNetworks({msg.networks().begin(), msg.networks().end()},
-                         static_cast<uint16_t>(msg.data_path_port()));
+                         static_cast<uint16_t>(msg.data_path_port()),
+                         {msg.node().attachments().begin(), msg.node().attachments().end()});
     std::vector<std::string> kept(msg.kept_task_ids().begin(), msg.kept_task_ids().end());
     if (msg.incremental()) {
       worker_->Update({msg.tasks().begin(), msg.tasks().end()},

@@ -28,7 +28,10 @@ struct NodeOptions {
   std::string containerd_socket = "/run/containerd/containerd.sock";
   std::vector<std::string> registry_mirrors;     // for docker.io names, e.g. http://10.0.0.5:5000
   std::vector<std::string> insecure_registries;  // host[:port] spoken to over plain HTTP
+  uint16_t gossip_port = 7946;  // every node's, UDP and TCP: the managers' is the seed
 };
+
+struct GossipHost;  // the gossip agent with its thread
 
 class NodeRuntime {
  public:
@@ -64,6 +67,7 @@ class NodeRuntime {
   std::optional<api::LocalState> state_;
   std::shared_ptr<manager::Manager> manager_;
   std::shared_ptr<Agent> agent_;
+  std::unique_ptr<GossipHost> gossip_;  // outlives worker_
   std::unique_ptr<Worker> worker_;
   std::unique_ptr<grpc::Server> local_server_;
   std::unique_ptr<grpc::Service> local_node_service_;

@@ -24,7 +24,9 @@
 #include "daemon/node/service_mesh.h"
 #include "daemon/node/state.h"
 #include "daemon/node/task_network.h"
+#include "overlay/discovery.h"
 #include "overlay/dns/server.h"
+#include "overlay/gossip/agent.h"
 
 namespace skep::node {
 
@@ -91,6 +93,15 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     thread_ = std::thread([this] { io_.run(); });
     auto self = shared_from_this();
     asio::post(strand_, [self] { self->Load(); });
+    if (options_.gossip) {
+      options_.gossip->OnTable([weak = std::weak_ptr(self)](
+                                   const std::string& network,
+                                   const std::vector<gossip::TableEntry>& entries) {
+        if (auto me = weak.lock()) {
+          asio::post(me->strand_, [me, network, entries] { me->OnTable(network, entries); });
+        }
+      });
+    }
     // Re-attach: which containers still exist, then every exit from now on (the subscription
     // also reports those that exited while skepd was down).
     asio::post(pool_, [self] {
@@ -130,11 +141,13 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
                          kept = std::move(kept)] { self->OnAssign(tasks, kept); });
   }
 
-  void SetNetworks(std::vector<api::NetworkPeers> networks, uint16_t data_path_port) {
+  void SetNetworks(std::vector<api::Network> networks, uint16_t data_path_port,
+                   std::vector<api::NetworkAttachment> node_attachments) {
     // Before any VXLAN device is made (the port is the swarm's, set once at init).
     if (overlay_) overlay_->SetPort(data_path_port);
-    asio::post(strand_, [self = shared_from_this(), networks = std::move(networks)] {
-      self->OnNetworks(networks);
+    asio::post(strand_, [self = shared_from_this(), networks = std::move(networks),
+                         node_attachments = std::move(node_attachments)] {
+      self->OnNetworks(networks, node_attachments);
     });
   }
 
@@ -228,6 +241,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       }
     }
     if (assigned_once_) ReconcileAll();
+    SyncGossip();
     ApplyMesh();
   }
 
@@ -285,50 +299,146 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (mesh_) asio::post(pool_, [self = shared_from_this()] { self->mesh_->Apply(); });
   }
 
-  // The overlay networks of the node's tasks (and the ingress network): each one's sandbox
-  // and remote entries follow the list, and so do the names and load balancers; a network no
-  // task of the node is on any more loses its sandbox.
-  void OnNetworks(const std::vector<api::NetworkPeers>& networks) {
-    if (!overlay_) return;
-    std::map<std::string, api::NetworkPeers> next;
+  // ---- overlay networks: what is wanted (on the strand) and applying it (on the pool) ------
+  //
+  // The networks come with the session (those of the node's tasks, and ingress), who is on
+  // them from the gossip tables. Each change records the whole wanted state and queues one
+  // pass on the pool; a pass applies the latest state, so passes never undo a newer one.
+
+  void OnNetworks(const std::vector<api::Network>& networks,
+                  const std::vector<api::NetworkAttachment>& node_attachments) {
+    std::map<std::string, api::Network> next;
     for (const auto& n : networks)
-      next[n.network().id()] = n;
-    std::vector<std::string> gone;
-    for (const auto& [id, n] : networks_) {
-      if (!next.count(id)) gone.push_back(id);
-    }
-    std::vector<api::NetworkPeers> changed;
-    for (const auto& [id, n] : next) {
-      auto it = networks_.find(id);
-      if (it == networks_.end() || it->second.SerializeAsString() != n.SerializeAsString()) {
-        changed.push_back(n);
-      }
-    }
+      next[n.id()] = n;
+    node_attachments_ = node_attachments;
     networks_ = std::move(next);
-    if (gone.empty() && changed.empty()) return;
-    std::vector<MeshNetwork> mesh;
-    for (const auto& [id, n] : networks_) {
-      mesh.push_back({InfoOf(n.network()), n.network().spec().ingress(),
-                      {n.endpoints().begin(), n.endpoints().end()}});
+    SyncGossip();
+    WantOverlay();
+  }
+
+  void OnTable(const std::string& network, const std::vector<gossip::TableEntry>& entries) {
+    discovery::Endpoints eps;
+    for (const auto& e : entries) {
+      api::EndpointRecord r;
+      if (!r.ParseFromString(e.value) || r.ip().empty() || r.vtep().empty()) {
+        SKEP_LOG(warn, "worker", "network {}: a malformed endpoint from {} is ignored", network,
+                 e.owner);
+        continue;
+      }
+      eps.push_back(std::move(r));
     }
-    mesh_->SetNetworks(std::move(mesh));
-    asio::post(pool_, [self = shared_from_this(), gone, changed] {
-      for (const auto& n : changed) {
-        try {
-          self->overlay_->EnsureNetwork(InfoOf(n.network()));
-          std::vector<OverlayPeer> peers;
-          for (const auto& e : n.endpoints()) {
-            if (e.vtep() != self->options_.vtep) peers.push_back({e.ip(), e.vtep()});
-          }
-          self->overlay_->SetPeers(n.network().id(), peers);
-        } catch (const std::exception& e) {
-          SKEP_LOG(warn, "worker", "overlay network {}: {}", n.network().spec().name(), e.what());
+    endpoints_[network] = std::move(eps);
+    if (networks_.count(network)) WantOverlay();
+  }
+
+  void WantOverlay() {
+    if (!overlay_) return;
+    std::vector<MeshNetwork> want;
+    for (const auto& [id, n] : networks_) {
+      auto it = endpoints_.find(id);
+      want.push_back({InfoOf(n), n.spec().ingress(),
+                      it == endpoints_.end() ? discovery::Endpoints{} : it->second});
+    }
+    {
+      std::lock_guard lock(overlay_mu_);
+      overlay_wanted_ = std::move(want);
+      if (overlay_queued_) return;
+      overlay_queued_ = true;
+    }
+    asio::post(pool_, [self = shared_from_this()] { self->ApplyOverlay(); });
+  }
+
+  void ApplyOverlay() {
+    std::lock_guard apply(overlay_apply_mu_);
+    std::vector<MeshNetwork> want;
+    {
+      std::lock_guard lock(overlay_mu_);
+      want = overlay_wanted_;
+      overlay_queued_ = false;
+    }
+    if (!overlay_scanned_) {
+      // The sandboxes an earlier skepd left: those no longer wanted go below.
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(options_.data_dir + "/netns", ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("ov-", 0) == 0 && name.find('.') == std::string::npos) {
+          overlay_applied_.insert(name.substr(3));
         }
       }
-      self->mesh_->Apply();
-      for (const auto& id : gone)
-        self->overlay_->RemoveNetwork(id);
-    });
+      overlay_scanned_ = true;
+    }
+    std::set<std::string> ids;
+    for (const auto& n : want) {
+      ids.insert(n.info.id);
+      try {
+        overlay_->EnsureNetwork(n.info);
+        std::vector<OverlayPeer> peers;
+        for (const auto& e : n.endpoints) {
+          if (e.vtep() != options_.vtep) peers.push_back({e.ip(), e.vtep()});
+        }
+        overlay_->SetPeers(n.info.id, peers);
+      } catch (const std::exception& e) {
+        SKEP_LOG(warn, "worker", "overlay network {}: {}", n.info.id, e.what());
+      }
+    }
+    mesh_->SetNetworks(std::move(want));
+    mesh_->Apply();
+    for (const auto& id : overlay_applied_) {
+      if (!ids.count(id)) overlay_->RemoveNetwork(id);
+    }
+    overlay_applied_ = std::move(ids);
+  }
+
+  // The node's own endpoints in the gossip tables: it is in the table of every network one of
+  // its tasks is on (from assignment, so the table is there when the task starts) and in the
+  // ingress network's (its routing mesh's address); a running task's endpoint is in each of
+  // its networks' tables until the task ends.
+  void SyncGossip() {
+    if (!options_.gossip) return;
+    std::map<std::string, std::map<std::string, std::string>> want;  // network -> key -> value
+    std::set<std::string> join;
+    for (const auto& [id, l] : tasks_) {
+      const auto state = l.task.status().state();
+      if (l.forgotten || l.task.desired_state() > api::TASK_RUNNING || Terminal(state)) continue;
+      for (const auto& a : l.task.networks()) {
+        join.insert(a.network_id());
+        if (state != api::TASK_RUNNING || a.addresses_size() == 0) continue;
+        auto n = networks_.find(a.network_id());
+        const bool ingress = n != networks_.end() && n->second.spec().ingress();
+        want[a.network_id()][id] =
+            discovery::EndpointOf(l.task, a, options_.vtep, ingress).SerializeAsString();
+      }
+    }
+    for (const auto& a : node_attachments_) {
+      if (a.addresses_size() == 0) continue;
+      join.insert(a.network_id());
+      want[a.network_id()]["node/" + options_.node_id] =
+          discovery::NodeEndpoint(options_.node_id, a.addresses(0), options_.vtep)
+              .SerializeAsString();
+    }
+    for (const auto& net : gossip_joined_) {
+      if (!join.count(net)) {
+        options_.gossip->LeaveNetwork(net);  // our entries there go with us
+        published_.erase(net);
+      }
+    }
+    for (const auto& net : join) {
+      if (!gossip_joined_.count(net)) options_.gossip->JoinNetwork(net);
+    }
+    gossip_joined_ = join;
+    for (auto& [net, entries] : published_) {
+      for (const auto& [key, value] : entries) {
+        if (!want[net].count(key)) options_.gossip->Delete(net, key);
+      }
+    }
+    for (const auto& [net, entries] : want) {
+      auto& was = published_[net];
+      for (const auto& [key, value] : entries) {
+        auto it = was.find(key);
+        if (it == was.end() || it->second != value) options_.gossip->Put(net, key, value);
+      }
+    }
+    published_ = std::move(want);
   }
 
   static OverlayNetworkInfo InfoOf(const api::Network& n) {
@@ -357,6 +467,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       if (auto it = tasks_.find(id); it != tasks_.end()) it->second.forgotten = true;
     }
     Persist();
+    SyncGossip();
     if (attached_ && assigned_once_) {
       for (const auto& t : changed)
         Reconcile(t.id());
@@ -377,6 +488,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     }
     assigned_once_ = true;
     Persist();
+    SyncGossip();
     if (attached_) ReconcileAll();
     Flush();  // a new session: what was not taken yet goes again
     RemoveLogs(kept);
@@ -437,6 +549,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     if (l.forgotten) {
       tasks_.erase(it);
       Persist();
+      SyncGossip();
       if (!kept_.count(id)) {
         asio::post(pool_, [dir = TaskDir(id)] {
           std::error_code ec;
@@ -463,6 +576,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     Persist();
     if (!l.forgotten) unreported_[l.task.id()] = *s;
     Flush();
+    SyncGossip();
   }
 
   void StartTask(Local& l) {
@@ -471,7 +585,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     std::vector<OverlayNetworkInfo> nets;
     for (const auto& a : l.task.networks()) {
       if (auto it = networks_.find(a.network_id()); it != networks_.end()) {
-        nets.push_back(InfoOf(it->second.network()));
+        nets.push_back(InfoOf(it->second));
       }
     }
     asio::post(pool_,
@@ -780,7 +894,18 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   std::unique_ptr<asio::steady_timer> retry_;
   std::shared_ptr<std::promise<void>> left_;  // Leave waits for every task to go
   std::set<std::string> kept_;                // ended tasks in the history: their logs stay
-  std::map<std::string, api::NetworkPeers> networks_;  // the overlay networks of the node's tasks
+  std::map<std::string, api::Network> networks_;  // the overlay networks of the node's tasks
+  std::vector<api::NetworkAttachment> node_attachments_;  // the node's own (ingress) address
+  std::map<std::string, discovery::Endpoints> endpoints_;  // per network, from gossip
+  std::set<std::string> gossip_joined_;                    // the tables the node is in
+  std::map<std::string, std::map<std::string, std::string>> published_;  // its entries there
+  // Applying the overlay (on the pool).
+  std::mutex overlay_mu_;  // guards the two below
+  std::vector<MeshNetwork> overlay_wanted_;
+  bool overlay_queued_ = false;
+  std::mutex overlay_apply_mu_;  // one pass at a time; guards the two below
+  std::set<std::string> overlay_applied_;  // networks with a sandbox
+  bool overlay_scanned_ = false;
   std::unique_ptr<OverlayDataplane> overlay_;
   std::unique_ptr<ServiceMesh> mesh_;  // with overlay_
   std::unique_ptr<dns::DnsServer> dns_;  // with overlay_
@@ -806,8 +931,9 @@ void Worker::Assign(std::vector<api::Task> tasks, std::vector<std::string> kept)
   impl_->Assign(std::move(tasks), std::move(kept));
 }
 
-void Worker::SetNetworks(std::vector<api::NetworkPeers> networks, uint16_t data_path_port) {
-  impl_->SetNetworks(std::move(networks), data_path_port);
+void Worker::SetNetworks(std::vector<api::Network> networks, uint16_t data_path_port,
+                         std::vector<api::NetworkAttachment> node_attachments) {
+  impl_->SetNetworks(std::move(networks), data_path_port, std::move(node_attachments));
 }
 
 void Worker::Update(std::vector<api::Task> changed, std::vector<std::string> removed,

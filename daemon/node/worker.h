@@ -25,6 +25,10 @@
 #include "daemon/agent/registry.h"
 #include "dispatcher.pb.h"
 
+namespace skep::gossip {
+class Agent;
+}
+
 namespace skep::node {
 
 struct WorkerOptions {
@@ -37,6 +41,10 @@ struct WorkerOptions {
   executor::LogFileOptions logs;
   // This node's underlay address, the VTEP of its overlay networks (none: no overlay).
   std::string vtep;
+  std::string node_id;
+  // The gossip layer, which carries the overlay networks' endpoint tables; it outlives the
+  // worker. None: no overlay peers.
+  gossip::Agent* gossip = nullptr;
 };
 
 class Worker {
@@ -59,9 +67,10 @@ class Worker {
   // What changed since: tasks added or changed, and those that are no longer the node's.
   void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
               std::vector<std::string> kept);
-  // The overlay networks of the node's tasks, with the other nodes' tasks on them; applied
-  // before the task lists that follow.
-  void SetNetworks(std::vector<api::NetworkPeers> networks, uint16_t data_path_port = 0);
+  // The overlay networks of the node's tasks and the ingress network, the swarm's VXLAN port
+  // and the node's own addresses (on ingress); applied before the task lists that follow.
+  void SetNetworks(std::vector<api::Network> networks, uint16_t data_path_port,
+                   std::vector<api::NetworkAttachment> node_attachments);
   // The node leaves the swarm: every container is stopped and removed. Returns once they are,
   // or after `timeout`.
   void Leave(std::chrono::milliseconds timeout);
