@@ -41,6 +41,7 @@ struct GossipHost {
   std::unique_ptr<gossip::Agent> agent;
   std::vector<std::string> keys;
   std::vector<std::string> seeds;
+  std::string session;  // the session that last gave them
 
   explicit GossipHost(gossip::AgentConfig config) {
     agent = std::make_unique<gossip::Agent>(io, std::move(config));
@@ -760,9 +761,12 @@ void NodeRuntime::OnSession(const api::SessionMessage& msg) {
         seeds.push_back(ip + ":" + std::to_string(options_.gossip_port));
       }
     }
-    if (!seeds.empty() && seeds != gossip_->seeds) {
+    // Joined again at every new session: a node that was cut off and is back (its session
+    // is new) exchanges state with the managers at once instead of waiting for a reconnect.
+    if (!seeds.empty() && (seeds != gossip_->seeds || msg.session_id() != gossip_->session)) {
       gossip_->agent->Join(seeds);
       gossip_->seeds = std::move(seeds);
+      gossip_->session = msg.session_id();
     }
   }
   if (worker_ && msg.tasks_known()) {

@@ -1,6 +1,7 @@
 // Overlay networks as the managers keep them: created, allocated, listed, refused, removed.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 #include <sstream>
@@ -385,4 +386,177 @@ TEST_CASE("tasks find services by name on the networks they share, and only ther
   CHECK(Eventually([&] {
     return lab.Exec("w1", client, {"nslookup", "tasks.web"}).out.find(web_ip) == std::string::npos;
   }));
+}
+
+namespace {
+
+// The remote endpoints the kernel holds in NODE's sandbox of a network: the addresses of the
+// VXLAN device's neighbour entries, and those behind the MACs of its forwarding entries (the
+// device's own and the bridge's).
+std::pair<std::set<std::string>, std::set<std::string>> KernelPeers(const Lab& lab,
+                                                                     const std::string& node,
+                                                                     const std::string& network) {
+  const std::string ns = "--net=" + lab.Root() + "/" + node + "/data/netns/ov-" + network;
+  std::set<std::string> neigh, fdb;
+  std::istringstream n(Run({"nsenter", ns, "ip", "neigh", "show", "nud", "permanent"}).out);
+  for (std::string line; std::getline(n, line);)
+    neigh.insert(line.substr(0, line.find(' ')));
+  std::istringstream f(Run({"nsenter", ns, "bridge", "fdb", "show"}).out);
+  for (std::string line; std::getline(f, line);) {
+    unsigned a, b, c, d;
+    if (line.find(" dev vx") == std::string::npos) continue;  // local tasks' ports
+    if (std::sscanf(line.c_str(), "02:42:%x:%x:%x:%x", &a, &b, &c, &d) == 4) {
+      fdb.insert(std::to_string(a) + "." + std::to_string(b) + "." + std::to_string(c) + "." +
+                 std::to_string(d));
+    }
+  }
+  return {neigh, fdb};
+}
+
+// The addresses on the service's first network of its running tasks on nodes other than
+// `except`, as the managers see them.
+std::set<std::string> LiveAddresses(const Lab& lab, const std::string& service,
+                                    const std::string& except) {
+  std::istringstream in(lab.Skep("m1", {"service", "ps", "--filter", "desired-state=running",
+                                        "--format", "{{.Node}} {{.CurrentState}} {{.Networks}}",
+                                        service})
+                            .out);
+  std::set<std::string> out;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream ls(line);
+    std::string node, state, rest;
+    ls >> node >> state;
+    std::getline(ls, rest);
+    const auto at = rest.find("10.");
+    if (node == except || state != "Running" || at == std::string::npos) continue;
+    out.insert(rest.substr(at, rest.find('/', at) - at));
+  }
+  return out;
+}
+
+std::set<std::string> Resolved(const Lab& lab, const std::string& node, const std::string& task,
+                               const std::string& name) {
+  std::istringstream in(lab.Exec(node, task, {"nslookup", name}).out);
+  std::set<std::string> out;
+  bool answers = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Name:", 0) == 0) answers = true;
+    if (answers && line.rfind("Address: ", 0) == 0) out.insert(line.substr(9));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("endpoints that go leave no entry behind: scaled down, node killed, skepd restarted",
+          "[integration]") {
+  Lab lab("itgone", 25, 1, 3);
+  Output o = lab.Skep("m1", {"network", "create", "servicenet"});
+  REQUIRE(o.code == 0);
+  const std::string net = o.out.substr(0, o.out.size() - 1);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "client", "--constraint",
+                          "node.hostname==w1", "--network", "servicenet", "skep/busybox:1", "sleep",
+                          "600"})
+              .code == 0);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "web", "--replicas", "3", "--constraint",
+                          "node.role==worker", "--constraint", "node.hostname!=w1", "--network",
+                          "servicenet", "skep/web:1"})
+              .code == 0);
+  const std::string client = lab.RunningTask("client");
+  // w1's kernel and the client's DNS hold exactly the live remote tasks.
+  auto converged = [&] {
+    const std::set<std::string> live = LiveAddresses(lab, "web", "w1");
+    auto [neigh, fdb] = KernelPeers(lab, "w1", net);
+    return !live.empty() && neigh == live && fdb == live && Resolved(lab, "w1", client, "tasks.web") == live;
+  };
+  auto explain = [&] {
+    auto [neigh, fdb] = KernelPeers(lab, "w1", net);
+    std::string s = "live:";
+    for (const auto& a : LiveAddresses(lab, "web", "w1")) s += " " + a;
+    s += "\nneigh:";
+    for (const auto& a : neigh) s += " " + a;
+    s += "\nfdb:";
+    for (const auto& a : fdb) s += " " + a;
+    s += "\ndns:";
+    for (const auto& a : Resolved(lab, "w1", client, "tasks.web")) s += " " + a;
+    return s + "\n" + lab.Logs(10);
+  };
+  CHECK(Eventually(converged));
+  INFO(explain());
+  CHECK(LiveAddresses(lab, "web", "w1").size() == 3);
+
+  // Scaled down.
+  REQUIRE(lab.Skep("m1", {"service", "scale", "web=1"}).code == 0);
+  CHECK(Eventually(converged));
+  CHECK(LiveAddresses(lab, "web", "w1").size() == 1);
+  REQUIRE(lab.Skep("m1", {"service", "scale", "web=2"}).code == 0);
+
+  // A worker killed (its skepd: the containers stay, unreachable to the managers): the others
+  // find it failed, its tasks' entries go, their replacements' come.
+  std::string victim;
+  for (const char* n : {"w2", "w3"}) {
+    if (lab.Skep("m1", {"node", "ps", "--filter", "desired-state=running", "-q", n}).out.find(
+            lab.RunningTask("web").substr(0, 12)) != std::string::npos) {
+      victim = n;
+    }
+  }
+  REQUIRE_FALSE(victim.empty());
+  lab.Kill(victim);
+  CHECK(Eventually([&] {
+    return converged() && LiveAddresses(lab, "web", victim).size() == LiveAddresses(lab, "web", "w1").size();
+  }, std::chrono::seconds(40)));
+  INFO(explain());
+
+  // Back, it stops what is no longer its own, and nothing of it comes back.
+  lab.Start(victim);
+  CHECK(Eventually(converged, std::chrono::seconds(40)));
+
+  // kill -9 and a restart of a skepd whose tasks keep running: their entries stay right.
+  const std::string other = victim == "w2" ? "w3" : "w2";
+  lab.Kill(other);
+  lab.Start(other);
+  CHECK(Eventually(converged, std::chrono::seconds(40)));
+  INFO(explain());
+  CHECK(Resolved(lab, "w1", client, "tasks.web").size() == 2);
+}
+
+TEST_CASE("a node cut off is failed by the others and converges again after the heal",
+          "[integration]") {
+  Lab lab("itcut", 26, 1, 2);
+  Output o = lab.Skep("m1", {"network", "create", "servicenet"});
+  REQUIRE(o.code == 0);
+  const std::string net = o.out.substr(0, o.out.size() - 1);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "client", "--constraint",
+                          "node.hostname==w1", "--network", "servicenet", "skep/busybox:1", "sleep",
+                          "600"})
+              .code == 0);
+  REQUIRE(lab.Skep("m1", {"service", "create", "--name", "web", "--constraint", "node.hostname==w2",
+                          "--network", "servicenet", "skep/web:1"})
+              .code == 0);
+  const std::string client = lab.RunningTask("client");
+  const std::set<std::string> before = LiveAddresses(lab, "web", "w1");
+  REQUIRE(before.size() == 1);
+  CHECK(Eventually([&] { return KernelPeers(lab, "w1", net).first == before; }));
+
+  // Cut: w1 finds w2 failed; its endpoint goes from w1's kernel and DNS.
+  lab.Cut("w2");
+  CHECK(Eventually(
+      [&] {
+        return KernelPeers(lab, "w1", net).first.empty() &&
+               Resolved(lab, "w1", client, "tasks.web").empty();
+      },
+      std::chrono::seconds(40)));
+  // Healed: w2 is back in the gossip cluster and the tables agree again.
+  lab.Heal("w2");
+  CHECK(Eventually(
+      [&] {
+        const std::set<std::string> live = LiveAddresses(lab, "web", "w1");
+        return !live.empty() && KernelPeers(lab, "w1", net).first == live &&
+               Resolved(lab, "w1", client, "tasks.web") == live;
+      },
+      std::chrono::seconds(60)));
+  INFO(lab.Logs(10));
+  // And a task on w2 reaches the client's node again over the overlay: the web page by name.
+  o = lab.Exec("w1", client, {"timeout", "5", "wget", "-q", "-O", "-", "http://web/"});
+  CHECK(o.out.rfind("web v1 on ", 0) == 0);
 }
