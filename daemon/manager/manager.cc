@@ -14,6 +14,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/manager/allocator/component.h"
+#include "daemon/manager/network_keys.h"
 #include "daemon/manager/ca_service.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
@@ -246,6 +247,7 @@ void Manager::Start() {
   AddLeaderComponent(orchestrator::MakeOrchestrator(this));
   AddLeaderComponent(MakeAllocator(this));
   AddLeaderComponent(MakeTaskScheduler(this));
+  AddLeaderComponent(MakeNetworkKeyRotation(this));
 
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
   for (int i = 0; i < 2; ++i)
