@@ -676,14 +676,19 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
                                    {"UpdateConfig", update_config(spec.update())},
                                    {"RollbackConfig", update_config(spec.rollback())},
                                    {"EndpointSpec", endpoint}}}};
+  // As allocated: the spec, the ports as published (numbers given from the range included)
+  // and a virtual IP on each network.
+  boost::json::object allocated{{"Spec", endpoint}};
+  if (endpoint.contains("Ports")) allocated["Ports"] = endpoint.at("Ports");
   if (s.virtual_ips_size() > 0) {
     boost::json::array vips;
     for (const auto& v : s.virtual_ips()) {
       for (const auto& addr : v.addresses())
         vips.push_back(boost::json::object{{"NetworkID", v.network_id()}, {"Addr", addr}});
     }
-    out["Endpoint"] = boost::json::object{{"VirtualIPs", std::move(vips)}};
+    allocated["VirtualIPs"] = std::move(vips);
   }
+  out["Endpoint"] = std::move(allocated);
   if (s.update_status().state() != api::UpdateStatus::NONE) {
     static const char* kStates[] = {"",
                                     "updating",

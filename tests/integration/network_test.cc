@@ -434,6 +434,24 @@ std::set<std::string> LiveAddresses(const Lab& lab, const std::string& service,
   return out;
 }
 
+// The backends of `vip` in the VIP rules of a task's namespace (nftables table skep_lb).
+std::set<std::string> VipBackends(const Lab& lab, const std::string& node, const std::string& task,
+                                  const std::string& vip) {
+  const std::string rules = Run({"nsenter", "--net=" + lab.Root() + "/" + node + "/data/netns/" + task,
+                                 "nft", "list", "table", "ip", "skep_lb"})
+                                .out;
+  std::set<std::string> out;
+  std::istringstream in(rules);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("ip daddr " + vip + " ") == std::string::npos) continue;
+    std::istringstream words(line.substr(line.find('{') + 1));
+    for (std::string w; words >> w;) {
+      if (w.rfind("10.", 0) == 0) out.insert(w.substr(0, w.find_first_of(",}")));
+    }
+  }
+  return out;
+}
+
 std::set<std::string> Resolved(const Lab& lab, const std::string& node, const std::string& task,
                                const std::string& name) {
   std::istringstream in(lab.Exec(node, task, {"nslookup", name}).out);
@@ -448,7 +466,7 @@ std::set<std::string> Resolved(const Lab& lab, const std::string& node, const st
 
 }  // namespace
 
-TEST_CASE("endpoints that go leave no entry behind: scaled down, node killed, skepd restarted",
+TEST_CASE("endpoints that go leave no entry, name or VIP backend behind: scaled down, node killed, skepd restarted",
           "[integration]") {
   Lab lab("itgone", 25, 1, 3);
   Output o = lab.Skep("m1", {"network", "create", "servicenet"});
@@ -463,11 +481,17 @@ TEST_CASE("endpoints that go leave no entry behind: scaled down, node killed, sk
                           "servicenet", "skep/web:1"})
               .code == 0);
   const std::string client = lab.RunningTask("client");
-  // w1's kernel and the client's DNS hold exactly the live remote tasks.
+  std::string vip = lab.Skep("m1", {"service", "inspect", "--format",
+                                    "{{(index .Endpoint.VirtualIPs 0).Addr}}", "web"})
+                        .out;
+  vip = vip.substr(0, vip.find('/'));
+  // w1's kernel, the client's DNS and its VIP rules hold exactly the live remote tasks.
   auto converged = [&] {
     const std::set<std::string> live = LiveAddresses(lab, "web", "w1");
     auto [neigh, fdb] = KernelPeers(lab, "w1", net);
-    return !live.empty() && neigh == live && fdb == live && Resolved(lab, "w1", client, "tasks.web") == live;
+    return !live.empty() && neigh == live && fdb == live &&
+           Resolved(lab, "w1", client, "tasks.web") == live &&
+           VipBackends(lab, "w1", client, vip) == live;
   };
   auto explain = [&] {
     auto [neigh, fdb] = KernelPeers(lab, "w1", net);
@@ -479,6 +503,8 @@ TEST_CASE("endpoints that go leave no entry behind: scaled down, node killed, sk
     for (const auto& a : fdb) s += " " + a;
     s += "\ndns:";
     for (const auto& a : Resolved(lab, "w1", client, "tasks.web")) s += " " + a;
+    s += "\nvip " + vip + ":";
+    for (const auto& a : VipBackends(lab, "w1", client, vip)) s += " " + a;
     return s + "\n" + lab.Logs(10);
   };
   CHECK(Eventually(converged));
