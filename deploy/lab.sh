@@ -243,6 +243,12 @@ cmd_up() {
     echo
     echo "$ (in task ${from#* } on ${from%% *}) curl http://$to_addr/"
     nsenter --net="$root/${from%% *}/data/netns/${from#* }" curl -s -m 5 "http://$to_addr/" || true
+    # By name, from inside the container: the embedded DNS gives web's virtual IP, which
+    # balances over its tasks.
+    echo
+    echo "$ (in task ${from#* } on ${from%% *}) wget -qO- http://web/"
+    ctr -a "$root/${from%% *}/containerd/containerd.sock" -n skep tasks exec --exec-id "lab-$$" \
+      "${from#* }" timeout 5 wget -qO- http://web/ || true
     # The routing mesh: a manager runs none of web's tasks, yet its port 8080 answers, from
     # each task in turn.
     echo
