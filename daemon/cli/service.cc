@@ -850,6 +850,34 @@ int UpdateCmd(const Invocation& inv) {
   return Converge(inv, v.service().id(), rollback);
 }
 
+// skep's own: the scheduler's verdict on every node for a new task of the service.
+int Explain(const Invocation& inv) {
+  api::ServiceRef ref;
+  ref.set_ref(inv.args[0]);
+  api::ExplainServiceResponse resp;
+  grpc::ClientContext ctx;
+  Deadline(ctx);
+  Check(inv.Control()->ExplainService(&ctx, ref, &resp), inv.host);
+  std::vector<std::vector<std::string>> rows;
+  std::string next;
+  size_t fit = 0;
+  for (const auto& n : resp.nodes()) {
+    if (n.next()) next = n.hostname();
+    if (n.fits()) ++fit;
+    rows.push_back({n.hostname(), n.node_id().substr(0, 12), n.fits() ? "yes" : "no",
+                    std::to_string(n.service_tasks()), std::to_string(n.total_tasks()),
+                    n.fits() ? (n.next() ? "the next task goes here" : "")
+                             : n.filter() + ": " + n.reason()});
+  }
+  std::cout << Table({"NODE", "ID", "FITS", "SERVICE TASKS", "TASKS", "WHY"}, rows);
+  std::cout << "\n"
+            << fit << " of " << resp.nodes_size() << " nodes can take a new task of "
+            << resp.service_name();
+  if (!next.empty()) std::cout << "; the next one would go to " << next;
+  std::cout << ".\n";
+  return 0;
+}
+
 int Rollback(const Invocation& inv) {
   const api::ServiceView v = Get(inv, inv.args[0]);
   Update(inv, v, {}, true);
@@ -979,6 +1007,13 @@ std::vector<Command> ServiceCommands() {
        1,
        1,
        Rollback},
+      {"service explain",
+       "SERVICE",
+       "Show, for every node, whether a new task of the service could go there, and if not why",
+       {},
+       1,
+       1,
+       Explain},
       {"node ps",
        "[OPTIONS] [NODE...]",
        "List tasks running on one or more nodes, defaults to current node",

@@ -35,6 +35,7 @@ class ControlApi {
   grpc::Status UpdateService(const api::UpdateServiceRequest& req, api::ServiceView* resp);
   grpc::Status RemoveService(const api::ServiceRef& req, api::Empty* resp);
   grpc::Status ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp);
+  grpc::Status ExplainService(const api::ServiceRef& req, api::ExplainServiceResponse* resp);
   // Networks (network_api.cc).
   grpc::Status CreateNetwork(const api::CreateNetworkRequest& req,
                              api::CreateNetworkResponse* resp);
@@ -118,6 +119,8 @@ class ControlService final
                              api::Empty* resp) override;
   grpc::Status ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
                          api::ListTasksResponse* resp) override;
+  grpc::Status ExplainService(grpc::ServerContext* c, const api::ServiceRef* req,
+                              api::ExplainServiceResponse* resp) override;
   grpc::Status CreateNetwork(grpc::ServerContext* c, const api::CreateNetworkRequest* req,
                              api::CreateNetworkResponse* resp) override;
   grpc::Status ListNetworks(grpc::ServerContext* c, const api::ListNetworksRequest* req,

@@ -10,6 +10,7 @@
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/manager.h"
 #include "daemon/manager/on_leader.h"
+#include "daemon/manager/task_scheduler.h"
 #include "daemon/manager/orchestrator/reconcile.h"
 #include "scheduler/constraint.h"
 
@@ -322,6 +323,19 @@ grpc::Status ControlApi::GetService(const api::ServiceRef& req, api::ServiceView
     api::Service s;
     if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
     *resp = ViewOf(s);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status ControlApi::ExplainService(const api::ServiceRef& req,
+                                        api::ExplainServiceResponse* resp) {
+  return OnLeader(&api::Control::Stub::ExplainService, req, resp, [&]() -> grpc::Status {
+    api::Service s;
+    if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    m_->store().View([&](const ReadTx& tx) { *resp = ExplainPlacement(tx, s, now); });
     return grpc::Status::OK;
   });
 }

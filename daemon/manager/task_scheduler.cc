@@ -1,5 +1,8 @@
 #include "daemon/manager/task_scheduler.h"
 
+#include <algorithm>
+#include <tuple>
+
 #include "daemon/manager/orchestrator/reconcile.h"
 #include "daemon/manager/store_driven.h"
 #include "scheduler/scheduler.h"
@@ -164,6 +167,44 @@ scheduler::NodeInfo NodeInfoOf(const api::Node& n) {
   }
   info.total = {n.description().nano_cpus(), n.description().memory_bytes()};
   return info;
+}
+
+api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Service& service,
+                                             int64_t now) {
+  api::ExplainServiceResponse out;
+  out.set_service_id(service.id());
+  out.set_service_name(service.spec().name());
+  api::Task sample = orchestrator::NewTask(service, 1, "", now);
+  sample.set_id("(new)");
+  const scheduler::TaskRequest request = RequestOf(sample);
+  std::vector<scheduler::NodeInfo> nodes;
+  for (const auto* n : tx.nodes())
+    nodes.push_back(InfoOf(*n, tx, now));
+  std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.hostname, a.id) < std::tie(b.hostname, b.id);
+  });
+  std::string next;
+  {
+    std::vector<scheduler::NodeInfo> copy = nodes;
+    const auto d = scheduler::Schedule(copy, {request});
+    if (!d.assignments.empty()) next = d.assignments[0].node_id;
+  }
+  for (const auto& n : nodes) {
+    auto* v = out.add_nodes();
+    v->set_node_id(n.id);
+    v->set_hostname(n.hostname);
+    auto it = n.tasks_by_service.find(service.id());
+    v->set_service_tasks(it == n.tasks_by_service.end() ? 0 : it->second);
+    v->set_total_tasks(n.total_tasks);
+    if (auto verdict = scheduler::Check(n, request)) {
+      v->set_filter(verdict->filter);
+      v->set_reason(verdict->reason);
+    } else {
+      v->set_fits(true);
+    }
+    v->set_next(n.id == next);
+  }
+  return out;
 }
 
 std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager) {

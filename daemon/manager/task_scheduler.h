@@ -7,12 +7,18 @@
 
 #include <memory>
 
+#include "control.pb.h"
 #include "daemon/manager/manager.h"
 #include "scheduler/types.h"
 
 namespace skep::manager {
 
 std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager);
+
+// The scheduler's verdict, node by node, on a task of `service` made now from its spec, and
+// where the next one would go: what `skep service explain` prints.
+api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Service& service,
+                                             int64_t now);
 
 // What the scheduler knows of a node from its object alone (no load: reserved and task counts
 // are left empty).

@@ -84,12 +84,26 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
                "no suitable node (scheduling constraints not satisfied on 3 "
                "nodes)") != std::string::npos;
   }));
+  // explain: every node's verdict on a new task, with the filter that said no.
+  o = lab.Skep("m1", {"service", "explain", "logger"});
+  INFO(o.text());
+  CHECK(o.code == 0);
+  CHECK(o.out.rfind("NODE   ID             FITS   SERVICE TASKS   TASKS   WHY\n", 0) == 0);
+  CHECK(o.out.find("w1     ") != std::string::npos);
+  CHECK(o.out.find("constraints: scheduling constraint node.labels.logger==true not satisfied") !=
+        std::string::npos);
+  CHECK(o.out.find("\n0 of 3 nodes can take a new task of logger.\n") != std::string::npos);
   REQUIRE(lab.Skep("m1", {"node", "update", "--label-add", "logger=true", "w2"}).code == 0);
   CHECK(Eventually([&] {
     auto rows = Live(lab, "logger");
     return rows.size() == 2 && rows[0].node == "w2" && rows[1].node == "w2" &&
            Placed(rows[0].state);
   }));
+  o = lab.Skep("m1", {"service", "explain", "logger"});
+  CHECK(o.out.find("1 of 3 nodes can take a new task of logger; the next one would go to w2.") !=
+        std::string::npos);
+  CHECK(lab.Skep("m1", {"service", "explain", "nosuch"}).err.find("service nosuch not found") !=
+        std::string::npos);
 
   // Scale 5 -> 0 -> 3: the highest slots go first; history stays.
   REQUIRE(lab.Skep("m1", {"service", "scale", "-d", "web=5"}).code == 0);
