@@ -117,6 +117,10 @@ boost::json::object Json(const api::NodeView& v) {
                              {"Addr", n.status().addr()}};
   if (!n.status().message().empty()) status["Message"] = n.status().message();
   o["Status"] = status;
+  // skep's own: what the node's tasks reserve.
+  o["Reserved"] = boost::json::object{{"Tasks", v.tasks()},
+                                      {"NanoCPUs", v.reserved_nano_cpus()},
+                                      {"MemoryBytes", v.reserved_memory_bytes()}};
   if (!v.manager_status().empty()) {
     o["ManagerStatus"] = boost::json::object{
         {"Leader", v.manager_status() == "Leader"},
@@ -161,6 +165,30 @@ std::string Pretty(const api::NodeView& v) {
   mem.precision(3);
   mem << static_cast<double>(n.description().memory_bytes()) / (1024.0 * 1024 * 1024) << "GiB";
   line(" Memory", mem.str());
+  // What the node's tasks reserve, and what is left for new ones (the scheduler's view).
+  auto cpus = [](int64_t nano) {
+    std::ostringstream s;
+    s << static_cast<double>(nano) / 1e9;
+    return s.str();
+  };
+  auto bytes = [](int64_t b) {
+    std::ostringstream s;
+    s.precision(3);
+    if (b >= 1024LL * 1024 * 1024) {
+      s << static_cast<double>(b) / (1024.0 * 1024 * 1024) << "GiB";
+    } else {
+      s << static_cast<double>(b) / (1024.0 * 1024) << "MiB";
+    }
+    return s.str();
+  };
+  os << "Reserved:\n";
+  line(" Tasks", std::to_string(v.tasks()));
+  line(" CPUs", cpus(v.reserved_nano_cpus()));
+  line(" Memory", bytes(v.reserved_memory_bytes()));
+  os << "Available:\n";
+  line(" CPUs", cpus(std::max<int64_t>(0, n.description().nano_cpus() - v.reserved_nano_cpus())));
+  line(" Memory",
+       bytes(std::max<int64_t>(0, n.description().memory_bytes() - v.reserved_memory_bytes())));
   if (!n.description().engine_labels().empty()) {
     os << "Engine Labels:\n";
     for (const auto& [k, val] : SortedObject(n.description().engine_labels())) {

@@ -6,6 +6,7 @@
 #include "daemon/common/tls.h"
 #include "daemon/manager/manager.h"
 #include "daemon/manager/on_leader.h"
+#include "daemon/manager/task_scheduler.h"
 
 namespace skep::manager {
 
@@ -221,6 +222,12 @@ grpc::Status ControlApi::GetNode(const api::NodeRef& in, api::NodeView* resp) {
     api::Node n;
     if (grpc::Status st = Resolve(req.ref(), &n); !st.ok()) return st;
     *resp = View(n);
+    m_->store().View([&](const ReadTx& tx) {
+      const auto load = NodeLoadOf(n, tx, 0);
+      resp->set_reserved_nano_cpus(load.reserved.nano_cpus);
+      resp->set_reserved_memory_bytes(load.reserved.memory_bytes);
+      resp->set_tasks(load.total_tasks);
+    });
     return grpc::Status::OK;
   });
   resp->set_self(resp->node().id() == m_->options().node_id);

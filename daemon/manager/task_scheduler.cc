@@ -169,6 +169,10 @@ scheduler::NodeInfo NodeInfoOf(const api::Node& n) {
   return info;
 }
 
+scheduler::NodeInfo NodeLoadOf(const api::Node& n, const ReadTx& tx, int64_t now) {
+  return InfoOf(n, tx, now);
+}
+
 api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Service& service,
                                              int64_t now) {
   api::ExplainServiceResponse out;

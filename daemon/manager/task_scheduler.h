@@ -20,6 +20,9 @@ std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager);
 api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Service& service,
                                              int64_t now);
 
+// What the scheduler knows of a node with its load: reservations, task counts, host ports.
+scheduler::NodeInfo NodeLoadOf(const api::Node& n, const ReadTx& tx, int64_t now);
+
 // What the scheduler knows of a node from its object alone (no load: reserved and task counts
 // are left empty).
 scheduler::NodeInfo NodeInfoOf(const api::Node& n);

@@ -104,6 +104,12 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
         std::string::npos);
   CHECK(lab.Skep("m1", {"service", "explain", "nosuch"}).err.find("service nosuch not found") !=
         std::string::npos);
+  // node inspect shows what the node's tasks reserve and what is left.
+  o = lab.Skep("m1", {"node", "inspect", "--pretty", "w2"});
+  CHECK(o.out.find("Reserved:\n Tasks:") != std::string::npos);
+  CHECK(o.out.find("Available:\n CPUs:") != std::string::npos);
+  o = lab.Skep("m1", {"node", "inspect", "--format", "{{.Reserved.Tasks}}", "w2"});
+  CHECK(std::stoi(o.out) >= 2);  // logger's two tasks, and web's
 
   // Scale 5 -> 0 -> 3: the highest slots go first; history stays.
   REQUIRE(lab.Skep("m1", {"service", "scale", "-d", "web=5"}).code == 0);
