@@ -123,6 +123,21 @@ grpc::Status CheckSpec(api::ServiceSpec& spec) {
       res.limits().nano_cpus() < 0 || res.limits().memory_bytes() < 0 || res.limits().pids() < 0) {
     return Invalid("resources cannot be negative");
   }
+  // runc cannot start a container in less; Docker refuses it too.
+  constexpr int64_t kMinMemoryLimit = 6 * 1024 * 1024;
+  if (res.limits().memory_bytes() > 0 && res.limits().memory_bytes() < kMinMemoryLimit) {
+    return Invalid("the memory limit " + std::to_string(res.limits().memory_bytes()) +
+                   " bytes is below the minimum of 6MB");
+  }
+  if (res.limits().memory_bytes() > 0 &&
+      res.reservations().memory_bytes() > res.limits().memory_bytes()) {
+    return Invalid("the memory limit (" + std::to_string(res.limits().memory_bytes()) +
+                   " bytes) is below the memory reservation (" +
+                   std::to_string(res.reservations().memory_bytes()) + " bytes)");
+  }
+  if (res.limits().nano_cpus() > 0 && res.reservations().nano_cpus() > res.limits().nano_cpus()) {
+    return Invalid("the CPU limit is below the CPU reservation");
+  }
   return grpc::Status::OK;
 }
 

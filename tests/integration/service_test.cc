@@ -202,6 +202,17 @@ TEST_CASE("bad service input gets a clear error and changes nothing", "[integrat
       {{"service", "create", "-d", "--publish", "80:80", "--name", "a", "skep/web:1"}, ""},
       {{"service", "create", "-d", "--publish", "80:80", "--name", "b", "skep/web:1"},
        "port 80/tcp is already published by service a"},
+      {{"service", "create", "-d", "--reserve-memory", "64M", "--limit-memory", "32M",
+        "skep/web:1"},
+       "the memory limit (33554432 bytes) is below the memory reservation (67108864 bytes)"},
+      {{"service", "create", "-d", "--limit-memory", "1M", "skep/web:1"},
+       "is below the minimum of 6MB"},
+      {{"service", "create", "-d", "--reserve-cpu", "2", "--limit-cpu", "1", "skep/web:1"},
+       "the CPU limit is below the CPU reservation"},
+      {{"service", "create", "-d", "--stop-grace-period", "soon", "skep/web:1"},
+       "invalid argument \"soon\" for \"--stop-grace-period\": not a duration"},
+      {{"service", "update", "-d", "--limit-memory", "1M", "web"},
+       "is below the minimum of 6MB"},
   };
   for (const auto& c : cases) {
     const Output o = lab.Skep("m1", c.args);
