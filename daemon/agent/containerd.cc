@@ -19,6 +19,7 @@ constexpr std::chrono::seconds kTaskCall{120};  // shim start, runc create, moun
 constexpr const char* kRuntime = "io.containerd.runc.v2";
 constexpr const char* kSpecTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 constexpr const char* kTaskExitTopic = "/tasks/exit";
+constexpr const char* kTaskOomTopic = "/tasks/oom";
 
 std::string Quoted(const std::string& s) {
   std::string out = "\"";
@@ -451,12 +452,14 @@ std::vector<ContainerRecord> Containerd::List(const std::string& label_key,
   return out;
 }
 
-void Containerd::SubscribeExits(ExitCallback on_exit) {
+void Containerd::SubscribeExits(ExitCallback on_exit, OomCallback on_oom) {
   std::lock_guard lock(impl_->sub_mu);
   if (impl_->sub_thread.joinable())
     throw ExecutorError(ErrorKind::kFailedPrecondition, "SubscribeExits may be called only once");
-  impl_->sub_thread =
-      std::thread([impl = impl_.get(), cb = std::move(on_exit)] { impl->SubscriptionLoop(cb); });
+  impl_->sub_thread = std::thread(
+      [impl = impl_.get(), cb = std::move(on_exit), oom = std::move(on_oom)] {
+        impl->SubscriptionLoop(cb, oom);
+      });
 }
 
 void Containerd::Impl::Reconcile(const ExitCallback& on_exit) {
@@ -479,7 +482,7 @@ void Containerd::Impl::Reconcile(const ExitCallback& on_exit) {
 // between would be lost), and nothing acknowledges a Subscribe: so the loop publishes an event
 // of its own on a topic only it listens to, and lists once that event comes back. The event
 // is published again every 250 ms until it does (the first one nearly always suffices).
-void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit) {
+void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit, OomCallback on_oom) {
   auto backoff = std::chrono::milliseconds(100);
   while (true) {
     std::string nonce = RandomHex(8);
@@ -494,6 +497,7 @@ void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit) {
     }
     cdapi::events::SubscribeRequest req;
     req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(kTaskExitTopic), Quoted(ns)));
+    req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(kTaskOomTopic), Quoted(ns)));
     req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(sentinel), Quoted(ns)));
     auto reader = events->Subscribe(ctx.get(), req);
     std::thread publisher([&] {
@@ -534,6 +538,15 @@ void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit) {
         if (first) {
           backoff = std::chrono::milliseconds(100);
           Reconcile(on_exit);
+        }
+        continue;
+      }
+      if (env.event().type_url() == "containerd.events.TaskOOM") {
+        ::containerd::events::TaskOOM oom;
+        if (!oom.ParseFromString(env.event().value())) {
+          LogWarn("containerd sent a TaskOOM event that does not parse");
+        } else if (on_oom) {
+          on_oom(oom.container_id());
         }
         continue;
       }

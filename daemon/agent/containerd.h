@@ -51,6 +51,8 @@ using PullProgress = std::function<void(const std::string& line)>;
 // A task's init process exited.
 using ExitCallback = std::function<void(const std::string& container_id, uint32_t exit_code,
                                         int64_t exited_at_unix_nanos)>;
+// The kernel killed a process of the container for want of memory (its cgroup's limit).
+using OomCallback = std::function<void(const std::string& container_id)>;
 
 class Containerd {
  public:
@@ -82,8 +84,9 @@ class Containerd {
   // Calls `on_exit` on a background thread for every init process that exits. The
   // subscription reconnects when containerd goes away; after each (re)subscription every task
   // already stopped is reported too, so exits are delivered at least once, possibly twice.
-  // Call once.
-  void SubscribeExits(ExitCallback on_exit);
+  // `on_oom`, if given, hears of every out-of-memory kill in a container (before or after its
+  // exit: the events are not ordered). Call once.
+  void SubscribeExits(ExitCallback on_exit, OomCallback on_oom = nullptr);
 
   // Deletes the task (which must not be running), the container and its snapshot. Parts
   // already gone are skipped.

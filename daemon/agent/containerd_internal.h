@@ -104,7 +104,7 @@ struct Containerd::Impl {
                                            const std::vector<std::string>& paths);
 
   // The exit subscription (containerd.cc).
-  void SubscriptionLoop(ExitCallback on_exit);
+  void SubscriptionLoop(ExitCallback on_exit, OomCallback on_oom);
   void Reconcile(const ExitCallback& on_exit);
 
   std::mutex locks_mu;

@@ -121,6 +121,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
               if (auto me = weak.lock()) {
                 asio::post(me->strand_, [me, id, code, at] { me->OnExit(id, code, at); });
               }
+            },
+            [weak = std::weak_ptr(self)](const std::string& id) {
+              if (auto me = weak.lock()) asio::post(me->strand_, [me, id] { me->OnOom(id); });
             });
       } catch (const std::exception& e) {
         SKEP_LOG(error, "worker", "cannot subscribe to containerd's events: {}", e.what());
@@ -178,6 +181,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     std::optional<std::pair<uint32_t, int64_t>> early_exit;  // an exit seen while starting
     std::string stop_signal;
     std::unique_ptr<asio::steady_timer> kill_timer;
+    bool oom_killed = false;  // the kernel killed a process of it for memory
   };
 
   // ---- on the strand ------------------------------------------------------------------------
@@ -649,6 +653,19 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     });
   }
 
+  // The kernel killed one of the task's processes for memory: its exit (before or after this)
+  // says so.
+  void OnOom(const std::string& id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    Local& l = it->second;
+    l.oom_killed = true;
+    const auto& s = l.task.status();
+    if (s.state() == api::TASK_FAILED && s.err().find("OOM killed") == std::string::npos) {
+      SetStatus(l, api::TASK_FAILED, s.message(), s.err() + ": OOM killed", s.exit_code());
+    }
+  }
+
   void OnExit(const std::string& id, uint32_t code, int64_t) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
@@ -666,7 +683,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         SetStatus(l, api::TASK_COMPLETE, "finished", "");
       } else {
         SetStatus(l, api::TASK_FAILED, "exited",
-                  "task: non-zero exit (" + std::to_string(code) + ")", static_cast<int32_t>(code));
+                  "task: non-zero exit (" + std::to_string(code) + ")" +
+                      (l.oom_killed ? ": OOM killed" : ""),
+                  static_cast<int32_t>(code));
       }
     }
     if (!l.busy) Reconcile(id);  // removes the container

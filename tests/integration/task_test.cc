@@ -1,6 +1,7 @@
 // Tasks as real containers: every lab node runs its own containerd, images come from the lab's
 // registry, and the checks look at containerd itself (ctr) as well as at `service ps`.
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -499,4 +500,42 @@ TEST_CASE("a node that leaves the swarm stops and removes its containers", "[int
   REQUIRE(o.code == 0);
   CHECK(Containers(lab, "w1").empty());
   CHECK(Run({"test", "-e", lab.Root() + "/w1/data/tasks.pb"}).code != 0);
+}
+
+TEST_CASE("a memory limit is the task's cgroup's, and a task killed for memory says OOM killed",
+          "[integration]") {
+  Lab lab("itoom", 27, 1, 1);
+  Output o = lab.Skep("m1", {"service", "create", "-d", "--name", "small", "--constraint",
+                             "node.hostname==w1", "--limit-memory", "16M", "skep/busybox:1",
+                             "sleep", "600"});
+  REQUIRE(o.code == 0);
+  std::string id;
+  CHECK(Eventually([&] {
+    id = lab.RunningTask("small");
+    return !id.empty() && Containers(lab, "w1").count(id) == 1;
+  }));
+  // cgroup v1 (memory controller) or v2 (unified), under the runtime's parent "skep".
+  std::string limit;
+  for (const std::string& path : {"/sys/fs/cgroup/memory/skep/" + id + "/memory.limit_in_bytes",
+                                  "/sys/fs/cgroup/skep/" + id + "/memory.max"}) {
+    std::ifstream in(path);
+    if (in >> limit) break;
+  }
+  CHECK(limit == "16777216");
+
+  // A process that wants 64 MiB under a 16 MiB limit: the kernel kills it, and the task says so.
+  o = lab.Skep("m1", {"service", "create", "-d", "--name", "hog", "--constraint",
+                      "node.hostname==w1", "--limit-memory", "16M", "--restart-condition", "none",
+                      "skep/busybox:1", "sh", "-c",
+                      "sleep 1; exec dd if=/dev/zero of=/dev/null bs=64M count=1"});
+  REQUIRE(o.code == 0);
+  std::string row;
+  CHECK(Eventually([&] {
+    row = lab.Skep("m1", {"service", "ps", "--no-trunc", "--format", "{{.CurrentState}} {{.Error}}",
+                          "hog"})
+              .out;
+    return row.rfind("Failed ", 0) == 0;
+  }));
+  INFO(row);
+  CHECK(row.find("task: non-zero exit (137): OOM killed") != std::string::npos);
 }
