@@ -5,6 +5,7 @@
 #include <map>
 #include <numeric>
 #include <unordered_map>
+#include <string_view>
 #include <utility>
 
 #include "scheduler/filters.h"
@@ -83,7 +84,7 @@ class CandidateHeap {
 bool SameRequirements(const TaskRequest& a, const TaskRequest& b) {
   return a.service_id == b.service_id && a.reservations == b.reservations &&
          a.max_replicas_per_node == b.max_replicas_per_node && a.constraints == b.constraints &&
-         a.platforms == b.platforms && a.host_ports == b.host_ports;
+         a.platforms == b.platforms && a.host_ports == b.host_ports && a.spread == b.spread;
 }
 
 struct RequirementsHash {
@@ -104,6 +105,8 @@ struct RequirementsHash {
     }
     for (const HostPort& p : t->host_ports)
       mix(p.port);
+    for (const std::string& s : t->spread)
+      mix(std::hash<std::string>()(s));
     return h;
   }
 };
@@ -173,6 +176,10 @@ class GroupPlacer {
   void Place(const Group& group, std::vector<Outcome>& outcomes,
              std::vector<std::string>& reasons) {
     const TaskRequest& spec = *group.spec;
+    if (!spec.spread.empty()) {
+      PlaceSpread(group, outcomes, reasons);
+      return;
+    }
     const size_t n = nodes_.size();
     // Invariant: a node is either in `candidates` or has its reason in `rejections`.
     std::vector<Rejection> rejections(n, Rejection{internal::FilterId::kReady});
@@ -230,6 +237,103 @@ class GroupPlacer {
     }
   }
 
+  // With placement preferences: each task goes to the feasible node whose branches (its value
+  // of each preference's label, level by level) hold the fewest of the service's tasks, then
+  // by the usual rank. O(nodes x levels) per task.
+  void PlaceSpread(const Group& group, std::vector<Outcome>& outcomes,
+                   std::vector<std::string>& reasons) {
+    const TaskRequest& spec = *group.spec;
+    const size_t n = nodes_.size();
+    const size_t levels = spec.spread.size();
+    std::vector<Rejection> rejections;
+    std::vector<uint32_t> candidates;
+    std::vector<int> service_tasks(n);
+    std::vector<std::vector<std::string>> branch(n);  // per node, per level: its branch
+    std::vector<std::map<std::string, int64_t>> count(levels);
+    for (uint32_t i = 0; i < n; ++i) {
+      const NodeInfo& node = nodes_[i];
+      service_tasks[i] = CountFor(node.tasks_by_service, spec.service_id);
+      auto rejected = CheckStatic(node, spec);
+      if (!rejected) rejected = CheckLoad(node, spec, service_tasks[i]);
+      if (rejected) {
+        rejections.push_back(*rejected);
+        continue;
+      }
+      candidates.push_back(i);
+      std::string key;
+      for (size_t l = 0; l < levels; ++l) {
+        key += LabelValue(node, spec.spread[l]);
+        key += '\0';
+        branch[i].push_back(key);
+        count[l][key] += service_tasks[i];
+      }
+    }
+    auto rank = [&](uint32_t i) {
+      const int failures = CountFor(nodes_[i].recent_failures, spec.service_id);
+      return Rank{failures > 0, service_tasks[i], nodes_[i].total_tasks, failures, id_order_[i]};
+    };
+    auto better = [&](uint32_t a, uint32_t b) {
+      for (size_t l = 0; l < levels; ++l) {
+        const int64_t ca = count[l][branch[a][l]], cb = count[l][branch[b][l]];
+        if (ca != cb) return ca < cb;
+      }
+      return rank(a) < rank(b);
+    };
+    int32_t reason = Outcome::kNone;
+    for (uint32_t task : group.tasks) {
+      // Nodes that took a task of the group may now fail their load filters.
+      for (size_t k = 0; k < candidates.size();) {
+        const uint32_t i = candidates[k];
+        if (auto rejected = CheckLoad(nodes_[i], spec, service_tasks[i])) {
+          rejections.push_back(*rejected);
+          candidates[k] = candidates.back();
+          candidates.pop_back();
+          continue;
+        }
+        ++k;
+      }
+      if (candidates.empty()) {
+        if (reason == Outcome::kNone) {
+          reason = static_cast<int32_t>(reasons.size());
+          reasons.push_back(UnplacedReason(rejections, spec));
+        }
+        outcomes[task].reason = reason;
+        continue;
+      }
+      uint32_t best = candidates[0];
+      for (uint32_t i : candidates) {
+        if (better(i, best)) best = i;
+      }
+      Reserve(nodes_[best], spec);
+      ++service_tasks[best];
+      for (size_t l = 0; l < levels; ++l)
+        ++count[l][branch[best][l]];
+      outcomes[task].node = static_cast<int32_t>(best);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+      if (service_tasks[i] != CountFor(nodes_[i].tasks_by_service, spec.service_id)) {
+        nodes_[i].tasks_by_service[spec.service_id] = service_tasks[i];
+      }
+    }
+  }
+
+  // A node's value of a preference's label; "" when it has none.
+  static std::string LabelValue(const NodeInfo& node, const std::string& descriptor) {
+    static const std::string kNode = "node.labels.", kEngine = "engine.labels.";
+    const std::map<std::string, std::string>* labels = nullptr;
+    std::string key;
+    if (descriptor.rfind(kNode, 0) == 0) {
+      labels = &node.labels;
+      key = descriptor.substr(kNode.size());
+    } else if (descriptor.rfind(kEngine, 0) == 0) {
+      labels = &node.engine_labels;
+      key = descriptor.substr(kEngine.size());
+    }
+    if (labels == nullptr) return "";
+    auto it = labels->find(key);
+    return it == labels->end() ? "" : it->second;
+  }
+
  private:
   // Everything but tasks_by_service, which Place writes once at the end of the group.
   static void Reserve(NodeInfo& node, const TaskRequest& spec) {
@@ -275,6 +379,14 @@ Decisions Schedule(std::vector<NodeInfo>& nodes, const std::vector<TaskRequest>&
     }
   }
   return decisions;
+}
+
+std::optional<std::string> CheckSpreadDescriptor(const std::string& descriptor) {
+  for (const std::string_view prefix : {"node.labels.", "engine.labels."}) {
+    if (descriptor.rfind(prefix, 0) == 0 && descriptor.size() > prefix.size()) return std::nullopt;
+  }
+  return "invalid placement preference \"spread=" + descriptor +
+         "\": the key must be node.labels.<name> or engine.labels.<name>";
 }
 
 std::optional<Verdict> Check(const NodeInfo& node, const TaskRequest& task) {

@@ -34,7 +34,16 @@ struct TaskRequest {
   std::vector<Platform> platforms;     // the image's platforms; empty = any
   std::vector<HostPort> host_ports;    // host-mode published ports the task needs
   uint64_t max_replicas_per_node = 0;  // 0 = no limit
+  // Placement preferences: "node.labels.zone", "engine.labels.rack", ... Tasks go first to the
+  // value of the first label that has the fewest of the service's tasks (nodes without the
+  // label count as one more value), within it by the second, and so on; the ranking below
+  // decides among the nodes that are left.
+  std::vector<std::string> spread;
 };
+
+// Whether `descriptor` can be a spread preference (node.labels.X or engine.labels.X); the
+// reason when it cannot.
+std::optional<std::string> CheckSpreadDescriptor(const std::string& descriptor);
 
 struct Assignment {
   std::string task_id, node_id;

@@ -29,6 +29,22 @@ uint64_t ParseCount(const std::string& flag, const std::string& v) {
   return std::stoull(v);
 }
 
+// "spread=node.labels.zone" -> "node.labels.zone" (the managers check the key).
+std::string ParsePlacementPref(const std::string& flag, const std::string& v) {
+  const auto eq = v.find('=');
+  const std::string strategy = v.substr(0, eq);
+  if (eq == std::string::npos || eq + 1 == v.size()) {
+    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag +
+                     "\": expected spread=<label>, e.g. spread=node.labels.zone");
+  }
+  if (strategy != "spread") {
+    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag +
+                     "\": unknown placement preference strategy \"" + strategy +
+                     "\" (only spread is supported)");
+  }
+  return v.substr(eq + 1);
+}
+
 int64_t ParseDurationNs(const std::string& flag, const std::string& v) {
   auto d = ParseDuration(v);
   if (!d) throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": not a duration");
@@ -406,6 +422,8 @@ int Create(const Invocation& inv) {
     spec->add_networks()->set_target(n);  // the managers resolve the name
   for (const auto& k : inv.All("constraint"))
     spec->mutable_task()->mutable_placement()->add_constraints(k);
+  for (const auto& p : inv.All("placement-pref"))
+    spec->mutable_task()->mutable_placement()->add_spread(ParsePlacementPref("placement-pref", p));
   ApplyCommonFlags(inv, spec);
   api::CreateServiceResponse resp;
   grpc::ClientContext ctx;
@@ -622,6 +640,12 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
   if (spec.task().placement().max_replicas()) {
     placement["MaxReplicas"] = spec.task().placement().max_replicas();
   }
+  if (spec.task().placement().spread_size()) {
+    boost::json::array prefs;
+    for (const auto& d : spec.task().placement().spread())
+      prefs.push_back(boost::json::object{{"Spread", boost::json::object{{"SpreadDescriptor", d}}}});
+    placement["Preferences"] = std::move(prefs);
+  }
   boost::json::object mode;
   if (spec.has_global()) {
     mode["Global"] = boost::json::object{};
@@ -719,6 +743,13 @@ int Inspect(const Invocation& inv) {
       std::cout << "Placement:\n";
       for (const auto& c : s.spec().task().placement().constraints())
         std::cout << " Constraints:   [" << c << "]\n";
+      if (s.spec().task().placement().spread_size()) {
+        std::cout << " Preferences:   [";
+        for (int i = 0; i < s.spec().task().placement().spread_size(); ++i)
+          std::cout << (i ? " " : "") << "{Spread " << s.spec().task().placement().spread(i)
+                    << "}";
+        std::cout << "]\n";
+      }
       std::cout << "ContainerSpec:\n Image:         " << s.spec().task().container().image()
                 << "\n";
     }
@@ -815,6 +846,13 @@ int UpdateCmd(const Invocation& inv) {
   }
   for (const auto& k : inv.All("constraint-add"))
     placement->add_constraints(k);
+  for (const auto& p : inv.All("placement-pref-rm")) {
+    const std::string d = ParsePlacementPref("placement-pref-rm", p);
+    auto* s = placement->mutable_spread();
+    s->erase(std::remove(s->begin(), s->end(), d), s->end());
+  }
+  for (const auto& p : inv.All("placement-pref-add"))
+    placement->add_spread(ParsePlacementPref("placement-pref-add", p));
   for (const auto& l : inv.All("label-add")) {
     auto [k, val] = KeyValue("label-add", l);
     (*spec.mutable_labels())[k] = val;
@@ -929,6 +967,7 @@ std::vector<Command> ServiceCommands() {
                          {"replicas", 0, "uint", "Number of tasks"},
                          {"mode", 0, "string", "Service mode (replicated or global)"},
                          {"constraint", 0, "list", "Placement constraints", true},
+                         {"placement-pref", 0, "pref", "Add a placement preference", true},
                          {"env", 'e', "list", "Set environment variables", true},
                          {"env-file", 0, "list", "Read in a file of environment variables", true},
                          {"label", 'l', "list", "Service labels", true},
@@ -945,6 +984,8 @@ std::vector<Command> ServiceCommands() {
            {"env-rm", 0, "list", "Remove an environment variable", true},
            {"constraint-add", 0, "list", "Add or update a placement constraint", true},
            {"constraint-rm", 0, "list", "Remove a constraint", true},
+           {"placement-pref-add", 0, "pref", "Add a placement preference", true},
+           {"placement-pref-rm", 0, "pref", "Remove a placement preference", true},
            {"label-add", 0, "list", "Add or update a service label", true},
            {"label-rm", 0, "list", "Remove a label by its key", true},
            {"publish-add", 0, "port", "Add or update a published port", true},

@@ -13,6 +13,7 @@
 #include "daemon/manager/task_scheduler.h"
 #include "daemon/manager/orchestrator/reconcile.h"
 #include "scheduler/constraint.h"
+#include "scheduler/scheduler.h"
 
 namespace skep::manager {
 
@@ -104,6 +105,9 @@ grpc::Status CheckSpec(api::ServiceSpec& spec) {
   auto parsed = scheduler::ParseConstraints(
       {spec.task().placement().constraints().begin(), spec.task().placement().constraints().end()});
   if (auto* err = std::get_if<std::string>(&parsed)) return Invalid(*err);
+  for (const auto& d : spec.task().placement().spread()) {
+    if (auto err = scheduler::CheckSpreadDescriptor(d)) return Invalid(*err);
+  }
   if (grpc::Status st = CheckMounts(*c); !st.ok()) return st;
   if (grpc::Status st = CheckPorts(spec.endpoint()); !st.ok()) return st;
   if (c->stop_grace_period_ns() < 0) return Invalid("the stop grace period cannot be negative");

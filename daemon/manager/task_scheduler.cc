@@ -63,6 +63,7 @@ scheduler::TaskRequest RequestOf(const api::Task& t) {
     }
   }
   r.max_replicas_per_node = t.spec().placement().max_replicas();
+  r.spread = {t.spec().placement().spread().begin(), t.spec().placement().spread().end()};
   return r;
 }
 

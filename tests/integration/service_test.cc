@@ -227,3 +227,50 @@ TEST_CASE("bad service input gets a clear error and changes nothing", "[integrat
   const Output ls = lab.Skep("m1", {"service", "ls", "-q"});
   CHECK(std::count(ls.out.begin(), ls.out.end(), '\n') == 2);  // web and a
 }
+
+TEST_CASE("a spread preference evens a service out over two zones", "[integration]") {
+  Lab lab("itspread", 28, 1, 3);
+  REQUIRE(lab.Skep("m1", {"node", "update", "--label-add", "zone=a", "w1"}).code == 0);
+  REQUIRE(lab.Skep("m1", {"node", "update", "--label-add", "zone=a", "w2"}).code == 0);
+  REQUIRE(lab.Skep("m1", {"node", "update", "--label-add", "zone=b", "w3"}).code == 0);
+  Output o = lab.Skep("m1", {"service", "create", "-d", "--name", "web", "--replicas", "4",
+                             "--constraint", "node.role==worker", "--placement-pref",
+                             "spread=node.labels.zone", "skep/web:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  std::map<std::string, int> per_node;
+  CHECK(Eventually([&] {
+    per_node.clear();
+    auto rows = Live(lab, "web");
+    for (const auto& r : rows)
+      ++per_node[r.node];
+    return rows.size() == 4;
+  }));
+  // Zone b is one node, zone a two: b's node takes half.
+  CHECK(per_node["w3"] == 2);
+  CHECK(per_node["w1"] + per_node["w2"] == 2);
+  o = lab.Skep("m1", {"service", "inspect", "--pretty", "web"});
+  CHECK(o.out.find(" Preferences:   [{Spread node.labels.zone}]") != std::string::npos);
+  o = lab.Skep("m1", {"service", "inspect", "--format",
+                      "{{json .Spec.TaskTemplate.Placement.Preferences}}", "web"});
+  CHECK(o.out == "[{\"Spread\":{\"SpreadDescriptor\":\"node.labels.zone\"}}]\n");
+
+  // Removed, the preference no longer applies (the next tasks follow the usual spread).
+  REQUIRE(lab.Skep("m1", {"service", "update", "-d", "--placement-pref-rm",
+                          "spread=node.labels.zone", "web"})
+              .code == 0);
+  CHECK(lab.Skep("m1", {"service", "inspect", "--pretty", "web"}).out.find("Preferences") ==
+        std::string::npos);
+
+  // Bad input: an unknown key or strategy, a clear error and nothing made.
+  o = lab.Skep("m1", {"service", "create", "-d", "--name", "bad", "--placement-pref",
+                      "spread=node.zone", "skep/web:1"});
+  CHECK(o.code != 0);
+  CHECK(o.err.find("invalid placement preference \"spread=node.zone\": the key must be "
+                   "node.labels.<name> or engine.labels.<name>") != std::string::npos);
+  o = lab.Skep("m1", {"service", "create", "-d", "--name", "bad", "--placement-pref",
+                      "binpack=node.labels.zone", "skep/web:1"});
+  CHECK(o.code != 0);
+  CHECK(o.err.find("unknown placement preference strategy \"binpack\"") != std::string::npos);
+  CHECK(lab.Skep("m1", {"service", "ls", "-q"}).out.size() == 13);
+}

@@ -521,3 +521,62 @@ TEST_CASE("random clusters: limits hold, counts add up, unplaced tasks fit nowhe
   CHECK(unplaced > 1000);
   CHECK(reasons_seen.size() == 8);
 }
+
+TEST_CASE("spread preferences even tasks out over a label's values, level by level",
+          "[scheduler]") {
+  // Zone a has three nodes, zone b one, and one node has no zone.
+  std::vector<NodeInfo> nodes = {Node("a1"), Node("a2"), Node("a3"), Node("b1"), Node("x")};
+  for (int i = 0; i < 3; ++i)
+    nodes[i].labels["zone"] = "a";
+  nodes[3].labels["zone"] = "b";
+  TaskRequest like = Task("t");
+  like.spread = {"node.labels.zone"};
+  Decisions d = Schedule(nodes, Tasks(6, like));
+  REQUIRE(d.assignments.size() == 6);
+  auto per = PerNode(d);
+  // Three values (a, b and none) take two tasks each.
+  CHECK(per["a1"] + per["a2"] + per["a3"] == 2);
+  CHECK(per["b1"] == 2);
+  CHECK(per["x"] == 2);
+  CHECK(CountOr0(nodes[3], "web") == 2);
+
+  // Tasks already there count: the next ones go where their branch has fewest.
+  d = Schedule(nodes, Tasks(3, like));
+  per = PerNode(d);
+  CHECK(per["a1"] + per["a2"] + per["a3"] == 1);
+  CHECK(per["b1"] == 1);
+  CHECK(per["x"] == 1);
+
+  // Nested: zone, then rack within it.
+  std::vector<NodeInfo> racks = {Node("r1"), Node("r2"), Node("r3"), Node("r4")};
+  racks[0].labels = {{"zone", "a"}, {"rack", "1"}};
+  racks[1].labels = {{"zone", "a"}, {"rack", "1"}};
+  racks[2].labels = {{"zone", "a"}, {"rack", "2"}};
+  racks[3].labels = {{"zone", "b"}, {"rack", "1"}};
+  like.spread = {"node.labels.zone", "node.labels.rack"};
+  d = Schedule(racks, Tasks(4, like));
+  per = PerNode(d);
+  CHECK(per["r4"] == 2);                // zone b
+  CHECK(per["r1"] + per["r2"] == 1);    // zone a, rack 1
+  CHECK(per["r3"] == 1);                // zone a, rack 2
+
+  // Filters still apply: a node that may not take tasks is no branch.
+  std::vector<NodeInfo> some = {Node("a1"), Node("b1")};
+  some[0].labels["zone"] = "a";
+  some[1].labels["zone"] = "b";
+  some[1].availability = "drain";
+  like.spread = {"node.labels.zone"};
+  d = Schedule(some, Tasks(2, like));
+  CHECK(PerNode(d)["a1"] == 2);
+}
+
+TEST_CASE("a spread preference names a node or engine label", "[scheduler]") {
+  CHECK_FALSE(CheckSpreadDescriptor("node.labels.zone"));
+  CHECK_FALSE(CheckSpreadDescriptor("engine.labels.rack"));
+  for (const char* bad : {"node.zone", "node.labels.", "zone", ""}) {
+    auto err = CheckSpreadDescriptor(bad);
+    REQUIRE(err);
+    CHECK(err->find("the key must be node.labels.<name> or engine.labels.<name>") !=
+          std::string::npos);
+  }
+}
