@@ -1,10 +1,12 @@
 #include "daemon/agent/containerd.h"
 
+#include <boost/json.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <random>
 #include <regex>
 
@@ -320,6 +322,110 @@ void Containerd::CreateContainer(const ContainerRequest& r) {
     impl_->RemoveSnapshot(r.id);
     impl_->Fail("Containers.Create", r.id, s);
   }
+}
+
+Containerd::ExecResult Containerd::Exec(const std::string& id, const std::string& exec_id,
+                                        const std::vector<std::string>& argv,
+                                        std::chrono::milliseconds timeout,
+                                        const std::string& scratch) {
+  // The container's process as its spec says, with the probe's arguments.
+  cdapi::containers::GetContainerRequest greq;
+  greq.set_id(id);
+  cdapi::containers::GetContainerResponse gresp;
+  {
+    auto ctx = impl_->Context(kShortCall);
+    impl_->Check(impl_->containers->Get(ctx.get(), greq, &gresp), "Containers.Get", id);
+  }
+  boost::json::object process;
+  try {
+    const auto spec = boost::json::parse(gresp.container().spec().value());
+    if (const auto* p = spec.as_object().if_contains("process")) process = p->as_object();
+  } catch (const std::exception&) {
+  }
+  boost::json::array args;
+  for (const auto& a : argv)
+    args.push_back(boost::json::string(a));
+  process["args"] = std::move(args);
+  process["terminal"] = false;
+  process.erase("consoleSize");
+
+  const std::string out = scratch + "/" + exec_id + ".out";
+  ::unlink(out.c_str());
+  EnsureFile(out);
+  cdapi::tasks::ExecProcessRequest ereq;
+  ereq.set_container_id(id);
+  ereq.set_exec_id(exec_id);
+  ereq.set_stdout("file://" + out);
+  ereq.set_stderr("file://" + out);
+  ereq.mutable_spec()->set_type_url("types.containerd.io/opencontainers/runtime-spec/1/Process");
+  ereq.mutable_spec()->set_value(boost::json::serialize(process));
+  google::protobuf::Empty empty;
+  {
+    auto ctx = impl_->Context(kShortCall);
+    impl_->Check(impl_->tasks->Exec(ctx.get(), ereq, &empty), "Tasks.Exec", id);
+  }
+  auto remove = [&] {
+    cdapi::tasks::DeleteProcessRequest dreq;
+    dreq.set_container_id(id);
+    dreq.set_exec_id(exec_id);
+    cdapi::tasks::DeleteResponse dresp;
+    auto ctx = impl_->Context(kShortCall);
+    impl_->tasks->DeleteProcess(ctx.get(), dreq, &dresp);
+  };
+  // Waiting is registered before the start, so that a quick exit is not missed.
+  cdapi::tasks::WaitRequest wreq;
+  wreq.set_container_id(id);
+  wreq.set_exec_id(exec_id);
+  cdapi::tasks::WaitResponse wresp;
+  auto wctx = impl_->Context(std::chrono::duration_cast<std::chrono::seconds>(timeout) +
+                             std::chrono::seconds(1));
+  wctx->set_deadline(std::chrono::system_clock::now() + timeout);
+  grpc::CompletionQueue cq;
+  auto pending = impl_->tasks->AsyncWait(wctx.get(), wreq, &cq);
+  grpc::Status wstatus;
+  pending->Finish(&wresp, &wstatus, reinterpret_cast<void*>(1));
+  cdapi::tasks::StartRequest sreq;
+  sreq.set_container_id(id);
+  sreq.set_exec_id(exec_id);
+  cdapi::tasks::StartResponse sresp;
+  grpc::Status started;
+  {
+    auto ctx = impl_->Context(kShortCall);
+    started = impl_->tasks->Start(ctx.get(), sreq, &sresp);
+  }
+  if (!started.ok()) wctx->TryCancel();
+  void* tag = nullptr;
+  bool ok = false;
+  cq.Next(&tag, &ok);
+  ExecResult result;
+  if (!started.ok()) {
+    remove();
+    ::unlink(out.c_str());
+    impl_->Fail("Tasks.Start (exec)", id, started);
+  }
+  if (wstatus.ok()) {
+    result.exit_code = static_cast<int>(wresp.exit_status());
+  } else {
+    // Timed out: the probe is killed.
+    cdapi::tasks::KillRequest kreq;
+    kreq.set_container_id(id);
+    kreq.set_exec_id(exec_id);
+    kreq.set_signal(9);
+    auto ctx = impl_->Context(kShortCall);
+    impl_->tasks->Kill(ctx.get(), kreq, &empty);
+    cdapi::tasks::WaitResponse ignored;
+    auto again = impl_->Context(std::chrono::seconds(5));
+    impl_->tasks->Wait(again.get(), wreq, &ignored);
+  }
+  remove();
+  {
+    std::ifstream in(out, std::ios::binary);
+    result.output.resize(4096);
+    in.read(result.output.data(), static_cast<std::streamsize>(result.output.size()));
+    result.output.resize(static_cast<size_t>(in.gcount()));
+  }
+  ::unlink(out.c_str());
+  return result;
 }
 
 uint32_t Containerd::StartTask(const std::string& id, const std::string& stdout_path,

@@ -7,6 +7,7 @@
 // runc (io.containerd.runc.v2) with the cgroupfs driver.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -87,6 +88,19 @@ class Containerd {
   // `on_oom`, if given, hears of every out-of-memory kill in a container (before or after its
   // exit: the events are not ordered). Call once.
   void SubscribeExits(ExitCallback on_exit, OomCallback on_oom = nullptr);
+
+  // Runs `argv` in the running container `id` (containerd's exec: the container's own process
+  // settings, environment and user, with these arguments), waits at most `timeout` (then kills
+  // it), and returns its exit code (-1 when it timed out) and the start of its output (stdout
+  // and stderr, at most 4 KiB). `exec_id` names the process; `scratch` is a directory for its
+  // output file. Throws ExecutorError when the process cannot be started.
+  struct ExecResult {
+    int exit_code = -1;
+    std::string output;
+  };
+  ExecResult Exec(const std::string& id, const std::string& exec_id,
+                  const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                  const std::string& scratch);
 
   // Deletes the task (which must not be running), the container and its snapshot. Parts
   // already gone are skipped.

@@ -225,6 +225,38 @@ void ApplyCommonFlags(const Invocation& inv, api::ServiceSpec* spec) {
     for (const auto& w : Split(inv.Get("entrypoint"), ' '))
       if (!w.empty()) c->add_command(w);
   }
+  // Health checks: --health-cmd and its settings, or --no-healthcheck.
+  if (inv.Has("no-healthcheck") &&
+      (inv.Has("health-cmd") || inv.Has("health-interval") || inv.Has("health-timeout") ||
+       inv.Has("health-retries") || inv.Has("health-start-period"))) {
+    throw UsageError("--no-healthcheck conflicts with --health-* options");
+  }
+  if (inv.Has("no-healthcheck")) {
+    c->mutable_healthcheck()->clear_test();
+    c->mutable_healthcheck()->add_test("NONE");
+  }
+  if (inv.Has("health-cmd")) {
+    auto* h = c->mutable_healthcheck();
+    h->clear_test();
+    h->add_test("CMD-SHELL");
+    h->add_test(inv.Get("health-cmd"));
+  }
+  if (inv.Has("health-interval")) {
+    c->mutable_healthcheck()->set_interval_ns(
+        ParseDurationNs("health-interval", inv.Get("health-interval")));
+  }
+  if (inv.Has("health-timeout")) {
+    c->mutable_healthcheck()->set_timeout_ns(
+        ParseDurationNs("health-timeout", inv.Get("health-timeout")));
+  }
+  if (inv.Has("health-start-period")) {
+    c->mutable_healthcheck()->set_start_period_ns(
+        ParseDurationNs("health-start-period", inv.Get("health-start-period")));
+  }
+  if (inv.Has("health-retries")) {
+    c->mutable_healthcheck()->set_retries(
+        static_cast<int32_t>(ParseCount("health-retries", inv.Get("health-retries"))));
+  }
   if (inv.Has("replicas-max-per-node")) {
     task->mutable_placement()->set_max_replicas(
         ParseCount("replicas-max-per-node", inv.Get("replicas-max-per-node")));
@@ -371,6 +403,7 @@ std::string ImageShort(const std::string& image) {
 // ---------------------------------------------------------------------------------------------
 
 int Converge(const Invocation& inv, const std::string& id, bool rollback = false);
+std::string HealthSuffix(const api::TaskStatus& s);
 
 int Create(const Invocation& inv) {
   api::CreateServiceRequest req;
@@ -447,9 +480,15 @@ int Converge(const Invocation& inv, const std::string& id, bool rollback) {
       const auto& task = t.task();
       if (task.spec_version() != v.service().spec_version()) continue;
       const std::string key = task.slot() ? std::to_string(task.slot()) : t.node_hostname();
-      slots[key] =
-          task.status().err().empty() ? StateName(task.status().state()) : task.status().err();
-      if (task.status().state() == api::TASK_RUNNING) ++running;
+      slots[key] = task.status().err().empty()
+                       ? StateName(task.status().state()) + HealthSuffix(task.status())
+                       : task.status().err();
+      // Running, and healthy when it has a check.
+      if (task.status().state() == api::TASK_RUNNING &&
+          task.status().health() != api::HEALTH_STARTING &&
+          task.status().health() != api::HEALTH_UNHEALTHY) {
+        ++running;
+      }
     }
     const uint64_t desired = v.desired();
     const auto us = v.service().update_status().state();
@@ -523,6 +562,21 @@ int List(const Invocation& inv) {
   return 0;
 }
 
+// " (healthy)", " (unhealthy)", " (starting)" for a running task with a health check.
+std::string HealthSuffix(const api::TaskStatus& s) {
+  if (s.state() != api::TASK_RUNNING) return "";
+  switch (s.health()) {
+    case api::HEALTH_STARTING:
+      return " (starting)";
+    case api::HEALTH_HEALTHY:
+      return " (healthy)";
+    case api::HEALTH_UNHEALTHY:
+      return " (unhealthy)";
+    default:
+      return "";
+  }
+}
+
 const ListFormat kTaskList{
     "table {{.ID}}\t{{.Name}}\t{{.Image}}\t{{.Node}}\t{{.DesiredState}}\t{{.CurrentState}}\t"
     "{{.Error}}\t{{.Ports}}",
@@ -573,7 +627,8 @@ int PrintTasks(const Invocation& inv, std::vector<api::TaskView> tasks) {
          {"Node", v.node_hostname()},
          {"DesiredState", StateName(t.desired_state() <= api::TASK_RUNNING ? api::TASK_RUNNING
                                                                            : t.desired_state())},
-         {"CurrentState", StateName(t.status().state()) + " " + HumanAgo(t.status().timestamp())},
+         {"CurrentState", StateName(t.status().state()) + " " + HumanAgo(t.status().timestamp()) +
+                              HealthSuffix(t.status())},
          {"Error", err},
          {"Ports", HostPortsOf(t)},
          // Not columns of the table, for --format: the task's address on its node, and what
@@ -632,6 +687,15 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
   if (c.env_size()) container["Env"] = boost::json::array(c.env().begin(), c.env().end());
   if (!c.dir().empty()) container["Dir"] = c.dir();
   if (!c.user().empty()) container["User"] = c.user();
+  if (c.has_healthcheck()) {
+    const auto& h = c.healthcheck();
+    boost::json::object hc{{"Test", boost::json::array(h.test().begin(), h.test().end())}};
+    if (h.interval_ns()) hc["Interval"] = h.interval_ns();
+    if (h.timeout_ns()) hc["Timeout"] = h.timeout_ns();
+    if (h.retries()) hc["Retries"] = h.retries();
+    if (h.start_period_ns()) hc["StartPeriod"] = h.start_period_ns();
+    container["Healthcheck"] = std::move(hc);
+  }
   boost::json::object placement;
   if (spec.task().placement().constraints_size()) {
     placement["Constraints"] = boost::json::array(spec.task().placement().constraints().begin(),
@@ -927,6 +991,14 @@ int Rollback(const Invocation& inv) {
 std::vector<Flag> CommonFlags() {
   return {
       {"user", 'u', "string", "Username or UID (format: <name|uid>[:<group|gid>])"},
+      {"health-cmd", 0, "string", "Command to run to check health"},
+      {"health-interval", 0, "duration", "Time between running the check (ms|s|m|h)"},
+      {"health-timeout", 0, "duration", "Maximum time to allow one check to run (ms|s|m|h)"},
+      {"health-retries", 0, "int", "Consecutive failures needed to report unhealthy"},
+      {"health-start-period", 0, "duration",
+       "Start period for the container to initialize before counting retries towards unstable "
+       "(ms|s|m|h)"},
+      {"no-healthcheck", 0, "", "Disable any container-specified HEALTHCHECK"},
       {"workdir", 'w', "string", "Working directory inside the container"},
       {"hostname", 0, "string", "Container hostname"},
       {"entrypoint", 0, "command", "Overwrite the default ENTRYPOINT of the image"},

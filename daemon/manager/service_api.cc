@@ -264,7 +264,7 @@ api::ServiceView ControlApi::ViewOf(const api::Service& s) const {
     for (const auto* t : tx.tasks_of_service(s.id())) {
       if (!LiveTask(*t)) continue;
       ++live;
-      if (t->status().state() == api::TASK_RUNNING) ++running;
+      if (orchestrator::Ready(*t)) ++running;  // healthy, when it has a check
     }
     v.set_running(running);
     v.set_desired(s.spec().has_global() ? live : s.spec().replicated().replicas());

@@ -182,6 +182,13 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     std::string stop_signal;
     std::unique_ptr<asio::steady_timer> kill_timer;
     bool oom_killed = false;  // the kernel killed a process of it for memory
+    // Its health check, while it runs.
+    std::unique_ptr<asio::steady_timer> health_timer;
+    std::chrono::steady_clock::time_point health_started;
+    int health_failures = 0;  // consecutive, outside the start period
+    bool healthy_once = false;
+    bool unhealthy = false;  // killed for it; its exit says so
+    uint32_t probes = 0;
   };
 
   // ---- on the strand ------------------------------------------------------------------------
@@ -235,6 +242,12 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       }
       if (r.task.state == executor::TaskState::kRunning) {
         SKEP_LOG(info, "worker", "task {} still runs (pid {})", r.id, r.task.pid);
+        // Its checks go on where they were (a healthy task stays healthy meanwhile).
+        if (const api::HealthConfig* h = HealthOf(it->second.task)) {
+          it->second.healthy_once = it->second.task.status().health() == api::HEALTH_HEALTHY;
+          it->second.health_started = std::chrono::steady_clock::now();
+          ScheduleProbe(it->second, *h);
+        }
       }
     }
     // Records whose container is gone: a task that was running has ended unseen.
@@ -406,7 +419,11 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       if (l.forgotten || l.task.desired_state() > api::TASK_RUNNING || Terminal(state)) continue;
       for (const auto& a : l.task.networks()) {
         join.insert(a.network_id());
+        // Running and, with a health check, healthy: only then does it get connections.
         if (state != api::TASK_RUNNING || a.addresses_size() == 0) continue;
+        if (HealthOf(l.task) != nullptr && l.task.status().health() != api::HEALTH_HEALTHY) {
+          continue;
+        }
         auto n = networks_.find(a.network_id());
         const bool ingress = n != networks_.end() && n->second.spec().ingress();
         want[a.network_id()][id] =
@@ -653,6 +670,115 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     });
   }
 
+  // ---- health checks ------------------------------------------------------------------------
+  //
+  // A running task with a check is STARTING until a check passes, then HEALTHY; `retries`
+  // consecutive failures (those in the start period do not count until one passes) make it
+  // UNHEALTHY: its container is killed and the task fails, for its restart policy to replace.
+  // Checks run in the container through containerd's exec, one at a time, `interval` apart.
+
+  static const api::HealthConfig* HealthOf(const api::Task& t) {
+    const auto& h = t.spec().container().healthcheck();
+    if (h.test_size() == 0 || h.test(0) == "NONE") return nullptr;
+    return &h;
+  }
+
+  static std::vector<std::string> ProbeArgv(const api::HealthConfig& h) {
+    if (h.test(0) == "CMD-SHELL") return {"/bin/sh", "-c", h.test_size() > 1 ? h.test(1) : "true"};
+    if (h.test(0) == "CMD") return {h.test().begin() + 1, h.test().end()};
+    return {h.test().begin(), h.test().end()};
+  }
+
+  void StartHealth(Local& l) {
+    const api::HealthConfig* h = HealthOf(l.task);
+    if (h == nullptr) return;
+    l.health_failures = 0;
+    l.healthy_once = false;
+    l.health_started = std::chrono::steady_clock::now();
+    SetHealth(l, api::HEALTH_STARTING, "");
+    ScheduleProbe(l, *h);
+  }
+
+  void ScheduleProbe(Local& l, const api::HealthConfig& h) {
+    const std::chrono::nanoseconds interval =
+        h.interval_ns() > 0 ? std::chrono::nanoseconds(h.interval_ns()) : std::chrono::seconds(30);
+    l.health_timer = std::make_unique<asio::steady_timer>(strand_, interval);
+    l.health_timer->async_wait(
+        [self = shared_from_this(), id = l.task.id()](const boost::system::error_code& ec) {
+          if (!ec) self->Probe(id);
+        });
+  }
+
+  void Probe(const std::string& id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    Local& l = it->second;
+    const api::HealthConfig* h = HealthOf(l.task);
+    if (h == nullptr || !l.container || l.unhealthy ||
+        l.task.status().state() != api::TASK_RUNNING) {
+      return;
+    }
+    const auto timeout = h->timeout_ns() > 0
+                             ? std::chrono::milliseconds(h->timeout_ns() / 1'000'000)
+                             : std::chrono::milliseconds(30'000);
+    asio::post(pool_, [self = shared_from_this(), id, exec_id = "health-" + std::to_string(++l.probes),
+                       argv = ProbeArgv(*h), timeout, dir = TaskDir(id)] {
+      executor::Containerd::ExecResult r;
+      try {
+        r = self->containerd_.Exec(id, exec_id, argv, timeout, dir);
+      } catch (const std::exception& e) {
+        r.exit_code = -1;
+        r.output = e.what();
+      }
+      asio::post(self->strand_, [self, id, r] { self->OnProbe(id, r); });
+    });
+  }
+
+  void OnProbe(const std::string& id, const executor::Containerd::ExecResult& r) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    Local& l = it->second;
+    const api::HealthConfig* h = HealthOf(l.task);
+    if (h == nullptr || !l.container || l.unhealthy ||
+        l.task.status().state() != api::TASK_RUNNING) {
+      return;
+    }
+    if (r.exit_code == 0) {
+      l.health_failures = 0;
+      l.healthy_once = true;
+      SetHealth(l, api::HEALTH_HEALTHY, r.output);
+    } else {
+      const auto start_period = std::chrono::nanoseconds(h->start_period_ns());
+      if (l.healthy_once || std::chrono::steady_clock::now() - l.health_started >= start_period) {
+        ++l.health_failures;
+      }
+      const int retries = h->retries() > 0 ? h->retries() : 3;
+      if (l.health_failures >= retries) {
+        l.unhealthy = true;
+        SetHealth(l, api::HEALTH_UNHEALTHY, r.output);
+        SKEP_LOG(info, "worker", "task {} is unhealthy after {} failed checks: killing it", id,
+                 l.health_failures);
+        asio::post(pool_, [self = shared_from_this(), id] { self->Signal(id, SIGKILL, true); });
+        return;
+      }
+      SetHealth(l, l.task.status().health(), r.output);
+    }
+    ScheduleProbe(l, *h);
+  }
+
+  // Reported when the state changes (the output goes with it, not on its own).
+  void SetHealth(Local& l, api::HealthState health, const std::string& output) {
+    auto* s = l.task.mutable_status();
+    const bool changed = s->health() != health;
+    s->set_health(health);
+    s->set_health_output(output);
+    if (!changed) return;
+    Persist();
+    if (!l.forgotten) unreported_[l.task.id()] = *s;
+    Flush();
+    SyncGossip();
+  }
+
   // The kernel killed one of the task's processes for memory: its exit (before or after this)
   // says so.
   void OnOom(const std::string& id) {
@@ -675,10 +801,14 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       return;
     }
     l.kill_timer.reset();
+    l.health_timer.reset();
     const auto state = l.task.status().state();
     if (!Terminal(state)) {
       if (l.forgotten || l.task.desired_state() > api::TASK_RUNNING) {
         SetStatus(l, api::TASK_SHUTDOWN, "shutdown", "", static_cast<int32_t>(code));
+      } else if (l.unhealthy) {
+        SetStatus(l, api::TASK_FAILED, "unhealthy", "task: unhealthy container",
+                  static_cast<int32_t>(code));
       } else if (code == 0) {
         SetStatus(l, api::TASK_COMPLETE, "finished", "");
       } else {
@@ -821,7 +951,11 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         l.container = true;
         l.stop_signal = stop_signal;
         l.task.mutable_status()->set_addr(addr);
+        // With a check, it is running but not yet healthy from its first report on, so that
+        // nothing counts it as ready in between.
+        if (HealthOf(l.task) != nullptr) l.task.mutable_status()->set_health(api::HEALTH_STARTING);
         self->SetStatus(l, api::TASK_RUNNING, "started", "", 0, static_cast<int32_t>(pid));
+        self->StartHealth(l);
         if (l.early_exit) {
           auto [code, at] = *l.early_exit;
           l.early_exit.reset();

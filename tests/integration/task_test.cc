@@ -539,3 +539,58 @@ TEST_CASE("a memory limit is the task's cgroup's, and a task killed for memory s
   INFO(row);
   CHECK(row.find("task: non-zero exit (137): OOM killed") != std::string::npos);
 }
+
+TEST_CASE("health checks: a task is running once healthy, replaced when unhealthy, and an update "
+          "that never gets healthy rolls back",
+          "[integration]") {
+  Lab lab("ithealth", 29, 1, 1);
+  const std::vector<std::string> check = {"--health-cmd", "test -f /tmp/ok", "--health-interval",
+                                          "1s", "--health-retries", "2"};
+  std::vector<std::string> create = {"service", "create", "--name", "web", "--constraint",
+                                     "node.hostname==w1"};
+  create.insert(create.end(), check.begin(), check.end());
+  for (const char* a : {"skep/busybox:1", "sh", "-c", "touch /tmp/ok; exec sleep 600"})
+    create.push_back(a);
+  Output o = lab.Skep("m1", create);  // waits until converged: running and healthy
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  auto state = [&] {
+    return lab.Skep("m1", {"service", "ps", "--filter", "desired-state=running", "--format",
+                           "{{.CurrentState}}", "web"})
+        .out;
+  };
+  CHECK(state().find("(healthy)") != std::string::npos);
+  const std::string first = lab.RunningTask("web");
+
+  // The check starts failing: the task is killed, fails, and its replacement is healthy.
+  REQUIRE(lab.Exec("w1", first, {"rm", "/tmp/ok"}).code == 0);
+  CHECK(Eventually(
+      [&] {
+        const std::string now = lab.RunningTask("web");
+        return !now.empty() && now != first && state().find("(healthy)") != std::string::npos;
+      },
+      40s));
+  o = lab.Skep("m1", {"service", "ps", "--no-trunc", "--format", "{{.ID}} {{.Error}}", "web"});
+  CHECK(o.out.find(first + " \"task: unhealthy container\"") != std::string::npos);
+
+  // An update whose tasks never pass their check rolls back, and the service stays healthy.
+  o = lab.Skep("m1", {"service", "update", "--health-cmd", "false", "--update-failure-action",
+                      "rollback", "--update-monitor", "2s", "web"});
+  INFO(o.text());
+  CHECK(o.code != 0);
+  CHECK(Eventually(
+      [&] {
+        return lab.Skep("m1", {"service", "inspect", "--format", "{{.UpdateStatus.State}}", "web"})
+                   .out == "rollback_completed\n";
+      },
+      60s));
+  CHECK(lab.Skep("m1", {"service", "inspect", "--format",
+                        "{{index .Spec.TaskTemplate.ContainerSpec.Healthcheck.Test 1}}", "web"})
+            .out == "test -f /tmp/ok\n");
+  CHECK(Eventually([&] { return state().find("(healthy)") != std::string::npos; }, 30s));
+
+  // Bad input: --no-healthcheck with a check.
+  o = lab.Skep("m1", {"service", "update", "--no-healthcheck", "--health-cmd", "true", "web"});
+  CHECK(o.code != 0);
+  CHECK(o.err.find("--no-healthcheck conflicts with --health-* options") != std::string::npos);
+}

@@ -83,7 +83,7 @@ void ReconcileGroup(const api::Service& service, std::vector<const api::Task*> g
   }
   // Two live tasks in one place (a race, or a leader that died mid-way): the newest stays.
   const bool handing_over =
-      live.size() > 1 && StartFirst(service) && live[0]->status().state() != api::TASK_RUNNING &&
+      live.size() > 1 && StartFirst(service) && !Ready(*live[0]) &&
       live[1]->spec_version() < live[0]->spec_version() && !Terminal(live[1]->status().state());
   for (size_t i = handing_over ? 2 : 1; i < live.size(); ++i)
     plan.update.push_back(WithDesired(*live[i], api::TASK_SHUTDOWN));
@@ -120,6 +120,12 @@ void ReconcileGroup(const api::Service& service, std::vector<const api::Task*> g
 
 bool Terminal(api::TaskState state) {
   return state > api::TASK_RUNNING;
+}
+
+bool Ready(const api::Task& t) {
+  return t.status().state() == api::TASK_RUNNING &&
+         t.status().health() != api::HEALTH_STARTING &&
+         t.status().health() != api::HEALTH_UNHEALTHY;
 }
 
 api::Task NewTask(const api::Service& service, uint64_t slot, const std::string& node_id,
@@ -229,19 +235,10 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     plan.service = s;
   };
   const bool updating = state == US::UPDATING || state == US::ROLLBACK_STARTED;
-  if (old.empty()) {
-    bool all_running = plan.create.empty();
-    for (const auto* t : fresh)
-      all_running &= t->status().state() == api::TASK_RUNNING;
-    if (updating && all_running) {
-      with_status(rolling_back ? US::ROLLBACK_COMPLETED : US::COMPLETED,
-                  rolling_back ? "rollback completed" : "update completed");
-    }
-    return;
-  }
-  if (!updating) return;  // paused, or an old task with no update under way (a race)
+  if (!updating) return;  // paused, or no update under way
 
-  // Failures of the update's own tasks.
+  // Failures of the update's own tasks, first: also when no old task is left (one replica
+  // stopped first), a new one that fails pauses or rolls the update back.
   const int64_t started = service.update_status().started_at();
   std::string failed_task;
   size_t failures = 0;
@@ -274,14 +271,24 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     return;
   }
 
+  if (old.empty()) {
+    bool all_running = plan.create.empty();
+    for (const auto* t : fresh)
+      all_running &= Ready(*t);
+    if (all_running) {
+      with_status(rolling_back ? US::ROLLBACK_COMPLETED : US::COMPLETED,
+                  rolling_back ? "rollback completed" : "update completed");
+    }
+    return;
+  }
   // The next batch goes once the last one runs and the delay has passed.
   // A new task stays in progress until it has run for the monitor period without failing.
   const int64_t monitor = cfg.has_monitor_ns() ? cfg.monitor_ns() : kDefaultUpdateMonitorNs;
   size_t in_progress = plan.create.size();
   int64_t last_running = 0, monitored_until = 0;
   for (const auto* t : fresh) {
-    if (t->status().state() < api::TASK_RUNNING) ++in_progress;
-    if (t->status().state() == api::TASK_RUNNING && t->meta().created_at() >= started) {
+    if (t->status().state() <= api::TASK_RUNNING && !Ready(*t)) ++in_progress;
+    if (Ready(*t) && t->meta().created_at() >= started) {
       last_running = std::max(last_running, t->status().timestamp());
       if (now < t->status().timestamp() + monitor) {
         ++in_progress;

@@ -47,6 +47,9 @@ struct NodeView {
 // Whether a task's observed state means it has ended.
 bool Terminal(api::TaskState state);
 
+// Running, and healthy when it has a health check: what updates wait for.
+bool Ready(const api::Task& t);
+
 // A new task of `service` for `slot` (replicated) or `node_id` (global).
 api::Task NewTask(const api::Service& service, uint64_t slot, const std::string& node_id,
                   int64_t now);
