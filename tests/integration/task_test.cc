@@ -131,14 +131,21 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
   // kill -9 of a worker's skepd: its tasks run elsewhere; back, its old containers stop and
   // no slot has two running tasks.
   lab.Kill("w2");
-  CHECK(Eventually([&] {
+  const bool moved = Eventually([&] {
     auto now = Tasks(lab, "web", true);
     if (!AllRunning(now, 3)) return false;
     for (const auto& r : now) {
       if (r.node != "w1") return false;
     }
     return true;
-  }));
+  });
+  if (!moved) {
+    // What the nodes said meanwhile, for a failure that does not show alone.
+    std::string ps;
+    for (const auto& r : Tasks(lab, "web"))
+      ps += r.id + " " + r.node + " " + r.desired + " " + r.state + " " + r.error + "\n";
+    FAIL_CHECK("the tasks did not all move to w1:\n" << ps << lab.Logs(60));
+  }
   lab.Start("w2");
   CHECK(Eventually([&] { return RunningOn(lab, {"w2"})["w2"].empty(); }));
   std::map<std::string, int> per_slot;
