@@ -93,7 +93,8 @@ void AddDefaultRoute(Socket& s, const std::string& ifname, const std::string& ga
 void DeleteLink(Socket& s, const std::string& name) {
   LinkPtr link;
   if (rtnl_link_get_kernel(s.sk, 0, name.c_str(), &link.p) < 0) return;
-  if (int err = rtnl_link_delete(s.sk, link.p); err < 0 && err != -NLE_NODEV) {
+  if (int err = rtnl_link_delete(s.sk, link.p);
+      err < 0 && err != -NLE_NODEV && err != -NLE_OBJ_NOTFOUND) {
     Fail("cannot delete " + name, err);
   }
 }

@@ -109,13 +109,10 @@ TaskNetwork::Attachment TaskNetwork::Attach(const std::string& task_id,
   umount2(path.c_str(), MNT_DETACH);
   fs::remove(path);
   {
+    // The kernel may be removing it meanwhile (with the namespace just unmounted): gone is
+    // as good as deleted.
     Socket s;
-    const std::string stale = InterfaceName(task_id);
-    if (IfIndex(s, stale)) {
-      LinkPtr link;
-      rtnl_link_get_kernel(s.sk, 0, stale.c_str(), &link.p);
-      rtnl_link_delete(s.sk, link.p);
-    }
+    DeleteLink(s, InterfaceName(task_id));
   }
 
   // The lowest address no other task holds.

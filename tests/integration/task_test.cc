@@ -144,7 +144,9 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
     std::string ps;
     for (const auto& r : Tasks(lab, "web"))
       ps += r.id + " " + r.node + " " + r.desired + " " + r.state + " " + r.error + "\n";
-    FAIL_CHECK("the tasks did not all move to w1:\n" << ps << lab.Logs(60));
+    // Whether each skepd still runs (a crash and a hang look alike in the logs).
+    FAIL_CHECK("the tasks did not all move to w1:\n"
+               << ps << lab.Lab_({"status"}).text() << lab.Logs(60));
   }
   lab.Start("w2");
   CHECK(Eventually([&] { return RunningOn(lab, {"w2"})["w2"].empty(); }));
