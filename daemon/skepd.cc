@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
       "a mirror for docker.io images, as a URL (repeatable)")(
       "insecure-registry", po::value(&opt.insecure_registries)->composing(),
       "a registry (host[:port]) spoken to over plain HTTP (repeatable)")(
+      "registry-ca", po::value(&opt.registry_ca),
+      "a PEM file of CA certificates trusted for registries, besides the system's")(
       "gossip-port", po::value(&opt.gossip_port)->default_value(opt.gossip_port),
       "the port (UDP and TCP) of the gossip layer, on every node of the swarm");
   po::variables_map vm;

@@ -17,8 +17,8 @@
 # 10.88.0), SKEP_LAB_ROOT (state, default /var/lib/skep-lab/$SKEP_LAB), SKEP_LAB_BIN (where
 # skepd and skep are, default build/daemon), SKEP_LAB_NO_BUILD=1 (use the binaries as they are),
 # SKEP_LAB_NO_SERVICE=1 (do not create the demo service), SKEP_LAB_INIT_ARGS (more flags for
-# `swarm init`). Every node runs a containerd of its
-# own; a registry on the bridge ($SKEP_LAB_NET.1:5000) holds the test images and mirrors
+# `swarm init`), SKEP_LAB_SKEPD_ARGS (more flags for every skepd). Every node runs a containerd
+# of its own; a registry on the bridge ($SKEP_LAB_NET.1:5000) holds the test images and mirrors
 # docker.io for the nodes.
 set -euo pipefail
 
@@ -65,11 +65,13 @@ start_node() {
   "$here/deploy/containerd.sh" start "$root/$node/containerd" >/dev/null
   # nsenter, not `ip netns exec`: skepd must share the host's mount namespace, so that the
   # tasks' network namespaces it binds under its data dir are visible to containerd and runc.
+  # shellcheck disable=SC2086 # SKEP_LAB_SKEPD_ARGS is a list of flags
   nsenter --net="/run/netns/$(ns_of "$node")" setsid "$bin/skepd" \
     --data-dir "$root/$node/data" --control-socket "$(sock_of "$node")" \
     --hostname "$node" ${SKEP_LAB_LOG_LEVEL:+--log-level "$SKEP_LAB_LOG_LEVEL"} \
     --containerd-socket "$root/$node/containerd/containerd.sock" \
     --registry-mirror "http://$net.1:5000" --insecure-registry "$net.1:5000" \
+    ${SKEP_LAB_SKEPD_ARGS:-} \
     >>"$root/$node/skepd.log" 2>&1 </dev/null &
   echo $! >"$root/$node/pid"
   for _ in $(seq 100); do

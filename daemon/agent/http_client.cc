@@ -144,12 +144,10 @@ struct HttpClient::Impl {
 HttpClient::HttpClient(Options options) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   boost::system::error_code ec;
-  if (impl_->options.ca_file.empty()) {
-    impl_->tls.set_default_verify_paths(ec);
-    if (ec)
-      throw ExecutorError(ErrorKind::kFailed,
-                          "cannot load the system's CA certificates: " + Why(ec));
-  } else {
+  impl_->tls.set_default_verify_paths(ec);
+  if (ec && impl_->options.ca_file.empty())
+    throw ExecutorError(ErrorKind::kFailed, "cannot load the system's CA certificates: " + Why(ec));
+  if (!impl_->options.ca_file.empty()) {
     impl_->tls.load_verify_file(impl_->options.ca_file, ec);
     if (ec)
       throw ExecutorError(

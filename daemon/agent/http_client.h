@@ -1,5 +1,5 @@
 // A small blocking HTTP/1.1 client for the registry code (Boost.Beast): one request per
-// connection, TLS verified against the system CAs (or a given bundle) with the host name
+// connection, TLS verified against the system CAs (and a given bundle) with the host name
 // checked, a timeout on every connect, write and read. Thread-safe: each Send runs on its own
 // io_context on the calling thread.
 #pragma once
@@ -55,7 +55,7 @@ using BodySink = std::function<void(const HttpResponse& head, std::string_view c
 class HttpClient {
  public:
   struct Options {
-    std::string ca_file;  // PEM bundle; empty = the system's CAs
+    std::string ca_file;  // PEM bundle trusted besides the system's CAs; empty: none
     std::chrono::seconds timeout{30};
   };
   explicit HttpClient(Options options);

@@ -188,4 +188,13 @@ ImageRef ParseImageRef(std::string_view ref) {
   return out;
 }
 
+std::string RegistryDomain(std::string_view server) {
+  std::string_view s = server;
+  if (size_t scheme = s.find("://"); scheme != std::string_view::npos) s = s.substr(scheme + 3);
+  s = s.substr(0, s.find('/'));
+  if (s == "index.docker.io" || s == "registry-1.docker.io" || s == "registry.hub.docker.com")
+    return "docker.io";
+  return std::string(s);
+}
+
 }  // namespace skep::executor

@@ -31,4 +31,9 @@ struct ImageRef {
 // Throws ExecutorError(kInvalidArgument) naming the reference and what is wrong with it.
 ImageRef ParseImageRef(std::string_view ref);
 
+// The registry a login names, as references name registries (ImageRef::domain): the scheme and
+// any path dropped, "docker.io" for Docker Hub's names ("https://index.docker.io/v1/",
+// "index.docker.io", "registry-1.docker.io"); "" for an empty name.
+std::string RegistryDomain(std::string_view server);
+
 }  // namespace skep::executor

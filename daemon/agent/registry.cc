@@ -465,4 +465,34 @@ void Registry::FetchBlob(const ImageRef& ref, const Descriptor& desc, int64_t of
   });
 }
 
+void Registry::Login(const std::string& domain) {
+  const Endpoint ep = impl_->Endpoints(domain).back();  // docker.io's mirrors come first
+  const RegistryCredentials* creds = impl_->CredentialsFor(ep.auth);
+  if (creds == nullptr || creds->username.empty())
+    throw ExecutorError(ErrorKind::kInvalidArgument, "no user name to log in to " + domain + " with");
+  HttpRequest req;
+  req.url = ep.base;
+  req.url.target += "/v2/";
+  HttpResponse r = impl_->SendFollowing(req, nullptr, 1u << 20);
+  if (r.status / 100 == 2) return;
+  if (r.status != 401) Fail(req, r);
+  std::optional<Token> token;
+  for (const std::string& h : r.Headers("www-authenticate")) {
+    for (const AuthChallenge& c : ParseWwwAuthenticate(h)) {
+      if (token) break;
+      if (c.scheme == "bearer") token = impl_->FetchToken(ep, c, {});
+      if (c.scheme == "basic")
+        token = Token{"Basic " + Base64(creds->username + ":" + creds->password), {}};
+    }
+  }
+  if (!token)
+    throw ExecutorError(ErrorKind::kUnauthorized,
+                        fmt::format("registry {} asks for an authentication skep does not know "
+                                    "({})",
+                                    domain, r.Header("www-authenticate")));
+  req.headers.emplace_back("Authorization", token->header);
+  r = impl_->SendFollowing(req, nullptr, 1u << 20);
+  if (r.status / 100 != 2) Fail(req, r);
+}
+
 }  // namespace skep::executor

@@ -34,7 +34,7 @@ struct RegistryConfig {
   std::vector<std::string> mirrors;
   // By host[:port] as written in references ("docker.io" for Docker Hub) or a mirror's host.
   std::map<std::string, RegistryCredentials> credentials;
-  std::string ca_file;  // PEM bundle trusted instead of the system's CAs
+  std::string ca_file;  // PEM bundle trusted besides the system's CAs (private registries)
   std::chrono::seconds timeout{30};
 };
 
@@ -63,6 +63,11 @@ class Registry {
   // The data is not verified here (containerd checks the digest on commit).
   void FetchBlob(const ImageRef& ref, const Descriptor& desc, int64_t offset,
                  const std::function<void(int64_t at, std::string_view chunk)>& on_chunk);
+  // Checks the credentials configured for registry `domain` (host[:port], "docker.io"), as
+  // `docker login` does: GET /v2/ of the registry itself (never a mirror), its challenge
+  // answered with them. Throws ExecutorError, kUnauthorized with the registry's answer when it
+  // refuses them; a registry that asks for nothing accepts any.
+  void Login(const std::string& domain);
 
  private:
   struct Impl;

@@ -9,6 +9,7 @@ std::vector<Command> NodeCommands();
 std::vector<Command> ServiceCommands();
 std::vector<Command> LogsCommands();
 std::vector<Command> NetworkCommands();
+std::vector<Command> LoginCommands();
 
 void Deadline(grpc::ClientContext& ctx) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -68,6 +69,8 @@ std::vector<Command> AllCommands() {
   for (auto& c : LogsCommands())
     all.push_back(std::move(c));
   for (auto& c : NetworkCommands())
+    all.push_back(std::move(c));
+  for (auto& c : LoginCommands())
     all.push_back(std::move(c));
   all.push_back({"info", "", "Display this node's view of the swarm", {}, 0, 0, Info});
   all.push_back({"version", "", "Show the skep version", {}, 0, 0, Version});

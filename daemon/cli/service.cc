@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
+#include "daemon/agent/image_ref.h"
 #include "daemon/cli/command.h"
 #include "daemon/cli/format.h"
+#include "daemon/cli/registry_login.h"
 
 namespace skep::cli {
 namespace {
@@ -405,6 +408,20 @@ std::string ImageShort(const std::string& image) {
 int Converge(const Invocation& inv, const std::string& id, bool rollback = false);
 std::string HealthSuffix(const api::TaskStatus& s);
 
+// --with-registry-auth: the login `skep login` (or `docker login`) stored for the image's
+// registry.
+api::RegistryAuth StoredLogin(const std::string& image) {
+  if (auto auth = StoredLoginForImage(image)) return *auth;
+  std::string registry = "docker.io";
+  try {
+    registry = executor::ParseImageRef(image).domain;
+  } catch (const std::exception&) {
+  }
+  const std::string key = LoginKey(registry);
+  throw UsageError("--with-registry-auth: no login for " + key + " in " + DockerConfigPath() +
+                   " (skep login" + (registry == "docker.io" ? "" : " " + registry) + ")");
+}
+
 int Create(const Invocation& inv) {
   api::CreateServiceRequest req;
   auto* spec = req.mutable_spec();
@@ -458,6 +475,7 @@ int Create(const Invocation& inv) {
   for (const auto& p : inv.All("placement-pref"))
     spec->mutable_task()->mutable_placement()->add_spread(ParsePlacementPref("placement-pref", p));
   ApplyCommonFlags(inv, spec);
+  if (inv.Has("with-registry-auth")) *req.mutable_registry_auth() = StoredLogin(c->image());
   api::CreateServiceResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -838,12 +856,14 @@ int Remove(const Invocation& inv) {
 }
 
 api::ServiceView Update(const Invocation& inv, const api::ServiceView& current,
-                        const api::ServiceSpec& spec, bool rollback) {
+                        const api::ServiceSpec& spec, bool rollback,
+                        const api::RegistryAuth* auth = nullptr) {
   api::UpdateServiceRequest req;
   req.set_ref(current.service().id());
   req.set_version(current.service().meta().version());
   *req.mutable_spec() = spec;
   req.set_rollback(rollback);
+  if (auth != nullptr) *req.mutable_registry_auth() = *auth;
   api::ServiceView resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -946,7 +966,9 @@ int UpdateCmd(const Invocation& inv) {
   ApplyCommonFlags(inv, &spec);
   if (inv.Has("force")) spec.mutable_task()->set_force_update(spec.task().force_update() + 1);
   const bool rollback = inv.Has("rollback");
-  Update(inv, v, spec, rollback);
+  std::optional<api::RegistryAuth> auth;
+  if (inv.Has("with-registry-auth")) auth = StoredLogin(spec.task().container().image());
+  Update(inv, v, spec, rollback, auth ? &*auth : nullptr);
   std::cout << v.service().spec().name() << "\n";
   if (inv.Has("detach")) return 0;
   return Converge(inv, v.service().id(), rollback);
@@ -1027,6 +1049,7 @@ std::vector<Flag> CommonFlags() {
       {"rollback-max-failure-ratio", 0, "float", "Failure rate to tolerate during a rollback"},
       {"rollback-order", 0, "string", "Rollback order (start-first, stop-first)"},
       {"endpoint-mode", 0, "string", "Endpoint mode (vip or dnsrr) (default \"vip\")"},
+      {"with-registry-auth", 0, "", "Send registry authentication details to swarm agents"},
       {"detach", 'd', "", "Exit immediately instead of waiting for the service to converge"}};
 }
 

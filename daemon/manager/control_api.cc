@@ -73,6 +73,8 @@ grpc::Status ControlApi::InspectSwarm(const api::Empty& req, api::ClusterView* r
     if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
     c->mutable_root_ca()->clear_key_pem();
     c->mutable_root_ca()->clear_retired_tokens();
+    c->clear_network_keys();  // secrets, as the CA's key
+    c->clear_registry_auth_key();
     *resp->mutable_cluster() = *c;
     return grpc::Status::OK;
   });

@@ -9,6 +9,7 @@
 #include "daemon/common/tls.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/manager.h"
+#include "daemon/manager/registry_auth.h"
 
 namespace skep::manager {
 
@@ -136,10 +137,12 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
     *m.add_managers() = p;
   if (auto n = manager_->store().GetNode(s.node_id)) *m.mutable_node() = *n;
   m.set_heartbeat_period_ms(Period().count());
+  std::string auth_key;
   if (auto c = manager_->store().GetCluster()) {
     m.set_data_path_port(c->spec().networks().data_path_port());
     for (const auto& k : c->network_keys())
       m.add_network_keys(k.key());
+    auth_key = c->registry_auth_key();
   }
   if (auto l = manager_->Leader()) m.set_leader_addr(l->addr);
   std::map<std::string, api::Task> tasks;
@@ -173,6 +176,18 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
     }
     for (const auto& id : nets) {
       if (const api::Network* n = tx.network(id)) *m.add_networks() = *n;
+    }
+    // The logins of the services it runs tasks of, and no other.
+    for (const auto& [id, t] : tasks) {
+      const api::Service* svc = tx.service(t.service_id());
+      if (svc == nullptr || svc->sealed_registry_auth().empty() ||
+          m.registry_auth().count(svc->id()))
+        continue;
+      if (auto auth = OpenRegistryAuth(auth_key, svc->sealed_registry_auth())) {
+        (*m.mutable_registry_auth())[svc->id()] = std::move(*auth);
+      } else {
+        SKEP_LOG(warn, "dispatcher", "the registry login of service {} does not open", svc->id());
+      }
     }
   });
   m.set_tasks_known(true);
@@ -498,6 +513,15 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
     nodes.insert(node->id());
   } else if (event.cluster()) {
     all = true;
+  } else if (const api::Service* svc = event.service()) {
+    // A new registry login goes to the nodes running the service's tasks.
+    const api::Service* old = event.old_as<api::Service>();
+    if (old != nullptr && old->sealed_registry_auth() != svc->sealed_registry_auth()) {
+      manager_->store().View([&](const ReadTx& tx) {
+        for (const auto* t : tx.tasks_of_service(svc->id()))
+          nodes.insert(t->node_id());
+      });
+    }
   }
   if (all) {
     WakeAll();

@@ -10,6 +10,7 @@
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/manager.h"
 #include "daemon/manager/on_leader.h"
+#include "daemon/manager/registry_auth.h"
 #include "daemon/manager/task_scheduler.h"
 #include "daemon/manager/orchestrator/reconcile.h"
 #include "scheduler/constraint.h"
@@ -203,10 +204,14 @@ grpc::Status CheckPortConflicts(const ReadTx& tx, api::ServiceSpec& spec,
 // same image: "skep/web:1" -> "skep/web:1@sha256:...". A registry that cannot be asked leaves
 // the tag as it is (each node then pulls what the tag names when it starts the task), as
 // Docker does, with a warning in the log.
-std::string PinImage(const executor::RegistryConfig& config, const std::string& image) {
+// With the service's registry login, when it has one.
+std::string PinImage(executor::RegistryConfig config, const std::string& image,
+                     const api::RegistryAuth* auth) {
   try {
     executor::ImageRef ref = executor::ParseImageRef(image);
     if (!ref.digest.empty()) return image;
+    if (auth != nullptr)
+      config.credentials[executor::RegistryDomain(auth->server())] = {auth->username(), auth->password()};
     executor::Registry registry(config);
     const executor::Descriptor d = registry.Resolve(ref);
     return image + "@" + d.digest;
@@ -217,6 +222,40 @@ std::string PinImage(const executor::RegistryConfig& config, const std::string& 
              image, e.what());
     return image;
   }
+}
+
+// The cluster's registry auth key, made and written the first time a service needs one.
+grpc::Status RegistryAuthKey(Manager* m, std::string* key) {
+  grpc::Status st;
+  for (int attempt = 0; attempt < 3; ++attempt) {  // a concurrent change of the cluster
+    auto c = m->store().GetCluster();
+    if (!c) return {StatusCode::UNAVAILABLE, "the cluster state is not available yet"};
+    if (!c->registry_auth_key().empty()) {
+      *key = c->registry_auth_key();
+      return grpc::Status::OK;
+    }
+    c->set_registry_auth_key(NewRegistryAuthKey());
+    api::StoreBatch batch;
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_cluster() = *c;
+    st = m->Write(batch);
+    if (st.ok()) {
+      *key = c->registry_auth_key();
+      return st;
+    }
+  }
+  return st;
+}
+
+// Seals the login a create or update came with into the service.
+grpc::Status SealInto(Manager* m, const api::RegistryAuth& auth, api::Service* s) {
+  if (std::string why = CheckRegistryAuth(auth); !why.empty())
+    return {StatusCode::INVALID_ARGUMENT, why};
+  std::string key;
+  if (grpc::Status st = RegistryAuthKey(m, &key); !st.ok()) return st;
+  s->set_sealed_registry_auth(SealRegistryAuth(key, auth));
+  return grpc::Status::OK;
 }
 
 bool LiveTask(const api::Task& t) {
@@ -259,6 +298,8 @@ grpc::Status ControlApi::ResolveService(const std::string& ref, api::Service* ou
 api::ServiceView ControlApi::ViewOf(const api::Service& s) const {
   api::ServiceView v;
   *v.mutable_service() = s;
+  v.mutable_service()->clear_sealed_registry_auth();  // not even sealed
+  v.set_registry_auth(!s.sealed_registry_auth().empty());
   m_->store().View([&](const ReadTx& tx) {
     uint64_t running = 0, live = 0;
     for (const auto* t : tx.tasks_of_service(s.id())) {
@@ -293,8 +334,12 @@ grpc::Status ControlApi::CreateService(const api::CreateServiceRequest& req,
     });
     if (!conflict.ok()) return conflict;
     s.set_spec_version(1);
+    const api::RegistryAuth* auth = req.has_registry_auth() ? &req.registry_auth() : nullptr;
+    if (auth != nullptr) {
+      if (grpc::Status st = SealInto(m_, *auth, &s); !st.ok()) return st;
+    }
     auto* image = s.mutable_spec()->mutable_task()->mutable_container()->mutable_image();
-    *image = PinImage(m_->options().registry, *image);
+    *image = PinImage(m_->options().registry, *image, auth);
     api::StoreBatch batch;
     auto* a = batch.add_actions();
     a->set_kind(api::StoreAction::CREATE);
@@ -392,9 +437,19 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
     grpc::Status conflict =
         m_->store().View([&](const ReadTx& tx) { return CheckPortConflicts(tx, next, s.id()); });
     if (!conflict.ok()) return conflict;
+    const api::RegistryAuth* auth = req.has_registry_auth() ? &req.registry_auth() : nullptr;
+    if (auth != nullptr) {
+      if (grpc::Status st = SealInto(m_, *auth, &s); !st.ok()) return st;
+    }
     if (next.task().container().image() != s.spec().task().container().image()) {
       auto* image = next.mutable_task()->mutable_container()->mutable_image();
-      *image = PinImage(m_->options().registry, *image);
+      std::optional<api::RegistryAuth> stored;
+      if (auth == nullptr && !s.sealed_registry_auth().empty()) {
+        if (auto c = m_->store().GetCluster())
+          stored = OpenRegistryAuth(c->registry_auth_key(), s.sealed_registry_auth());
+        if (stored) auth = &*stored;
+      }
+      *image = PinImage(m_->options().registry, *image, auth);
     }
     const bool task_changed =
         next.task().SerializeAsString() != s.spec().task().SerializeAsString() ||

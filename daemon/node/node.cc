@@ -13,6 +13,8 @@
 #include <thread>
 
 #include "ca.grpc.pb.h"
+#include "daemon/agent/errors.h"
+#include "daemon/agent/image_ref.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
@@ -164,6 +166,10 @@ class LocalNodeService final : public api::LocalNode::Service {
   grpc::Status Info(grpc::ServerContext*, const api::Empty*, api::InfoResponse* resp) override {
     return node_->Info(resp);
   }
+  grpc::Status Login(grpc::ServerContext*, const api::LoginRequest* req,
+                     api::LoginResponse* resp) override {
+    return node_->Login(*req, resp);
+  }
 
  private:
   NodeRuntime* node_;
@@ -298,7 +304,30 @@ executor::RegistryConfig NodeRuntime::Registries() const {
   executor::RegistryConfig c;
   c.mirrors = options_.registry_mirrors;
   c.insecure = options_.insecure_registries;
+  c.ca_file = options_.registry_ca;
   return c;
+}
+
+grpc::Status NodeRuntime::Login(const api::LoginRequest& req, api::LoginResponse* resp) {
+  const std::string domain = executor::RegistryDomain(req.server().empty() ? "docker.io" : req.server());
+  if (domain.empty()) return {StatusCode::INVALID_ARGUMENT, "no registry to log in to"};
+  if (req.username().empty()) return {StatusCode::INVALID_ARGUMENT, "a user name is required"};
+  executor::RegistryConfig config = Registries();
+  config.timeout = std::chrono::seconds(15);
+  config.credentials[domain] = {req.username(), req.password()};
+  try {
+    executor::Registry(config).Login(domain);
+  } catch (const executor::ExecutorError& e) {
+    StatusCode code = StatusCode::UNKNOWN;
+    if (e.kind() == executor::ErrorKind::kUnauthorized) code = StatusCode::UNAUTHENTICATED;
+    if (e.kind() == executor::ErrorKind::kUnavailable) code = StatusCode::UNAVAILABLE;
+    if (e.kind() == executor::ErrorKind::kInvalidArgument) code = StatusCode::INVALID_ARGUMENT;
+    return {code, e.what()};
+  } catch (const std::exception& e) {
+    return {StatusCode::UNKNOWN, e.what()};
+  }
+  resp->set_status("Login Succeeded");
+  return grpc::Status::OK;
 }
 
 void NodeRuntime::StartAgent(const std::vector<api::ManagerPeer>& managers) {
@@ -770,6 +799,7 @@ void NodeRuntime::OnSession(const api::SessionMessage& msg) {
     }
   }
   if (worker_ && msg.tasks_known()) {
+    worker_->SetRegistryAuth({msg.registry_auth().begin(), msg.registry_auth().end()});
     worker_->SetNetworks({msg.networks().begin(), msg.networks().end()},
                          static_cast<uint16_t>(msg.data_path_port()),
                          {msg.node().attachments().begin(), msg.node().attachments().end()});

@@ -28,6 +28,7 @@ struct NodeOptions {
   std::string containerd_socket = "/run/containerd/containerd.sock";
   std::vector<std::string> registry_mirrors;     // for docker.io names, e.g. http://10.0.0.5:5000
   std::vector<std::string> insecure_registries;  // host[:port] spoken to over plain HTTP
+  std::string registry_ca;  // a PEM bundle trusted for registries besides the system's CAs
   uint16_t gossip_port = 7946;  // every node's, UDP and TCP: the managers' is the seed
 };
 
@@ -47,6 +48,8 @@ class NodeRuntime {
   grpc::Status Join(const api::JoinRequest& req, api::JoinResponse* resp);
   grpc::Status Leave(const api::LeaveRequest& req, api::Empty* resp);
   grpc::Status Info(api::InfoResponse* resp);
+  // Checks a registry login with this node's registry settings (`skep login`).
+  grpc::Status Login(const api::LoginRequest& req, api::LoginResponse* resp);
 
   // The local manager, or the error `skep` shows on a node that is not one.
   grpc::Status LocalManager(std::shared_ptr<manager::Manager>* out) const;

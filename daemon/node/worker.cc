@@ -154,6 +154,12 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     });
   }
 
+  void SetRegistryAuth(std::map<std::string, api::RegistryAuth> auth) {
+    asio::post(strand_, [self = shared_from_this(), auth = std::move(auth)]() mutable {
+      self->registry_auth_ = std::move(auth);
+    });
+  }
+
   void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
               std::vector<std::string> kept) {
     asio::post(strand_, [self = shared_from_this(), changed = std::move(changed),
@@ -609,8 +615,12 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         nets.push_back(InfoOf(it->second));
       }
     }
-    asio::post(pool_,
-               [self = shared_from_this(), task = l.task, nets] { self->RunStart(task, nets); });
+    std::optional<api::RegistryAuth> auth;
+    if (auto it = registry_auth_.find(l.task.service_id()); it != registry_auth_.end())
+      auth = it->second;
+    asio::post(pool_, [self = shared_from_this(), task = l.task, nets, auth] {
+      self->RunStart(task, nets, auth);
+    });
   }
 
   void StopTask(Local& l) {
@@ -878,7 +888,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     return s;
   }
 
-  void RunStart(const api::Task& task, const std::vector<OverlayNetworkInfo>& nets) {
+  void RunStart(const api::Task& task, const std::vector<OverlayNetworkInfo>& nets,
+                const std::optional<api::RegistryAuth>& auth) {
     const std::string id = task.id();
     auto self = shared_from_this();
     auto post_status = [&](api::TaskState st, std::string msg, std::string err, int32_t pid = 0) {
@@ -891,9 +902,20 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     std::string stop_signal, addr;
     try {
       const std::string image = task.spec().container().image();
-      executor::ImageInfo info = containerd_.Pull(image, registry_, [&](const std::string& line) {
+      auto progress = [&](const std::string& line) {
         post_status(api::TASK_PREPARING, line, "");
-      });
+      };
+      executor::ImageInfo info;
+      if (auth) {
+        // The service's login, for this pull only (its tokens are not shared with others).
+        executor::RegistryConfig config = options_.registry;
+        config.credentials[executor::RegistryDomain(auth->server())] = {auth->username(),
+                                                                         auth->password()};
+        executor::Registry registry(std::move(config));
+        info = containerd_.Pull(image, registry, progress);
+      } else {
+        info = containerd_.Pull(image, registry_, progress);
+      }
       stop_signal = info.stop_signal;
       executor::ContainerRequest req;
       req.id = id;
@@ -1035,6 +1057,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   asio::strand<asio::io_context::executor_type> strand_;
   executor::Containerd containerd_;
   executor::Registry registry_;
+  // The registry logins of services with tasks here, by service ID, from the last session
+  // message: in memory only (never in tasks.pb).
+  std::map<std::string, api::RegistryAuth> registry_auth_;
   TaskNetwork network_;
   std::atomic<bool> stopping_{false};
 
@@ -1087,6 +1112,10 @@ void Worker::Assign(std::vector<api::Task> tasks, std::vector<std::string> kept)
 void Worker::SetNetworks(std::vector<api::Network> networks, uint16_t data_path_port,
                          std::vector<api::NetworkAttachment> node_attachments) {
   impl_->SetNetworks(std::move(networks), data_path_port, std::move(node_attachments));
+}
+
+void Worker::SetRegistryAuth(std::map<std::string, api::RegistryAuth> auth) {
+  impl_->SetRegistryAuth(std::move(auth));
 }
 
 void Worker::Update(std::vector<api::Task> changed, std::vector<std::string> removed,

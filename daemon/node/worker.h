@@ -67,6 +67,9 @@ class Worker {
   // What changed since: tasks added or changed, and those that are no longer the node's.
   void Update(std::vector<api::Task> changed, std::vector<std::string> removed,
               std::vector<std::string> kept);
+  // The registry logins of the services whose tasks are here, by service ID (from a session
+  // message, before its task list): the pulls of those tasks' images use them.
+  void SetRegistryAuth(std::map<std::string, api::RegistryAuth> auth);
   // The overlay networks of the node's tasks and the ingress network, the swarm's VXLAN port
   // and the node's own addresses (on ingress); applied before the task lists that follow.
   void SetNetworks(std::vector<api::Network> networks, uint16_t data_path_port,

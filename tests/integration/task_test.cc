@@ -603,3 +603,119 @@ TEST_CASE("health checks: a task is running once healthy, replaced when unhealth
   CHECK(o.code != 0);
   CHECK(o.err.find("--no-healthcheck conflicts with --health-* options") != std::string::npos);
 }
+
+TEST_CASE("a private registry over TLS: rejected without a login, pulled with "
+          "--with-registry-auth, the password never shown or stored in clear",
+          "[integration]") {
+  // The registry's CA and certificate (for the lab bridge's address), its htpasswd (user
+  // "skep", password "secret", bcrypt), and a Docker config directory of the test's own.
+  const int subnet = 30;
+  const std::string ip = "10.89." + std::to_string(subnet) + ".1";
+  const std::string addr = ip + ":5443";
+  const std::string dir = "/tmp/skep-itprivreg";
+  Run({"rm", "-rf", dir});
+  Run({"mkdir", "-p", dir + "/docker"});
+  std::ofstream(dir + "/san.ext") << "subjectAltName=IP:" << ip << "\n";
+  std::ofstream(dir + "/htpasswd")
+      << "skep:$2b$04$mX66baKeZcqfwNDwHzMUg.0I.1kd8ulW8xxR.SrwRy6.eUQ8n3YHi\n";
+  Output o = Run({"sh", "-c",
+                  "cd " + dir +
+                      " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
+                      " -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=skep-test-ca"
+                      " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+                      " -keyout server.key -out server.csr -subj /CN=" +
+                      ip +
+                      " && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key"
+                      " -CAcreateserial -out server.crt -days 1 -extfile san.ext"});
+  REQUIRE(o.code == 0);
+  setenv("SKEP_LAB_SKEPD_ARGS", ("--registry-ca " + dir + "/ca.crt").c_str(), 1);
+  setenv("DOCKER_CONFIG", (dir + "/docker").c_str(), 1);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      Run({SKEP_SOURCE_DIR "/deploy/registry.sh", "stop", dir + "/registry"});
+      unsetenv("SKEP_LAB_SKEPD_ARGS");
+      unsetenv("DOCKER_CONFIG");
+    }
+  } cleanup{dir};
+  Lab lab("itprivreg", subnet, 1, 1);
+  o = Run({SKEP_SOURCE_DIR "/deploy/registry.sh", "start", dir + "/registry", addr},
+          {{"SKEP_REGISTRY_HTPASSWD", dir + "/htpasswd"},
+           {"SKEP_REGISTRY_TLS_CERT", dir + "/server.crt"},
+           {"SKEP_REGISTRY_TLS_KEY", dir + "/server.key"}});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  o = Run({"skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
+           "--dest-creds", "skep:secret", "docker://" + ip + ":5000/skep/web:1",
+           "docker://" + addr + "/private/web:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  const std::string image = addr + "/private/web:1";
+
+  // A wrong password is refused by the registry, through the node's skepd, and nothing is kept.
+  o = lab.Skep("w1", {"login", "-u", "skep", "-p", "wrong", addr});
+  CHECK(o.code != 0);
+  CHECK(o.err.find("unauthorized") != std::string::npos);
+  CHECK(Run({"test", "-e", dir + "/docker/config.json"}).code != 0);
+  // --with-registry-auth without a login says so, and creates nothing.
+  o = lab.Skep("m1", {"service", "create", "--with-registry-auth", "--name", "nope", "-d", image});
+  CHECK(o.code != 0);
+  CHECK(o.err.find("--with-registry-auth: no login for " + addr) != std::string::npos);
+  CHECK(lab.Skep("m1", {"service", "ls", "-q"}).out.empty());
+
+  // Without a login the task is rejected with the registry's answer.
+  o = lab.Skep("m1", {"service", "create", "--name", "priv", "-d", image});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(Eventually(
+      [&] {
+        for (const auto& r : Tasks(lab, "priv"))
+          if (r.state == "Rejected" &&
+              r.error.find("unauthorized: authentication required") != std::string::npos)
+            return true;
+        return false;
+      },
+      40s));
+
+  // Logged in (the file is Docker's), an update with --with-registry-auth lets it run.
+  o = lab.Skep("m1", {"login", "--username", "skep", "--password", "secret", addr});
+  INFO(o.text());
+  CHECK(o.code == 0);
+  CHECK(o.out == "Login Succeeded\n");
+  std::ifstream config(dir + "/docker/config.json");
+  std::stringstream text;
+  text << config.rdbuf();
+  CHECK(text.str().find("\"" + addr + "\":{\"auth\":\"c2tlcDpzZWNyZXQ=\"}") != std::string::npos);
+  o = lab.Skep("m1", {"service", "update", "--with-registry-auth", "-d", "priv"});
+  INFO(o.text());
+  CHECK(o.code == 0);
+  CHECK(Eventually([&] { return AllRunning(Tasks(lab, "priv", true), 1); }, 60s));
+  const std::string task = lab.RunningTask("priv");
+  const std::string node = Tasks(lab, "priv", true).at(0).node;
+  CHECK(Eventually(
+      [&] {
+        return lab.Exec(node, task, {"cat", "/www/index.html"}).out.find("web v1") !=
+               std::string::npos;
+      },
+      10s));
+
+  // Created with it: runs at once. Neither inspect nor any file of a node holds the password.
+  o = lab.Skep("m1", {"service", "create", "--with-registry-auth", "--name", "priv2", image});
+  INFO(o.text());
+  CHECK(o.code == 0);
+  for (const char* svc : {"priv", "priv2"}) {
+    o = lab.Skep("m1", {"service", "inspect", svc});
+    CHECK(o.code == 0);
+    CHECK(o.out.find("secret") == std::string::npos);
+    CHECK(o.out.find("c2tlcDpzZWNyZXQ") == std::string::npos);
+  }
+  for (const char* node : {"m1", "w1"}) {
+    o = Run({"grep", "-rl", "secret", lab.Root() + "/" + node + "/data"});
+    INFO(node << ": " << o.out);
+    CHECK(o.out.empty());
+  }
+
+  o = lab.Skep("m1", {"logout", addr});
+  CHECK(o.out == "Removing login credentials for " + addr + "\n");
+  CHECK(lab.Skep("m1", {"logout", addr}).out == "Not logged in to " + addr + "\n");
+}
