@@ -11,6 +11,8 @@
 #                    with the version.
 #   skep/fail:1      exits 1 after 1 s
 #   skep/stubborn:1  ignores SIGTERM and sleeps forever (only SIGKILL stops it)
+#   skep/healthy:1   skep/web:1 with a Docker HEALTHCHECK in its config: CMD cat /www/index.html
+#                    every second, 2 retries
 #   skep/multi:1     an OCI image index: skep/busybox:1's manifest for this machine's platform,
 #                    listed after skep/web:1's for another platform (to test the choice)
 # Users in every image: root (0), nobody (65534), www (1000, also in group staff 50).
@@ -43,7 +45,7 @@ for tool in umoci skopeo; do
   }
 done
 
-images=("busybox:1" "web:1" "web:2" "fail:1" "stubborn:1" "multi:1")
+images=("busybox:1" "web:1" "web:2" "fail:1" "stubborn:1" "healthy:1" "multi:1")
 
 present() {
   skopeo inspect --raw --tls-verify=false "docker://$registry/skep/$1" >/dev/null 2>&1
@@ -172,16 +174,42 @@ build_multi() {
     "$digest" "$(printf '%s' "$index" | wc -c)" >"$multi/index.json"
 }
 
+# skep/healthy:1 in a layout of its own (sharing the blobs), tagged healthy-1: web-1's manifest
+# and config rewritten, since umoci writes OCI configs, which have no Healthcheck field.
+build_healthy() {
+  local dir=$work/healthy mdigest manifest cdigest config ndigest nsize nmanifest
+  mkdir -p "$dir"
+  cp -al "$oci/blobs" "$dir/blobs"
+  echo '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
+  mdigest=$(descriptor web-1 "$platform" | sed -n 's/.*"digest":"sha256:\([0-9a-f]*\)".*/\1/p')
+  manifest=$(cat "$oci/blobs/sha256/$mdigest")
+  cdigest=$(sed -n 's/.*"config":{[^}]*"digest":"sha256:\([0-9a-f]*\)".*/\1/p' <<<"$manifest")
+  config=$(sed 's|"config":{|"config":{"Healthcheck":{"Test":["CMD","cat","/www/index.html"],"Interval":1000000000,"Retries":2},|' \
+    "$oci/blobs/sha256/$cdigest")
+  ndigest=$(printf '%s' "$config" | sha256sum | cut -d' ' -f1)
+  nsize=$(printf '%s' "$config" | wc -c)
+  printf '%s' "$config" >"$dir/blobs/sha256/$ndigest"
+  nmanifest=$(sed "s|\"config\":{[^}]*}|\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"sha256:$ndigest\",\"size\":$nsize}|" <<<"$manifest")
+  mdigest=$(printf '%s' "$nmanifest" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$nmanifest" >"$dir/blobs/sha256/$mdigest"
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"healthy-1"}}]}' \
+    "$mdigest" "$(printf '%s' "$nmanifest" | wc -c)" >"$dir/index.json"
+}
+
 for img in busybox:1 web:1 web:2 fail:1 stubborn:1; do
   build "${img%%:*}" "${img##*:}"
 done
 build_multi
+build_healthy
 
 for img in "${missing[@]}"; do
   name=${img%%:*}
   tag=${img##*:}
   if [ "$name" = multi ]; then
     skopeo copy --quiet --all --dest-tls-verify=false "oci:$work/multi:multi-1" \
+      "docker://$registry/skep/$name:$tag"
+  elif [ "$name" = healthy ]; then
+    skopeo copy --quiet --dest-tls-verify=false "oci:$work/healthy:healthy-1" \
       "docker://$registry/skep/$name:$tag"
   else
     skopeo copy --quiet --dest-tls-verify=false "oci:$oci:$name-$tag" \

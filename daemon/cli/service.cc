@@ -806,7 +806,35 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
     out["UpdateStatus"] = boost::json::object{{"State", kStates[s.update_status().state()]},
                                               {"Message", s.update_status().message()}};
   }
+  // skep's own: why tasks wait, and the running tasks' last health check.
+  auto notes = [](const auto& list, const char* text_key) {
+    static const char* kHealth[] = {"none", "starting", "healthy", "unhealthy"};
+    boost::json::array out;
+    for (const auto& n : list) {
+      boost::json::object o{{"ID", n.task_id()}, {"Slot", n.slot()}, {"Node", n.node()},
+                            {text_key, n.text()}};
+      if (n.health() != api::HEALTH_NONE) o["Health"] = kHealth[n.health() % 4];
+      out.push_back(std::move(o));
+    }
+    return out;
+  };
+  if (v.pending_count() > 0) {
+    out["PendingTasks"] = boost::json::object{{"Count", v.pending_count()},
+                                              {"Tasks", notes(v.pending(), "Reason")}};
+  }
+  if (v.checks_size() > 0) out["HealthChecks"] = notes(v.checks(), "Output");
   return out;
+}
+
+// "web.2" for a slot, "web.<task id>" for a global service's task.
+std::string NoteName(const api::ServiceView& v, const api::TaskNote& n) {
+  return v.service().spec().name() + "." + (n.slot() ? std::to_string(n.slot()) : n.task_id());
+}
+
+// The first line of a check's output, at most 60 characters.
+std::string FirstLine(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  return line.size() > 60 ? line.substr(0, 57) + "..." : line;
 }
 
 int Inspect(const Invocation& inv) {
@@ -834,6 +862,19 @@ int Inspect(const Invocation& inv) {
       }
       std::cout << "ContainerSpec:\n Image:         " << s.spec().task().container().image()
                 << "\n";
+      if (v.pending_count() > 0) {
+        std::cout << "Pending Tasks:  " << v.pending_count() << "\n";
+        for (const auto& n : v.pending())
+          std::cout << " " << NoteName(v, n) << ": " << n.text() << "\n";
+      }
+      if (v.checks_size() > 0) {
+        static const char* kHealth[] = {"none", "starting", "healthy", "unhealthy"};
+        std::cout << "Health Checks:\n";
+        for (const auto& n : v.checks())
+          std::cout << " " << NoteName(v, n) << (n.node().empty() ? "" : " on " + n.node())
+                    << ": " << kHealth[n.health() % 4]
+                    << (n.text().empty() ? "" : ", " + FirstLine(n.text())) << "\n";
+      }
     }
     return 0;
   }

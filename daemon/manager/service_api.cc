@@ -1,6 +1,7 @@
 // The control API of services and tasks: validation, then one raft write per change.
 #include <algorithm>
 #include <regex>
+#include <tuple>
 #include <set>
 
 #include "daemon/agent/errors.h"
@@ -302,11 +303,36 @@ api::ServiceView ControlApi::ViewOf(const api::Service& s) const {
   v.set_registry_auth(!s.sealed_registry_auth().empty());
   m_->store().View([&](const ReadTx& tx) {
     uint64_t running = 0, live = 0;
+    std::vector<const api::Task*> pending, checked;
     for (const auto* t : tx.tasks_of_service(s.id())) {
       if (!LiveTask(*t)) continue;
       ++live;
       if (orchestrator::Ready(*t)) ++running;  // healthy, when it has a check
+      if (t->status().state() == api::TASK_PENDING && !t->scheduling_error().empty())
+        pending.push_back(t);
+      if (t->status().state() == api::TASK_RUNNING &&
+          t->status().health() != api::HEALTH_NONE)
+        checked.push_back(t);
     }
+    // At most a few of each, by slot: enough to see why, small for a service of thousands.
+    constexpr size_t kShownTaskNotes = 10;
+    auto note = [&](const api::Task& t, const std::string& text, api::TaskNote* out) {
+      out->set_task_id(t.id());
+      out->set_slot(t.slot());
+      if (const api::Node* n = tx.node(t.node_id())) out->set_node(n->description().hostname());
+      out->set_text(text);
+      out->set_health(t.status().health());
+    };
+    auto by_slot = [](const api::Task* a, const api::Task* b) {
+      return std::make_tuple(a->slot(), a->node_id()) < std::make_tuple(b->slot(), b->node_id());
+    };
+    std::sort(pending.begin(), pending.end(), by_slot);
+    std::sort(checked.begin(), checked.end(), by_slot);
+    for (size_t i = 0; i < pending.size() && i < kShownTaskNotes; ++i)
+      note(*pending[i], pending[i]->scheduling_error(), v.add_pending());
+    v.set_pending_count(pending.size());
+    for (size_t i = 0; i < checked.size() && i < kShownTaskNotes; ++i)
+      note(*checked[i], checked[i]->status().health_output(), v.add_checks());
     v.set_running(running);
     v.set_desired(s.spec().has_global() ? live : s.spec().replicated().replicas());
   });

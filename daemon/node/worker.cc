@@ -63,6 +63,28 @@ bool Terminal(api::TaskState s) {
 
 }  // namespace
 
+std::optional<api::HealthConfig> EffectiveHealthcheck(
+    const api::ContainerSpec& spec, const std::optional<executor::Healthcheck>& image) {
+  api::HealthConfig out;
+  if (image) {
+    out.mutable_test()->Assign(image->test.begin(), image->test.end());
+    out.set_interval_ns(image->interval_ns);
+    out.set_timeout_ns(image->timeout_ns);
+    out.set_start_period_ns(image->start_period_ns);
+    out.set_retries(image->retries);
+  }
+  if (spec.has_healthcheck()) {
+    const api::HealthConfig& h = spec.healthcheck();
+    if (h.test_size() > 0) *out.mutable_test() = h.test();
+    if (h.interval_ns()) out.set_interval_ns(h.interval_ns());
+    if (h.timeout_ns()) out.set_timeout_ns(h.timeout_ns());
+    if (h.start_period_ns()) out.set_start_period_ns(h.start_period_ns());
+    if (h.retries()) out.set_retries(h.retries());
+  }
+  if (out.test_size() == 0 || out.test(0) == "NONE") return std::nullopt;
+  return out;
+}
+
 class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
  public:
   Impl(WorkerOptions o, Report report)
@@ -195,6 +217,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     bool healthy_once = false;
     bool unhealthy = false;  // killed for it; its exit says so
     uint32_t probes = 0;
+    // The check it runs with: the service's, over the image's HEALTHCHECK (set at start).
+    std::optional<api::HealthConfig> health;
   };
 
   // ---- on the strand ------------------------------------------------------------------------
@@ -213,12 +237,17 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     }
     for (const auto& t : stored.tasks())
       tasks_[t.id()].task = t;
+    for (const auto& [id, h] : stored.health()) {
+      if (auto it = tasks_.find(id); it != tasks_.end()) it->second.health = h;
+    }
   }
 
   void Persist() {
     api::WorkerTasks out;
-    for (const auto& [id, l] : tasks_)
+    for (const auto& [id, l] : tasks_) {
       *out.add_tasks() = l.task;
+      if (l.health) (*out.mutable_health())[id] = *l.health;
+    }
     try {
       WriteFileAtomically(StorePath(), out.SerializeAsString(), 0600);
     } catch (const std::exception& e) {
@@ -249,7 +278,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       if (r.task.state == executor::TaskState::kRunning) {
         SKEP_LOG(info, "worker", "task {} still runs (pid {})", r.id, r.task.pid);
         // Its checks go on where they were (a healthy task stays healthy meanwhile).
-        if (const api::HealthConfig* h = HealthOf(it->second.task)) {
+        if (const api::HealthConfig* h = HealthOf(it->second)) {
           it->second.healthy_once = it->second.task.status().health() == api::HEALTH_HEALTHY;
           it->second.health_started = std::chrono::steady_clock::now();
           ScheduleProbe(it->second, *h);
@@ -427,7 +456,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         join.insert(a.network_id());
         // Running and, with a health check, healthy: only then does it get connections.
         if (state != api::TASK_RUNNING || a.addresses_size() == 0) continue;
-        if (HealthOf(l.task) != nullptr && l.task.status().health() != api::HEALTH_HEALTHY) {
+        if (HealthOf(l) != nullptr && l.task.status().health() != api::HEALTH_HEALTHY) {
           continue;
         }
         auto n = networks_.find(a.network_id());
@@ -687,10 +716,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   // UNHEALTHY: its container is killed and the task fails, for its restart policy to replace.
   // Checks run in the container through containerd's exec, one at a time, `interval` apart.
 
-  static const api::HealthConfig* HealthOf(const api::Task& t) {
-    const auto& h = t.spec().container().healthcheck();
-    if (h.test_size() == 0 || h.test(0) == "NONE") return nullptr;
-    return &h;
+  static const api::HealthConfig* HealthOf(const Local& l) {
+    return l.health ? &*l.health : nullptr;
   }
 
   static std::vector<std::string> ProbeArgv(const api::HealthConfig& h) {
@@ -700,7 +727,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   }
 
   void StartHealth(Local& l) {
-    const api::HealthConfig* h = HealthOf(l.task);
+    const api::HealthConfig* h = HealthOf(l);
     if (h == nullptr) return;
     l.health_failures = 0;
     l.healthy_once = false;
@@ -723,7 +750,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     Local& l = it->second;
-    const api::HealthConfig* h = HealthOf(l.task);
+    const api::HealthConfig* h = HealthOf(l);
     if (h == nullptr || !l.container || l.unhealthy ||
         l.task.status().state() != api::TASK_RUNNING) {
       return;
@@ -748,7 +775,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     Local& l = it->second;
-    const api::HealthConfig* h = HealthOf(l.task);
+    const api::HealthConfig* h = HealthOf(l);
     if (h == nullptr || !l.container || l.unhealthy ||
         l.task.status().state() != api::TASK_RUNNING) {
       return;
@@ -900,6 +927,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     };
     api::TaskState failure = api::TASK_REJECTED;
     std::string stop_signal, addr;
+    std::optional<api::HealthConfig> health;
     try {
       const std::string image = task.spec().container().image();
       auto progress = [&](const std::string& line) {
@@ -917,6 +945,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         info = containerd_.Pull(image, registry_, progress);
       }
       stop_signal = info.stop_signal;
+      health = EffectiveHealthcheck(task.spec().container(), info.healthcheck);
       executor::ContainerRequest req;
       req.id = id;
       req.image = info;
@@ -965,17 +994,18 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       fs::create_directories(dir);
       const std::string log = executor::ShimLoggerUri(options_.logger_binary, dir, options_.logs);
       const uint32_t pid = containerd_.StartTask(id, log, log);
-      asio::post(strand_, [self, id, pid, stop_signal, addr] {
+      asio::post(strand_, [self, id, pid, stop_signal, addr, health] {
         auto it = self->tasks_.find(id);
         if (it == self->tasks_.end()) return;
         Local& l = it->second;
         l.busy = false;
         l.container = true;
         l.stop_signal = stop_signal;
+        l.health = health;
         l.task.mutable_status()->set_addr(addr);
         // With a check, it is running but not yet healthy from its first report on, so that
         // nothing counts it as ready in between.
-        if (HealthOf(l.task) != nullptr) l.task.mutable_status()->set_health(api::HEALTH_STARTING);
+        if (HealthOf(l) != nullptr) l.task.mutable_status()->set_health(api::HEALTH_STARTING);
         self->SetStatus(l, api::TASK_RUNNING, "started", "", 0, static_cast<int32_t>(pid));
         self->StartHealth(l);
         if (l.early_exit) {

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,12 @@ struct WorkerOptions {
   // worker. None: no overlay peers.
   gossip::Agent* gossip = nullptr;
 };
+
+// The check a task runs with: the image's HEALTHCHECK, with what the service sets in its place
+// (its command, and each duration or the retries it gives); none when the service says NONE
+// (`--no-healthcheck`), or the image does and the service gives no command, or neither has one.
+std::optional<api::HealthConfig> EffectiveHealthcheck(
+    const api::ContainerSpec& spec, const std::optional<executor::Healthcheck>& image);
 
 class Worker {
  public:

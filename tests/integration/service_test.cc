@@ -274,3 +274,61 @@ TEST_CASE("a spread preference evens a service out over two zones", "[integratio
   CHECK(o.err.find("unknown placement preference strategy \"binpack\"") != std::string::npos);
   CHECK(lab.Skep("m1", {"service", "ls", "-q"}).out.size() == 13);
 }
+
+TEST_CASE("a task waiting for memory says why in ps, inspect and explain, and is placed as soon "
+          "as memory is freed",
+          "[integration]") {
+  Lab lab("itsvcwait", 31, 1, 1);
+  Output o = lab.Skep("m1", {"node", "inspect", "--format",
+                             "{{.Description.Resources.MemoryBytes}}", "w1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  const int64_t memory = std::stoll(o.out);
+  REQUIRE(memory > (1ll << 30));
+  // Each reserves 60% of w1's memory: the second cannot fit beside the first.
+  const std::string reserve = std::to_string(memory * 6 / 10 / (1 << 20)) + "M";
+  for (const char* name : {"big", "waits"}) {
+    o = lab.Skep("m1", {"service", "create", "-d", "--name", name, "--constraint",
+                        "node.hostname==w1", "--reserve-memory", reserve, "skep/web:1"});
+    INFO(o.text());
+    REQUIRE(o.code == 0);
+    if (std::string(name) == "big") {
+      REQUIRE(Eventually([&] {
+        auto rows = Live(lab, "big");
+        return rows.size() == 1 && rows[0].state == "Running";
+      }));
+    }
+  }
+  // ps --no-trunc: every filter that said no and on how many nodes.
+  CHECK(Eventually([&] {
+    auto rows = Ps(lab, "waits", {"--no-trunc"});
+    return rows.size() == 1 && rows[0].state == "Pending" &&
+           rows[0].error.find("insufficient memory on 1 node") != std::string::npos &&
+           rows[0].error.find("scheduling constraints not satisfied on 1 node") !=
+               std::string::npos;
+  }));
+  o = lab.Skep("m1", {"service", "inspect", "--pretty", "waits"});
+  INFO(o.out);
+  CHECK(o.out.find("Pending Tasks:  1\n waits.1: no suitable node (") != std::string::npos);
+  CHECK(o.out.find("insufficient memory on 1 node") != std::string::npos);
+  o = lab.Skep("m1", {"service", "inspect", "--format",
+                      "{{.PendingTasks.Count}} {{(index .PendingTasks.Tasks 0).Slot}}", "waits"});
+  CHECK(o.out == "1 1\n");
+  o = lab.Skep("m1", {"service", "explain", "waits"});
+  INFO(o.out);
+  CHECK(o.out.find("insufficient memory") != std::string::npos);
+  CHECK(o.out.find("0 of 2 nodes can take a new task of waits") != std::string::npos);
+
+  // The memory is freed: the waiting task is placed at once, without anything else changing
+  // (moby#33807).
+  REQUIRE(lab.Skep("m1", {"service", "rm", "big"}).code == 0);
+  CHECK(Eventually(
+      [&] {
+        auto rows = Live(lab, "waits");
+        return rows.size() == 1 && rows[0].node == "w1" && rows[0].state == "Running";
+      },
+      30s));
+  o = lab.Skep("m1", {"service", "inspect", "waits"});
+  CHECK(o.code == 0);
+  CHECK(o.out.find("PendingTasks") == std::string::npos);
+}

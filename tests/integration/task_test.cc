@@ -553,12 +553,12 @@ TEST_CASE("health checks: a task is running once healthy, replaced when unhealth
           "that never gets healthy rolls back",
           "[integration]") {
   Lab lab("ithealth", 29, 1, 1);
-  const std::vector<std::string> check = {"--health-cmd", "test -f /tmp/ok", "--health-interval",
+  const std::vector<std::string> check = {"--health-cmd", "cat /tmp/ok", "--health-interval",
                                           "1s", "--health-retries", "2"};
   std::vector<std::string> create = {"service", "create", "--name", "web", "--constraint",
                                      "node.hostname==w1"};
   create.insert(create.end(), check.begin(), check.end());
-  for (const char* a : {"skep/busybox:1", "sh", "-c", "touch /tmp/ok; exec sleep 600"})
+  for (const char* a : {"skep/busybox:1", "sh", "-c", "echo all fine > /tmp/ok; exec sleep 600"})
     create.push_back(a);
   Output o = lab.Skep("m1", create);  // waits until converged: running and healthy
   INFO(o.text());
@@ -570,6 +570,12 @@ TEST_CASE("health checks: a task is running once healthy, replaced when unhealth
   };
   CHECK(state().find("(healthy)") != std::string::npos);
   const std::string first = lab.RunningTask("web");
+  // inspect shows each running task's last check.
+  o = lab.Skep("m1", {"service", "inspect", "--format",
+                      "{{range .HealthChecks}}{{.Health}} {{.Output}}{{end}}", "web"});
+  CHECK(o.out == "healthy all fine\n\n");
+  o = lab.Skep("m1", {"service", "inspect", "--pretty", "web"});
+  CHECK(o.out.find("Health Checks:\n web.1 on w1: healthy, all fine\n") != std::string::npos);
 
   // The check starts failing: the task is killed, fails, and its replacement is healthy.
   REQUIRE(lab.Exec("w1", first, {"rm", "/tmp/ok"}).code == 0);
@@ -595,8 +601,32 @@ TEST_CASE("health checks: a task is running once healthy, replaced when unhealth
       60s));
   CHECK(lab.Skep("m1", {"service", "inspect", "--format",
                         "{{index .Spec.TaskTemplate.ContainerSpec.Healthcheck.Test 1}}", "web"})
-            .out == "test -f /tmp/ok\n");
+            .out == "cat /tmp/ok\n");
   CHECK(Eventually([&] { return state().find("(healthy)") != std::string::npos; }, 30s));
+
+  // The image's own HEALTHCHECK (skep/healthy:1: cat /www/index.html every second), and
+  // --no-healthcheck turning it off.
+  auto state_of = [&](const std::string& svc) {
+    return lab.Skep("m1", {"service", "ps", "--filter", "desired-state=running", "--format",
+                           "{{.CurrentState}}", svc})
+        .out;
+  };
+  o = lab.Skep("m1", {"service", "create", "--name", "imgcheck", "skep/healthy:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(state_of("imgcheck").find("(healthy)") != std::string::npos);
+  o = lab.Skep("m1", {"service", "inspect", "--format",
+                      "{{range .HealthChecks}}{{.Health}} {{.Output}}{{end}}", "imgcheck"});
+  CHECK(o.out.find("healthy web v1 on ") == 0);
+  o = lab.Skep("m1", {"service", "update", "--no-healthcheck", "imgcheck"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  CHECK(Eventually(
+      [&] {
+        const std::string now = state_of("imgcheck");
+        return now.rfind("Running", 0) == 0 && now.find('(') == std::string::npos;
+      },
+      30s));
 
   // Bad input: --no-healthcheck with a check.
   o = lab.Skep("m1", {"service", "update", "--no-healthcheck", "--health-cmd", "true", "web"});
