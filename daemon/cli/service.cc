@@ -460,6 +460,7 @@ int Create(const Invocation& inv) {
     auto [k, v] = KeyValue("label", l);
     (*spec->mutable_labels())[k] = v;
   }
+  if (inv.Has("rebalance")) (*spec->mutable_labels())["skep.rebalance"] = "true";
   for (const auto& l : inv.All("container-label")) {
     auto [k, v] = KeyValue("container-label", l);
     (*c->mutable_labels())[k] = v;
@@ -984,6 +985,10 @@ int UpdateCmd(const Invocation& inv) {
   }
   for (const auto& l : inv.All("label-rm"))
     spec.mutable_labels()->erase(l);
+  if (inv.Has("rebalance") && inv.Has("no-rebalance"))
+    throw UsageError("--rebalance and --no-rebalance cannot be combined");
+  if (inv.Has("rebalance")) (*spec.mutable_labels())["skep.rebalance"] = "true";
+  if (inv.Has("no-rebalance")) spec.mutable_labels()->erase("skep.rebalance");
   for (const auto& p : inv.All("publish-add"))
     *spec.mutable_endpoint()->add_ports() = ParsePort(p);
   for (const auto& ref : inv.All("network-rm")) {
@@ -1110,7 +1115,10 @@ std::vector<Command> ServiceCommands() {
                          {"container-label", 0, "list", "Container labels", true},
                          {"mount", 0, "mount", "Attach a filesystem mount to the service", true},
                          {"publish", 'p', "port", "Publish a port as a node port", true},
-                         {"network", 0, "network", "Network attachments", true}})
+                         {"network", 0, "network", "Network attachments", true},
+                         {"rebalance", 0, "",
+                          "Move tasks to even the service out when nodes join or come back "
+                          "(label skep.rebalance=true)"}})
     create.push_back(f);
   std::vector<Flag> update = CommonFlags();
   for (auto f : std::vector<Flag>{
@@ -1128,7 +1136,9 @@ std::vector<Command> ServiceCommands() {
            {"network-add", 0, "network", "Add a network", true},
            {"network-rm", 0, "list", "Remove a network", true},
            {"force", 0, "", "Force update even if no changes require it"},
-           {"rollback", 0, "", "Rollback to previous specification"}})
+           {"rollback", 0, "", "Rollback to previous specification"},
+           {"rebalance", 0, "", "Move tasks to even the service out when nodes join or come back"},
+           {"no-rebalance", 0, "", "Stop rebalancing the service"}})
     update.push_back(f);
   const Flag format{"format", 0, "string",
                     "Format output: 'table', 'table TEMPLATE', 'json', or a Go template"};

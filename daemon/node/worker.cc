@@ -746,15 +746,24 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         });
   }
 
-  void Probe(const std::string& id) {
+  // The task `id` while it is still being checked (running, in its container, not yet found
+  // unhealthy), with its check; a probe for any other is dropped.
+  std::pair<Local*, const api::HealthConfig*> Checked(const std::string& id) {
     auto it = tasks_.find(id);
-    if (it == tasks_.end()) return;
+    if (it == tasks_.end()) return {nullptr, nullptr};
     Local& l = it->second;
     const api::HealthConfig* h = HealthOf(l);
     if (h == nullptr || !l.container || l.unhealthy ||
         l.task.status().state() != api::TASK_RUNNING) {
-      return;
+      return {nullptr, nullptr};
     }
+    return {&l, h};
+  }
+
+  void Probe(const std::string& id) {
+    auto [task, h] = Checked(id);
+    if (task == nullptr) return;
+    Local& l = *task;
     const auto timeout = h->timeout_ns() > 0
                              ? std::chrono::milliseconds(h->timeout_ns() / 1'000'000)
                              : std::chrono::milliseconds(30'000);
@@ -772,14 +781,9 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
   }
 
   void OnProbe(const std::string& id, const executor::Containerd::ExecResult& r) {
-    auto it = tasks_.find(id);
-    if (it == tasks_.end()) return;
-    Local& l = it->second;
-    const api::HealthConfig* h = HealthOf(l);
-    if (h == nullptr || !l.container || l.unhealthy ||
-        l.task.status().state() != api::TASK_RUNNING) {
-      return;
-    }
+    auto [task, h] = Checked(id);
+    if (task == nullptr) return;
+    Local& l = *task;
     if (r.exit_code == 0) {
       l.health_failures = 0;
       l.healthy_once = true;

@@ -302,3 +302,137 @@ TEST_CASE("a start-first update starts the new task before it stops the old one"
   CHECK(p.update[0].id() == "old1");
   CHECK(p.create.size() == 1);
 }
+
+namespace {
+
+// Applies a rebalancing plan as the store and scheduler would: the old tasks stop, each new one
+// goes to the fitting node with the fewest of the service's tasks, and runs.
+void Apply(const Plan& p, std::vector<api::Task>& tasks, const std::map<std::string, NodeView>& nodes,
+           int64_t now) {
+  for (const auto& u : p.update) {
+    for (auto& t : tasks) {
+      if (t.id() == u.id()) t = u;
+    }
+  }
+  for (auto t : p.create) {
+    std::map<std::string, int> count;
+    for (const auto& [id, n] : nodes) {
+      if (n.fits) count[id] = 0;
+    }
+    for (const auto& o : tasks) {
+      if (o.desired_state() <= api::TASK_RUNNING && count.count(o.node_id())) ++count[o.node_id()];
+    }
+    auto best = std::min_element(count.begin(), count.end(),
+                                 [](const auto& a, const auto& b) { return a.second < b.second; });
+    t.set_id("m" + std::to_string(tasks.size()));
+    t.set_node_id(best->first);
+    t.mutable_status()->set_state(api::TASK_RUNNING);
+    t.mutable_meta()->set_created_at(now);
+    tasks.push_back(t);
+  }
+}
+
+std::map<std::string, int> PerNode(const std::vector<api::Task>& tasks) {
+  std::map<std::string, int> out;
+  for (const auto& t : tasks) {
+    if (t.desired_state() <= api::TASK_RUNNING) ++out[t.node_id()];
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("rebalancing moves tasks to even a service out, only when asked, a batch at a time",
+          "[reconcile]") {
+  api::Service s = Replicated(4);
+  s.mutable_spec()->mutable_update()->set_parallelism(1);
+  std::vector<api::Task> tasks;
+  for (uint64_t slot = 1; slot <= 4; ++slot) {
+    tasks.push_back(Task("t" + std::to_string(slot), slot, "n1", api::TASK_RUNNING, slot));
+    tasks.back().set_spec_version(1);
+  }
+  auto nodes = Nodes({"n1", "n2", "n3"});
+  for (auto& [id, n] : nodes)
+    n.fits = true;
+
+  // Without the label nothing moves.
+  CHECK(ReconcileReplicated(s, tasks, nodes, 1000).empty());
+
+  (*s.mutable_spec()->mutable_labels())[kRebalanceLabel] = "true";
+  Plan p = ReconcileReplicated(s, tasks, nodes, 1000);
+  REQUIRE(p.update.size() == 1);  // parallelism 1
+  CHECK(p.update[0].id() == "t4");  // the highest slot of the fullest node
+  CHECK(p.update[0].desired_state() == api::TASK_SHUTDOWN);
+  REQUIRE(p.create.size() == 1);
+  CHECK(p.create[0].slot() == 4);
+  CHECK(p.create[0].replaces() == "t4");
+  CHECK(p.create[0].node_id().empty());  // the scheduler's to place
+
+  // While the new task is not running yet, the next batch waits.
+  std::vector<api::Task> pending = tasks;
+  pending[3].set_desired_state(api::TASK_SHUTDOWN);
+  pending.push_back(p.create[0]);
+  pending.back().set_id("new");
+  CHECK(ReconcileReplicated(s, pending, nodes, 1000).empty());
+
+  int moves = 0;
+  for (int round = 0; round < 10; ++round) {
+    Plan next = ReconcileReplicated(s, tasks, nodes, 1000 + round);
+    if (next.empty()) break;
+    moves += static_cast<int>(next.create.size());
+    Apply(next, tasks, nodes, 1000 + round);
+  }
+  CHECK(moves == 2);
+  CHECK(PerNode(tasks) == std::map<std::string, int>{{"n1", 2}, {"n2", 1}, {"n3", 1}});
+}
+
+TEST_CASE("rebalancing keeps to parallelism 0, the delay, fitting nodes, updates and spread",
+          "[reconcile]") {
+  api::Service s = Replicated(6);
+  (*s.mutable_spec()->mutable_labels())[kRebalanceLabel] = "true";
+  s.mutable_spec()->mutable_update()->set_parallelism(0);  // every move at once
+  std::vector<api::Task> tasks;
+  for (uint64_t slot = 1; slot <= 6; ++slot) {
+    tasks.push_back(Task("t" + std::to_string(slot), slot, "n1", api::TASK_RUNNING, slot));
+    tasks.back().set_spec_version(1);
+    tasks.back().mutable_meta()->set_created_at(500);
+  }
+  auto nodes = Nodes({"n1", "n2", "n3"});
+  nodes["n1"].fits = nodes["n2"].fits = true;  // n3 cannot take one (constraints, resources)
+
+  // At most one new task per node and batch: one to n2 only.
+  Plan p = ReconcileReplicated(s, tasks, nodes, 1000);
+  CHECK(p.create.size() == 1);
+  for (int round = 0; round < 10; ++round) {
+    Plan next = ReconcileReplicated(s, tasks, nodes, 1000 + round);
+    if (next.empty()) break;
+    Apply(next, tasks, nodes, 1000 + round);
+  }
+  CHECK(PerNode(tasks) == std::map<std::string, int>{{"n1", 3}, {"n2", 3}});
+
+  // The update delay since the newest task's start.
+  api::Service delayed = s;
+  delayed.mutable_spec()->mutable_update()->set_delay_ns(1000);
+  std::vector<api::Task> fresh;
+  for (uint64_t slot = 1; slot <= 4; ++slot) {
+    fresh.push_back(Task("f" + std::to_string(slot), slot, "n1", api::TASK_RUNNING, slot));
+    fresh.back().set_spec_version(1);
+    fresh.back().mutable_meta()->set_created_at(900);
+  }
+  delayed.mutable_spec()->mutable_replicated()->set_replicas(4);
+  p = ReconcileReplicated(delayed, fresh, nodes, 1500);
+  CHECK(p.create.empty());
+  CHECK(p.wake_at == 1900);
+  CHECK(ReconcileReplicated(delayed, fresh, nodes, 1900).create.size() == 1);
+
+  // Not during an update, not with placement preferences, never for a drained target.
+  api::Service updating = delayed;
+  updating.mutable_update_status()->set_state(api::UpdateStatus::UPDATING);
+  CHECK(ReconcileReplicated(updating, fresh, nodes, 5000).create.empty());
+  api::Service spread = delayed;
+  spread.mutable_spec()->mutable_task()->mutable_placement()->add_spread("node.labels.zone");
+  CHECK(ReconcileReplicated(spread, fresh, nodes, 5000).empty());
+  auto drained = nodes;
+  drained["n2"].availability = api::AVAILABILITY_DRAIN;
+  CHECK(ReconcileReplicated(delayed, fresh, drained, 5000).empty());
+}

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "tests/integration/lab.h"
 
@@ -331,4 +332,58 @@ TEST_CASE("a task waiting for memory says why in ps, inspect and explain, and is
   o = lab.Skep("m1", {"service", "inspect", "waits"});
   CHECK(o.code == 0);
   CHECK(o.out.find("PendingTasks") == std::string::npos);
+}
+
+TEST_CASE("rebalancing moves tasks to a node that comes back, only for services that ask",
+          "[integration]") {
+  Lab lab("itrebal", 32, 1, 2);
+  REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "drain", "w2"}).code == 0);
+  for (const char* name : {"even", "stays"}) {
+    std::vector<std::string> args{"service", "create", "-d", "--name", name, "--replicas", "4",
+                                  "--constraint", "node.role==worker"};
+    if (std::string(name) == "even") args.push_back("--rebalance");
+    args.push_back("skep/web:1");
+    Output o = lab.Skep("m1", args);
+    INFO(o.text());
+    REQUIRE(o.code == 0);
+  }
+  auto per_node = [&](const std::string& svc) {
+    std::map<std::string, int> out;
+    for (const auto& r : Live(lab, svc)) {
+      if (r.state != "Running") return std::map<std::string, int>{};
+      ++out[r.node];
+    }
+    return out;
+  };
+  const std::map<std::string, int> all_on_w1{{"w1", 4}};
+  REQUIRE(Eventually([&] { return per_node("even") == all_on_w1 && per_node("stays") == all_on_w1; }));
+  CHECK(lab.Skep("m1", {"service", "inspect", "--format", "{{index .Spec.Labels \"skep.rebalance\"}}",
+                        "even"})
+            .out == "true\n");
+
+  // w2 is back: "even" moves two tasks there, one at a time; "stays" does not move.
+  REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "active", "w2"}).code == 0);
+  const std::map<std::string, int> even{{"w1", 2}, {"w2", 2}};
+  CHECK(Eventually([&] { return per_node("even") == even; }, 60s));
+  CHECK(per_node("stays") == all_on_w1);
+  // Every slot kept one live task throughout; the moved ones' old tasks are shut down.
+  auto rows = Ps(lab, "even");
+  int shutdown = 0;
+  for (const auto& r : rows)
+    shutdown += r.desired == "Shutdown";
+  CHECK(shutdown == 2);
+  // Nothing moves once even.
+  std::this_thread::sleep_for(3s);
+  CHECK(Ps(lab, "even").size() == rows.size());
+
+  // Turned off: a node that comes back gets nothing.
+  REQUIRE(lab.Skep("m1", {"service", "update", "-d", "--no-rebalance", "even"}).code == 0);
+  REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "drain", "w2"}).code == 0);
+  CHECK(Eventually([&] { return per_node("even") == all_on_w1; }, 60s));
+  REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "active", "w2"}).code == 0);
+  std::this_thread::sleep_for(5s);
+  CHECK(per_node("even") == all_on_w1);
+  Output o = lab.Skep("m1", {"service", "update", "--rebalance", "--no-rebalance", "even"});
+  CHECK(o.code == 2);
+  CHECK(o.err.find("--rebalance and --no-rebalance cannot be combined") != std::string::npos);
 }

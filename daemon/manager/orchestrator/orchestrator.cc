@@ -157,6 +157,13 @@ class Orchestrator final : public manager::LeaderComponent,
         v.eligible = !s->spec().has_global() || Eligible(*s, *n);
         nodes[n->id()] = v;
       }
+      if (Rebalances(*s) && !s->spec().has_global()) {
+        const api::ExplainServiceResponse verdicts = manager::ExplainPlacement(tx, *s, now);
+        for (const auto& verdict : verdicts.nodes()) {
+          if (auto it = nodes.find(verdict.node_id()); it != nodes.end())
+            it->second.fits = verdict.fits();
+        }
+      }
       Plan plan = s->spec().has_global() ? ReconcileGlobal(*s, tasks, nodes, now)
                                          : ReconcileReplicated(*s, tasks, nodes, now);
       if (plan.service) {

@@ -1,6 +1,8 @@
 #include "daemon/manager/orchestrator/reconcile.h"
 
 #include <algorithm>
+#include <limits>
+#include <set>
 #include <tuple>
 
 namespace skep::orchestrator {
@@ -163,7 +165,75 @@ Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Tas
     }
   }
   PlanUpdate(service, tasks, now, plan);
+  PlanRebalance(service, tasks, nodes, now, plan);
   return plan;
+}
+
+bool Rebalances(const api::Service& service) {
+  auto it = service.spec().labels().find(kRebalanceLabel);
+  return it != service.spec().labels().end() && it->second == "true";
+}
+
+void PlanRebalance(const api::Service& service, const std::vector<api::Task>& tasks,
+                   const std::map<std::string, NodeView>& nodes, int64_t now, Plan& plan) {
+  if (!Rebalances(service) || service.spec().has_global() || !plan.empty() ||
+      service.spec().task().placement().spread_size() > 0) {
+    return;
+  }
+  const auto state = service.update_status().state();
+  if (state == api::UpdateStatus::UPDATING || state == api::UpdateStatus::ROLLBACK_STARTED) return;
+  // Every task placed, running (healthy) and of the current spec: no batch under way.
+  std::map<std::string, std::vector<const api::Task*>> on;
+  int64_t newest = 0;
+  for (const auto& t : tasks) {
+    if (!Live(t)) continue;
+    if (!Ready(t) || t.node_id().empty() || t.spec_version() != service.spec_version()) return;
+    on[t.node_id()].push_back(&t);
+    newest = std::max(newest, t.meta().created_at());
+  }
+  const api::UpdateConfig& cfg = service.spec().update();
+  if (newest + cfg.delay_ns() > now) {
+    plan.wake_at = newest + cfg.delay_ns();
+    return;
+  }
+  // Tasks by node, over the nodes that are up and active: the ones that hold some, and the
+  // ones that could take one.
+  std::map<std::string, int64_t> count;
+  std::set<std::string> targets;
+  for (const auto& [id, n] : nodes) {
+    if (!n.ready || n.availability != api::AVAILABILITY_ACTIVE) continue;
+    auto it = on.find(id);
+    if (it != on.end()) count[id] = static_cast<int64_t>(it->second.size());
+    if (n.fits) {
+      count.try_emplace(id, 0);
+      targets.insert(id);
+    }
+  }
+  const uint64_t limit = cfg.parallelism() == 0 ? std::numeric_limits<uint64_t>::max() : cfg.parallelism();
+  for (uint64_t moved = 0; moved < limit && !targets.empty(); ++moved) {
+    auto fullest = std::max_element(count.begin(), count.end(), [](const auto& a, const auto& b) {
+      return a.second < b.second;
+    });
+    auto emptiest = std::min_element(targets.begin(), targets.end(),
+                                      [&](const std::string& a, const std::string& b) {
+                                        return count[a] < count[b];
+                                      });
+    if (fullest == count.end() || fullest->second - count[*emptiest] < 2) break;
+    // The highest slot of the fullest node moves.
+    auto& here = on[fullest->first];
+    auto top = std::max_element(here.begin(), here.end(),
+                                [](auto* a, auto* b) { return a->slot() < b->slot(); });
+    const api::Task& from = **top;
+    here.erase(top);
+    plan.update.push_back(WithDesired(from, api::TASK_SHUTDOWN));
+    api::Task next = NewTask(service, from.slot(), "", now);
+    next.set_attempt(from.attempt());
+    next.set_replaces(from.id());
+    plan.create.push_back(std::move(next));
+    --fullest->second;
+    ++count[*emptiest];
+    targets.erase(emptiest);  // one new task per node and batch
+  }
 }
 
 Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& tasks,

@@ -42,7 +42,14 @@ struct NodeView {
   bool ready = false;
   api::NodeAvailability availability = api::AVAILABILITY_ACTIVE;
   bool eligible = true;  // global services: passes the service's constraints
+  // Replicated services that rebalance: the scheduler would give the node a new task of the
+  // service now (constraints, resources, max replicas per node).
+  bool fits = false;
 };
+
+// The service label that turns rebalancing on (`--rebalance`): "true".
+inline constexpr char kRebalanceLabel[] = "skep.rebalance";
+bool Rebalances(const api::Service& service);
 
 // Whether a task's observed state means it has ended.
 bool Terminal(api::TaskState state);
@@ -68,6 +75,17 @@ Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& 
 // The update status says updating, paused (with the task that failed), completed, rollback_*.
 void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks, int64_t now,
                 Plan& plan);
+
+// Rebalancing, for a replicated service that asks for it (kRebalanceLabel) and has no
+// placement preferences (their spread is the scheduler's own rule): when the nodes that could
+// run its tasks hold numbers of them more than one apart (a node joined or came back), tasks on
+// the fullest nodes are replaced, stop first, in their slots (the scheduler puts the new ones
+// on the nodes with the fewest, which each take at most one per batch); `parallelism` at a time
+// (0: every move at once), the next batch once every task is ready again and `delay` has passed
+// since the newest started. Never while an update runs or the plan already changes the service.
+// Applied by ReconcileReplicated last.
+void PlanRebalance(const api::Service& service, const std::vector<api::Task>& tasks,
+                   const std::map<std::string, NodeView>& nodes, int64_t now, Plan& plan);
 
 // The old tasks to delete so that each slot (or node) keeps at most `history` tasks that are
 // neither live nor still running: the oldest go first.
