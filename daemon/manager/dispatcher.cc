@@ -6,6 +6,7 @@
 
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
+#include "daemon/common/proto_bytes.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/manager.h"
@@ -191,11 +192,11 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
     }
   });
   m.set_tasks_known(true);
-  const std::string header = m.SerializeAsString();
+  const std::string header = CanonicalBytes(m);
 
   std::map<std::string, std::string> sent;
   for (auto& [id, t] : tasks) {
-    std::string bytes = t.SerializeAsString();
+    std::string bytes = CanonicalBytes(t);
     auto it = s.sent.find(id);
     if (s.first || it == s.sent.end() || it->second != bytes) *m.add_tasks() = t;
     sent.emplace(id, std::move(bytes));
@@ -403,7 +404,7 @@ grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerConte
           // A task removed meanwhile, or another node's, is not this node's to report.
           if (t == nullptr || t->node_id() != a->node_id) continue;
           if (u.status().state() < t->status().state()) continue;  // states only move forward
-          if (u.status().SerializeAsString() == t->status().SerializeAsString()) continue;
+          if (SameMessage(u.status(), t->status())) continue;
           auto* action = batch.add_actions();
           action->set_kind(api::StoreAction::UPDATE);
           *action->mutable_task() = *t;

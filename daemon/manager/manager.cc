@@ -13,6 +13,7 @@
 
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
+#include "daemon/common/proto_bytes.h"
 #include "daemon/manager/allocator/component.h"
 #include "daemon/manager/network_keys.h"
 #include "daemon/manager/ca_service.h"
@@ -606,9 +607,9 @@ grpc::Status Update(Manager* m, const std::function<std::optional<T>()>& read,
   for (int attempt = 0;; ++attempt) {
     std::optional<T> obj = read();
     if (!obj) return {grpc::StatusCode::NOT_FOUND, what + " not found"};
-    const std::string before = obj->SerializeAsString();
+    const std::string before = CanonicalBytes(*obj);
     if (grpc::Status st = modify(*obj); !st.ok()) return st;
-    if (obj->SerializeAsString() == before) {
+    if (CanonicalBytes(*obj) == before) {
       if (updated != nullptr) *updated = *obj;
       return grpc::Status::OK;
     }
@@ -652,9 +653,9 @@ void Manager::UpdateNodeAsync(const std::string& id, std::function<grpc::Status(
     static void Run(std::shared_ptr<Attempt> a) {
       std::optional<api::Node> n = a->m->store_.GetNode(a->id);
       if (!n) return a->Finish({grpc::StatusCode::NOT_FOUND, "node " + a->id + " not found"});
-      const std::string before = n->SerializeAsString();
+      const std::string before = CanonicalBytes(*n);
       if (grpc::Status st = a->modify(*n); !st.ok()) return a->Finish(st);
-      if (n->SerializeAsString() == before) return a->Finish(grpc::Status::OK);
+      if (CanonicalBytes(*n) == before) return a->Finish(grpc::Status::OK);
       api::StoreBatch batch;
       auto* action = batch.add_actions();
       action->set_kind(api::StoreAction::UPDATE);

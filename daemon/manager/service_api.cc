@@ -8,6 +8,7 @@
 #include "daemon/agent/registry.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
+#include "daemon/common/proto_bytes.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/manager.h"
 #include "daemon/manager/on_leader.h"
@@ -478,11 +479,11 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
       *image = PinImage(m_->options().registry, *image, auth);
     }
     const bool task_changed =
-        next.task().SerializeAsString() != s.spec().task().SerializeAsString() ||
-        next.endpoint().SerializeAsString() != s.spec().endpoint().SerializeAsString() ||
+        !SameMessage(next.task(), s.spec().task()) ||
+        !SameMessage(next.endpoint(), s.spec().endpoint()) ||
         !std::equal(next.networks().begin(), next.networks().end(), s.spec().networks().begin(),
                     s.spec().networks().end(), [](const auto& a, const auto& b) {
-                      return a.SerializeAsString() == b.SerializeAsString();
+                      return SameMessage(a, b);
                     });
     *s.mutable_previous_spec() = s.spec();
     *s.mutable_spec() = next;

@@ -1,6 +1,8 @@
 #include "daemon/manager/task_scheduler.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 #include <tuple>
 
 #include "daemon/manager/orchestrator/reconcile.h"
@@ -67,19 +69,71 @@ scheduler::TaskRequest RequestOf(const api::Task& t) {
   return r;
 }
 
+// Where a task runs, as far as "one at a time" goes: its slot, or for a global service's
+// task its node.
+std::string PlaceOf(const api::Task& t) {
+  return t.slot() != 0 ? "slot " + std::to_string(t.slot()) : "node " + t.node_id();
+}
+
+// The tasks of each service being stopped on a node that is up, by place: a new task for the
+// same place waits until that one has stopped, so that no slot ever runs two tasks at once
+// (a stop-first update, a scale down and up, a rebalance, a drain). One on a node that is down
+// or gone holds nothing: nothing could confirm it stopped.
+class Stopping {
+ public:
+  explicit Stopping(const ReadTx& tx) : tx_(tx) {}
+
+  // The task `t` waits for, or null.
+  const api::Task* Holding(const api::Task& t) {
+    auto [it, fresh] = by_service_.try_emplace(t.service_id());
+    if (fresh) {
+      for (const auto* o : tx_.tasks_of_service(t.service_id())) {
+        if (o->desired_state() <= api::TASK_RUNNING || o->node_id().empty() ||
+            o->status().state() < api::TASK_ASSIGNED || orchestrator::Terminal(o->status().state()))
+          continue;
+        const api::Node* n = tx_.node(o->node_id());
+        if (n == nullptr || n->status().state() == api::NODE_STATE_DOWN) continue;
+        it->second.emplace(PlaceOf(*o), o);
+      }
+    }
+    auto held = it->second.find(PlaceOf(t));
+    return held == it->second.end() ? nullptr : held->second;
+  }
+
+ private:
+  const ReadTx& tx_;
+  std::map<std::string, std::map<std::string, const api::Task*>> by_service_;
+};
+
 // One pass: every task waiting for a node, placed or told why not, in one batch.
 PassResult SchedulePass(Manager* m, int64_t now) {
   int64_t wake_at = 0;
   api::StoreBatch batch;
   m->store().View([&](const ReadTx& tx) {
     std::vector<const api::Task*> waiting;
+    std::map<const api::Task*, std::string> held;  // waiting for their place to be free
+    Stopping stopping(tx);
     for (const auto* t : tx.tasks_desired(api::TASK_RUNNING)) {
       if (!WaitsForPlacement(*t)) continue;
       if (t->not_before() > now) {
         wake_at = wake_at == 0 ? t->not_before() : std::min(wake_at, t->not_before());
         continue;
       }
+      if (const api::Task* old = stopping.Holding(*t)) {
+        held[t] = "waiting for task " + old->id() + " to stop";
+        continue;
+      }
       waiting.push_back(t);
+    }
+    // Told why they wait (written only when the reason is new); the old task's stop wakes us.
+    for (const auto& [t, reason] : held) {
+      if (t->scheduling_error() == reason) continue;
+      api::Task next = *t;
+      next.set_scheduling_error(reason);
+      next.mutable_status()->set_err(reason);
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_task() = std::move(next);
     }
     if (waiting.empty()) return;
     std::vector<scheduler::NodeInfo> nodes;

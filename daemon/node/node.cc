@@ -17,6 +17,7 @@
 #include "daemon/agent/image_ref.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
+#include "daemon/common/proto_bytes.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/allocator/networks.h"
 #include "daemon/manager/control_api.h"
@@ -816,7 +817,7 @@ void NodeRuntime::OnSession(const api::SessionMessage& msg) {
   auto same = [](const auto& a, const auto& b) {
     if (a.size() != b.size()) return false;
     for (int i = 0; i < a.size(); ++i) {
-      if (a[i].SerializeAsString() != b[i].SerializeAsString()) return false;
+      if (!SameMessage(a[i], b[i])) return false;
     }
     return true;
   };

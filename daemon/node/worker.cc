@@ -20,6 +20,7 @@
 #include "daemon/agent/errors.h"
 #include "daemon/agent/oci_spec.h"
 #include "daemon/common/log.h"
+#include "daemon/common/proto_bytes.h"
 #include "daemon/node/overlay_dataplane.h"
 #include "daemon/node/service_mesh.h"
 #include "daemon/node/state.h"
@@ -1065,7 +1066,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
             auto it = self->unreported_.find(u.task_id());
             // Only what was sent as it is now: a newer status goes in the next batch.
             if (it != self->unreported_.end() &&
-                it->second.SerializeAsString() == u.status().SerializeAsString()) {
+                SameMessage(it->second, u.status())) {
               self->unreported_.erase(it);
             }
           }

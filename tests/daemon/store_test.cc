@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "daemon/common/proto_bytes.h"
 #include "daemon/manager/store.h"
 
 using namespace skep;
@@ -328,4 +329,17 @@ TEST_CASE("networks: unique names and subnets, and no service on a network that 
   snap.mutable_metadata()->set_index(6);
   copy.Restore(snap);
   CHECK(copy.View([](const ReadTx& tx) { return tx.networks().size(); }) == 1);
+}
+
+TEST_CASE("equal messages with maps compare equal whatever order their entries went in",
+          "[proto]") {
+  api::Node a, b;
+  for (int i = 0; i < 100; ++i)
+    (*a.mutable_spec()->mutable_labels())["k" + std::to_string(i)] = "v";
+  for (int i = 99; i >= 0; --i)
+    (*b.mutable_spec()->mutable_labels())["k" + std::to_string(i)] = "v";
+  CHECK(skep::SameMessage(a, b));
+  CHECK(skep::CanonicalBytes(a) == skep::CanonicalBytes(b));
+  (*b.mutable_spec()->mutable_labels())["k0"] = "w";
+  CHECK_FALSE(skep::SameMessage(a, b));
 }

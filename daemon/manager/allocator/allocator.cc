@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 
+#include "daemon/common/proto_bytes.h"
 #include "daemon/manager/allocator/ipam.h"
 
 namespace skep::allocator {
@@ -126,7 +127,7 @@ AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
     if (next.attachments_size() == 0 && !ingress.empty()) {
       if (auto addr = spaces.Allocate(ingress)) *next.add_attachments() = Attachment(ingress, *addr);
     }
-    if (next.SerializeAsString() != n->SerializeAsString()) plan.nodes.push_back(std::move(next));
+    if (!SameMessage(next, *n)) plan.nodes.push_back(std::move(next));
   }
 
   std::map<std::string, const api::Service*> by_id;  // as planned
