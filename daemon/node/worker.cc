@@ -276,6 +276,23 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
         // mesh leaves tasks on ingress alone out itself.
         mesh_->AddTask(r.id, options_.data_dir + "/netns/" + r.id, NetworkIds(it->second.task));
       }
+      Local& l = it->second;
+      const auto was = l.task.status().state();
+      if (r.task.state != executor::TaskState::kRunning && was >= api::TASK_PREPARING &&
+          !Terminal(was)) {
+        // It ended, or never got started, while skepd was down: said so, for its restart
+        // policy (and so that nothing waits for it to stop).
+        const bool exited = r.task.state == executor::TaskState::kStopped;
+        if (exited && r.task.exit_code == 0) {
+          SetStatus(l, api::TASK_COMPLETE, "finished while skepd was down", "");
+        } else {
+          SetStatus(l, api::TASK_FAILED, "ended while skepd was down",
+                    exited ? "task: non-zero exit (" + std::to_string(r.task.exit_code) + ")"
+                           : "task: not running when skepd restarted",
+                    exited ? static_cast<int32_t>(r.task.exit_code) : 0);
+        }
+        continue;
+      }
       if (r.task.state == executor::TaskState::kRunning) {
         SKEP_LOG(info, "worker", "task {} still runs (pid {})", r.id, r.task.pid);
         // Its checks go on where they were (a healthy task stays healthy meanwhile).
@@ -291,6 +308,8 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       const auto s = l.task.status().state();
       if (!l.container && s >= api::TASK_STARTING && s <= api::TASK_RUNNING) {
         SetStatus(l, api::TASK_FAILED, "container is gone", "the container disappeared");
+      } else if (!l.container && s == api::TASK_PREPARING) {
+        SetStatus(l, api::TASK_FAILED, "interrupted", "task: skepd restarted while preparing it");
       }
     }
     if (assigned_once_) ReconcileAll();
