@@ -14,6 +14,9 @@ packages=(
   golang-github-containerd-containerd-dev golang-github-gogo-protobuf-dev
   # tests
   catch2
+  # the fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes, and
+  # llvm-symbolizer so that their crash reports name files and lines
+  clang libclang-rt-14-dev llvm
   # runtime and the local lab
   iproute2 nftables procps containerd runc
   # the executor's integration tests: a local registry and test images from busybox

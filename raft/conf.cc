@@ -43,6 +43,20 @@ raftpb::ConfState MakeConfState(std::vector<NodeId> voters, std::vector<NodeId> 
   return cs;
 }
 
+std::optional<std::string> CheckConfState(const raftpb::ConfState& cs) {
+  if (cs.voters_size() == 0) return "no voters";
+  for (const auto* ids : {&cs.voters(), &cs.learners()}) {
+    for (int i = 0; i < ids->size(); ++i) {
+      if ((*ids)[i] == kNoNode) return "node 0 is a member";
+      if (i > 0 && (*ids)[i] <= (*ids)[i - 1]) return "members not sorted or repeated";
+    }
+  }
+  for (NodeId v : cs.voters()) {
+    if (IsLearner(cs, v)) return "node " + std::to_string(v) + " is both voter and learner";
+  }
+  return std::nullopt;
+}
+
 Status ApplyConfChange(const raftpb::ConfState& current, raftpb::ConfChangeType type, NodeId id,
                        raftpb::ConfState* out) {
   if (id == kNoNode) return {ErrorCode::kInvalidConfChange, "node id 0 is reserved"};

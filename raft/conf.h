@@ -13,6 +13,7 @@
 // commits while it copies the log (§4.2.1).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ inline bool IsMember(const raftpb::ConfState& cs, NodeId id) {
 std::vector<NodeId> Members(const raftpb::ConfState& cs);
 
 raftpb::ConfState MakeConfState(std::vector<NodeId> voters, std::vector<NodeId> learners = {});
+
+// What makes `cs` a configuration no member could have produced, or nullopt when it is one:
+// voters and learners sorted, without duplicates or node 0, disjoint, and at least one voter.
+// Configurations from peers (snapshots, configuration entries) are checked with it.
+std::optional<std::string> CheckConfState(const raftpb::ConfState& cs);
 
 // Applies one change to `current`. On success `out` is the new configuration; otherwise the
 // status says what was wrong and `out` is untouched.

@@ -280,6 +280,9 @@ Status Raft::Validate(const raftpb::Message& m) const {
         if (!cc.ParseFromString(e.data())) {
           return bad("configuration entry " + std::to_string(e.index()) + " does not parse");
         }
+        if (auto why = CheckConfState(cc.result())) {
+          return bad("configuration entry " + std::to_string(e.index()) + ": " + *why);
+        }
       } else if (e.type() != raftpb::ENTRY_NORMAL) {
         return bad("entry " + std::to_string(e.index()) + " has unknown type");
       }
@@ -289,11 +292,32 @@ Status Raft::Validate(const raftpb::Message& m) const {
   }
   if (m.type() == raftpb::MSG_SNAPSHOT) {
     if (m.snapshot().index() == 0) return bad("snapshot at index 0");
+    if (m.snapshot().term() == 0 || m.snapshot().term() > m.term()) {
+      // Its last entry is one the leader holds: of a term no later than the leader's own.
+      return bad("snapshot of term " + std::to_string(m.snapshot().term()) + " from term " +
+                 std::to_string(m.term()));
+    }
     if (m.snapshot().conf_state().voters_size() == 0) return bad("snapshot without voters");
+    if (auto why = CheckConfState(m.snapshot().conf_state())) {
+      return bad("snapshot configuration: " + *why);
+    }
     if (m.snapshot_offset() > m.snapshot_size() ||
         m.snapshot_chunk().size() > m.snapshot_size() - m.snapshot_offset()) {
       return bad("snapshot chunk beyond the snapshot's size");
     }
+  }
+  if (m.type() == raftpb::MSG_HEARTBEAT && m.commit() > log_.LastIndex()) {
+    // A leader's heartbeat commits at most what the follower acknowledged, and so holds.
+    return bad("heartbeat commits index " + std::to_string(m.commit()) + " beyond our last, " +
+               std::to_string(log_.LastIndex()));
+  }
+  if (m.type() == raftpb::MSG_APPEND_RESP && !m.reject() && m.term() == term_ &&
+      leader() != nullptr && m.index() > log_.LastIndex()) {
+    // A leader never truncates its log during its term, so no follower holds more of it than
+    // the leader does. Taken as true, the ack would make the leader look for entries it does
+    // not have.
+    return bad("acknowledges index " + std::to_string(m.index()) + " beyond the last, " +
+               std::to_string(log_.LastIndex()));
   }
   return Status::Ok();
 }

@@ -49,7 +49,9 @@ int64_t GetInt(const json::object& o, std::string_view key) {
   if (v == nullptr) return 0;
   if (v->is_int64()) return v->as_int64();
   if (v->is_uint64()) return static_cast<int64_t>(v->as_uint64());
-  if (v->is_double()) return static_cast<int64_t>(v->as_double());
+  // A fraction is cut off; a double no int64 holds (1e300, inf) reads as 0, like a string.
+  if (v->is_double() && v->as_double() >= -0x1p63 && v->as_double() < 0x1p63)
+    return static_cast<int64_t>(v->as_double());
   return 0;
 }
 

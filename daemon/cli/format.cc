@@ -239,6 +239,8 @@ std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
     total += value * scale;
     i = k;
   }
+  // Longer than int64 nanoseconds hold (about 292 years) is no duration either.
+  if (!(total < 0x1p63)) return std::nullopt;
   return std::chrono::nanoseconds(static_cast<int64_t>(std::llround(total)));
 }
 

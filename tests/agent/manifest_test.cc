@@ -126,6 +126,11 @@ TEST_CASE("a manifest lists its config and layers in order", "[manifest]") {
   CHECK_THROWS_WITH(ParseManifest("{\"layers\":[]}"), Catch::Contains("no \"config\""));
   CHECK_THROWS_WITH(ParseManifest("{\"config\":{\"digest\":\"md5:00\"}}"),
                     Catch::Contains("only sha256"));
+  // A size no int64 holds reads as none (it once was an out-of-range conversion).
+  CHECK(ParseManifest("{\"config\":{\"digest\":\"" + Digest('c') + "\",\"size\":5e300}}")
+            .config.size == 0);
+  CHECK(ParseManifest("{\"config\":{\"digest\":\"" + Digest('c') + "\",\"size\":12.7}}")
+            .config.size == 12);
 }
 
 TEST_CASE("chain IDs hash each parent chain with the next diff ID", "[manifest]") {

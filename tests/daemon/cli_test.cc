@@ -1,6 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include "daemon/cli/command.h"
 #include "daemon/cli/format.h"
+#include "daemon/cli/specs.h"
 #include "daemon/node/netutil.h"
 
 using namespace skep;
@@ -16,6 +18,40 @@ TEST_CASE("durations are read the way Go writes them", "[cli]") {
   CHECK_FALSE(cli::ParseDuration("fast"));
   CHECK_FALSE(cli::ParseDuration("1x"));
   CHECK_FALSE(cli::ParseDuration(""));
+  CHECK_FALSE(cli::ParseDuration("211111311m"));  // beyond int64 nanoseconds (~292 years)
+}
+
+TEST_CASE("service flag values parse as Docker's do, or fail with a usage error", "[cli]") {
+  const api::PortConfig udp = cli::ParsePort("8080:80/udp");
+  CHECK(udp.published_port() == 8080);
+  CHECK(udp.target_port() == 80);
+  CHECK(udp.protocol() == "udp");
+  const api::PortConfig host = cli::ParsePort("mode=host,published=8080,target=80");
+  CHECK(host.publish_mode() == api::PortConfig::HOST);
+  CHECK(host.target_port() == 80);
+  CHECK_THROWS_AS(cli::ParsePort("8080:"), cli::UsageError);
+
+  const api::Mount tmpfs = cli::ParseMount("type=tmpfs,target=/tmp,tmpfs-size=64m,tmpfs-mode=1777");
+  CHECK(tmpfs.type() == api::Mount::TMPFS);
+  CHECK(tmpfs.tmpfs_size_bytes() == 64 << 20);
+  CHECK(tmpfs.tmpfs_mode() == 01777);
+  // Once std::invalid_argument out of std::stoul, which ended the CLI with an abort.
+  CHECK_THROWS_WITH(cli::ParseMount("type=tmpfs,target=/tmp,tmpfs-mode=rwx"),
+                    "invalid mount \"type=tmpfs,target=/tmp,tmpfs-mode=rwx\": tmpfs-mode \"rwx\" "
+                    "is not an octal file mode (e.g. 1777)");
+
+  CHECK(cli::ParseBytes("limit-memory", "512M") == 512 << 20);
+  CHECK(cli::ParseCpus("limit-cpu", "1.5") == 1'500'000'000);
+  // Values no int64 holds were converted regardless (undefined behaviour).
+  CHECK_THROWS_WITH(cli::ParseBytes("limit-memory", "1e30"),
+                    "invalid argument \"1e30\" for \"--limit-memory\": not a size");
+  CHECK_THROWS_AS(cli::ParseBytes("limit-memory", "nan"), cli::UsageError);
+  CHECK_THROWS_AS(cli::ParseCpus("limit-cpu", "1e10"), cli::UsageError);
+  CHECK_THROWS_AS(cli::ParseCpus("limit-cpu", "inf"), cli::UsageError);
+
+  CHECK(cli::ParsePlacementPref("placement-pref", "spread=node.labels.zone") == "node.labels.zone");
+  CHECK_THROWS_AS(cli::ParsePlacementPref("placement-pref", "pack=node.labels.zone"),
+                  cli::UsageError);
 }
 
 TEST_CASE("tables pad columns with at least three spaces", "[cli]") {

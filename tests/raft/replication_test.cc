@@ -156,3 +156,68 @@ TEST_CASE("malformed messages are refused and change nothing", "[replication][va
   CHECK(after.last_index == before.last_index);
   CHECK(after.lead == before.lead);
 }
+
+// Each of these once threw out of Step (a broken log or progress invariant) or broke the
+// node's invariants; the fuzz target fuzz/raft_message.cc found them.
+TEST_CASE("messages no honest peer sends are refused, not trusted", "[replication][validation]") {
+  Cluster c(3);
+  c.AddEmptyNode(4);
+  REQUIRE(c.Elect(1));
+  c.Propose(1, "a");
+  const auto follower = c.node(2).GetStatus();
+  auto message = [&](raftpb::MessageType type, NodeId from, NodeId to) {
+    raftpb::Message m;
+    m.set_type(type);
+    m.set_from(from);
+    m.set_to(to);
+    m.set_term(follower.term);
+    return m;
+  };
+  auto refused = [&](NodeId id, const raftpb::Message& m) {
+    const auto before = c.node(id).GetStatus();
+    const Status st = c.node(id).Step(m);
+    const auto after = c.node(id).GetStatus();
+    CHECK(after.term == before.term);
+    CHECK(after.commit == before.commit);
+    CHECK(after.last_index == before.last_index);
+    return st.code() == ErrorCode::kInvalidArgument ? st.message() : "accepted";
+  };
+
+  auto heartbeat = message(raftpb::MSG_HEARTBEAT, 1, 2);
+  heartbeat.set_commit(follower.last_index + 1);
+  CHECK(refused(2, heartbeat) == "malformed raft message from node 1: heartbeat commits index " +
+                                     std::to_string(follower.last_index + 1) +
+                                     " beyond our last, " + std::to_string(follower.last_index));
+
+  // An acknowledgement of more than the leader has (node 2 was told of entries by someone
+  // claiming to lead) would send the leader looking for entries it never had.
+  auto ack = message(raftpb::MSG_APPEND_RESP, 2, 1);
+  ack.set_index(follower.last_index + 2);
+  CHECK(refused(1, ack).find("acknowledges index") != std::string::npos);
+
+  auto snapshot = message(raftpb::MSG_SNAPSHOT, 1, 4);
+  snapshot.mutable_snapshot()->set_index(follower.last_index);
+  snapshot.mutable_snapshot()->set_term(follower.term + 1);
+  *snapshot.mutable_snapshot()->mutable_conf_state() = MakeConfState({1, 2, 3});
+  snapshot.set_snapshot_size(1);
+  snapshot.set_snapshot_chunk("x");
+  CHECK(refused(4, snapshot).find("snapshot of term") != std::string::npos);
+  snapshot.mutable_snapshot()->set_term(follower.term);
+  snapshot.mutable_snapshot()->mutable_conf_state()->add_learners(1);
+  CHECK(refused(4, snapshot) ==
+        "malformed raft message from node 1: snapshot configuration: "
+        "node 1 is both voter and learner");
+
+  raftpb::ConfChange cc;
+  cc.mutable_result()->add_voters(3);
+  cc.mutable_result()->add_voters(1);
+  auto append = message(raftpb::MSG_APPEND, 1, 2);
+  append.set_index(follower.last_index);
+  append.set_log_term(follower.term);
+  auto* e = append.add_entries();
+  e->set_index(follower.last_index + 1);
+  e->set_term(follower.term);
+  e->set_type(raftpb::ENTRY_CONF_CHANGE);
+  e->set_data(cc.SerializeAsString());
+  CHECK(refused(2, append).find("members not sorted or repeated") != std::string::npos);
+}

@@ -8,6 +8,14 @@
 namespace skep::orchestrator {
 namespace {
 
+// a + b, held at the int64 limits instead of overflowing: status timestamps are whatever the
+// nodes report, and periods whatever the spec says.
+int64_t SaturatingAdd(int64_t a, int64_t b) {
+  int64_t sum;
+  if (!__builtin_add_overflow(a, b, &sum)) return sum;
+  return b > 0 ? std::numeric_limits<int64_t>::max() : std::numeric_limits<int64_t>::min();
+}
+
 bool Live(const api::Task& t) {
   return t.desired_state() <= api::TASK_RUNNING;
 }
@@ -114,7 +122,7 @@ void ReconcileGroup(const api::Service& service, std::vector<const api::Task*> g
   next.set_attempt(current.attempt() + 1);
   next.set_replaces(current.id());
   const int64_t delay = policy.has_delay_ns() ? policy.delay_ns() : kDefaultRestartDelayNs;
-  if (delay > 0) next.set_not_before(now + delay);
+  if (delay > 0) next.set_not_before(SaturatingAdd(now, delay));
   plan.create.push_back(std::move(next));
 }
 
@@ -192,8 +200,8 @@ void PlanRebalance(const api::Service& service, const std::vector<api::Task>& ta
     newest = std::max(newest, t.meta().created_at());
   }
   const api::UpdateConfig& cfg = service.spec().update();
-  if (newest + cfg.delay_ns() > now) {
-    plan.wake_at = newest + cfg.delay_ns();
+  if (SaturatingAdd(newest, cfg.delay_ns()) > now) {
+    plan.wake_at = SaturatingAdd(newest, cfg.delay_ns());
     return;
   }
   // Tasks by node, over the nodes that are up and active: the ones that hold some, and the
@@ -360,9 +368,10 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     if (t->status().state() <= api::TASK_RUNNING && !Ready(*t)) ++in_progress;
     if (Ready(*t) && t->meta().created_at() >= started) {
       last_running = std::max(last_running, t->status().timestamp());
-      if (now < t->status().timestamp() + monitor) {
+      const int64_t monitored = SaturatingAdd(t->status().timestamp(), monitor);
+      if (now < monitored) {
         ++in_progress;
-        monitored_until = std::max(monitored_until, t->status().timestamp() + monitor);
+        monitored_until = std::max(monitored_until, monitored);
       }
     }
   }
@@ -372,8 +381,8 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
     if (monitored_until) plan.wake_at = monitored_until;
     return;
   }
-  if (cfg.delay_ns() > 0 && last_running > 0 && now < last_running + cfg.delay_ns()) {
-    plan.wake_at = last_running + cfg.delay_ns();
+  if (cfg.delay_ns() > 0 && last_running > 0 && now < SaturatingAdd(last_running, cfg.delay_ns())) {
+    plan.wake_at = SaturatingAdd(last_running, cfg.delay_ns());
     return;
   }
   const size_t n = std::min(waiting.size(), parallelism - in_progress);
