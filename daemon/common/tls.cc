@@ -47,15 +47,32 @@ class ManagerVerifier final : public gx::ExternalCertificateVerifier {
   std::string cluster_id_;
 };
 
+std::string ClusterOf(const std::string& cert_pem) {
+  try {
+    return pki::ParseCertificate(cert_pem).cluster_id;
+  } catch (const pki::PkiError&) {
+    return "";  // the handshake fails on it anyway
+  }
+}
+
 std::string ClusterOf(const Files& files) {
   std::ifstream in(files.cert);
   std::stringstream pem;
   pem << in.rdbuf();
-  try {
-    return pki::ParseCertificate(pem.str()).cluster_id;
-  } catch (const pki::PkiError&) {
-    return "";  // the handshake fails on it anyway
-  }
+  return ClusterOf(pem.str());
+}
+
+std::shared_ptr<grpc::ChannelCredentials> NodeCredentialsWith(
+    std::shared_ptr<gx::CertificateProviderInterface> provider, const std::string& cluster_id) {
+  gx::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(std::move(provider));
+  options.watch_root_certs();
+  options.watch_identity_key_cert_pairs();
+  options.set_verify_server_certs(true);
+  options.set_certificate_verifier(
+      gx::ExternalCertificateVerifier::Create<ManagerVerifier>(cluster_id));
+  options.set_check_call_host(false);
+  return grpc::experimental::TlsCredentials(options);
 }
 
 }  // namespace
@@ -76,17 +93,17 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Files& files) {
 }
 
 std::shared_ptr<grpc::ChannelCredentials> NodeCredentials(const Files& files) {
-  auto provider =
-      std::make_shared<gx::FileWatcherCertificateProvider>(files.key, files.cert, files.ca, 1);
-  gx::TlsChannelCredentialsOptions options;
-  options.set_certificate_provider(provider);
-  options.watch_root_certs();
-  options.watch_identity_key_cert_pairs();
-  options.set_verify_server_certs(true);
-  options.set_certificate_verifier(
-      gx::ExternalCertificateVerifier::Create<ManagerVerifier>(ClusterOf(files)));
-  options.set_check_call_host(false);
-  return grpc::experimental::TlsCredentials(options);
+  return NodeCredentialsWith(
+      std::make_shared<gx::FileWatcherCertificateProvider>(files.key, files.cert, files.ca, 1),
+      ClusterOf(files));
+}
+
+std::shared_ptr<grpc::ChannelCredentials> NodeCredentialsFromPem(const std::string& key_pem,
+                                                                 const std::string& cert_pem,
+                                                                 const std::string& ca_pem) {
+  return NodeCredentialsWith(std::make_shared<gx::StaticDataCertificateProvider>(
+                                 ca_pem, std::vector<gx::IdentityKeyCertPair>{{key_pem, cert_pem}}),
+                             ClusterOf(cert_pem));
 }
 
 std::shared_ptr<grpc::ChannelCredentials> JoinCredentials(const std::string& ca_pem) {

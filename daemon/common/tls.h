@@ -25,6 +25,11 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const Files& files);
 // manager of this node's cluster. Names are not checked: managers are reached by IP address
 // and identified by their certificates.
 std::shared_ptr<grpc::ChannelCredentials> NodeCredentials(const Files& files);
+// The same from PEM held in memory, fixed for the credentials' lifetime (no file watcher, which
+// is a thread per provider): for a process that holds the identities of many nodes.
+std::shared_ptr<grpc::ChannelCredentials> NodeCredentialsFromPem(const std::string& key_pem,
+                                                                 const std::string& cert_pem,
+                                                                 const std::string& ca_pem);
 // Trusts managers whose certificate `ca_pem` signed, presents none (a joining node).
 std::shared_ptr<grpc::ChannelCredentials> JoinCredentials(const std::string& ca_pem);
 // Trusts any server: only to fetch the root CA, which the caller checks against its token.
