@@ -11,6 +11,7 @@
 #
 # --dispatcher-heartbeat sets the swarm's agent heartbeat period (`skep swarm update`) before
 # the nodes join; the default is skep's, 1 s.
+#
 # BUILD defaults to $SKEP_BUILD, else build/. The managers' logs are copied to $SKEP_SCALE_LOGS
 # (default /tmp/bscale-logs/<date>) at the end. SKEP_SCALE_KEEP=1 leaves the lab up;
 # SKEP_SCALE_HOLD=1 makes scale keep its nodes connected after a failed step until SIGINT.
