@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "daemon/common/log.h"
 #include "raft/conf.h"
 
 namespace skep {
@@ -154,6 +155,8 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   RaftNodeOptions options;
   std::shared_ptr<Serializer> serial;
   asio::steady_timer timer;
+  // When the clock last ticked, and when a late tick was last reported.
+  std::chrono::steady_clock::time_point last_tick{}, late_reported{};
   raft::Storage* storage;
   RaftTransport* transport;
   RaftStateMachine* sm;
@@ -407,6 +410,18 @@ void RaftNode::Impl::MaybeSnapshot() {
 
 void RaftNode::Impl::Tick() {
   if (!Live()) return;
+  // A clock that runs late (an overloaded process, a serializer stuck behind a long apply)
+  // makes the followers of this leader, or this follower, time out: say so, now and then.
+  const auto now = std::chrono::steady_clock::now();
+  if (last_tick != std::chrono::steady_clock::time_point{} && now - last_tick > 4 * options.tick &&
+      now - late_reported > std::chrono::seconds(5)) {
+    late_reported = now;
+    SKEP_LOG(warn, "raft", "the raft clock ran {} ms late (a tick is {} ms)",
+             std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick - options.tick)
+                 .count(),
+             options.tick.count());
+  }
+  last_tick = now;
   node->Tick();
   ExpireReads();
   Pump();

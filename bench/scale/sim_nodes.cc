@@ -105,6 +105,7 @@ struct SimNodes::Node {
   Clock::time_point session_opened;
   std::chrono::milliseconds interval = 500ms;
   std::chrono::milliseconds backoff = 100ms;
+  std::minstd_rand jitter{static_cast<std::minstd_rand::result_type>(index + 1)};
 
   std::unordered_map<std::string, SimTask> tasks;
   std::map<std::string, api::TaskStatus> unreported;  // task ID -> the latest status not taken
@@ -285,6 +286,9 @@ void SimNodes::Node::OnEnded(uint64_t g, const grpc::Status& status) {
                  status.error_message().c_str());
     wait = 5s;
   } else {
+    // As the agent: half to one and a half times the backoff.
+    wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+        backoff * std::uniform_real_distribution<double>(0.5, 1.5)(jitter));
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2s);
   }
   connect_timer.expires_after(wait);
@@ -302,7 +306,7 @@ void SimNodes::Node::Heartbeat(uint64_t g) {
     std::shared_ptr<api::Dispatcher::Stub> stub;
   };
   auto call = std::make_shared<Call>();
-  call->context.set_deadline(std::chrono::system_clock::now() + interval * 2);
+  call->context.set_deadline(std::chrono::system_clock::now() + interval * 4);  // 2 periods
   call->request.set_session_id(session_id);
   call->stub = stub;
   heartbeat_call = std::shared_ptr<grpc::ClientContext>(call, &call->context);

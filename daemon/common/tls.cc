@@ -5,7 +5,9 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 #include "daemon/common/pki.h"
 
@@ -75,6 +77,43 @@ std::shared_ptr<grpc::ChannelCredentials> NodeCredentialsWith(
   return grpc::experimental::TlsCredentials(options);
 }
 
+// What a client certificate says, by its PEM text: a node presents the same certificate on every
+// call of a connection (heartbeats, status reports), and decoding it is most of what such a
+// call costs the leader. Bounded: forgotten wholesale when full, which only costs re-parsing.
+class PeerCache {
+ public:
+  struct Identity {
+    bool ok = false;
+    std::string node_id, role, cluster_id;
+  };
+  Identity Get(const std::string& pem) {
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = known_.find(pem); it != known_.end()) return it->second;
+    }
+    Identity id;
+    try {
+      const pki::CertInfo info = pki::ParseCertificate(pem);
+      id = {true, info.node_id, info.role, info.cluster_id};
+    } catch (const pki::PkiError&) {
+    }
+    std::lock_guard lock(mu_);
+    if (known_.size() >= kMax) known_.clear();
+    known_.emplace(pem, id);
+    return id;
+  }
+
+ private:
+  static constexpr size_t kMax = 16384;
+  std::mutex mu_;
+  std::unordered_map<std::string, Identity> known_;
+};
+
+PeerCache& Peers() {
+  static PeerCache* cache = new PeerCache;  // never destroyed: calls may come during exit
+  return *cache;
+}
+
 }  // namespace
 
 Files Files::In(const std::string& dir) {
@@ -126,14 +165,25 @@ std::shared_ptr<grpc::ChannelCredentials> UnverifiedCredentials() {
   return grpc::experimental::TlsCredentials(options);
 }
 
+// A ping a second on every connection a node opens finds a dead peer quickly; the answer may
+// take a few seconds before the connection counts as dead, because a manager busy with a
+// thousand nodes' handshakes and heartbeats answers late, and dropping its connections for
+// that only brings more handshakes (at 1 s, the keepalive watchdog took a 1,000-node swarm's
+// managers down).
+constexpr int kKeepaliveTimeoutMs = 5000;
+
 grpc::ChannelArguments ChannelArgs() {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // Attempts start 100 ms apart at first, 1 s at most (gRPC adds 20% jitter). gRPC also reads
+  // the minimum backoff as the least time an attempt may take (TCP connect and TLS handshake):
+  // it must be long enough for a manager busy with many nodes' handshakes, or no attempt ever
+  // finishes while they all retry (a SYN lost to a full accept queue is resent after 1 s).
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -141,8 +191,10 @@ grpc::ChannelArguments ChannelArgs() {
 }
 
 void ConfigureServer(grpc::ServerBuilder& builder) {
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 1000);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 1000);
+  // The clients ping (above) and nodes heartbeat: the server's own pings only need to find
+  // clients that vanished, and need not double the pings of every connection.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
@@ -165,15 +217,12 @@ Peer PeerOf(const grpc::ServerContextBase& context) {
   if (!auth) return peer;
   auto pems = auth->FindPropertyValues("x509_pem_cert");
   if (pems.empty()) return peer;
-  try {
-    const pki::CertInfo info =
-        pki::ParseCertificate(std::string(pems.front().data(), pems.front().size()));
-    peer.has_certificate = true;
-    peer.node_id = info.node_id;
-    peer.role = info.role;
-    peer.cluster_id = info.cluster_id;
-  } catch (const pki::PkiError&) {
-  }
+  PeerCache::Identity id = Peers().Get(std::string(pems.front().data(), pems.front().size()));
+  if (!id.ok) return peer;
+  peer.has_certificate = true;
+  peer.node_id = std::move(id.node_id);
+  peer.role = std::move(id.role);
+  peer.cluster_id = std::move(id.cluster_id);
   return peer;
 }
 

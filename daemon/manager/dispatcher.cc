@@ -20,6 +20,9 @@ namespace {
 
 // A node is down after this many periods without a heartbeat (Docker's grace multiplier).
 constexpr int kGracePeriods = 3;
+// After a leader change, nodes have this many graces to open a session with the new leader,
+// counted from when it takes sessions (SwarmKit gives nodes of unknown state twice the grace).
+constexpr int kLeaderChangeGraces = 2;
 
 grpc::Status NoCertificate(const std::string& what) {
   return {grpc::StatusCode::UNAUTHENTICATED, what + " needs the node's certificate"};
@@ -117,9 +120,20 @@ Dispatcher::~Dispatcher() {
 }
 
 std::chrono::milliseconds Dispatcher::Period() const {
+  // Every heartbeat asks; the cluster object (keys and certificates) is copied only when it
+  // changed.
+  uint64_t changes;
+  {
+    std::lock_guard lock(period_mu_);
+    if (period_ms_ > 0) return std::chrono::milliseconds(period_ms_);
+    changes = period_changes_;
+  }
   auto c = manager_->store().GetCluster();
   int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
-  return std::chrono::milliseconds(ms > 0 ? ms : kDispatcherHeartbeatMs);
+  if (ms <= 0) ms = kDispatcherHeartbeatMs;
+  std::lock_guard lock(period_mu_);
+  if (c && changes == period_changes_) period_ms_ = ms;
+  return std::chrono::milliseconds(ms);
 }
 
 grpc::Status Dispatcher::NotLeader() const {
@@ -374,10 +388,12 @@ grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* con
   response->set_period_ms(Period().count());
   // A node marked down (a race with the check, a shortened period) is ready again the moment
   // it heartbeats.
-  auto node = manager_->store().GetNode(peer.node_id);
-  if (node && node->status().state() != api::NODE_STATE_READY) {
-    MarkReady(peer.node_id, peer.address);
-  }
+  bool ready = true;
+  manager_->store().View([&](const ReadTx& tx) {
+    const api::Node* n = tx.node(peer.node_id);
+    ready = n == nullptr || n->status().state() == api::NODE_STATE_READY;
+  });
+  if (!ready) MarkReady(peer.node_id, peer.address);
   return Answer(context, grpc::Status::OK);
 }
 
@@ -513,6 +529,11 @@ void Dispatcher::OnStoreEvent(const StoreEvent& event) {
     all = node->role() == api::ROLE_MANAGER || node->spec().desired_role() == api::ROLE_MANAGER;
     nodes.insert(node->id());
   } else if (event.cluster()) {
+    {
+      std::lock_guard lock(period_mu_);
+      period_ms_ = 0;  // read again
+      ++period_changes_;
+    }
     all = true;
   } else if (const api::Service* svc = event.service()) {
     // A new registry login goes to the nodes running the service's tasks.
@@ -543,11 +564,8 @@ void Dispatcher::OnLeadershipChange(bool leader) {
   {
     std::lock_guard lock(mu_);
     leader_ = leader;
-    if (leader) {
-      // Nodes get a full grace period to find the new leader before they count as down.
-      leader_since_ = std::chrono::steady_clock::now();
-      return;
-    }
+    serving_since_.reset();
+    if (leader) return;
     sessions.swap(sessions_);
   }
   // Each agent is told where the new leader is, and opens a session there.
@@ -559,17 +577,28 @@ void Dispatcher::CheckNodes() {
   const auto grace = Period() * kGracePeriods;
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::string> down;
+  // Sessions are refused until the new leader has applied its log, so the nodes' grace to find
+  // it starts only then.
+  const bool serving = manager_->WaitServing(0ms).ok();
   {
     std::lock_guard lock(mu_);
-    if (!leader_ || now - leader_since_ < grace) return;
+    if (!leader_) return;
+    if (!serving) {
+      serving_since_.reset();
+      return;
+    }
+    if (!serving_since_) serving_since_ = now;
+    if (now - *serving_since_ < grace * kLeaderChangeGraces) return;
   }
-  for (const auto& n : manager_->store().ListNodes()) {
-    if (n.status().state() == api::NODE_STATE_DOWN) continue;
+  manager_->store().View([&](const ReadTx& tx) {
     std::lock_guard lock(mu_);
-    auto it = sessions_.find(n.id());
-    if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
-    down.push_back(n.id());
-  }
+    for (const auto* n : tx.nodes()) {
+      if (n->status().state() == api::NODE_STATE_DOWN) continue;
+      auto it = sessions_.find(n->id());
+      if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
+      down.push_back(n->id());
+    }
+  });
   for (const auto& id : down) {
     manager_->UpdateNodeAsync(id, [this, id, grace](api::Node& node) {
       if (node.status().state() == api::NODE_STATE_DOWN) return grpc::Status::OK;

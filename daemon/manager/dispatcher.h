@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "daemon/manager/log_broker.h"
@@ -87,9 +88,15 @@ class Dispatcher {
   void Touch(const LogBroker::Nodes& nodes);
 
   Manager* manager_;
+  // The heartbeat period from the cluster object, read again after it changes (0: to read);
+  // a read that a change overtook is not kept.
+  mutable std::mutex period_mu_;
+  mutable int64_t period_ms_ = 0;
+  uint64_t period_changes_ = 0;
   mutable std::mutex mu_;
   std::map<std::string, SessionPtr> sessions_;  // by node ID; the last one each node opened
-  std::chrono::steady_clock::time_point leader_since_;
+  // Since when this manager, leading, has taken sessions (CheckNodes sees it first).
+  std::optional<std::chrono::steady_clock::time_point> serving_since_;
   bool leader_ = false;
   bool stopped_ = false;
   LogBroker logs_;

@@ -21,6 +21,7 @@
 #include <variant>
 #include <vector>
 
+#include "daemon/common/rwlock.h"
 #include "daemon/raft_node.h"
 #include "objects.pb.h"
 
@@ -153,7 +154,7 @@ class Store final : public RaftStateMachine {
   ApplyResult CheckLocked(const api::StoreBatch& batch) const;
   void Notify(const std::vector<StoreEvent>& events);
 
-  mutable std::shared_mutex mu_;
+  mutable WriterFirstMutex mu_;  // Apply, the raft node's, must not wait behind readers
   std::unique_ptr<Tables> t_;
   uint64_t applied_ = 0;
 

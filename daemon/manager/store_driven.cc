@@ -71,6 +71,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
     PassResult r = pass_(NowNanos());
     if (r.wake_at != 0) Wake(r.wake_at);
     if (r.batch.actions_size() == 0) return;
+    if (TrimToProposalLimit(&r.batch)) dirty_ = true;  // the rest after this write
     in_flight_ = true;
     m_->Propose(std::move(r.batch), [self = shared_from_this(),
                                      epoch = epoch_](const WriteResult& w) {
@@ -128,6 +129,13 @@ class Holder final : public LeaderComponent {
 };
 
 }  // namespace
+
+bool TrimToProposalLimit(api::StoreBatch* batch) {
+  const int n = batch->actions_size();
+  if (n <= kMaxActionsPerProposal) return false;
+  batch->mutable_actions()->DeleteSubrange(kMaxActionsPerProposal, n - kMaxActionsPerProposal);
+  return true;
+}
 
 std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,
                                                  std::function<PassResult(int64_t now)> pass) {

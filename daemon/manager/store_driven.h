@@ -19,6 +19,13 @@ struct PassResult {
   int64_t wake_at = 0;  // unix nanoseconds when a pass should run again by time alone; 0: never
 };
 
+// A pass's changes go out at most this many to a proposal: a service of 100,000 replicas is not
+// one raft entry of tens of megabytes that stalls the followers' heartbeats while it is sent,
+// written and applied. What is left is made again by the next pass, from the store.
+constexpr int kMaxActionsPerProposal = 2000;
+// Cuts `batch` to kMaxActionsPerProposal actions, keeping the first; true if it cut.
+bool TrimToProposalLimit(api::StoreBatch* batch);
+
 // `pass(now)` runs on the component's strand with the wall-clock time in unix nanoseconds.
 std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,
                                                  std::function<PassResult(int64_t now)> pass);

@@ -142,56 +142,65 @@ PassResult SchedulePass(Manager* m, int64_t now) {
       node_index[n->id()] = nodes.size();
       nodes.push_back(InfoOf(*n, tx, now));
     }
-    // Global tasks come with their node: the scheduler only checks that it can take them.
-    std::vector<scheduler::TaskRequest> free;
-    std::map<std::string, const api::Task*> by_id;
-    std::map<std::string, std::string> assigned, unplaced;
-    for (const auto* t : waiting) {
-      by_id[t->id()] = t;
-      if (t->node_id().empty()) {
-        free.push_back(RequestOf(*t));
-        continue;
+    // At most a proposal's worth at a time (the rest in the next pass, which this one's write
+    // wakes); past tasks that would change nothing (all waiting for the same lack of memory,
+    // say), so that those behind them are not starved.
+    const int told = batch.actions_size();
+    for (size_t from = 0; from < waiting.size() && batch.actions_size() == told;
+         from += kMaxActionsPerProposal) {
+      const size_t to = std::min(waiting.size(), from + kMaxActionsPerProposal);
+      // Global tasks come with their node: the scheduler only checks that it can take them.
+      std::vector<scheduler::TaskRequest> free;
+      std::map<std::string, const api::Task*> by_id;
+      std::map<std::string, std::string> assigned, unplaced;
+      for (size_t i = from; i < to; ++i) {
+        const api::Task* t = waiting[i];
+        by_id[t->id()] = t;
+        if (t->node_id().empty()) {
+          free.push_back(RequestOf(*t));
+          continue;
+        }
+        auto it = node_index.find(t->node_id());
+        if (it == node_index.end()) continue;  // the orchestrator removes it
+        std::vector<scheduler::NodeInfo> one{nodes[it->second]};
+        auto d = scheduler::Schedule(one, {RequestOf(*t)});
+        if (!d.assignments.empty()) {
+          nodes[it->second] = one.front();
+          assigned[t->id()] = t->node_id();
+        } else {
+          auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
+          unplaced[t->id()] =
+              "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
+        }
       }
-      auto it = node_index.find(t->node_id());
-      if (it == node_index.end()) continue;  // the orchestrator removes it
-      std::vector<scheduler::NodeInfo> one{nodes[it->second]};
-      auto d = scheduler::Schedule(one, {RequestOf(*t)});
-      if (!d.assignments.empty()) {
-        nodes[it->second] = one.front();
-        assigned[t->id()] = t->node_id();
-      } else {
-        auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
-        unplaced[t->id()] =
-            "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
+      auto decisions = scheduler::Schedule(nodes, free);
+      for (const auto& a : decisions.assignments)
+        assigned[a.task_id] = a.node_id;
+      for (const auto& u : decisions.unplaced)
+        unplaced[u.task_id] = u.reason;
+      for (const auto& [id, node] : assigned) {
+        api::Task t = *by_id.at(id);
+        t.set_node_id(node);
+        t.clear_scheduling_error();
+        auto* st = t.mutable_status();
+        st->set_state(api::TASK_ASSIGNED);
+        st->set_timestamp(now);
+        st->set_message("scheduler assigned task to node");
+        st->clear_err();
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::UPDATE);
+        *a->mutable_task() = std::move(t);
       }
-    }
-    auto decisions = scheduler::Schedule(nodes, free);
-    for (const auto& a : decisions.assignments)
-      assigned[a.task_id] = a.node_id;
-    for (const auto& u : decisions.unplaced)
-      unplaced[u.task_id] = u.reason;
-    for (const auto& [id, node] : assigned) {
-      api::Task t = *by_id.at(id);
-      t.set_node_id(node);
-      t.clear_scheduling_error();
-      auto* st = t.mutable_status();
-      st->set_state(api::TASK_ASSIGNED);
-      st->set_timestamp(now);
-      st->set_message("scheduler assigned task to node");
-      st->clear_err();
-      auto* a = batch.add_actions();
-      a->set_kind(api::StoreAction::UPDATE);
-      *a->mutable_task() = std::move(t);
-    }
-    for (const auto& [id, reason] : unplaced) {
-      const api::Task* old = by_id.at(id);
-      if (old->scheduling_error() == reason) continue;  // nothing new to say
-      api::Task t = *old;
-      t.set_scheduling_error(reason);
-      t.mutable_status()->set_err(reason);
-      auto* a = batch.add_actions();
-      a->set_kind(api::StoreAction::UPDATE);
-      *a->mutable_task() = std::move(t);
+      for (const auto& [id, reason] : unplaced) {
+        const api::Task* old = by_id.at(id);
+        if (old->scheduling_error() == reason) continue;  // nothing new to say
+        api::Task t = *old;
+        t.set_scheduling_error(reason);
+        t.mutable_status()->set_err(reason);
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::UPDATE);
+        *a->mutable_task() = std::move(t);
+      }
     }
   });
   return {std::move(batch), wake_at};

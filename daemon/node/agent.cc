@@ -23,6 +23,7 @@ Agent::Agent(const DataDir& dir, api::NodeDescription description,
       managers_(std::move(managers)) {
   std::random_device rd;
   renew_fraction_ = std::uniform_real_distribution<double>(0.5, 0.8)(rd);
+  jitter_.seed(rd());
 }
 
 Agent::~Agent() {
@@ -173,7 +174,11 @@ void Agent::Run() {
       continue;
     }
     SKEP_LOG(debug, "agent", "no session with {}: {}", addr, st.error_message());
-    std::this_thread::sleep_for(backoff);
+    // Spread over half to one and a half times the backoff: nodes that lost the same leader
+    // at the same moment do not come back to the next one in step.
+    const double spread = std::uniform_real_distribution<double>(0.5, 1.5)(jitter_);
+    std::this_thread::sleep_for(
+        std::chrono::duration_cast<std::chrono::milliseconds>(backoff * spread));
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2s);
   }
 }
@@ -187,7 +192,10 @@ void Agent::Heartbeats(std::string addr, std::string session_id, std::chrono::mi
   auto interval = period / 2;
   while (!stop_) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + period);
+    // Two periods: the leader, if busy, may answer late (it counts the beat when it arrives,
+    // and marks the node down only after three periods); a leader that does not answer at
+    // all ends the session.
+    ctx.set_deadline(std::chrono::system_clock::now() + 2 * period);
     api::HeartbeatRequest req;
     req.set_session_id(session_id);
     api::HeartbeatResponse resp;

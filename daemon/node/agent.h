@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,7 @@ class Agent {
   api::NodeRole desired_role_ = api::ROLE_WORKER;
   bool desired_known_ = false;
   double renew_fraction_;  // renew once this share of the certificate's lifetime has passed
+  std::minstd_rand jitter_;  // the session loop's own
 
   std::mutex renew_mu_;  // one renewal at a time
   std::condition_variable renew_cv_;

@@ -138,6 +138,28 @@ TEST_CASE("services get their tasks placed where the constraints allow", "[integ
     }
     return in_slots == 3;
   }));
+
+  // A service larger than one proposal takes (2,000 changes) is written in parts: every task is
+  // created and told why it waits, the first thousands not hiding the rest, and a scale down
+  // settles too.
+  o = lab.Skep("m1", {"service", "create", "-d", "--name", "bulk", "--replicas", "4500",
+                      "--constraint", "node.labels.bulk==true", "skep/web:1"});
+  REQUIRE(o.code == 0);
+  CHECK(Eventually(
+      [&] {
+        auto rows = Ps(lab, "bulk", {"--no-trunc"});
+        if (rows.size() != 4500) return false;
+        for (const auto& r : rows) {
+          if (r.state != "Pending" ||
+              r.error.find("scheduling constraints not satisfied") == std::string::npos)
+            return false;
+        }
+        return true;
+      },
+      60s));
+  REQUIRE(lab.Skep("m1", {"service", "scale", "-d", "bulk=10"}).code == 0);
+  CHECK(Eventually([&] { return Live(lab, "bulk").size() == 10; }, 60s));
+  REQUIRE(lab.Skep("m1", {"service", "rm", "bulk"}).code == 0);
 }
 
 TEST_CASE("global services follow drains and removals, and tasks leave drained nodes",

@@ -115,6 +115,11 @@ AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
   // Every node has an address on the ingress network, and on no other.
   const std::string& ingress = spaces.ingress();
   for (const auto* n : nodes) {
+    // Most passes find every node as it should be: no copy for those.
+    const bool settled = ingress.empty() ? n->attachments_size() == 0
+                                         : n->attachments_size() == 1 &&
+                                               n->attachments(0).network_id() == ingress;
+    if (settled) continue;
     api::Node next = *n;
     next.clear_attachments();
     for (const auto& a : n->attachments()) {

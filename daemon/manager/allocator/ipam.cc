@@ -95,6 +95,9 @@ bool AddressSpace::Usable(uint32_t a) const {
 }
 
 std::optional<uint32_t> AddressSpace::Allocate() {
+  // A full network stays full until an address is released: asking again costs nothing (a
+  // swarm with more nodes than its ingress network has addresses asks at every pass).
+  if (full_) return std::nullopt;
   const uint64_t size = uint64_t{range_.last()} - range_.first() + 1;
   uint32_t a = range_.Contains(next_) ? next_ : range_.first();
   for (uint64_t i = 0; i < size; ++i) {
@@ -105,6 +108,7 @@ std::optional<uint32_t> AddressSpace::Allocate() {
     }
     a = a == range_.last() ? range_.first() : a + 1;
   }
+  full_ = true;
   return std::nullopt;
 }
 
@@ -114,7 +118,7 @@ bool AddressSpace::Reserve(uint32_t a) {
 }
 
 void AddressSpace::Release(uint32_t a) {
-  used_.erase(a);
+  if (used_.erase(a) > 0) full_ = false;
 }
 
 std::optional<uint32_t> VniPool::Allocate() {

@@ -67,6 +67,7 @@ class AddressSpace {
   uint32_t gateway_;
   std::set<uint32_t> used_;
   uint32_t next_;
+  bool full_ = false;  // an Allocate found nothing, and nothing was released since
 };
 
 // VXLAN network identifiers: 4096 and up (lower ones are left to other uses, as Docker does).

@@ -9,6 +9,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/manager/orchestrator/reconcile.h"
+#include "daemon/manager/store_driven.h"
 #include "daemon/manager/task_scheduler.h"
 #include "scheduler/constraint.h"
 
@@ -71,6 +72,7 @@ class Orchestrator final : public manager::LeaderComponent,
       self->wake_.clear();
       self->in_flight_.clear();
       self->dirty_.clear();
+      self->dirty_nodes_.clear();
       done.set_value();
     });
     done.get_future().wait();
@@ -79,16 +81,17 @@ class Orchestrator final : public manager::LeaderComponent,
  private:
   // In the raft node's serializer: only enqueue.
   void OnEvent(const StoreEvent& ev) {
-    std::string service;
+    std::string service, node;
     bool all = false;
     if (const auto* t = ev.task()) service = t->service_id();
     if (const auto* s = ev.service()) service = s->id();
-    if (ev.node()) all = true;     // node loss, drains, global services
-    if (ev.cluster()) all = true;  // the history limit
-    asio::post(strand_, [self = shared_from_this(), service, all, last = ev.last_in_batch] {
+    if (const auto* n = ev.node()) node = n->id();  // node loss, drains, global services
+    if (ev.cluster()) all = true;                    // the history limit
+    asio::post(strand_, [self = shared_from_this(), service, node, all, last = ev.last_in_batch] {
       if (!self->running_) return;
       if (all) self->all_dirty_ = true;
       if (!service.empty()) self->dirty_.insert(service);
+      if (!node.empty()) self->dirty_nodes_.insert(node);
       if (last) self->Run();
     });
   }
@@ -106,6 +109,21 @@ class Orchestrator final : public manager::LeaderComponent,
           if (!tx.service(t->service_id())) todo.insert(t->service_id());
         }
       });
+    }
+    if (!dirty_nodes_.empty()) {
+      // A node's change concerns the services with tasks on it, the global ones (a task for
+      // it, or none) and those that rebalance (a node to move to); not every other. Nodes
+      // change all the time in a large swarm (sessions, heartbeats after a failover).
+      m_->store().View([&](const ReadTx& tx) {
+        for (const auto& id : dirty_nodes_) {
+          for (const auto* t : tx.tasks_on_node(id))
+            todo.insert(t->service_id());
+        }
+        for (const auto* s : tx.services()) {
+          if (s->spec().has_global() || Rebalances(*s)) todo.insert(s->id());
+        }
+      });
+      dirty_nodes_.clear();
     }
     todo.insert(dirty_.begin(), dirty_.end());
     dirty_.clear();
@@ -195,6 +213,8 @@ class Orchestrator final : public manager::LeaderComponent,
     });
     if (wake_at) WakeAt(service_id, wake_at);
     if (batch.actions_size() == 0) return;
+    // A large plan goes out in parts: the service is planned again, from the store, after each.
+    if (manager::TrimToProposalLimit(&batch)) dirty_.insert(service_id);
     in_flight_.insert(service_id);
     m_->Propose(std::move(batch), [self = shared_from_this(), service_id,
                                    epoch = epoch_](const WriteResult& r) {
@@ -267,6 +287,7 @@ class Orchestrator final : public manager::LeaderComponent,
   manager::Subscription sub_;
   bool all_dirty_ = false;
   std::set<std::string> dirty_;
+  std::set<std::string> dirty_nodes_;  // nodes that changed since the last run
   std::set<std::string> in_flight_;
   std::unique_ptr<asio::steady_timer> timer_;
 };
