@@ -6,11 +6,13 @@
 # failure or Ctrl-C. As root; builds nothing: needs skepd and skep in $BUILD/daemon and
 # $BUILD/bench/scale (ninja -C BUILD skepd skep scale_bench).
 #
-#   bench/scale.sh [--build DIR] [--dispatcher-heartbeat D] [scale's options: --nodes N
+#   bench/scale.sh [--build DIR] [--dispatcher-heartbeat D] [--pin] [scale's options: --nodes N
 #                  --replicas R --idle-seconds S ...]
 #
 # --dispatcher-heartbeat sets the swarm's agent heartbeat period (`skep swarm update`) before
-# the nodes join; the default is skep's, 1 s.
+# the nodes join; the default is skep's, 1 s. --pin: the managers run on CPU 0 and the simulator
+# on the others (taskset), so that the simulator's load does not preempt the managers; on a
+# 2-CPU machine the three managers then share one CPU.
 #
 # BUILD defaults to $SKEP_BUILD, else build/. The managers' logs are copied to $SKEP_SCALE_LOGS
 # (default /tmp/bscale-logs/<date>) at the end. SKEP_SCALE_KEEP=1 leaves the lab up;
@@ -20,9 +22,11 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 build="${SKEP_BUILD:-$here/build}"
 heartbeat=""
+pin=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build=${2:?--build needs a directory}; shift 2 ;;
+    --pin) pin=1; shift ;;
     --dispatcher-heartbeat) heartbeat=${2:?--dispatcher-heartbeat needs a duration}; shift 2 ;;
     *) break ;;
   esac
@@ -61,12 +65,19 @@ trap 'exit 143' TERM
 
 # skepd inherits the descriptor limit: the leader holds a connection per node.
 ulimit -n "$(ulimit -Hn)"
-"$lab" up --managers 3 --workers 0 >/dev/null
+sim_cpus=""
+if [ -n "$pin" ]; then
+  [ "$(nproc)" -ge 2 ] || die "--pin needs 2 CPUs or more"
+  # Whatever starts a manager (lab.sh here, and scale's restarts) runs on CPU 0.
+  export SKEP_SCALE_MANAGER_CPUS=0
+  sim_cpus="1-$(($(nproc) - 1))"
+fi
+${pin:+taskset -c 0} "$lab" up --managers 3 --workers 0 >/dev/null
 for m in m1 m2 m3; do
   "$lab" exec m1 -- skep node update --availability drain "$m" >/dev/null
 done
 if [ -n "$heartbeat" ]; then
   "$lab" exec m1 -- skep swarm update --dispatcher-heartbeat "$heartbeat" >/dev/null
 fi
-echo "lab bscale: 3 managers (drained) on $SKEP_LAB_NET.0/24; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-"$build/bench/scale" "$@"
+echo "lab bscale: 3 managers (drained) on $SKEP_LAB_NET.0/24; $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)${pin:+; managers on CPU 0, simulator on $sim_cpus}" >&2
+${pin:+taskset -c "$sim_cpus"} "$build/bench/scale" "$@"

@@ -72,7 +72,10 @@ class StorageWriter {
 // crossed several). A thread that has drained for long hands what is left to the io_context.
 class Serializer : public std::enable_shared_from_this<Serializer> {
  public:
-  explicit Serializer(asio::io_context& io) : io_(io) {}
+  // `inline_callers` false: every task goes to the io_context, whose thread (a raft thread of
+  // its own, at a higher priority) then does all the work; a caller preempted while draining
+  // would hold everything queued behind it.
+  Serializer(asio::io_context& io, bool inline_callers) : io_(io), inline_(inline_callers) {}
   // Runs the task here if none runs, then what others queued meanwhile; otherwise queues it.
   void Run(std::function<void()> task) { Submit(std::move(task), kBudget); }
   // The same, but leaves what others queued to an io_context thread: for a thread that has
@@ -84,6 +87,7 @@ class Serializer : public std::enable_shared_from_this<Serializer> {
  private:
   static constexpr int kBudget = 256;
   void Submit(std::function<void()> task, int budget) {
+    if (!inline_) budget = 0;
     {
       std::lock_guard lock(mu_);
       tasks_.push_back(std::move(task));
@@ -117,6 +121,7 @@ class Serializer : public std::enable_shared_from_this<Serializer> {
     }
   }
   asio::io_context& io_;
+  const bool inline_;
   std::mutex mu_;
   std::deque<std::function<void()>> tasks_;
   bool busy_ = false;
@@ -127,7 +132,7 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   Impl(asio::io_context& io, const RaftNodeOptions& options, raft::Storage* storage,
        RaftTransport* transport, RaftStateMachine* sm)
       : options(options),
-        serial(std::make_shared<Serializer>(io)),
+        serial(std::make_shared<Serializer>(io, options.inline_callers)),
         timer(io),
         storage(storage),
         transport(transport),

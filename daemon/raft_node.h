@@ -1,7 +1,8 @@
 // Drives one raft core: the clock, the persistence of each Ready, the transport and the state
 // machine. Everything that touches the core runs in the node's serializer: one task at a time,
 // in order, on the thread that brought it when the core is idle (a message from the network,
-// a proposal), otherwise on the thread already working there. The synced storage write runs on
+// a proposal), otherwise on the thread already working there; or, with inline_callers off,
+// always on the io_context's threads. The synced storage write runs on
 // a writer thread of its own, so the core keeps taking messages and proposals while the disk
 // works, and they all go into the next write (group commit). The leader's appends leave once
 // its own write has started, without waiting for it (thesis §10.2.1); votes and
@@ -51,6 +52,10 @@ struct RaftNodeOptions {
   // that a follower slightly behind gets entries rather than the whole snapshot.
   uint64_t snapshot_every = 10000;
   uint64_t snapshot_keep = 1000;
+  // Whether a thread that brings work while the core is idle does it itself (fewest wake-ups)
+  // or leaves all of it to the io_context's threads (one thread of its own: the work runs at
+  // that thread's priority, and a busy caller never holds the core).
+  bool inline_callers = true;
 };
 
 class RaftNode {

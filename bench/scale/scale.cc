@@ -67,7 +67,11 @@ struct Lab {
     return pid;
   }
   int Run(const std::string& args) const {
-    return std::system((script + " " + args + " >/dev/null").c_str());
+    // bench/scale.sh --pin: managers started here run on the managers' CPUs, not the
+    // simulator's.
+    const char* cpus = std::getenv("SKEP_SCALE_MANAGER_CPUS");
+    const std::string pin = cpus != nullptr ? std::string("taskset -c ") + cpus + " " : "";
+    return std::system((pin + script + " " + args + " >/dev/null").c_str());
   }
 };
 

@@ -21,8 +21,12 @@ namespace {
 // A node is down after this many periods without a heartbeat (Docker's grace multiplier).
 constexpr int kGracePeriods = 3;
 // After a leader change, nodes have this many graces to open a session with the new leader,
-// counted from when it takes sessions (SwarmKit gives nodes of unknown state twice the grace).
+// counted from when it takes sessions (SwarmKit gives nodes of unknown state twice the grace),
+// and a little more for each node: they all come at once, and each is a TLS handshake. Marked
+// down too soon, their tasks would be replaced, a storm of writes that can cost the new leader
+// its own term.
 constexpr int kLeaderChangeGraces = 2;
+constexpr std::chrono::milliseconds kLeaderChangePerNode(10);
 
 grpc::Status NoCertificate(const std::string& what) {
   return {grpc::StatusCode::UNAUTHENTICATED, what + " needs the node's certificate"};
@@ -580,6 +584,7 @@ void Dispatcher::CheckNodes() {
   // Sessions are refused until the new leader has applied its log, so the nodes' grace to find
   // it starts only then.
   const bool serving = manager_->WaitServing(0ms).ok();
+  std::chrono::steady_clock::time_point since;
   {
     std::lock_guard lock(mu_);
     if (!leader_) return;
@@ -588,8 +593,11 @@ void Dispatcher::CheckNodes() {
       return;
     }
     if (!serving_since_) serving_since_ = now;
-    if (now - *serving_since_ < grace * kLeaderChangeGraces) return;
+    since = *serving_since_;
   }
+  size_t nodes = 0;
+  manager_->store().View([&](const ReadTx& tx) { nodes = tx.nodes().size(); });
+  if (now - since < grace * kLeaderChangeGraces + kLeaderChangePerNode * nodes) return;
   manager_->store().View([&](const ReadTx& tx) {
     std::lock_guard lock(mu_);
     for (const auto* n : tx.nodes()) {

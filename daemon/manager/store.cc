@@ -2,9 +2,22 @@
 
 #include <stdexcept>
 
+#include "daemon/common/log.h"
 #include "daemon/manager/allocator/networks.h"
 
 namespace skep::manager {
+
+namespace {
+constexpr std::chrono::milliseconds kSlow(100);
+}  // namespace
+
+SlowRead::~SlowRead() {
+  const auto held = std::chrono::steady_clock::now() - start;
+  if (held > kSlow) {
+    SKEP_LOG(warn, "store", "a read at {}:{} held the store for {} ms", where.file_name(),
+             where.line(), std::chrono::duration_cast<std::chrono::milliseconds>(held).count());
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tables and their indexes
@@ -259,6 +272,7 @@ std::optional<api::Node> Store::GetNode(const std::string& id) const {
 
 std::vector<api::Node> Store::ListNodes() const {
   std::shared_lock lock(mu_);
+  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
   std::vector<api::Node> out;
   out.reserve(t_->nodes.size());
   for (const auto& [id, n] : t_->nodes)
@@ -289,6 +303,7 @@ std::optional<api::Service> Store::GetService(const std::string& id) const {
 
 std::vector<api::Service> Store::ListServices() const {
   std::shared_lock lock(mu_);
+  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
   std::vector<api::Service> out;
   for (const auto& [id, s] : t_->services)
     out.push_back(s);
@@ -313,6 +328,7 @@ std::vector<api::Task> Store::TasksOfService(const std::string& service_id) cons
 
 uint64_t Store::applied_index() const {
   std::shared_lock lock(mu_);
+  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
   return applied_;
 }
 
@@ -342,6 +358,7 @@ Subscription Store::Watch(std::function<void(const StoreEvent&)> watcher) {
 
 ApplyResult Store::Validate(const api::StoreBatch& batch) const {
   std::shared_lock lock(mu_);
+  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
   return CheckLocked(batch);
 }
 
@@ -455,7 +472,12 @@ void Store::Apply(const raftpb::Entry& entry) {
     result = {ApplyResult::Code::kInvalid, "a store entry that does not parse"};
   }
   {
+    const auto asked = std::chrono::steady_clock::now();
     std::unique_lock lock(mu_);
+    if (const auto waited = std::chrono::steady_clock::now() - asked; waited > kSlow) {
+      SKEP_LOG(warn, "store", "applying entry {} waited {} ms for readers", entry.index(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
+    }
     applied_ = entry.index();
     if (is_batch && result.ok()) result = CheckLocked(batch);
     if (is_batch && result.ok()) {
@@ -530,6 +552,7 @@ std::function<std::string()> Store::Snapshot() {
   auto snap = std::make_shared<api::StoreSnapshot>();
   {
     std::shared_lock lock(mu_);
+  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
     for (const auto& [id, n] : t_->nodes)
       *snap->add_nodes() = n;
     for (const auto& [id, c] : t_->clusters)

@@ -10,6 +10,7 @@
 // identically on every manager.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -17,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <shared_mutex>
+#include <source_location>
 #include <string>
 #include <variant>
 #include <vector>
@@ -107,6 +109,14 @@ class Subscription {
   std::shared_ptr<Slot> slot_;
 };
 
+// A read that holds the store for long holds up the raft node's apply (and so its clock): it
+// is logged, with where it was made.
+struct SlowRead {
+  std::source_location where;
+  std::chrono::steady_clock::time_point start;
+  ~SlowRead();
+};
+
 class Store final : public RaftStateMachine {
  public:
   Store();
@@ -115,8 +125,9 @@ class Store final : public RaftStateMachine {
   // A consistent view across kinds: `f(const ReadTx&)` runs under the store's read lock, so it
   // must be quick and must not write.
   template <class F>
-  auto View(F&& f) const {
+  auto View(F&& f, std::source_location where = std::source_location::current()) const {
     std::shared_lock lock(mu_);
+    const SlowRead timer{where, std::chrono::steady_clock::now()};
     return f(ReadTx(*this));
   }
 

@@ -48,6 +48,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
       ++self->epoch_;
       self->sub_.Cancel();
       self->timer_.reset();
+      self->pace_timer_.reset();
       self->in_flight_ = false;
       done.set_value();
     });
@@ -67,8 +68,18 @@ class Driver final : public std::enable_shared_from_this<Driver> {
 
   void Run() {
     if (!running_ || in_flight_ || !dirty_) return;
+    const auto start = std::chrono::steady_clock::now();
+    if (start < pace_until_) {
+      Pace();
+      return;
+    }
     dirty_ = false;
     PassResult r = pass_(NowNanos());
+    // A pass that took t runs again no sooner than 2t later: under a stream of changes (a
+    // hundred thousand tasks reporting) passes over a large store cover many batches each
+    // instead of taking every CPU; a small store's passes are not delayed noticeably.
+    const auto end = std::chrono::steady_clock::now();
+    pace_until_ = end + 2 * (end - start);
     if (r.wake_at != 0) Wake(r.wake_at);
     if (r.batch.actions_size() == 0) return;
     if (TrimToProposalLimit(&r.batch)) dirty_ = true;  // the rest after this write
@@ -88,6 +99,17 @@ class Driver final : public std::enable_shared_from_this<Driver> {
         self->Run();
       });
     });
+  }
+
+  void Pace() {
+    if (pace_timer_) return;
+    pace_timer_ = std::make_unique<asio::steady_timer>(strand_, pace_until_);
+    pace_timer_->async_wait(
+        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+          if (ec || epoch != self->epoch_) return;
+          self->pace_timer_.reset();
+          self->Run();
+        });
   }
 
   void Wake(int64_t at) {
@@ -116,6 +138,8 @@ class Driver final : public std::enable_shared_from_this<Driver> {
   bool in_flight_ = false;
   std::unique_ptr<asio::steady_timer> timer_;
   int64_t timer_at_ = 0;
+  std::chrono::steady_clock::time_point pace_until_{};  // no pass before this
+  std::unique_ptr<asio::steady_timer> pace_timer_;
 };
 
 class Holder final : public LeaderComponent {

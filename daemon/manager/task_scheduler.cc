@@ -109,8 +109,12 @@ class Stopping {
 PassResult SchedulePass(Manager* m, int64_t now) {
   int64_t wake_at = 0;
   api::StoreBatch batch;
+  // The tasks and nodes are copied under the store's lock and scheduled after it: the raft
+  // node's apply waits for readers, and scheduling thousands of tasks takes a while.
+  std::vector<api::Task> waiting;
+  std::vector<scheduler::NodeInfo> nodes;
+  std::map<std::string, size_t> node_index;
   m->store().View([&](const ReadTx& tx) {
-    std::vector<const api::Task*> waiting;
     std::map<const api::Task*, std::string> held;  // waiting for their place to be free
     Stopping stopping(tx);
     for (const auto* t : tx.tasks_desired(api::TASK_RUNNING)) {
@@ -123,7 +127,7 @@ PassResult SchedulePass(Manager* m, int64_t now) {
         held[t] = "waiting for task " + old->id() + " to stop";
         continue;
       }
-      waiting.push_back(t);
+      waiting.push_back(*t);
     }
     // Told why they wait (written only when the reason is new); the old task's stop wakes us.
     for (const auto& [t, reason] : held) {
@@ -136,73 +140,71 @@ PassResult SchedulePass(Manager* m, int64_t now) {
       *a->mutable_task() = std::move(next);
     }
     if (waiting.empty()) return;
-    std::vector<scheduler::NodeInfo> nodes;
-    std::map<std::string, size_t> node_index;
     for (const auto* n : tx.nodes()) {
       node_index[n->id()] = nodes.size();
       nodes.push_back(InfoOf(*n, tx, now));
     }
-    // At most a proposal's worth at a time (the rest in the next pass, which this one's write
-    // wakes); past tasks that would change nothing (all waiting for the same lack of memory,
-    // say), so that those behind them are not starved.
-    const int told = batch.actions_size();
-    for (size_t from = 0; from < waiting.size() && batch.actions_size() == told;
-         from += kMaxActionsPerProposal) {
-      const size_t to = std::min(waiting.size(), from + kMaxActionsPerProposal);
-      // Global tasks come with their node: the scheduler only checks that it can take them.
-      std::vector<scheduler::TaskRequest> free;
-      std::map<std::string, const api::Task*> by_id;
-      std::map<std::string, std::string> assigned, unplaced;
-      for (size_t i = from; i < to; ++i) {
-        const api::Task* t = waiting[i];
-        by_id[t->id()] = t;
-        if (t->node_id().empty()) {
-          free.push_back(RequestOf(*t));
-          continue;
-        }
-        auto it = node_index.find(t->node_id());
-        if (it == node_index.end()) continue;  // the orchestrator removes it
-        std::vector<scheduler::NodeInfo> one{nodes[it->second]};
-        auto d = scheduler::Schedule(one, {RequestOf(*t)});
-        if (!d.assignments.empty()) {
-          nodes[it->second] = one.front();
-          assigned[t->id()] = t->node_id();
-        } else {
-          auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
-          unplaced[t->id()] =
-              "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
-        }
+  });
+  // At most a proposal's worth at a time (the rest in the next pass, which this one's write
+  // wakes); past tasks that would change nothing (all waiting for the same lack of memory,
+  // say), so that those behind them are not starved.
+  const int told = batch.actions_size();
+  for (size_t from = 0; from < waiting.size() && batch.actions_size() == told;
+       from += kMaxActionsPerProposal) {
+    const size_t to = std::min(waiting.size(), from + kMaxActionsPerProposal);
+    // Global tasks come with their node: the scheduler only checks that it can take them.
+    std::vector<scheduler::TaskRequest> free;
+    std::map<std::string, const api::Task*> by_id;
+    std::map<std::string, std::string> assigned, unplaced;
+    for (size_t i = from; i < to; ++i) {
+      const api::Task* t = &waiting[i];
+      by_id[t->id()] = t;
+      if (t->node_id().empty()) {
+        free.push_back(RequestOf(*t));
+        continue;
       }
-      auto decisions = scheduler::Schedule(nodes, free);
-      for (const auto& a : decisions.assignments)
-        assigned[a.task_id] = a.node_id;
-      for (const auto& u : decisions.unplaced)
-        unplaced[u.task_id] = u.reason;
-      for (const auto& [id, node] : assigned) {
-        api::Task t = *by_id.at(id);
-        t.set_node_id(node);
-        t.clear_scheduling_error();
-        auto* st = t.mutable_status();
-        st->set_state(api::TASK_ASSIGNED);
-        st->set_timestamp(now);
-        st->set_message("scheduler assigned task to node");
-        st->clear_err();
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_task() = std::move(t);
-      }
-      for (const auto& [id, reason] : unplaced) {
-        const api::Task* old = by_id.at(id);
-        if (old->scheduling_error() == reason) continue;  // nothing new to say
-        api::Task t = *old;
-        t.set_scheduling_error(reason);
-        t.mutable_status()->set_err(reason);
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_task() = std::move(t);
+      auto it = node_index.find(t->node_id());
+      if (it == node_index.end()) continue;  // the orchestrator removes it
+      std::vector<scheduler::NodeInfo> one{nodes[it->second]};
+      auto d = scheduler::Schedule(one, {RequestOf(*t)});
+      if (!d.assignments.empty()) {
+        nodes[it->second] = one.front();
+        assigned[t->id()] = t->node_id();
+      } else {
+        auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
+        unplaced[t->id()] =
+            "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
       }
     }
-  });
+    auto decisions = scheduler::Schedule(nodes, free);
+    for (const auto& a : decisions.assignments)
+      assigned[a.task_id] = a.node_id;
+    for (const auto& u : decisions.unplaced)
+      unplaced[u.task_id] = u.reason;
+    for (const auto& [id, node] : assigned) {
+      api::Task t = *by_id.at(id);
+      t.set_node_id(node);
+      t.clear_scheduling_error();
+      auto* st = t.mutable_status();
+      st->set_state(api::TASK_ASSIGNED);
+      st->set_timestamp(now);
+      st->set_message("scheduler assigned task to node");
+      st->clear_err();
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_task() = std::move(t);
+    }
+    for (const auto& [id, reason] : unplaced) {
+      const api::Task* old = by_id.at(id);
+      if (old->scheduling_error() == reason) continue;  // nothing new to say
+      api::Task t = *old;
+      t.set_scheduling_error(reason);
+      t.mutable_status()->set_err(reason);
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_task() = std::move(t);
+    }
+  }
   return {std::move(batch), wake_at};
 }
 

@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <future>
+#include <optional>
 #include <set>
 
 #include "daemon/common/log.h"
@@ -68,6 +69,7 @@ class Orchestrator final : public manager::LeaderComponent,
       ++self->epoch_;
       self->sub_.Cancel();
       self->timer_.reset();
+      self->pace_timer_.reset();
       self->wake_timer_.reset();
       self->wake_.clear();
       self->in_flight_.clear();
@@ -98,6 +100,30 @@ class Orchestrator final : public manager::LeaderComponent,
 
   void Run() {
     if (!running_) return;
+    // As the store-driven components: a run that took t is followed by the next no sooner
+    // than 2t later, so that a large service's reports are planned in batches.
+    const auto start = std::chrono::steady_clock::now();
+    if (start < pace_until_) {
+      Pace();
+      return;
+    }
+    RunNow();
+    const auto end = std::chrono::steady_clock::now();
+    pace_until_ = end + 2 * (end - start);
+  }
+
+  void Pace() {
+    if (pace_timer_) return;
+    pace_timer_ = std::make_unique<asio::steady_timer>(strand_, pace_until_);
+    pace_timer_->async_wait(
+        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+          if (ec || epoch != self->epoch_) return;
+          self->pace_timer_.reset();
+          self->Run();
+        });
+  }
+
+  void RunNow() {
     std::set<std::string> todo;
     if (all_dirty_) {
       all_dirty_ = false;
@@ -141,32 +167,22 @@ class Orchestrator final : public manager::LeaderComponent,
     api::StoreBatch batch;
     int64_t history = kDefaultTaskHistory;
     int64_t wake_at = 0;
+    // What the plan needs is copied under the store's lock, and the plan made after: the raft
+    // node's apply waits for readers, and planning a large service takes a while.
+    std::vector<api::Task> tasks;
+    std::optional<api::Service> service;
+    std::map<std::string, NodeView> nodes;
     m_->store().View([&](const ReadTx& tx) {
       if (const auto* c = tx.cluster(); c && c->spec().orchestration().has_task_history_limit()) {
         history = c->spec().orchestration().task_history_limit();
       }
-      std::vector<api::Task> tasks;
-      for (const auto* t : tx.tasks_of_service(service_id))
+      const auto of_service = tx.tasks_of_service(service_id);
+      tasks.reserve(of_service.size());
+      for (const auto* t : of_service)
         tasks.push_back(*t);
       const api::Service* s = tx.service(service_id);
-      if (s == nullptr) {
-        // A removed service's tasks go once stopped (the agents stop them).
-        for (auto& t : tasks) {
-          auto* a = batch.add_actions();
-          if (t.node_id().empty() || Terminal(t.status().state())) {
-            a->set_kind(api::StoreAction::REMOVE);
-          } else if (t.desired_state() < api::TASK_REMOVE) {
-            a->set_kind(api::StoreAction::UPDATE);
-            t.set_desired_state(api::TASK_REMOVE);
-          } else {
-            batch.mutable_actions()->RemoveLast();
-            continue;
-          }
-          *a->mutable_task() = t;
-        }
-        return;
-      }
-      std::map<std::string, NodeView> nodes;
+      if (s == nullptr) return;
+      service = *s;
       for (const auto* n : tx.nodes()) {
         NodeView v;
         v.id = n->id();
@@ -182,8 +198,26 @@ class Orchestrator final : public manager::LeaderComponent,
             it->second.fits = verdict.fits();
         }
       }
-      Plan plan = s->spec().has_global() ? ReconcileGlobal(*s, tasks, nodes, now)
-                                         : ReconcileReplicated(*s, tasks, nodes, now);
+    });
+    if (!service) {
+      // A removed service's tasks go once stopped (the agents stop them).
+      for (auto& t : tasks) {
+        auto* a = batch.add_actions();
+        if (t.node_id().empty() || Terminal(t.status().state())) {
+          a->set_kind(api::StoreAction::REMOVE);
+        } else if (t.desired_state() < api::TASK_REMOVE) {
+          a->set_kind(api::StoreAction::UPDATE);
+          t.set_desired_state(api::TASK_REMOVE);
+        } else {
+          batch.mutable_actions()->RemoveLast();
+          continue;
+        }
+        *a->mutable_task() = t;
+      }
+    } else {
+      const api::Service& svc = *service;
+      Plan plan = svc.spec().has_global() ? ReconcileGlobal(svc, tasks, nodes, now)
+                                          : ReconcileReplicated(svc, tasks, nodes, now);
       if (plan.service) {
         auto* a = batch.add_actions();
         a->set_kind(api::StoreAction::UPDATE);
@@ -210,7 +244,7 @@ class Orchestrator final : public manager::LeaderComponent,
         a->set_kind(api::StoreAction::REMOVE);
         *a->mutable_task() = std::move(t);
       }
-    });
+    }
     if (wake_at) WakeAt(service_id, wake_at);
     if (batch.actions_size() == 0) return;
     // A large plan goes out in parts: the service is planned again, from the store, after each.
@@ -290,6 +324,8 @@ class Orchestrator final : public manager::LeaderComponent,
   std::set<std::string> dirty_nodes_;  // nodes that changed since the last run
   std::set<std::string> in_flight_;
   std::unique_ptr<asio::steady_timer> timer_;
+  std::chrono::steady_clock::time_point pace_until_{};  // no run before this
+  std::unique_ptr<asio::steady_timer> pace_timer_;
 };
 
 // Shared ownership lets callbacks outlive a stop safely; the manager holds this wrapper.
