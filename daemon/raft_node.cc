@@ -162,6 +162,7 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   asio::steady_timer timer;
   // When the clock last ticked, and when a late tick was last reported.
   std::chrono::steady_clock::time_point last_tick{}, late_reported{};
+  std::chrono::steady_clock::time_point refused_reported{};  // a malformed message was logged
   raft::Storage* storage;
   RaftTransport* transport;
   RaftStateMachine* sm;
@@ -486,7 +487,16 @@ void RaftNode::Stop() {
 void RaftNode::Step(raftpb::Message m) {
   impl_->serial->Run([self = impl_, m = std::move(m)] {
     if (!self->Live()) return;
-    (void)self->node->Step(m);  // a malformed message is dropped; the core changed nothing
+    // A malformed message is dropped, the core changed nothing; said now and then, not for
+    // each one a faulty peer sends.
+    if (const Status st = self->node->Step(m); !st.ok()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now - self->refused_reported > std::chrono::seconds(10)) {
+        self->refused_reported = now;
+        SKEP_LOG(warn, "raft", "refused a message of type {} from {} (term {}): {}",
+                 static_cast<int>(m.type()), m.from(), m.term(), st.message());
+      }
+    }
     self->Pump();
   });
 }

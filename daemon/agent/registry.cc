@@ -283,7 +283,9 @@ struct Registry::Impl {
             t && t->is_string() && token.empty())
           token = t->as_string();
       if (const json::value* e = v.as_object().if_contains("expires_in"); e && e->is_int64())
-        expires_in = std::max<int64_t>(e->as_int64(), 10);
+        // At least 10 s; at most a day, which also keeps the arithmetic below from
+        // overflowing on a registry's absurd value.
+        expires_in = std::clamp<int64_t>(e->as_int64(), 10, 86400);
     }
     if (token.empty())
       throw ExecutorError(

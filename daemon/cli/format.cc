@@ -211,12 +211,17 @@ std::optional<std::chrono::nanoseconds> ParseDuration(const std::string& text) {
     while (j < text.size() && (std::isdigit(static_cast<unsigned char>(text[j])) || text[j] == '.'))
       ++j;
     if (j == i) return std::nullopt;
+    // One number: digits with at most one point ("1.5", ".5", "5."), all of it read.
+    const std::string number = text.substr(i, j - i);
+    if (std::count(number.begin(), number.end(), '.') > 1 || number == ".") return std::nullopt;
     double value = 0;
+    size_t used = 0;
     try {
-      value = std::stod(text.substr(i, j - i));
+      value = std::stod(number, &used);
     } catch (...) {
       return std::nullopt;
     }
+    if (used != number.size()) return std::nullopt;
     size_t k = j;
     while (k < text.size() && !std::isdigit(static_cast<unsigned char>(text[k])) && text[k] != '.')
       ++k;

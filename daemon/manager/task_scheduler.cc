@@ -75,13 +75,20 @@ std::string PlaceOf(const api::Task& t) {
   return t.slot() != 0 ? "slot " + std::to_string(t.slot()) : "node " + t.node_id();
 }
 
+// How long a new task waits at most for the old task of its place to stop (SwarmKit's restart
+// supervisor waits a minute too), counted from the old task's last change (its stop, or its
+// node's last report on it): a node that is up but never reports the stop does not keep the
+// place empty for good.
+constexpr int64_t kOldTaskTimeoutNs = 60'000'000'000;
+
 // The tasks of each service being stopped on a node that is up, by place: a new task for the
 // same place waits until that one has stopped, so that no slot ever runs two tasks at once
 // (a stop-first update, a scale down and up, a rebalance, a drain). One on a node that is down
-// or gone holds nothing: nothing could confirm it stopped.
+// or gone holds nothing: nothing could confirm it stopped; nor one that has been stopping for
+// longer than kOldTaskTimeoutNs.
 class Stopping {
  public:
-  explicit Stopping(const ReadTx& tx) : tx_(tx) {}
+  Stopping(const ReadTx& tx, int64_t now) : tx_(tx), now_(now) {}
 
   // The task `t` waits for, or null.
   const api::Task* Holding(const api::Task& t) {
@@ -91,6 +98,7 @@ class Stopping {
         if (o->desired_state() <= api::TASK_RUNNING || o->node_id().empty() ||
             o->status().state() < api::TASK_ASSIGNED || orchestrator::Terminal(o->status().state()))
           continue;
+        if (GivenUpAt(*o) <= now_) continue;
         const api::Node* n = tx_.node(o->node_id());
         if (n == nullptr || n->status().state() == api::NODE_STATE_DOWN) continue;
         it->second.emplace(PlaceOf(*o), o);
@@ -100,8 +108,14 @@ class Stopping {
     return held == it->second.end() ? nullptr : held->second;
   }
 
+  // When the wait for `old` ends by time alone (its last change is the store's own time).
+  static int64_t GivenUpAt(const api::Task& old) {
+    return old.meta().updated_at() + kOldTaskTimeoutNs;
+  }
+
  private:
   const ReadTx& tx_;
+  const int64_t now_;
   std::map<std::string, std::map<std::string, const api::Task*>> by_service_;
 };
 
@@ -116,7 +130,7 @@ PassResult SchedulePass(Manager* m, int64_t now) {
   std::map<std::string, size_t> node_index;
   m->store().View([&](const ReadTx& tx) {
     std::map<const api::Task*, std::string> held;  // waiting for their place to be free
-    Stopping stopping(tx);
+    Stopping stopping(tx, now);
     for (const auto* t : tx.tasks_desired(api::TASK_RUNNING)) {
       if (!WaitsForPlacement(*t)) continue;
       if (t->not_before() > now) {
@@ -125,6 +139,8 @@ PassResult SchedulePass(Manager* m, int64_t now) {
       }
       if (const api::Task* old = stopping.Holding(*t)) {
         held[t] = "waiting for task " + old->id() + " to stop";
+        const int64_t until = Stopping::GivenUpAt(*old);
+        wake_at = wake_at == 0 ? until : std::min(wake_at, until);
         continue;
       }
       waiting.push_back(*t);

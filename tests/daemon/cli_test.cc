@@ -19,6 +19,11 @@ TEST_CASE("durations are read the way Go writes them", "[cli]") {
   CHECK_FALSE(cli::ParseDuration("1x"));
   CHECK_FALSE(cli::ParseDuration(""));
   CHECK_FALSE(cli::ParseDuration("211111311m"));  // beyond int64 nanoseconds (~292 years)
+  CHECK(cli::ParseDuration(".5s") == nanoseconds(500'000'000));
+  CHECK(cli::ParseDuration("5.s") == nanoseconds(5'000'000'000));
+  CHECK_FALSE(cli::ParseDuration("1.2.3s"));  // not 1.2 s
+  CHECK_FALSE(cli::ParseDuration(".s"));
+  CHECK_FALSE(cli::ParseDuration("1..5s"));
 }
 
 TEST_CASE("service flag values parse as Docker's do, or fail with a usage error", "[cli]") {

@@ -1,6 +1,9 @@
 #include "tests/integration/lab.h"
 
 #include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <fstream>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -74,8 +77,23 @@ Lab::Lab(const std::string& name, int subnet, int managers, int workers,
   const Output o =
       Lab_({"up", "--managers", std::to_string(managers), "--workers", std::to_string(workers)});
   if (o.code != 0) {
-    Lab_({"down"});
-    throw std::runtime_error("lab up failed: " + o.text());
+    // The nodes' logs go with the lab: their last lines come with the failure.
+    std::string logs;
+    std::error_code ec;
+    for (const auto& dir : std::filesystem::directory_iterator(root_, ec)) {
+      std::ifstream in(dir.path() / "skepd.log");
+      std::deque<std::string> tail;
+      for (std::string line; std::getline(in, line);) {
+        tail.push_back(line);
+        if (tail.size() > 12) tail.pop_front();
+      }
+      if (tail.empty()) continue;
+      logs += "\n--- " + dir.path().filename().string() + "/skepd.log (last lines):";
+      for (const auto& line : tail)
+        logs += "\n" + line;
+    }
+    if (std::getenv("SKEP_LAB_KEEP") == nullptr) Lab_({"down"});
+    throw std::runtime_error("lab up failed: " + o.text() + logs);
   }
 }
 
