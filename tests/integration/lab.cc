@@ -1,9 +1,6 @@
 #include "tests/integration/lab.h"
 
 #include <cstdlib>
-#include <deque>
-#include <filesystem>
-#include <fstream>
 
 #include <fcntl.h>
 #include <poll.h>
@@ -78,22 +75,9 @@ Lab::Lab(const std::string& name, int subnet, int managers, int workers,
       Lab_({"up", "--managers", std::to_string(managers), "--workers", std::to_string(workers)});
   if (o.code != 0) {
     // The nodes' logs go with the lab: their last lines come with the failure.
-    std::string logs;
-    std::error_code ec;
-    for (const auto& dir : std::filesystem::directory_iterator(root_, ec)) {
-      std::ifstream in(dir.path() / "skepd.log");
-      std::deque<std::string> tail;
-      for (std::string line; std::getline(in, line);) {
-        tail.push_back(line);
-        if (tail.size() > 12) tail.pop_front();
-      }
-      if (tail.empty()) continue;
-      logs += "\n--- " + dir.path().filename().string() + "/skepd.log (last lines):";
-      for (const auto& line : tail)
-        logs += "\n" + line;
-    }
+    const std::string logs = Logs(12);
     if (std::getenv("SKEP_LAB_KEEP") == nullptr) Lab_({"down"});
-    throw std::runtime_error("lab up failed: " + o.text() + logs);
+    throw std::runtime_error("lab up failed: " + o.text() + "\n" + logs);
   }
 }
 
@@ -207,6 +191,25 @@ std::string Lab::Leader(const std::string& via) const {
     if (r.manager_status == "Leader") return host;
   }
   return "";
+}
+
+std::string Lab::ContainerdSocket(const std::string& node) const {
+  return root_ + "/" + node + "/containerd/containerd.sock";
+}
+
+std::map<std::string, std::string> Lab::Containers(const std::string& node) const {
+  const Output o = Run({"ctr", "-a", ContainerdSocket(node), "-n", "skep", "tasks", "ls"});
+  std::map<std::string, std::string> out;
+  std::istringstream in(o.out);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::istringstream ls(line);
+    std::string id, pid, status;
+    ls >> id >> pid >> status;
+    if (!id.empty()) out[id] = pid + " " + status;
+  }
+  return out;
 }
 
 std::string Lab::Logs(size_t lines) const {

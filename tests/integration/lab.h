@@ -47,6 +47,10 @@ class Lab {
 
   std::string Ip(const std::string& node) const;
   std::string Root() const { return root_; }
+  // NODE's containerd socket, and its tasks in skep's namespace (ctr tasks ls): container
+  // (task) ID -> "PID STATUS".
+  std::string ContainerdSocket(const std::string& node) const;
+  std::map<std::string, std::string> Containers(const std::string& node) const;
   std::string CertDir(const std::string& node) const;
 
   // `skep node ls` rows on NODE, keyed by hostname: ID, STATUS, AVAILABILITY, MANAGER STATUS.

@@ -34,22 +34,11 @@ namespace {
 const std::vector<std::string> kManagers{"m1", "m2", "m3"};
 const std::vector<std::string> kWorkers{"w1", "w2", "w3"};
 
-std::string Socket(const Lab& lab, const std::string& node) {
-  return lab.Root() + "/" + node + "/containerd/containerd.sock";
-}
-
 // Running containerd tasks on a node: their IDs (skep's task IDs).
 std::set<std::string> RunningContainers(const Lab& lab, const std::string& node) {
-  const Output o = Run({"ctr", "-a", Socket(lab, node), "-n", "skep", "tasks", "ls"});
   std::set<std::string> out;
-  std::istringstream in(o.out);
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, pid, status;
-    ls >> id >> pid >> status;
-    if (!id.empty() && status == "RUNNING") out.insert(id);
+  for (const auto& [id, st] : lab.Containers(node)) {
+    if (st.size() >= 8 && st.compare(st.size() - 8, 8, " RUNNING") == 0) out.insert(id);
   }
   return out;
 }
@@ -74,7 +63,8 @@ class SlotWatch {
   // The service and slot of a container, from the labels skepd gives it.
   std::string SlotOf(const std::string& node, const std::string& id) {
     if (auto it = slots_.find(id); it != slots_.end()) return it->second;
-    const Output o = Run({"ctr", "-a", Socket(lab_, node), "-n", "skep", "containers", "info", id});
+    const Output o =
+        Run({"ctr", "-a", lab_.ContainerdSocket(node), "-n", "skep", "containers", "info", id});
     static const std::regex service("\"skep\\.service\\.name\": \"([^\"]*)\"");
     static const std::regex slot("\"skep\\.task\\.slot\": \"([^\"]*)\"");
     std::smatch a, b;
@@ -118,7 +108,8 @@ class SlotWatch {
 void Crash(const Lab& lab, const std::string& node) {
   lab.Kill(node);
   for (const auto& id : RunningContainers(lab, node))
-    Run({"ctr", "-a", Socket(lab, node), "-n", "skep", "tasks", "kill", "-s", "SIGKILL", id});
+    Run({"ctr", "-a", lab.ContainerdSocket(node), "-n", "skep", "tasks", "kill", "-s", "SIGKILL",
+         id});
 }
 
 }  // namespace
@@ -315,7 +306,7 @@ TEST_CASE("nemesis: under leader kills and cuts and worker crashes, no slot runs
     for (const auto& w : kWorkers) {
       for (const auto& id : RunningContainers(lab, w)) {
         const Output info =
-            Run({"ctr", "-a", Socket(lab, w), "-n", "skep", "containers", "info", id});
+            Run({"ctr", "-a", lab.ContainerdSocket(w), "-n", "skep", "containers", "info", id});
         static const std::regex slot("\"skep\\.task\\.slot\": \"([^\"]*)\"");
         static const std::regex svc("\"skep\\.service\\.name\": \"([^\"]*)\"");
         std::smatch a, b;

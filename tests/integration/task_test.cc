@@ -13,23 +13,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// containerd's tasks on a node: task (container) id -> "pid STATUS".
-std::map<std::string, std::string> Containers(const Lab& lab, const std::string& node) {
-  const Output o = Run({"ctr", "-a", lab.Root() + "/" + node + "/containerd/containerd.sock", "-n",
-                        "skep", "tasks", "ls"});
-  std::map<std::string, std::string> out;
-  std::istringstream in(o.out);
-  std::string line;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string id, pid, status;
-    ls >> id >> pid >> status;
-    if (!id.empty()) out[id] = pid + " " + status;
-  }
-  return out;
-}
-
 struct Row {
   std::string id, slot, node, desired, state, error;
 };
@@ -64,7 +47,7 @@ std::map<std::string, std::set<std::string>> RunningOn(const Lab& lab,
                                                        const std::vector<std::string>& nodes) {
   std::map<std::string, std::set<std::string>> out;
   for (const auto& n : nodes) {
-    for (const auto& [id, st] : Containers(lab, n)) {
+    for (const auto& [id, st] : lab.Containers(n)) {
       if (st.find("RUNNING") != std::string::npos) out[n].insert(id);
     }
   }
@@ -121,11 +104,11 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
   CHECK(answered == 3);
 
   // A restart of a worker's skepd keeps the same containers (same pids).
-  const auto before = Containers(lab, "w1");
+  const auto before = lab.Containers("w1");
   lab.Stop("w1");
   lab.Start("w1");
   CHECK(Eventually([&] { return lab.Nodes("m1").at("w1").status == "Ready"; }));
-  CHECK(Containers(lab, "w1") == before);
+  CHECK(lab.Containers("w1") == before);
   CHECK(AllRunning(Tasks(lab, "web", true), 3));
 
   // kill -9 of a worker's skepd: its tasks run elsewhere; back, its old containers stop and
@@ -507,7 +490,7 @@ TEST_CASE("a node that leaves the swarm stops and removes its containers", "[int
   const Output o = lab.Skep("w1", {"swarm", "leave"});
   INFO(o.text());
   REQUIRE(o.code == 0);
-  CHECK(Containers(lab, "w1").empty());
+  CHECK(lab.Containers("w1").empty());
   CHECK(Run({"test", "-e", lab.Root() + "/w1/data/tasks.pb"}).code != 0);
 }
 
@@ -521,7 +504,7 @@ TEST_CASE("a memory limit is the task's cgroup's, and a task killed for memory s
   std::string id;
   CHECK(Eventually([&] {
     id = lab.RunningTask("small");
-    return !id.empty() && Containers(lab, "w1").count(id) == 1;
+    return !id.empty() && lab.Containers("w1").count(id) == 1;
   }));
   // cgroup v1 (memory controller) or v2 (unified), under the runtime's parent "skep".
   std::string limit;
