@@ -27,6 +27,8 @@ constexpr int kGracePeriods = 3;
 // its own term.
 constexpr int kLeaderChangeGraces = 2;
 constexpr std::chrono::milliseconds kLeaderChangePerNode(10);
+// How far ahead of the leader's clock a node's status timestamps may be.
+constexpr int64_t kClockSkewNs = 60'000'000'000;
 
 grpc::Status NoCertificate(const std::string& what) {
   return {grpc::StatusCode::UNAUTHENTICATED, what + " needs the node's certificate"};
@@ -428,7 +430,16 @@ grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerConte
           auto* action = batch.add_actions();
           action->set_kind(api::StoreAction::UPDATE);
           *action->mutable_task() = *t;
-          *action->mutable_task()->mutable_status() = u.status();
+          api::TaskStatus* status = action->mutable_task()->mutable_status();
+          *status = u.status();
+          // Restart delays and the update monitor count from this time: a node's clock far
+          // ahead (or no time at all) gets the leader's instead.
+          const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count();
+          if (status->timestamp() <= 0 || status->timestamp() > now + kClockSkewNs) {
+            status->set_timestamp(now);
+          }
         }
       });
       if (batch.actions_size() == 0) {

@@ -510,25 +510,32 @@ grpc::Status ControlApi::UpdateService(const api::UpdateServiceRequest& req,
 
 grpc::Status ControlApi::RemoveService(const api::ServiceRef& req, api::Empty* resp) {
   return OnLeader(&api::Control::Stub::RemoveService, req, resp, [&]() -> grpc::Status {
-    api::Service s;
-    if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
-    // The service goes with its tasks' desired state: the agents stop them, and the
-    // orchestrator deletes each task once it has stopped (or at once if it never ran).
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::REMOVE);
-    *a->mutable_service() = s;
-    for (auto t : m_->store().TasksOfService(s.id())) {
-      auto* ta = batch.add_actions();
-      if (t.node_id().empty() || orchestrator::Terminal(t.status().state())) {
-        ta->set_kind(api::StoreAction::REMOVE);
-      } else {
-        ta->set_kind(api::StoreAction::UPDATE);
-        t.set_desired_state(api::TASK_REMOVE);
+    // A live service's tasks change all the time (the scheduler, the allocator, the nodes'
+    // reports): a removal that lost the race with one of them is made again from the newer
+    // versions.
+    for (int attempt = 0;; ++attempt) {
+      api::Service s;
+      if (grpc::Status st = ResolveService(req.ref(), &s); !st.ok()) return st;
+      // The service goes with its tasks' desired state: the agents stop them, and the
+      // orchestrator deletes each task once it has stopped (or at once if it never ran).
+      api::StoreBatch batch;
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::REMOVE);
+      *a->mutable_service() = s;
+      for (auto t : m_->store().TasksOfService(s.id())) {
+        auto* ta = batch.add_actions();
+        if (t.node_id().empty() || orchestrator::Terminal(t.status().state())) {
+          ta->set_kind(api::StoreAction::REMOVE);
+        } else {
+          ta->set_kind(api::StoreAction::UPDATE);
+          t.set_desired_state(api::TASK_REMOVE);
+        }
+        *ta->mutable_task() = t;
       }
-      *ta->mutable_task() = t;
+      const WriteResult r = m_->WriteAndWait(std::move(batch));
+      if (r.code == WriteResult::Code::kConflict && attempt < 5) continue;
+      return r.ToStatus();
     }
-    return m_->Write(batch);
   });
 }
 
