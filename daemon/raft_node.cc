@@ -8,6 +8,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "daemon/common/log.h"
@@ -144,7 +145,11 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   // core. The caller pumps next.
   void Applied(std::shared_ptr<raft::Ready> rd);
   void Send(std::vector<raftpb::Message>& messages);
-  void ApplyEntry(const raftpb::Entry& e);
+  // The serializer's side of an applied Ready: proposals answered, reads served.
+  void Settle(const raft::Ready& rd);
+  // The state machine's side (the applier thread, or the serializer without one): installs the
+  // snapshot, applies the entries, and takes a snapshot when one is due.
+  void ApplyToStateMachine(const raft::Ready& rd);
   void MaybeSnapshot();
   void ServeReads();
   void Tick();
@@ -169,12 +174,17 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   std::unique_ptr<raft::Node> node;
   StorageWriter writer;
   StorageWriter snapshotter;  // writes snapshots, which may be large, beside the log writes
+  std::optional<StorageWriter> applier;  // with options.apply_thread
 
   std::atomic<bool> running{false};
   std::atomic<bool> failed{false};
   bool persisting = false;
-  Index applied = 0;
+  Index applied = 0;  // the serializer's: what proposals and reads were answered for
+  // The state machine's, owned by whichever thread applies: what it holds, and the last
+  // snapshot taken of it.
+  Index sm_applied = 0;
   Index snapshot_index = 0;
+  uint64_t bytes_since_snapshot = 0;  // of the entries applied since
   raftpb::ConfState applied_conf;
   raft::SoftState soft;
 
@@ -333,23 +343,7 @@ void RaftNode::Impl::Applied(std::shared_ptr<raft::Ready> rd) {
   if (!Live()) return;
   for (auto& m : rd->persisted_messages)
     transport->Send(std::move(m));
-  if (rd->snapshot) {
-    sm->Restore(*rd->snapshot);
-    applied = rd->snapshot->metadata().index();
-    applied_conf = rd->snapshot->metadata().conf_state();
-    snapshot_index = applied;
-    // Proposals the snapshot covers can no longer be matched to their entries: they may or may
-    // not be in it.
-    const Status unknown(ErrorCode::kOutcomeUnknown,
-                         "a snapshot from the leader replaced the log before the entry applied");
-    for (auto it = proposals.begin(); it != proposals.end() && it->first <= applied;) {
-      Done d = std::move(it->second.done);
-      it = proposals.erase(it);
-      d(unknown);
-    }
-  }
-  for (const auto& e : rd->committed_entries)
-    ApplyEntry(e);
+  rd->persisted_messages.clear();
   for (const auto& r : rd->read_states) {
     uint64_t id = 0;
     for (char c : r.context)
@@ -361,27 +355,74 @@ void RaftNode::Impl::Applied(std::shared_ptr<raft::Ready> rd) {
   }
   node->Advance(*rd);
   persisting = false;
+  if (!applier) {
+    ApplyToStateMachine(*rd);
+    Settle(*rd);
+    PublishStatus();
+    return;
+  }
+  // The core goes on (its next Ready may commit more, queued behind this one); what waits for
+  // these entries is answered once the applier has them in the state machine.
+  if (rd->snapshot || !rd->committed_entries.empty()) {
+    auto self = shared_from_this();
+    applier->Post([self, rd] {
+      if (!self->Live()) return;
+      self->ApplyToStateMachine(*rd);
+      self->serial->Post([self, rd] {
+        if (self->Live()) self->Settle(*rd);
+      });
+    });
+  }
   ServeReads();
-  MaybeSnapshot();
   PublishStatus();
 }
 
-void RaftNode::Impl::ApplyEntry(const raftpb::Entry& e) {
-  if (e.type() == raftpb::ENTRY_CONF_CHANGE) {
-    raftpb::ConfChange cc;
-    if (cc.ParseFromString(e.data())) applied_conf = cc.result();
+void RaftNode::Impl::ApplyToStateMachine(const raft::Ready& rd) {
+  if (rd.snapshot) {
+    sm->Restore(*rd.snapshot);
+    sm_applied = rd.snapshot->metadata().index();
+    applied_conf = rd.snapshot->metadata().conf_state();
+    snapshot_index = sm_applied;
+    bytes_since_snapshot = 0;
   }
-  sm->Apply(e);
-  applied = e.index();
-  auto it = proposals.find(e.index());
-  if (it == proposals.end()) return;
-  Pending p = std::move(it->second);
-  proposals.erase(it);
-  if (p.term == e.term()) {
-    p.done(Status::Ok());
-  } else {
-    p.done(Status(ErrorCode::kNotLeader, "a new leader replaced the entry before it committed"));
+  for (const auto& e : rd.committed_entries) {
+    if (e.type() == raftpb::ENTRY_CONF_CHANGE) {
+      raftpb::ConfChange cc;
+      if (cc.ParseFromString(e.data())) applied_conf = cc.result();
+    }
+    sm->Apply(e);
+    sm_applied = e.index();
+    bytes_since_snapshot += e.data().size();
   }
+  MaybeSnapshot();
+}
+
+void RaftNode::Impl::Settle(const raft::Ready& rd) {
+  if (rd.snapshot) {
+    applied = std::max(applied, rd.snapshot->metadata().index());
+    // Proposals the snapshot covers can no longer be matched to their entries: they may or may
+    // not be in it.
+    const Status unknown(ErrorCode::kOutcomeUnknown,
+                         "a snapshot from the leader replaced the log before the entry applied");
+    for (auto it = proposals.begin(); it != proposals.end() && it->first <= applied;) {
+      Done d = std::move(it->second.done);
+      it = proposals.erase(it);
+      d(unknown);
+    }
+  }
+  for (const auto& e : rd.committed_entries) {
+    applied = e.index();
+    auto it = proposals.find(e.index());
+    if (it == proposals.end()) continue;
+    Pending p = std::move(it->second);
+    proposals.erase(it);
+    if (p.term == e.term()) {
+      p.done(Status::Ok());
+    } else {
+      p.done(Status(ErrorCode::kNotLeader, "a new leader replaced the entry before it committed"));
+    }
+  }
+  ServeReads();
 }
 
 void RaftNode::Impl::ServeReads() {
@@ -393,12 +434,18 @@ void RaftNode::Impl::ServeReads() {
 }
 
 void RaftNode::Impl::MaybeSnapshot() {
-  // The state machine's view as of `applied` is taken here, in the serializer; it is serialized
-  // and written on a thread of its own, so that applying and the log writes go on meanwhile.
-  if (options.snapshot_every == 0 || applied < snapshot_index + options.snapshot_every) return;
-  const Index at = applied;
+  // The state machine's view as of `sm_applied` is taken here, where it is applied; it is
+  // serialized and written on a thread of its own, so that applying and the log writes go on
+  // meanwhile.
+  const bool by_count =
+      options.snapshot_every != 0 && sm_applied >= snapshot_index + options.snapshot_every;
+  const bool by_size = options.snapshot_bytes != 0 && sm_applied > snapshot_index &&
+                       bytes_since_snapshot >= options.snapshot_bytes;
+  if (!by_count && !by_size) return;
+  const Index at = sm_applied;
   const Index compact_to = at > options.snapshot_keep ? at - options.snapshot_keep : 0;
   snapshot_index = at;
+  bytes_since_snapshot = 0;
   auto serialize = sm->Snapshot();
   auto conf = applied_conf;
   auto self = shared_from_this();
@@ -453,9 +500,19 @@ void RaftNode::Start() {
   raft::Config cfg = impl_->options.raft;
   cfg.applied = snap->metadata().index();
   impl_->node = std::make_unique<raft::Node>(cfg, impl_->storage);
-  if (snap->metadata().index() > 0) impl_->sm->Restore(*snap);
+  if (snap->metadata().index() > 0) {
+    const auto start = std::chrono::steady_clock::now();
+    impl_->sm->Restore(*snap);
+    SKEP_LOG(info, "raft", "state restored from the snapshot at entry {} ({} bytes) in {} ms",
+             snap->metadata().index(), snap->data().size(),
+             std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now() - start)
+                 .count());
+  }
   impl_->applied = snap->metadata().index();
+  impl_->sm_applied = snap->metadata().index();
   impl_->snapshot_index = snap->metadata().index();
+  if (impl_->options.apply_thread) impl_->applier.emplace();
   impl_->applied_conf = snap->metadata().conf_state();
   impl_->PublishStatus();
   impl_->running = true;
@@ -481,6 +538,7 @@ void RaftNode::Stop() {
   // Finishes the writes in progress (even after a failure); their completions find the node
   // stopped and do nothing.
   impl_->writer.Close();
+  if (impl_->applier) impl_->applier->Close();  // before the snapshotter: it may post to it
   impl_->snapshotter.Close();
 }
 

@@ -52,10 +52,19 @@ struct RaftNodeOptions {
   // that a follower slightly behind gets entries rather than the whole snapshot.
   uint64_t snapshot_every = 10000;
   uint64_t snapshot_keep = 1000;
+  // Also a snapshot once the entries applied since the last one hold this many bytes (0: by
+  // count only): a restart replays the log behind the snapshot, and a few thousand entries of
+  // large batches are hundreds of megabytes.
+  uint64_t snapshot_bytes = 0;
   // Whether a thread that brings work while the core is idle does it itself (fewest wake-ups)
   // or leaves all of it to the io_context's threads (one thread of its own: the work runs at
   // that thread's priority, and a busy caller never holds the core).
   bool inline_callers = true;
+  // Whether committed entries are applied on a thread of their own rather than in the raft
+  // node's serializer: a state machine whose apply waits (for readers of a large store) then
+  // never holds up heartbeats, votes and log writes. Proposals and reads are answered, in
+  // order, once their entries are applied either way.
+  bool apply_thread = false;
 };
 
 class RaftNode {

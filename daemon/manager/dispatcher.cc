@@ -11,6 +11,7 @@
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/manager.h"
 #include "daemon/manager/registry_auth.h"
+#include "daemon/manager/store_driven.h"
 
 namespace skep::manager {
 
@@ -73,9 +74,13 @@ struct Dispatcher::SessionState {
   std::optional<grpc::Status> finish;
   api::SessionMessage current;  // the message being written
 
-  bool first = true;                        // the next message is the full list
-  std::map<std::string, std::string> sent;  // task ID -> the task as last sent
-  std::string header;                       // the rest of the last message, as sent
+  bool first = true;  // the next message is the full list
+  struct Sent {
+    uint64_t version = 0;  // of the store's task
+    std::string bytes;     // the task as last sent
+  };
+  std::map<std::string, Sent> sent;  // by task ID
+  std::string header;                // the rest of the last message, as sent
 };
 
 class Dispatcher::SessionStream final : public grpc::ServerWriteReactor<api::SessionMessage> {
@@ -156,18 +161,25 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
   m.set_session_id(s.id);
   for (const auto& p : manager_->Managers())
     *m.add_managers() = p;
-  if (auto n = manager_->store().GetNode(s.node_id)) *m.mutable_node() = *n;
   m.set_heartbeat_period_ms(Period().count());
-  std::string auth_key;
-  if (auto c = manager_->store().GetCluster()) {
-    m.set_data_path_port(c->spec().networks().data_path_port());
-    for (const auto& k : c->network_keys())
-      m.add_network_keys(k.key());
-    auth_key = c->registry_auth_key();
-  }
   if (auto l = manager_->Leader()) m.set_leader_addr(l->addr);
-  std::map<std::string, api::Task> tasks;
+  for (auto& sub : logs_.For(s.node_id))
+    *m.add_log_subscriptions() = std::move(sub);
+  // The node's tasks as they go out, the ones whose version was not sent yet: a session is
+  // composed after every batch that touches one of the node's tasks, and a node runs many.
+  std::map<std::string, SessionState::Sent> sent;
+  std::map<std::string, api::Task> fresh;
   manager_->store().View([&](const ReadTx& tx) {
+    const api::Node* self = tx.node(s.node_id);
+    if (self != nullptr) *m.mutable_node() = *self;
+    std::string auth_key;
+    if (const api::Cluster* c = tx.cluster()) {
+      m.set_data_path_port(c->spec().networks().data_path_port());
+      for (const auto& k : c->network_keys())
+        m.add_network_keys(k.key());
+      auth_key = c->registry_auth_key();
+    }
+    std::set<std::string> nets, services;
     for (const auto* t : tx.tasks_on_node(s.node_id)) {
       if (t->status().state() < api::TASK_ASSIGNED) continue;  // not scheduled yet
       const bool terminal = t->status().state() > api::TASK_RUNNING;
@@ -175,23 +187,23 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
         m.add_kept_task_ids(t->id());
         continue;
       }
+      for (const auto& a : t->networks())
+        nets.insert(a.network_id());
+      services.insert(t->service_id());
+      auto was = s.sent.find(t->id());
+      if (!s.first && was != s.sent.end() && was->second.version == t->meta().version()) {
+        sent.emplace(t->id(), std::move(was->second));  // the key stays: not removed
+        continue;
+      }
       api::Task out = *t;
       out.clear_status();  // the node's own to report
       out.clear_meta();
       out.clear_scheduling_error();
-      tasks.emplace(t->id(), std::move(out));
-    }
-  });
-  for (auto& sub : logs_.For(s.node_id))
-    *m.add_log_subscriptions() = std::move(sub);
-  manager_->store().View([&](const ReadTx& tx) {
-    std::set<std::string> nets;
-    for (const auto& [id, t] : tasks) {
-      for (const auto& a : t.networks())
-        nets.insert(a.network_id());
+      fresh.emplace(t->id(), std::move(out));
+      sent[t->id()].version = t->meta().version();
     }
     // Every node is on the ingress network, for the routing mesh.
-    if (const api::Node* self = tx.node(s.node_id)) {
+    if (self != nullptr) {
       for (const auto& a : self->attachments())
         nets.insert(a.network_id());
     }
@@ -199,11 +211,9 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
       if (const api::Network* n = tx.network(id)) *m.add_networks() = *n;
     }
     // The logins of the services it runs tasks of, and no other.
-    for (const auto& [id, t] : tasks) {
-      const api::Service* svc = tx.service(t.service_id());
-      if (svc == nullptr || svc->sealed_registry_auth().empty() ||
-          m.registry_auth().count(svc->id()))
-        continue;
+    for (const auto& id : services) {
+      const api::Service* svc = tx.service(id);
+      if (svc == nullptr || svc->sealed_registry_auth().empty()) continue;
       if (auto auth = OpenRegistryAuth(auth_key, svc->sealed_registry_auth())) {
         (*m.mutable_registry_auth())[svc->id()] = std::move(*auth);
       } else {
@@ -214,12 +224,13 @@ bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
   m.set_tasks_known(true);
   const std::string header = CanonicalBytes(m);
 
-  std::map<std::string, std::string> sent;
-  for (auto& [id, t] : tasks) {
+  // A new version of a task goes out only if what the node sees of it changed (a report of
+  // its own, say, changes nothing it is sent).
+  for (auto& [id, t] : fresh) {
     std::string bytes = CanonicalBytes(t);
-    auto it = s.sent.find(id);
-    if (s.first || it == s.sent.end() || it->second != bytes) *m.add_tasks() = t;
-    sent.emplace(id, std::move(bytes));
+    auto was = s.sent.find(id);
+    if (s.first || was == s.sent.end() || was->second.bytes != bytes) *m.add_tasks() = t;
+    sent[id].bytes = std::move(bytes);
   }
   if (!s.first) {
     m.set_incremental(true);
@@ -405,59 +416,118 @@ grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* con
 
 // ---- task status ------------------------------------------------------------------------------
 
+struct Dispatcher::StatusCall {
+  grpc::ServerUnaryReactor* reactor;
+  const api::UpdateTaskStatusRequest* request;  // gRPC's, until the reactor finishes
+  std::string node_id;                          // the reporting node's, from its certificate
+  int conflicts = 0;                            // proposals of it that lost a race
+};
+
 grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerContext* context,
                                                        const api::UpdateTaskStatusRequest* request,
                                                        api::UpdateTaskStatusResponse*) {
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate) return Answer(context, NoCertificate("task status"));
   if (!manager_->IsLeader()) return Answer(context, NotLeader());
-  // Proposed without waiting; a write that lost a race is made again from the newer tasks.
-  struct Attempt {
-    Dispatcher* d;
-    grpc::ServerUnaryReactor* reactor;
-    const api::UpdateTaskStatusRequest* request;
-    std::string node_id;
-    int tries = 0;
-    static void Run(std::shared_ptr<Attempt> a) {
-      api::StoreBatch batch;
-      a->d->manager_->store().View([&](const ReadTx& tx) {
-        for (const auto& u : a->request->updates()) {
-          const api::Task* t = tx.task(u.task_id());
-          // A task removed meanwhile, or another node's, is not this node's to report.
-          if (t == nullptr || t->node_id() != a->node_id) continue;
-          if (u.status().state() < t->status().state()) continue;  // states only move forward
-          if (SameMessage(u.status(), t->status())) continue;
-          auto* action = batch.add_actions();
-          action->set_kind(api::StoreAction::UPDATE);
-          *action->mutable_task() = *t;
-          api::TaskStatus* status = action->mutable_task()->mutable_status();
-          *status = u.status();
-          // Restart delays and the update monitor count from this time: a node's clock far
-          // ahead (or no time at all) gets the leader's instead.
-          const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count();
-          if (status->timestamp() <= 0 || status->timestamp() > now + kClockSkewNs) {
-            status->set_timestamp(now);
-          }
-        }
-      });
-      if (batch.actions_size() == 0) {
-        a->reactor->Finish(grpc::Status::OK);
-        return;
-      }
-      a->d->manager_->Propose(std::move(batch), [a](const WriteResult& r) {
-        if (r.code == WriteResult::Code::kConflict && ++a->tries < 5) {
-          boost::asio::post(a->d->manager_->io(), [a] { Run(a); });
-          return;
-        }
-        a->reactor->Finish(r.ToStatus());
-      });
-    }
-  };
   auto* reactor = context->DefaultReactor();
-  Attempt::Run(std::make_shared<Attempt>(Attempt{this, reactor, request, peer.node_id}));
+  QueueStatus(std::make_shared<StatusCall>(StatusCall{reactor, request, peer.node_id}));
   return reactor;
+}
+
+void Dispatcher::QueueStatus(std::shared_ptr<StatusCall> call) {
+  {
+    std::lock_guard lock(status_mu_);
+    status_queue_.push_back(std::move(call));
+    if (status_in_flight_) return;  // the write in flight takes them next
+    status_in_flight_ = true;
+  }
+  boost::asio::post(manager_->io(), [this] { FlushStatus(); });
+}
+
+// With status_in_flight_ set: proposes what is queued, or clears it when nothing is.
+void Dispatcher::FlushStatus() {
+  std::vector<std::shared_ptr<StatusCall>> calls;
+  {
+    std::lock_guard lock(status_mu_);
+    // Whole calls, up to a proposal's worth of reports (at least one call).
+    int reports = 0;
+    while (!status_queue_.empty() &&
+           (calls.empty() ||
+            reports + status_queue_.front()->request->updates_size() <= kMaxActionsPerProposal)) {
+      reports += status_queue_.front()->request->updates_size();
+      calls.push_back(std::move(status_queue_.front()));
+      status_queue_.pop_front();
+    }
+    if (calls.empty()) {
+      status_in_flight_ = false;
+      return;
+    }
+  }
+  // The newest report of each task (states only move forward), checked against the store.
+  std::map<std::string, std::pair<const api::TaskStatus*, const std::string*>> latest;
+  for (const auto& c : calls) {
+    for (const auto& u : c->request->updates()) {
+      auto [it, fresh] = latest.try_emplace(u.task_id(), &u.status(), &c->node_id);
+      if (!fresh && u.status().state() >= it->second.first->state()) {
+        it->second = {&u.status(), &c->node_id};
+      }
+    }
+  }
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  // The tasks are taken under the store's lock and the batch made after it.
+  std::vector<std::pair<Shared<api::Task>, const api::TaskStatus*>> reported;
+  manager_->store().View([&](const ReadTx& tx) {
+    for (const auto& [task_id, report] : latest) {
+      auto t = tx.share_task(task_id);
+      // A task removed meanwhile, or another node's, is not this node's to report.
+      if (t == nullptr || t->node_id() != *report.second) continue;
+      reported.emplace_back(std::move(t), report.first);
+    }
+  });
+  api::StoreBatch batch;
+  for (const auto& [t, report] : reported) {
+    if (report->state() < t->status().state()) continue;  // states only move forward
+    if (SameMessage(*report, t->status())) continue;
+    auto* action = batch.add_actions();
+    action->set_kind(api::StoreAction::UPDATE);
+    *action->mutable_task() = *t;
+    api::TaskStatus* status = action->mutable_task()->mutable_status();
+    *status = *report;
+    // Restart delays and the update monitor count from this time: a node's clock far ahead (or
+    // no time at all) gets the leader's instead.
+    if (status->timestamp() <= 0 || status->timestamp() > now + kClockSkewNs) {
+      status->set_timestamp(now);
+    }
+  }
+  if (batch.actions_size() == 0) {
+    StatusWritten(std::move(calls), WriteResult{});
+    return;
+  }
+  manager_->Propose(std::move(batch), [this, calls = std::move(calls)](const WriteResult& r) {
+    boost::asio::post(manager_->io(), [this, calls, r] { StatusWritten(calls, r); });
+  });
+}
+
+void Dispatcher::StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls,
+                               const WriteResult& r) {
+  const grpc::Status st = r.ToStatus();
+  std::vector<std::shared_ptr<StatusCall>> again;
+  for (auto& c : calls) {
+    // A task changed since the batch was read (the scheduler, the orchestrator): the reports
+    // go again, first, made from the newer tasks; a few times, then the node is told.
+    if (r.code == WriteResult::Code::kConflict && ++c->conflicts < 5) {
+      again.push_back(std::move(c));
+    } else {
+      c->reactor->Finish(st);
+    }
+  }
+  if (!again.empty()) {
+    std::lock_guard lock(status_mu_);
+    status_queue_.insert(status_queue_.begin(), again.begin(), again.end());
+  }
+  FlushStatus();
 }
 
 // ---- logs -------------------------------------------------------------------------------------

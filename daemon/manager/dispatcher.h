@@ -14,6 +14,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,7 @@
 namespace skep::manager {
 
 class Manager;
+struct WriteResult;
 
 class Dispatcher {
  public:
@@ -86,6 +88,13 @@ class Dispatcher {
   bool Connected(const std::string& node_id) const;
   // The nodes must hear a new session message.
   void Touch(const LogBroker::Nodes& nodes);
+  // Task status reports from every node go out together, one proposal at a time: the next
+  // carries all that arrived while the last was in flight (as SwarmKit's dispatcher batches
+  // them), so that a hundred thousand tasks starting are not as many raft entries.
+  struct StatusCall;
+  void QueueStatus(std::shared_ptr<StatusCall> call);
+  void FlushStatus();
+  void StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls, const WriteResult& r);
 
   Manager* manager_;
   // The heartbeat period from the cluster object, read again after it changes (0: to read);
@@ -100,6 +109,9 @@ class Dispatcher {
   bool leader_ = false;
   bool stopped_ = false;
   LogBroker logs_;
+  std::mutex status_mu_;
+  std::deque<std::shared_ptr<StatusCall>> status_queue_;  // not yet in a proposal
+  bool status_in_flight_ = false;
 };
 
 class DispatcherService final : public api::Dispatcher::CallbackService {

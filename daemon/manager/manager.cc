@@ -220,7 +220,11 @@ void Manager::Start() {
   ro.tick = kTick;
   ro.snapshot_every = 10000;
   ro.snapshot_keep = 2000;
+  ro.snapshot_bytes = 32 << 20;  // a large service's batches: a restart replays at most this
   ro.inline_callers = false;  // all of it on the raft thread (below)
+  // The store's apply waits for its readers (a pass over 100,000 tasks): never the raft
+  // thread, whose heartbeats keep the followers from electing.
+  ro.apply_thread = true;
   impl_->raft = std::make_unique<RaftNode>(impl_->raft_io, ro, impl_->storage.get(),
                                            impl_->transport.get(), &store_);
   impl_->raft->OnFatal([](const std::string& why) {

@@ -22,18 +22,25 @@ SlowRead::~SlowRead() {
 // ---------------------------------------------------------------------------------------------
 // Tables and their indexes
 
+template <class T>
+using Rows = std::map<std::string, Shared<T>>;
+
 struct Store::Tables {
-  std::map<std::string, api::Node> nodes;
+  Rows<api::Node> nodes;
   std::map<uint64_t, std::string> node_by_raft_id;
-  std::map<std::string, api::Cluster> clusters;
-  std::map<std::string, api::Service> services;
+  Rows<api::Cluster> clusters;
+  Rows<api::Service> services;
   std::map<std::string, std::string> service_by_name;
-  std::map<std::string, api::Task> tasks;
-  std::map<std::string, std::set<std::string>> task_by_service;
-  std::map<std::string, std::set<std::string>> task_by_node;
-  std::map<std::pair<std::string, uint64_t>, std::set<std::string>> task_by_slot;
-  std::map<int, std::set<std::string>> task_by_desired;
-  std::map<std::string, api::Network> networks;
+  Rows<api::Task> tasks;
+  // The tasks' indexes hold the objects themselves, in the order of their IDs.
+  std::map<std::string, Rows<api::Task>> task_by_service;
+  std::map<std::string, Rows<api::Task>> task_by_node;
+  std::map<std::pair<std::string, uint64_t>, Rows<api::Task>> task_by_slot;
+  std::map<int, Rows<api::Task>> task_by_desired;
+  std::map<int, Rows<api::Task>> task_by_state;  // observed
+  Rows<api::Task> task_waiting;    // desired RUNNING, observed PENDING: the scheduler's
+  Rows<api::Task> task_addressed;  // not ended, with network addresses: the allocator's
+  Rows<api::Network> networks;
   std::map<std::string, std::string> network_by_name;
 
   void Index(const api::Node& n) {
@@ -55,11 +62,25 @@ struct Store::Tables {
     auto it = network_by_name.find(n.spec().name());
     if (it != network_by_name.end() && it->second == n.id()) network_by_name.erase(it);
   }
-  void Index(const api::Task& t) {
-    task_by_service[t.service_id()].insert(t.id());
-    if (!t.node_id().empty()) task_by_node[t.node_id()].insert(t.id());
-    task_by_slot[{t.service_id(), t.slot()}].insert(t.id());
-    task_by_desired[t.desired_state()].insert(t.id());
+  template <class T>
+  void Index(const Shared<T>& obj) {
+    Index(*obj);
+  }
+  void Index(const Shared<api::Task>& p) {
+    const api::Task& t = *p;
+    task_by_service[t.service_id()].emplace(t.id(), p);
+    if (!t.node_id().empty()) task_by_node[t.node_id()].emplace(t.id(), p);
+    task_by_slot[{t.service_id(), t.slot()}].emplace(t.id(), p);
+    task_by_desired[t.desired_state()].emplace(t.id(), p);
+    task_by_state[t.status().state()].emplace(t.id(), p);
+    if (Waiting(t)) task_waiting.emplace(t.id(), p);
+    if (Addressed(t)) task_addressed.emplace(t.id(), p);
+  }
+  static bool Waiting(const api::Task& t) {
+    return t.desired_state() == api::TASK_RUNNING && t.status().state() == api::TASK_PENDING;
+  }
+  static bool Addressed(const api::Task& t) {
+    return t.status().state() <= api::TASK_RUNNING && t.networks_size() > 0;
   }
   void Unindex(const api::Task& t) {
     auto drop = [&](auto& index, const auto& key) {
@@ -72,6 +93,9 @@ struct Store::Tables {
     if (!t.node_id().empty()) drop(task_by_node, t.node_id());
     drop(task_by_slot, std::make_pair(t.service_id(), t.slot()));
     drop(task_by_desired, static_cast<int>(t.desired_state()));
+    drop(task_by_state, static_cast<int>(t.status().state()));
+    task_waiting.erase(t.id());
+    task_addressed.erase(t.id());
   }
 
   auto& rows(const api::Node*) { return nodes; }
@@ -137,35 +161,68 @@ bool VisitTarget(const api::StoreAction& a, F&& f) {
   }
 }
 
+// VisitTarget, for an action whose object may be taken.
+template <class F>
+void VisitMutableTarget(api::StoreAction& a, F&& f) {
+  switch (a.target_case()) {
+    case api::StoreAction::kNode:
+      f(*a.mutable_node());
+      break;
+    case api::StoreAction::kCluster:
+      f(*a.mutable_cluster());
+      break;
+    case api::StoreAction::kService:
+      f(*a.mutable_service());
+      break;
+    case api::StoreAction::kTask:
+      f(*a.mutable_task());
+      break;
+    case api::StoreAction::kNetwork:
+      f(*a.mutable_network());
+      break;
+    default:
+      break;
+  }
+}
+
 template <class T>
-std::vector<const T*> Collect(const std::map<std::string, T>& rows,
-                              const std::set<std::string>* ids) {
+std::vector<const T*> Collect(const Rows<T>* rows) {
   std::vector<const T*> out;
-  if (ids == nullptr) return out;
-  out.reserve(ids->size());
-  for (const auto& id : *ids)
-    out.push_back(&rows.at(id));
+  if (rows == nullptr) return out;
+  out.reserve(rows->size());
+  for (const auto& [id, obj] : *rows)
+    out.push_back(obj.get());
+  return out;
+}
+
+template <class T>
+std::vector<Shared<T>> CollectShared(const Rows<T>* rows) {
+  std::vector<Shared<T>> out;
+  if (rows == nullptr) return out;
+  out.reserve(rows->size());
+  for (const auto& [id, obj] : *rows)
+    out.push_back(obj);
   return out;
 }
 
 template <class M, class K>
-const std::set<std::string>* Find(const M& index, const K& key) {
+const typename M::mapped_type* Find(const M& index, const K& key) {
   auto it = index.find(key);
   return it == index.end() ? nullptr : &it->second;
 }
 
 template <class T>
-const T* Lookup(const std::map<std::string, T>& rows, const std::string& id) {
+const T* Lookup(const Rows<T>& rows, const std::string& id) {
   auto it = rows.find(id);
-  return it == rows.end() ? nullptr : &it->second;
+  return it == rows.end() ? nullptr : it->second.get();
 }
 
 template <class T>
-std::vector<const T*> All(const std::map<std::string, T>& rows) {
+std::vector<const T*> All(const Rows<T>& rows) {
   std::vector<const T*> out;
   out.reserve(rows.size());
   for (const auto& [id, obj] : rows)
-    out.push_back(&obj);
+    out.push_back(obj.get());
   return out;
 }
 
@@ -175,7 +232,7 @@ std::vector<const T*> All(const std::map<std::string, T>& rows) {
 // ReadTx
 
 const api::Cluster* ReadTx::cluster() const {
-  return s_.t_->clusters.empty() ? nullptr : &s_.t_->clusters.begin()->second;
+  return s_.t_->clusters.empty() ? nullptr : s_.t_->clusters.begin()->second.get();
 }
 const api::Node* ReadTx::node(const std::string& id) const {
   return Lookup(s_.t_->nodes, id);
@@ -204,17 +261,62 @@ std::vector<const api::Task*> ReadTx::tasks() const {
   return All(s_.t_->tasks);
 }
 std::vector<const api::Task*> ReadTx::tasks_of_service(const std::string& service_id) const {
-  return Collect(s_.t_->tasks, Find(s_.t_->task_by_service, service_id));
+  return Collect(Find(s_.t_->task_by_service, service_id));
+}
+std::vector<std::string> ReadTx::services_with_tasks() const {
+  std::vector<std::string> out;
+  out.reserve(s_.t_->task_by_service.size());
+  for (const auto& [id, tasks] : s_.t_->task_by_service)
+    out.push_back(id);
+  return out;
 }
 std::vector<const api::Task*> ReadTx::tasks_on_node(const std::string& node_id) const {
-  return Collect(s_.t_->tasks, Find(s_.t_->task_by_node, node_id));
+  return Collect(Find(s_.t_->task_by_node, node_id));
 }
 std::vector<const api::Task*> ReadTx::tasks_in_slot(const std::string& service_id,
                                                     uint64_t slot) const {
-  return Collect(s_.t_->tasks, Find(s_.t_->task_by_slot, std::make_pair(service_id, slot)));
+  return Collect(Find(s_.t_->task_by_slot, std::make_pair(service_id, slot)));
 }
 std::vector<const api::Task*> ReadTx::tasks_desired(api::TaskState desired) const {
-  return Collect(s_.t_->tasks, Find(s_.t_->task_by_desired, static_cast<int>(desired)));
+  return Collect(Find(s_.t_->task_by_desired, static_cast<int>(desired)));
+}
+std::vector<const api::Task*> ReadTx::tasks_in_state(api::TaskState state) const {
+  return Collect(Find(s_.t_->task_by_state, static_cast<int>(state)));
+}
+std::vector<const api::Task*> ReadTx::tasks_with_addresses() const {
+  return Collect(&s_.t_->task_addressed);
+}
+std::vector<const api::Task*> ReadTx::tasks_waiting() const {
+  return Collect(&s_.t_->task_waiting);
+}
+Shared<api::Task> ReadTx::share_task(const std::string& id) const {
+  auto it = s_.t_->tasks.find(id);
+  return it == s_.t_->tasks.end() ? nullptr : it->second;
+}
+std::vector<Shared<api::Task>> ReadTx::share_tasks_of_service(
+    const std::string& service_id) const {
+  return CollectShared(Find(s_.t_->task_by_service, service_id));
+}
+std::vector<Shared<api::Task>> ReadTx::share_tasks_on_node(const std::string& node_id) const {
+  return CollectShared(Find(s_.t_->task_by_node, node_id));
+}
+std::vector<Shared<api::Task>> ReadTx::share_tasks_waiting() const {
+  return CollectShared(&s_.t_->task_waiting);
+}
+std::vector<Shared<api::Task>> ReadTx::share_tasks_in_state(api::TaskState state) const {
+  return CollectShared(Find(s_.t_->task_by_state, static_cast<int>(state)));
+}
+std::vector<Shared<api::Task>> ReadTx::share_tasks_with_addresses() const {
+  return CollectShared(&s_.t_->task_addressed);
+}
+std::vector<Shared<api::Node>> ReadTx::share_nodes() const {
+  return CollectShared(&s_.t_->nodes);
+}
+std::vector<Shared<api::Service>> ReadTx::share_services() const {
+  return CollectShared(&s_.t_->services);
+}
+std::vector<Shared<api::Network>> ReadTx::share_networks() const {
+  return CollectShared(&s_.t_->networks);
 }
 size_t ReadTx::task_count() const {
   return s_.t_->tasks.size();
@@ -276,7 +378,7 @@ std::vector<api::Node> Store::ListNodes() const {
   std::vector<api::Node> out;
   out.reserve(t_->nodes.size());
   for (const auto& [id, n] : t_->nodes)
-    out.push_back(n);
+    out.push_back(*n);
   return out;
 }
 
@@ -306,7 +408,7 @@ std::vector<api::Service> Store::ListServices() const {
   const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
   std::vector<api::Service> out;
   for (const auto& [id, s] : t_->services)
-    out.push_back(s);
+    out.push_back(*s);
   return out;
 }
 
@@ -401,7 +503,7 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
           if constexpr (std::is_same_v<T, api::Network>) {
             // Two creates that raced for one subnet or VNI: the later one loses, everywhere.
             for (const auto& [id, other] : t_->networks) {
-              if (std::string why = allocator::AllocationConflict(obj, other); !why.empty()) {
+              if (std::string why = allocator::AllocationConflict(obj, *other); !why.empty()) {
                 result = {Code::kExists, why};
                 return;
               }
@@ -415,11 +517,11 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
             return;
           }
           // An update made from an older version would overwrite a change it never saw.
-          if (obj.meta().version() != it->second.meta().version()) {
+          if (obj.meta().version() != it->second->meta().version()) {
             result = {Code::kConflict, "update out of sequence: " + what + " " + obj.id() +
                                            " changed since it was read (version " +
                                            std::to_string(obj.meta().version()) + ", now " +
-                                           std::to_string(it->second.meta().version()) + ")"};
+                                           std::to_string(it->second->meta().version()) + ")"};
             return;
           }
           if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
@@ -447,10 +549,10 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
       if constexpr (std::is_same_v<T, api::Network>) {
         if (a.kind() != api::StoreAction::REMOVE) return;
         for (const auto& [id, svc] : t_->services) {
-          for (const auto& att : svc.spec().networks()) {
+          for (const auto& att : svc->spec().networks()) {
             if (att.target() == obj.id()) {
               result = {Code::kConflict, "network " + obj.spec().name() + " is in use by service " +
-                                             svc.spec().name()};
+                                             svc->spec().name()};
               return;
             }
           }
@@ -482,8 +584,8 @@ void Store::Apply(const raftpb::Entry& entry) {
     if (is_batch && result.ok()) result = CheckLocked(batch);
     if (is_batch && result.ok()) {
       events.reserve(batch.actions_size());
-      for (const auto& a : batch.actions()) {
-        VisitTarget(a, [&](const auto& given) {
+      for (auto& a : *batch.mutable_actions()) {
+        VisitMutableTarget(a, [&](auto& given) {
           using T = std::decay_t<decltype(given)>;
           auto& rows = t_->rows(static_cast<const T*>(nullptr));
           StoreEvent ev;
@@ -491,26 +593,26 @@ void Store::Apply(const raftpb::Entry& entry) {
           ev.kind = a.kind();
           if (a.kind() == api::StoreAction::REMOVE) {
             auto it = rows.find(given.id());
-            t_->Unindex(it->second);
+            t_->Unindex(*it->second);
             ev.object = std::move(it->second);
             rows.erase(it);
           } else {
-            T obj = given;
-            auto it = rows.find(obj.id());
+            auto obj = std::make_shared<T>(std::move(given));
+            auto it = rows.find(obj->id());
             const bool create = a.kind() == api::StoreAction::CREATE;
-            obj.mutable_meta()->set_created_at(create ? batch.proposed_at()
-                                                      : it->second.meta().created_at());
-            obj.mutable_meta()->set_updated_at(batch.proposed_at());
-            obj.mutable_meta()->set_version(entry.index());
+            obj->mutable_meta()->set_created_at(create ? batch.proposed_at()
+                                                       : it->second->meta().created_at());
+            obj->mutable_meta()->set_updated_at(batch.proposed_at());
+            obj->mutable_meta()->set_version(entry.index());
             if (!create) {
-              t_->Unindex(it->second);
+              t_->Unindex(*it->second);
               ev.old = std::move(it->second);
               it->second = obj;
             } else {
-              rows.emplace(obj.id(), obj);
+              rows.emplace(obj->id(), obj);
             }
-            t_->Index(obj);
-            ev.object = std::move(obj);
+            t_->Index(Shared<T>(obj));
+            ev.object = Shared<T>(std::move(obj));
           }
           events.push_back(std::move(ev));
         });
@@ -549,22 +651,32 @@ void Store::Notify(const std::vector<StoreEvent>& events) {
 }
 
 std::function<std::string()> Store::Snapshot() {
-  auto snap = std::make_shared<api::StoreSnapshot>();
+  // Under the lock only the tables are shared (the objects are immutable); the copy into the
+  // snapshot message and its encoding happen when the raft node asks for the bytes.
+  auto tables = std::make_shared<Tables>();
   {
     std::shared_lock lock(mu_);
-  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
-    for (const auto& [id, n] : t_->nodes)
-      *snap->add_nodes() = n;
-    for (const auto& [id, c] : t_->clusters)
-      *snap->add_clusters() = c;
-    for (const auto& [id, s] : t_->services)
-      *snap->add_services() = s;
-    for (const auto& [id, t] : t_->tasks)
-      *snap->add_tasks() = t;
-    for (const auto& [id, n] : t_->networks)
-      *snap->add_networks() = n;
+    const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
+    tables->nodes = t_->nodes;
+    tables->clusters = t_->clusters;
+    tables->services = t_->services;
+    tables->tasks = t_->tasks;
+    tables->networks = t_->networks;
   }
-  return [snap] { return snap->SerializeAsString(); };
+  return [tables] {
+    api::StoreSnapshot snap;
+    for (const auto& [id, n] : tables->nodes)
+      *snap.add_nodes() = *n;
+    for (const auto& [id, c] : tables->clusters)
+      *snap.add_clusters() = *c;
+    for (const auto& [id, s] : tables->services)
+      *snap.add_services() = *s;
+    for (const auto& [id, t] : tables->tasks)
+      *snap.add_tasks() = *t;
+    for (const auto& [id, n] : tables->networks)
+      *snap.add_networks() = *n;
+    return snap.SerializeAsString();
+  };
 }
 
 namespace {
@@ -572,8 +684,8 @@ namespace {
 // The events that turn the objects of `before` into those of `after`: removals for what is
 // gone, creations and updates for the rest.
 template <class T>
-void DiffRows(const std::map<std::string, T>& before, const std::map<std::string, T>& after,
-              uint64_t index, std::vector<StoreEvent>& out) {
+void DiffRows(const Rows<T>& before, const Rows<T>& after, uint64_t index,
+              std::vector<StoreEvent>& out) {
   for (const auto& [id, obj] : before) {
     if (!after.count(id)) {
       StoreEvent ev;
@@ -585,7 +697,7 @@ void DiffRows(const std::map<std::string, T>& before, const std::map<std::string
   }
   for (const auto& [id, obj] : after) {
     auto it = before.find(id);
-    if (it != before.end() && it->second.meta().version() == obj.meta().version()) continue;
+    if (it != before.end() && it->second->meta().version() == obj->meta().version()) continue;
     StoreEvent ev;
     ev.index = index;
     ev.kind = it == before.end() ? api::StoreAction::CREATE : api::StoreAction::UPDATE;
@@ -606,8 +718,10 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
   auto fresh = std::make_unique<Tables>();
   auto load = [&](const auto& list) {
     for (const auto& obj : list) {
-      fresh->rows(&obj).emplace(obj.id(), obj);
-      fresh->Index(obj);
+      using T = std::decay_t<decltype(obj)>;
+      auto shared = std::make_shared<const T>(obj);
+      fresh->rows(&obj).emplace(obj.id(), shared);
+      fresh->Index(shared);
     }
   };
   load(snap.nodes());

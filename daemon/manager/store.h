@@ -29,7 +29,12 @@
 
 namespace skep::manager {
 
-using StoreObject = std::variant<api::Node, api::Cluster, api::Service, api::Task, api::Network>;
+// The store's objects are immutable once stored: a change stores a new object, so a reader may
+// keep one past its read (Share*) without a copy, and an event hands out the store's own.
+template <class T>
+using Shared = std::shared_ptr<const T>;
+using StoreObject = std::variant<Shared<api::Node>, Shared<api::Cluster>, Shared<api::Service>,
+                                 Shared<api::Task>, Shared<api::Network>>;
 
 struct StoreEvent {
   uint64_t index = 0;  // the raft entry (one batch) the change belongs to
@@ -38,14 +43,19 @@ struct StoreEvent {
   StoreObject object;              // after the change (before it, for REMOVE)
   std::optional<StoreObject> old;  // before the change, for UPDATE
 
-  const api::Node* node() const { return std::get_if<api::Node>(&object); }
-  const api::Cluster* cluster() const { return std::get_if<api::Cluster>(&object); }
-  const api::Service* service() const { return std::get_if<api::Service>(&object); }
-  const api::Task* task() const { return std::get_if<api::Task>(&object); }
-  const api::Network* network() const { return std::get_if<api::Network>(&object); }
+  const api::Node* node() const { return as<api::Node>(object); }
+  const api::Cluster* cluster() const { return as<api::Cluster>(object); }
+  const api::Service* service() const { return as<api::Service>(object); }
+  const api::Task* task() const { return as<api::Task>(object); }
+  const api::Network* network() const { return as<api::Network>(object); }
   template <class T>
   const T* old_as() const {
-    return old ? std::get_if<T>(&*old) : nullptr;
+    return old ? as<T>(*old) : nullptr;
+  }
+  template <class T>
+  static const T* as(const StoreObject& o) {
+    const auto* p = std::get_if<Shared<T>>(&o);
+    return p ? p->get() : nullptr;
   }
 };
 
@@ -79,9 +89,26 @@ class ReadTx {
   const api::Task* task(const std::string& id) const;
   std::vector<const api::Task*> tasks() const;
   std::vector<const api::Task*> tasks_of_service(const std::string& service_id) const;
+  // The services that have tasks (a removed service's, until they go, among them).
+  std::vector<std::string> services_with_tasks() const;
   std::vector<const api::Task*> tasks_on_node(const std::string& node_id) const;
   std::vector<const api::Task*> tasks_in_slot(const std::string& service_id, uint64_t slot) const;
   std::vector<const api::Task*> tasks_desired(api::TaskState desired) const;
+  std::vector<const api::Task*> tasks_in_state(api::TaskState observed) const;
+  // Tasks that hold addresses on networks and have not ended.
+  std::vector<const api::Task*> tasks_with_addresses() const;
+  // Tasks that want to run and are not placed yet (desired RUNNING, observed PENDING).
+  std::vector<const api::Task*> tasks_waiting() const;
+  // The store's own objects, to keep past the read without copying them.
+  Shared<api::Task> share_task(const std::string& id) const;
+  std::vector<Shared<api::Task>> share_tasks_of_service(const std::string& service_id) const;
+  std::vector<Shared<api::Task>> share_tasks_waiting() const;
+  std::vector<Shared<api::Task>> share_tasks_on_node(const std::string& node_id) const;
+  std::vector<Shared<api::Task>> share_tasks_in_state(api::TaskState observed) const;
+  std::vector<Shared<api::Task>> share_tasks_with_addresses() const;
+  std::vector<Shared<api::Node>> share_nodes() const;
+  std::vector<Shared<api::Service>> share_services() const;
+  std::vector<Shared<api::Network>> share_networks() const;
   size_t task_count() const;
   const api::Network* network(const std::string& id) const;
   const api::Network* network_by_name(const std::string& name) const;

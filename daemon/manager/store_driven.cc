@@ -32,6 +32,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
     asio::post(strand_, [self] {
       self->running_ = true;
       ++self->epoch_;
+      self->live_ = std::make_shared<std::atomic<bool>>(true);
       self->sub_ = self->m_->store().Watch([weak = std::weak_ptr(self)](const StoreEvent& ev) {
         if (auto me = weak.lock()) me->OnEvent(ev);
       });
@@ -46,6 +47,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
     asio::post(strand_, [self, &done] {
       self->running_ = false;
       ++self->epoch_;
+      *self->live_ = false;
       self->sub_.Cancel();
       self->timer_.reset();
       self->pace_timer_.reset();
@@ -82,10 +84,9 @@ class Driver final : public std::enable_shared_from_this<Driver> {
     pace_until_ = end + 2 * (end - start);
     if (r.wake_at != 0) Wake(r.wake_at);
     if (r.batch.actions_size() == 0) return;
-    if (TrimToProposalLimit(&r.batch)) dirty_ = true;  // the rest after this write
     in_flight_ = true;
-    m_->Propose(std::move(r.batch), [self = shared_from_this(),
-                                     epoch = epoch_](const WriteResult& w) {
+    ProposeInParts(m_, std::move(r.batch), live_,
+                   [self = shared_from_this(), epoch = epoch_](const WriteResult& w) {
       asio::post(self->strand_, [self, epoch, w] {
         if (epoch != self->epoch_) return;
         self->in_flight_ = false;
@@ -133,6 +134,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
   // All below: on the strand.
   bool running_ = false;
   uint64_t epoch_ = 0;
+  std::shared_ptr<std::atomic<bool>> live_ = std::make_shared<std::atomic<bool>>(false);
   Subscription sub_;
   bool dirty_ = false;
   bool in_flight_ = false;
@@ -154,11 +156,37 @@ class Holder final : public LeaderComponent {
 
 }  // namespace
 
-bool TrimToProposalLimit(api::StoreBatch* batch) {
-  const int n = batch->actions_size();
-  if (n <= kMaxActionsPerProposal) return false;
-  batch->mutable_actions()->DeleteSubrange(kMaxActionsPerProposal, n - kMaxActionsPerProposal);
-  return true;
+namespace {
+
+void ProposeFrom(Manager* m, std::shared_ptr<api::StoreBatch> batch, int from,
+                 std::shared_ptr<const std::atomic<bool>> live,
+                 std::shared_ptr<std::function<void(const WriteResult&)>> done) {
+  if (!*live) {
+    (*done)({WriteResult::Code::kNotLeader, "the component stopped"});
+    return;
+  }
+  const int to = std::min(batch->actions_size(), from + kMaxActionsPerProposal);
+  api::StoreBatch part;
+  part.mutable_actions()->Reserve(to - from);
+  for (int i = from; i < to; ++i)
+    *part.add_actions() = std::move(*batch->mutable_actions(i));
+  m->Propose(std::move(part), [m, batch, to, live, done](const WriteResult& r) {
+    if (!r.ok() || to >= batch->actions_size()) {
+      (*done)(r);
+      return;
+    }
+    // The next part from the io threads: this runs where the store applied the last one.
+    asio::post(m->io(), [m, batch, to, live, done] { ProposeFrom(m, batch, to, live, done); });
+  });
+}
+
+}  // namespace
+
+void ProposeInParts(Manager* manager, api::StoreBatch batch,
+                    std::shared_ptr<const std::atomic<bool>> live,
+                    std::function<void(const WriteResult&)> done) {
+  ProposeFrom(manager, std::make_shared<api::StoreBatch>(std::move(batch)), 0, std::move(live),
+              std::make_shared<std::function<void(const WriteResult&)>>(std::move(done)));
 }
 
 std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,

@@ -2,10 +2,12 @@
 // changes to make, which go out in one asynchronous proposal. A pass runs when the component
 // starts, after every applied batch of changes (the store is the truth: a pass looks at what
 // is, not at what happened), and at the time a pass asked to be woken (a restart delay).
-// Passes never overlap a proposal in flight; one that failed is made again from the store.
+// Passes never overlap a proposal in flight (a large pass's changes go out in parts, in order);
+// one that failed is made again from the store.
 // Everything runs on the component's strand; nothing blocks.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -21,10 +23,17 @@ struct PassResult {
 
 // A pass's changes go out at most this many to a proposal: a service of 100,000 replicas is not
 // one raft entry of tens of megabytes that stalls the followers' heartbeats while it is sent,
-// written and applied. What is left is made again by the next pass, from the store.
+// written and applied.
 constexpr int kMaxActionsPerProposal = 2000;
-// Cuts `batch` to kMaxActionsPerProposal actions, keeping the first; true if it cut.
-bool TrimToProposalLimit(api::StoreBatch* batch);
+
+// Writes `batch` in proposals of at most kMaxActionsPerProposal actions, each proposed once the
+// one before it is applied (a plan made from one read of the store, written in order as one
+// batch would be, each part checked against the versions it was made from). `done` gets the
+// first failure, and the parts after it are dropped; or the last part's success. Once `*live`
+// is false (the component stopped: a new term plans afresh) no further part goes out.
+void ProposeInParts(Manager* manager, api::StoreBatch batch,
+                    std::shared_ptr<const std::atomic<bool>> live,
+                    std::function<void(const WriteResult&)> done);
 
 // `pass(now)` runs on the component's strand with the wall-clock time in unix nanoseconds.
 std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,

@@ -21,13 +21,11 @@ bool Occupies(const api::Task& t) {
          !orchestrator::Terminal(t.status().state());
 }
 
-bool WaitsForPlacement(const api::Task& t) {
-  return t.desired_state() == api::TASK_RUNNING && t.status().state() == api::TASK_PENDING;
-}
-
-scheduler::NodeInfo InfoOf(const api::Node& n, const ReadTx& tx, int64_t now) {
+// A node as the scheduler sees it, with the load of `tasks`, the tasks on it.
+template <class Tasks>
+scheduler::NodeInfo InfoOf(const api::Node& n, const Tasks& tasks, int64_t now) {
   scheduler::NodeInfo info = NodeInfoOf(n);
-  for (const auto* t : tx.tasks_on_node(n.id())) {
+  for (const auto& t : tasks) {
     if (Occupies(*t)) {
       const auto& r = t->spec().resources().reservations();
       info.reserved.nano_cpus += r.nano_cpus();
@@ -125,25 +123,25 @@ PassResult SchedulePass(Manager* m, int64_t now) {
   api::StoreBatch batch;
   // The tasks and nodes are copied under the store's lock and scheduled after it: the raft
   // node's apply waits for readers, and scheduling thousands of tasks takes a while.
-  std::vector<api::Task> waiting;
+  std::vector<Shared<api::Task>> waiting;
   std::vector<scheduler::NodeInfo> nodes;
   std::map<std::string, size_t> node_index;
+  std::vector<std::pair<Shared<api::Node>, std::vector<Shared<api::Task>>>> on_nodes;
   m->store().View([&](const ReadTx& tx) {
     std::map<const api::Task*, std::string> held;  // waiting for their place to be free
     Stopping stopping(tx, now);
-    for (const auto* t : tx.tasks_desired(api::TASK_RUNNING)) {
-      if (!WaitsForPlacement(*t)) continue;
+    for (auto& t : tx.share_tasks_waiting()) {
       if (t->not_before() > now) {
         wake_at = wake_at == 0 ? t->not_before() : std::min(wake_at, t->not_before());
         continue;
       }
       if (const api::Task* old = stopping.Holding(*t)) {
-        held[t] = "waiting for task " + old->id() + " to stop";
+        held[t.get()] = "waiting for task " + old->id() + " to stop";
         const int64_t until = Stopping::GivenUpAt(*old);
         wake_at = wake_at == 0 ? until : std::min(wake_at, until);
         continue;
       }
-      waiting.push_back(*t);
+      waiting.push_back(std::move(t));
     }
     // Told why they wait (written only when the reason is new); the old task's stop wakes us.
     for (const auto& [t, reason] : held) {
@@ -156,24 +154,26 @@ PassResult SchedulePass(Manager* m, int64_t now) {
       *a->mutable_task() = std::move(next);
     }
     if (waiting.empty()) return;
-    for (const auto* n : tx.nodes()) {
-      node_index[n->id()] = nodes.size();
-      nodes.push_back(InfoOf(*n, tx, now));
+    // The nodes' loads are worked out after the lock, from the store's own objects.
+    for (auto& n : tx.share_nodes()) {
+      auto tasks = tx.share_tasks_on_node(n->id());
+      on_nodes.emplace_back(std::move(n), std::move(tasks));
     }
   });
-  // At most a proposal's worth at a time (the rest in the next pass, which this one's write
-  // wakes); past tasks that would change nothing (all waiting for the same lack of memory,
-  // say), so that those behind them are not starved.
-  const int told = batch.actions_size();
-  for (size_t from = 0; from < waiting.size() && batch.actions_size() == told;
-       from += kMaxActionsPerProposal) {
+  for (const auto& [n, tasks] : on_nodes) {
+    node_index[n->id()] = nodes.size();
+    nodes.push_back(InfoOf(*n, tasks, now));
+  }
+  // Every waiting task in one pass, a proposal's worth of tasks at a time (the driver writes
+  // the batch in parts): a pass reads the store once for all of them.
+  for (size_t from = 0; from < waiting.size(); from += kMaxActionsPerProposal) {
     const size_t to = std::min(waiting.size(), from + kMaxActionsPerProposal);
     // Global tasks come with their node: the scheduler only checks that it can take them.
     std::vector<scheduler::TaskRequest> free;
     std::map<std::string, const api::Task*> by_id;
     std::map<std::string, std::string> assigned, unplaced;
     for (size_t i = from; i < to; ++i) {
-      const api::Task* t = &waiting[i];
+      const api::Task* t = waiting[i].get();
       by_id[t->id()] = t;
       if (t->node_id().empty()) {
         free.push_back(RequestOf(*t));
@@ -252,7 +252,7 @@ scheduler::NodeInfo NodeInfoOf(const api::Node& n) {
 }
 
 scheduler::NodeInfo NodeLoadOf(const api::Node& n, const ReadTx& tx, int64_t now) {
-  return InfoOf(n, tx, now);
+  return InfoOf(n, tx.tasks_on_node(n.id()), now);
 }
 
 api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Service& service,
@@ -265,7 +265,7 @@ api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Servic
   const scheduler::TaskRequest request = RequestOf(sample);
   std::vector<scheduler::NodeInfo> nodes;
   for (const auto* n : tx.nodes())
-    nodes.push_back(InfoOf(*n, tx, now));
+    nodes.push_back(InfoOf(*n, tx.tasks_on_node(n->id()), now));
   std::sort(nodes.begin(), nodes.end(), [](const auto& a, const auto& b) {
     return std::tie(a.hostname, a.id) < std::tie(b.hostname, b.id);
   });

@@ -72,7 +72,10 @@ class Log : public RaftStateMachine {
 };
 
 struct Cluster {
-  Cluster() : guard(asio::make_work_guard(io)) {
+  // `apply_thread`: the manager's way, entries applied on a thread of their own.
+  explicit Cluster(bool apply_thread = false, uint64_t snapshot_every = 20,
+                   uint64_t snapshot_bytes = 0)
+      : guard(asio::make_work_guard(io)) {
     for (int i = 0; i < 2; ++i)
       threads.emplace_back([this] { io.run(); });
     const auto conf = raft::MakeConfState({1, 2, 3});
@@ -82,8 +85,10 @@ struct Cluster {
       o.raft.id = id;
       o.raft.seed = id;
       o.tick = std::chrono::milliseconds(5);
-      o.snapshot_every = 20;
+      o.snapshot_every = snapshot_every;
+      o.snapshot_bytes = snapshot_bytes;
       o.snapshot_keep = 5;
+      o.apply_thread = apply_thread;
       nodes[id] = std::make_unique<RaftNode>(io, o, storages[id].get(), &net, &logs[id]);
       net.nodes[id] = nodes[id].get();
     }
@@ -133,11 +138,16 @@ struct Cluster {
 }  // namespace
 
 TEST_CASE("the driver elects, replicates and applies on every node", "[raftnode]") {
-  Cluster c;
+  const bool apply_thread = GENERATE(false, true);
+  CAPTURE(apply_thread);
+  Cluster c(apply_thread);
   const raft::NodeId lead = c.WaitLeader();
   REQUIRE(lead != raft::kNoNode);
-  for (int i = 0; i < 50; ++i)
+  for (int i = 0; i < 50; ++i) {
     REQUIRE(c.Propose(lead, "v" + std::to_string(i)).ok());
+    // A proposal is answered once its entry is in the state machine.
+    REQUIRE(c.logs[lead].size() == static_cast<size_t>(i + 1));
+  }
   for (raft::NodeId id = 1; id <= 3; ++id) {
     REQUIRE(c.WaitApplied(id, 50));
     CHECK(c.logs[id].values[49] == "v49");
@@ -148,7 +158,9 @@ TEST_CASE("the driver elects, replicates and applies on every node", "[raftnode]
 }
 
 TEST_CASE("the driver refuses proposals on a follower and serves reads", "[raftnode]") {
-  Cluster c;
+  const bool apply_thread = GENERATE(false, true);
+  CAPTURE(apply_thread);
+  Cluster c(apply_thread);
   const raft::NodeId lead = c.WaitLeader();
   REQUIRE(lead != raft::kNoNode);
   const raft::NodeId follower = lead == 1 ? 2 : 1;
@@ -163,7 +175,9 @@ TEST_CASE("the driver refuses proposals on a follower and serves reads", "[raftn
 }
 
 TEST_CASE("the driver fails over when the leader is cut off", "[raftnode]") {
-  Cluster c;
+  const bool apply_thread = GENERATE(false, true);
+  CAPTURE(apply_thread);
+  Cluster c(apply_thread);
   const raft::NodeId lead = c.WaitLeader();
   REQUIRE(lead != raft::kNoNode);
   REQUIRE(c.Propose(lead, "before").ok());
@@ -176,4 +190,44 @@ TEST_CASE("the driver fails over when the leader is cut off", "[raftnode]") {
   REQUIRE(c.Propose(next, "after").ok());
   REQUIRE(c.WaitApplied(next, 2));
   CHECK(c.logs[next].values.back() == "after");
+}
+
+TEST_CASE("a follower cut off while the log is compacted catches up from a snapshot",
+          "[raftnode]") {
+  const bool apply_thread = GENERATE(false, true);
+  CAPTURE(apply_thread);
+  Cluster c(apply_thread);
+  const raft::NodeId lead = c.WaitLeader();
+  REQUIRE(lead != raft::kNoNode);
+  const raft::NodeId behind = lead == 3 ? 2 : 3;
+  REQUIRE(c.Propose(lead, "first").ok());
+  REQUIRE(c.WaitApplied(behind, 1));
+  {
+    std::lock_guard lock(c.net.mu);
+    c.net.down.insert(behind);
+  }
+  for (int i = 0; i < 60; ++i)
+    REQUIRE(c.Propose(lead, "v" + std::to_string(i)).ok());
+  REQUIRE(c.storages[lead]->FirstIndex() > 3);  // "first" is no longer in the leader's log
+  {
+    std::lock_guard lock(c.net.mu);
+    c.net.down.erase(behind);
+  }
+  REQUIRE(c.WaitApplied(behind, 61));
+  std::lock_guard lock(c.logs[behind].mu);
+  CHECK(c.logs[behind].values.front() == "first");
+  CHECK(c.logs[behind].values.back() == "v59");
+}
+
+TEST_CASE("the driver also takes a snapshot by the bytes applied since the last", "[raftnode]") {
+  // By count never (every 1,000,000 entries); by size after 64 bytes: each value is 3 bytes.
+  Cluster c(true, 1'000'000, 64);
+  const raft::NodeId lead = c.WaitLeader();
+  REQUIRE(lead != raft::kNoNode);
+  for (int i = 100; i < 150; ++i)
+    REQUIRE(c.Propose(lead, "v" + std::to_string(i).substr(1)).ok());
+  REQUIRE(c.WaitApplied(lead, 50));
+  for (int i = 0; i < 200 && c.storages[lead]->SnapshotMeta().index() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // written on its own thread
+  CHECK(c.storages[lead]->SnapshotMeta().index() > 0);
 }

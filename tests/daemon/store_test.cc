@@ -129,7 +129,9 @@ TEST_CASE("two nodes never share a raft id", "[store]") {
 
 namespace {
 
-api::StoreBatch Batch(std::vector<std::pair<api::StoreAction::Kind, StoreObject>> actions) {
+using AnyObject = std::variant<api::Node, api::Cluster, api::Service, api::Task, api::Network>;
+
+api::StoreBatch Batch(std::vector<std::pair<api::StoreAction::Kind, AnyObject>> actions) {
   api::StoreBatch b;
   b.set_proposed_at(2000);
   for (auto& [kind, obj] : actions) {
@@ -263,7 +265,7 @@ TEST_CASE("a restore emits removals for objects the snapshot does not have", "[s
   target.Apply(EntryOf(1, Batch({{C, TaskOf("old", "s0", 1, "")}})));
   std::map<std::string, api::StoreAction::Kind> kinds;
   auto sub = target.Watch([&](const StoreEvent& ev) {
-    std::visit([&](const auto& o) { kinds[o.id()] = ev.kind; }, ev.object);
+    std::visit([&](const auto& o) { kinds[o->id()] = ev.kind; }, ev.object);
   });
   target.Restore(snap);
   CHECK(kinds.at("old") == api::StoreAction::REMOVE);

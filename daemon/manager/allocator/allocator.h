@@ -21,6 +21,8 @@ struct AllocationPlan {
   std::vector<api::Task> tasks;        // NEW tasks allocated (now PENDING), or told why not
 };
 
+// `tasks`: at least those that have not ended and hold addresses, and the NEW ones; any others
+// are passed over.
 AllocationPlan PlanAllocations(const std::vector<const api::Network*>& networks,
                                const std::vector<const api::Service*>& services,
                                const std::vector<const api::Task*>& tasks,

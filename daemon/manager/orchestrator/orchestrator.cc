@@ -52,6 +52,7 @@ class Orchestrator final : public manager::LeaderComponent,
     asio::post(strand_, [self] {
       self->running_ = true;
       ++self->epoch_;
+      self->live_ = std::make_shared<std::atomic<bool>>(true);
       self->sub_ = self->m_->store().Watch([weak = std::weak_ptr(self)](const StoreEvent& ev) {
         if (auto me = weak.lock()) me->OnEvent(ev);
       });
@@ -67,6 +68,7 @@ class Orchestrator final : public manager::LeaderComponent,
     asio::post(strand_, [self, &done] {
       self->running_ = false;
       ++self->epoch_;
+      *self->live_ = false;
       self->sub_.Cancel();
       self->timer_.reset();
       self->pace_timer_.reset();
@@ -131,8 +133,8 @@ class Orchestrator final : public manager::LeaderComponent,
         todo.insert(s.id());
       // Tasks of removed services too.
       m_->store().View([&](const ReadTx& tx) {
-        for (const auto* t : tx.tasks()) {
-          if (!tx.service(t->service_id())) todo.insert(t->service_id());
+        for (const auto& id : tx.services_with_tasks()) {
+          if (!tx.service(id)) todo.insert(id);
         }
       });
     }
@@ -167,19 +169,17 @@ class Orchestrator final : public manager::LeaderComponent,
     api::StoreBatch batch;
     int64_t history = kDefaultTaskHistory;
     int64_t wake_at = 0;
-    // What the plan needs is copied under the store's lock, and the plan made after: the raft
-    // node's apply waits for readers, and planning a large service takes a while.
-    std::vector<api::Task> tasks;
+    // What the plan needs is taken under the store's lock (the tasks are the store's own,
+    // immutable objects), and the plan made after: the raft node's apply waits for readers,
+    // and planning a large service takes a while.
+    std::vector<manager::Shared<api::Task>> tasks;
     std::optional<api::Service> service;
     std::map<std::string, NodeView> nodes;
     m_->store().View([&](const ReadTx& tx) {
       if (const auto* c = tx.cluster(); c && c->spec().orchestration().has_task_history_limit()) {
         history = c->spec().orchestration().task_history_limit();
       }
-      const auto of_service = tx.tasks_of_service(service_id);
-      tasks.reserve(of_service.size());
-      for (const auto* t : of_service)
-        tasks.push_back(*t);
+      tasks = tx.share_tasks_of_service(service_id);
       const api::Service* s = tx.service(service_id);
       if (s == nullptr) return;
       service = *s;
@@ -201,18 +201,17 @@ class Orchestrator final : public manager::LeaderComponent,
     });
     if (!service) {
       // A removed service's tasks go once stopped (the agents stop them).
-      for (auto& t : tasks) {
-        auto* a = batch.add_actions();
-        if (t.node_id().empty() || Terminal(t.status().state())) {
+      for (const auto& t : tasks) {
+        if (t->node_id().empty() || Terminal(t->status().state())) {
+          auto* a = batch.add_actions();
           a->set_kind(api::StoreAction::REMOVE);
-        } else if (t.desired_state() < api::TASK_REMOVE) {
+          *a->mutable_task() = *t;
+        } else if (t->desired_state() < api::TASK_REMOVE) {
+          auto* a = batch.add_actions();
           a->set_kind(api::StoreAction::UPDATE);
-          t.set_desired_state(api::TASK_REMOVE);
-        } else {
-          batch.mutable_actions()->RemoveLast();
-          continue;
+          *a->mutable_task() = *t;
+          a->mutable_task()->set_desired_state(api::TASK_REMOVE);
         }
-        *a->mutable_task() = t;
       }
     } else {
       const api::Service& svc = *service;
@@ -247,11 +246,11 @@ class Orchestrator final : public manager::LeaderComponent,
     }
     if (wake_at) WakeAt(service_id, wake_at);
     if (batch.actions_size() == 0) return;
-    // A large plan goes out in parts: the service is planned again, from the store, after each.
-    if (manager::TrimToProposalLimit(&batch)) dirty_.insert(service_id);
+    // A large plan goes out in parts, in order; the service is planned again after the last.
     in_flight_.insert(service_id);
-    m_->Propose(std::move(batch), [self = shared_from_this(), service_id,
-                                   epoch = epoch_](const WriteResult& r) {
+    manager::ProposeInParts(m_, std::move(batch), live_,
+                            [self = shared_from_this(), service_id,
+                             epoch = epoch_](const WriteResult& r) {
       asio::post(self->strand_, [self, service_id, epoch, r] {
         if (epoch != self->epoch_) return;
         self->in_flight_.erase(service_id);
@@ -318,6 +317,8 @@ class Orchestrator final : public manager::LeaderComponent,
   // All below: on the strand.
   bool running_ = false;
   uint64_t epoch_ = 0;  // bumped at every start and stop: late callbacks of an old term drop out
+  // False once stopped: the rest of a plan written in parts does not go out.
+  std::shared_ptr<std::atomic<bool>> live_ = std::make_shared<std::atomic<bool>>(false);
   manager::Subscription sub_;
   bool all_dirty_ = false;
   std::set<std::string> dirty_;

@@ -6,6 +6,24 @@
 #include <tuple>
 
 namespace skep::orchestrator {
+
+TaskList::TaskList(const std::vector<api::Task>& tasks) {
+  tasks_.reserve(tasks.size());
+  for (const auto& t : tasks)
+    tasks_.push_back(&t);
+}
+
+TaskList::TaskList(std::initializer_list<api::Task> tasks) {
+  tasks_.reserve(tasks.size());
+  for (const auto& t : tasks)
+    tasks_.push_back(&t);
+}
+
+TaskList::TaskList(const std::vector<std::shared_ptr<const api::Task>>& tasks) {
+  tasks_.reserve(tasks.size());
+  for (const auto& t : tasks)
+    tasks_.push_back(t.get());
+}
 namespace {
 
 // a + b, held at the int64 limits instead of overflowing: status timestamps are whatever the
@@ -156,7 +174,7 @@ api::Task NewTask(const api::Service& service, uint64_t slot, const std::string&
   return t;
 }
 
-Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Task>& tasks,
+Plan ReconcileReplicated(const api::Service& service, const TaskList& tasks,
                          const std::map<std::string, NodeView>& nodes, int64_t now) {
   Plan plan;
   const uint64_t replicas = service.spec().replicated().replicas();
@@ -182,7 +200,7 @@ bool Rebalances(const api::Service& service) {
   return it != service.spec().labels().end() && it->second == "true";
 }
 
-void PlanRebalance(const api::Service& service, const std::vector<api::Task>& tasks,
+void PlanRebalance(const api::Service& service, const TaskList& tasks,
                    const std::map<std::string, NodeView>& nodes, int64_t now, Plan& plan) {
   if (!Rebalances(service) || service.spec().has_global() || !plan.empty() ||
       service.spec().task().placement().spread_size() > 0) {
@@ -244,7 +262,7 @@ void PlanRebalance(const api::Service& service, const std::vector<api::Task>& ta
   }
 }
 
-Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& tasks,
+Plan ReconcileGlobal(const api::Service& service, const TaskList& tasks,
                      const std::map<std::string, NodeView>& nodes, int64_t now) {
   Plan plan;
   std::map<std::string, std::vector<const api::Task*>> by_node;
@@ -275,7 +293,7 @@ Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& 
   return plan;
 }
 
-void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks, int64_t now,
+void PlanUpdate(const api::Service& service, const TaskList& tasks, int64_t now,
                 Plan& plan) {
   using US = api::UpdateStatus;
   const auto state = service.update_status().state();
@@ -397,7 +415,7 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
   }
 }
 
-std::vector<api::Task> Prune(const std::vector<api::Task>& tasks, int64_t history) {
+std::vector<api::Task> Prune(const TaskList& tasks, int64_t history) {
   if (history < 1) history = 1;
   std::map<std::pair<uint64_t, std::string>, std::vector<const api::Task*>> groups;
   for (const auto& t : tasks)

@@ -10,8 +10,11 @@
 // node that is down, drained or gone is replaced elsewhere at once.
 #pragma once
 
+#include <boost/iterator/indirect_iterator.hpp>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -34,6 +37,22 @@ struct Plan {
   // into a rollback).
   std::optional<api::Service> service;
   bool empty() const { return create.empty() && update.empty() && !service; }
+};
+
+// A service's tasks as the reconcilers read them, without copying them: the store's own
+// objects, or tasks held elsewhere. A view, like std::string_view: what it was made from must
+// outlive it.
+class TaskList {
+ public:
+  TaskList(const std::vector<api::Task>& tasks);                         // NOLINT: implicit
+  TaskList(std::initializer_list<api::Task> tasks);                      // NOLINT: implicit
+  TaskList(const std::vector<std::shared_ptr<const api::Task>>& tasks);  // NOLINT: implicit
+  auto begin() const { return boost::make_indirect_iterator(tasks_.begin()); }
+  auto end() const { return boost::make_indirect_iterator(tasks_.end()); }
+  size_t size() const { return tasks_.size(); }
+
+ private:
+  std::vector<const api::Task*> tasks_;
 };
 
 // What the orchestrators need to know of the nodes.
@@ -62,9 +81,9 @@ api::Task NewTask(const api::Service& service, uint64_t slot, const std::string&
                   int64_t now);
 
 // `tasks`: every task of the service (history included). `nodes`: every node of the swarm.
-Plan ReconcileReplicated(const api::Service& service, const std::vector<api::Task>& tasks,
+Plan ReconcileReplicated(const api::Service& service, const TaskList& tasks,
                          const std::map<std::string, NodeView>& nodes, int64_t now);
-Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& tasks,
+Plan ReconcileGlobal(const api::Service& service, const TaskList& tasks,
                      const std::map<std::string, NodeView>& nodes, int64_t now);
 
 // Rolling updates (applied by both reconcilers after their own decisions): live tasks made
@@ -73,7 +92,7 @@ Plan ReconcileGlobal(const api::Service& service, const std::vector<api::Task>& 
 // beyond `max_failure_ratio` of the slots trigger the failure action: pause, continue, or
 // rollback (the previous spec becomes the spec, and is rolled out with the rollback config).
 // The update status says updating, paused (with the task that failed), completed, rollback_*.
-void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks, int64_t now,
+void PlanUpdate(const api::Service& service, const TaskList& tasks, int64_t now,
                 Plan& plan);
 
 // Rebalancing, for a replicated service that asks for it (kRebalanceLabel) and has no
@@ -84,11 +103,11 @@ void PlanUpdate(const api::Service& service, const std::vector<api::Task>& tasks
 // (0: every move at once), the next batch once every task is ready again and `delay` has passed
 // since the newest started. Never while an update runs or the plan already changes the service.
 // Applied by ReconcileReplicated last.
-void PlanRebalance(const api::Service& service, const std::vector<api::Task>& tasks,
+void PlanRebalance(const api::Service& service, const TaskList& tasks,
                    const std::map<std::string, NodeView>& nodes, int64_t now, Plan& plan);
 
 // The old tasks to delete so that each slot (or node) keeps at most `history` tasks that are
 // neither live nor still running: the oldest go first.
-std::vector<api::Task> Prune(const std::vector<api::Task>& tasks, int64_t history);
+std::vector<api::Task> Prune(const TaskList& tasks, int64_t history);
 
 }  // namespace skep::orchestrator
