@@ -185,6 +185,9 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   Index sm_applied = 0;
   Index snapshot_index = 0;
   uint64_t bytes_since_snapshot = 0;  // of the entries applied since
+  // The entries applied (index, bytes) that the log may still hold, for snapshot_keep_bytes.
+  std::deque<std::pair<Index, uint64_t>> in_log;
+  uint64_t in_log_bytes = 0;
   raftpb::ConfState applied_conf;
   raft::SoftState soft;
 
@@ -384,6 +387,8 @@ void RaftNode::Impl::ApplyToStateMachine(const raft::Ready& rd) {
     applied_conf = rd.snapshot->metadata().conf_state();
     snapshot_index = sm_applied;
     bytes_since_snapshot = 0;
+    in_log.clear();  // the log now starts after the snapshot
+    in_log_bytes = 0;
   }
   for (const auto& e : rd.committed_entries) {
     if (e.type() == raftpb::ENTRY_CONF_CHANGE) {
@@ -393,6 +398,10 @@ void RaftNode::Impl::ApplyToStateMachine(const raft::Ready& rd) {
     sm->Apply(e);
     sm_applied = e.index();
     bytes_since_snapshot += e.data().size();
+    if (options.snapshot_keep_bytes != 0) {
+      in_log.emplace_back(e.index(), e.data().size());
+      in_log_bytes += e.data().size();
+    }
   }
   MaybeSnapshot();
 }
@@ -443,7 +452,15 @@ void RaftNode::Impl::MaybeSnapshot() {
                        bytes_since_snapshot >= options.snapshot_bytes;
   if (!by_count && !by_size) return;
   const Index at = sm_applied;
-  const Index compact_to = at > options.snapshot_keep ? at - options.snapshot_keep : 0;
+  Index compact_to = at > options.snapshot_keep ? at - options.snapshot_keep : 0;
+  if (options.snapshot_keep_bytes != 0) {
+    while (!in_log.empty() &&
+           (in_log.front().first <= compact_to || in_log_bytes > options.snapshot_keep_bytes)) {
+      compact_to = std::max(compact_to, in_log.front().first);
+      in_log_bytes -= in_log.front().second;
+      in_log.pop_front();
+    }
+  }
   snapshot_index = at;
   bytes_since_snapshot = 0;
   auto serialize = sm->Snapshot();

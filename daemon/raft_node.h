@@ -56,6 +56,9 @@ struct RaftNodeOptions {
   // count only): a restart replays the log behind the snapshot, and a few thousand entries of
   // large batches are hundreds of megabytes.
   uint64_t snapshot_bytes = 0;
+  // Also fewer entries kept behind a snapshot than snapshot_keep, so that those kept hold at
+  // most this many bytes (0: by count only): a start reads and checks every entry in the log.
+  uint64_t snapshot_keep_bytes = 0;
   // Whether a thread that brings work while the core is idle does it itself (fewest wake-ups)
   // or leaves all of it to the io_context's threads (one thread of its own: the work runs at
   // that thread's priority, and a busy caller never holds the core).

@@ -220,7 +220,9 @@ void Manager::Start() {
   ro.tick = kTick;
   ro.snapshot_every = 10000;
   ro.snapshot_keep = 2000;
-  ro.snapshot_bytes = 32 << 20;  // a large service's batches: a restart replays at most this
+  // A large service's batches: a start reads at most about 20 MB of log and replays 16 MB.
+  ro.snapshot_bytes = 16 << 20;
+  ro.snapshot_keep_bytes = 4 << 20;
   ro.inline_callers = false;  // all of it on the raft thread (below)
   // The store's apply waits for its readers (a pass over 100,000 tasks): never the raft
   // thread, whose heartbeats keep the followers from electing.

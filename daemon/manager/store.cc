@@ -97,6 +97,49 @@ struct Store::Tables {
     task_waiting.erase(t.id());
     task_addressed.erase(t.id());
   }
+  // `now` replaces `old`, the same object's previous version.
+  template <class T>
+  void Reindex(const T& old, const Shared<T>& now) {
+    Unindex(old);
+    Index(now);
+  }
+  // Most updates of a task change none of its keys (a status report): the entries then only
+  // point at the new version, without leaving or joining an index.
+  void Reindex(const api::Task& old, const Shared<api::Task>& p) {
+    const api::Task& t = *p;
+    const std::string& id = t.id();
+    auto move = [&](auto& index, const auto& from, bool was, const auto& to, bool is) {
+      if (was && is && from == to) {
+        index.find(from)->second.find(id)->second = p;
+        return;
+      }
+      if (was) {
+        auto it = index.find(from);
+        it->second.erase(id);
+        if (it->second.empty()) index.erase(it);
+      }
+      if (is) index[to].emplace(id, p);
+    };
+    auto move_in = [&](Rows<api::Task>& rows, bool was, bool is) {
+      if (was && is) {
+        rows.find(id)->second = p;
+      } else if (was) {
+        rows.erase(id);
+      } else if (is) {
+        rows.emplace(id, p);
+      }
+    };
+    move(task_by_service, old.service_id(), true, t.service_id(), true);
+    move(task_by_node, old.node_id(), !old.node_id().empty(), t.node_id(), !t.node_id().empty());
+    move(task_by_slot, std::make_pair(old.service_id(), old.slot()), true,
+         std::make_pair(t.service_id(), t.slot()), true);
+    move(task_by_desired, static_cast<int>(old.desired_state()), true,
+         static_cast<int>(t.desired_state()), true);
+    move(task_by_state, static_cast<int>(old.status().state()), true,
+         static_cast<int>(t.status().state()), true);
+    move_in(task_waiting, Waiting(old), Waiting(t));
+    move_in(task_addressed, Addressed(old), Addressed(t));
+  }
 
   auto& rows(const api::Node*) { return nodes; }
   auto& rows(const api::Cluster*) { return clusters; }
@@ -605,13 +648,13 @@ void Store::Apply(const raftpb::Entry& entry) {
             obj->mutable_meta()->set_updated_at(batch.proposed_at());
             obj->mutable_meta()->set_version(entry.index());
             if (!create) {
-              t_->Unindex(*it->second);
+              t_->Reindex(*it->second, Shared<T>(obj));
               ev.old = std::move(it->second);
               it->second = obj;
             } else {
               rows.emplace(obj->id(), obj);
+              t_->Index(Shared<T>(obj));
             }
-            t_->Index(Shared<T>(obj));
             ev.object = Shared<T>(std::move(obj));
           }
           events.push_back(std::move(ev));
@@ -716,19 +759,20 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
                              std::to_string(snapshot.metadata().index()) + " does not parse");
   }
   auto fresh = std::make_unique<Tables>();
-  auto load = [&](const auto& list) {
-    for (const auto& obj : list) {
+  auto load = [&](auto* list) {
+    for (auto& obj : *list) {
       using T = std::decay_t<decltype(obj)>;
-      auto shared = std::make_shared<const T>(obj);
-      fresh->rows(&obj).emplace(obj.id(), shared);
+      auto shared = std::make_shared<const T>(std::move(obj));
+      const std::string& id = shared->id();
+      fresh->rows(shared.get()).emplace_hint(fresh->rows(shared.get()).end(), id, shared);
       fresh->Index(shared);
     }
   };
-  load(snap.nodes());
-  load(snap.clusters());
-  load(snap.services());
-  load(snap.tasks());
-  load(snap.networks());
+  load(snap.mutable_nodes());
+  load(snap.mutable_clusters());
+  load(snap.mutable_services());
+  load(snap.mutable_tasks());
+  load(snap.mutable_networks());
   std::vector<StoreEvent> events;
   {
     std::unique_lock lock(mu_);

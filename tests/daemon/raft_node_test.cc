@@ -74,7 +74,7 @@ class Log : public RaftStateMachine {
 struct Cluster {
   // `apply_thread`: the manager's way, entries applied on a thread of their own.
   explicit Cluster(bool apply_thread = false, uint64_t snapshot_every = 20,
-                   uint64_t snapshot_bytes = 0)
+                   uint64_t snapshot_bytes = 0, uint64_t keep_bytes = 0)
       : guard(asio::make_work_guard(io)) {
     for (int i = 0; i < 2; ++i)
       threads.emplace_back([this] { io.run(); });
@@ -87,6 +87,7 @@ struct Cluster {
       o.tick = std::chrono::milliseconds(5);
       o.snapshot_every = snapshot_every;
       o.snapshot_bytes = snapshot_bytes;
+      o.snapshot_keep_bytes = keep_bytes;
       o.snapshot_keep = 5;
       o.apply_thread = apply_thread;
       nodes[id] = std::make_unique<RaftNode>(io, o, storages[id].get(), &net, &logs[id]);
@@ -208,7 +209,10 @@ TEST_CASE("a follower cut off while the log is compacted catches up from a snaps
   }
   for (int i = 0; i < 60; ++i)
     REQUIRE(c.Propose(lead, "v" + std::to_string(i)).ok());
-  REQUIRE(c.storages[lead]->FirstIndex() > 3);  // "first" is no longer in the leader's log
+  // Snapshots are written on a thread of their own: wait until "first" has left the log.
+  for (int i = 0; i < 400 && c.storages[lead]->FirstIndex() <= 3; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  REQUIRE(c.storages[lead]->FirstIndex() > 3);
   {
     std::lock_guard lock(c.net.mu);
     c.net.down.erase(behind);
@@ -221,13 +225,20 @@ TEST_CASE("a follower cut off while the log is compacted catches up from a snaps
 
 TEST_CASE("the driver also takes a snapshot by the bytes applied since the last", "[raftnode]") {
   // By count never (every 1,000,000 entries); by size after 64 bytes: each value is 3 bytes.
-  Cluster c(true, 1'000'000, 64);
+  // Without a bound in bytes on what is kept, 5 entries stay behind a snapshot; with 10 bytes,
+  // 3 (the rest of the log is compacted).
+  const uint64_t keep_bytes = GENERATE(0, 10);
+  CAPTURE(keep_bytes);
+  Cluster c(true, 1'000'000, 64, keep_bytes);
   const raft::NodeId lead = c.WaitLeader();
   REQUIRE(lead != raft::kNoNode);
   for (int i = 100; i < 150; ++i)
     REQUIRE(c.Propose(lead, "v" + std::to_string(i).substr(1)).ok());
   REQUIRE(c.WaitApplied(lead, 50));
-  for (int i = 0; i < 200 && c.storages[lead]->SnapshotMeta().index() == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // written on its own thread
-  CHECK(c.storages[lead]->SnapshotMeta().index() > 0);
+  // Written on a thread of their own: the last one due (after the 44th value) is waited for.
+  for (int i = 0; i < 400 && c.storages[lead]->SnapshotMeta().index() < 40; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const raft::Index snap = c.storages[lead]->SnapshotMeta().index();
+  REQUIRE(snap > 0);
+  CHECK(c.storages[lead]->FirstIndex() == snap + 1 - (keep_bytes == 0 ? 5 : 3));
 }
