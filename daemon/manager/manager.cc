@@ -218,6 +218,9 @@ void Manager::Start() {
   ro.raft.heartbeat_tick = ToTicks(kRaftHeartbeatMs);
   ro.raft.election_tick = ToTicks(kElectionTimeoutMs);
   ro.tick = kTick;
+  // Appends of up to 1 MB each, at most 32 unacknowledged to a follower: a slow follower is not
+  // sent (and this manager does not queue) hundreds of megabytes of log ahead of its reads.
+  ro.raft.max_inflight_msgs = 32;
   ro.snapshot_every = 10000;
   ro.snapshot_keep = 2000;
   // A large service's batches: a start reads at most about 20 MB of log and replays 16 MB.

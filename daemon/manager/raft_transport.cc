@@ -1,5 +1,7 @@
 #include "daemon/manager/raft_transport.h"
 
+#include <algorithm>
+
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
@@ -9,6 +11,12 @@ namespace skep::manager {
 namespace {
 constexpr size_t kMaxQueued = 8192;
 constexpr char kFromHeader[] = "skep-raft-from";  // "<raft id> <ip:port>"
+
+// Appends and snapshot chunks carry the log (up to a megabyte each); everything else is small
+// and says who leads: heartbeats, votes, acknowledgements.
+bool Bulk(const raftpb::Message& m) {
+  return m.type() == raftpb::MSG_APPEND || m.type() == raftpb::MSG_SNAPSHOT;
+}
 }  // namespace
 
 struct GrpcRaftTransport::Peer {
@@ -237,7 +245,14 @@ void GrpcRaftTransport::Send(raftpb::Message m) {
   {
     std::lock_guard lock(p->mu);
     if (p->queue.size() >= kMaxQueued) p->queue.pop_front();  // raft resends what matters
-    p->queue.push_back(std::move(m));
+    if (Bulk(m)) {
+      p->queue.push_back(std::move(m));
+    } else {
+      // Ahead of the queued appends, behind the other small ones: a heartbeat that waited
+      // behind megabytes of log for a busy follower would let it time out the leader. Raft
+      // takes messages in any order; the appends keep theirs.
+      p->queue.insert(std::find_if(p->queue.begin(), p->queue.end(), Bulk), std::move(m));
+    }
     if (p->stream == nullptr) {
       p->cv.notify_one();  // the peer's thread opens a stream
     } else if (!p->stream->writing) {

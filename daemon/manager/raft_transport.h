@@ -1,7 +1,8 @@
 // Raft messages between managers over gRPC on 2377: one long-lived client stream per peer, on
 // gRPC's callback API. A message is written by the thread that sends it when the stream is idle
 // (no thread hand-off before it reaches the socket), otherwise queued in a bounded queue that
-// each completed write drains (raft tolerates lost messages, so a full queue drops the oldest).
+// each completed write drains (raft tolerates lost messages, so a full queue drops the oldest;
+// small messages, heartbeats and votes, go ahead of queued appends).
 // A thread per peer only opens streams, again after a short backoff when one breaks. The
 // receiving side is RaftService, which steps each message on the gRPC thread that read it.
 #pragma once
