@@ -50,7 +50,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
       *self->live_ = false;
       self->sub_.Cancel();
       self->timer_.reset();
-      self->pace_timer_.reset();
+      self->pacer_.Reset();
       self->in_flight_ = false;
       done.set_value();
     });
@@ -70,18 +70,14 @@ class Driver final : public std::enable_shared_from_this<Driver> {
 
   void Run() {
     if (!running_ || in_flight_ || !dirty_) return;
-    const auto start = std::chrono::steady_clock::now();
-    if (start < pace_until_) {
-      Pace();
+    if (!pacer_.Clear([self = shared_from_this(), epoch = epoch_] {
+          if (epoch == self->epoch_) self->Run();
+        }))
       return;
-    }
+    const auto start = std::chrono::steady_clock::now();
     dirty_ = false;
     PassResult r = pass_(NowNanos());
-    // A pass that took t runs again no sooner than 2t later: under a stream of changes (a
-    // hundred thousand tasks reporting) passes over a large store cover many batches each
-    // instead of taking every CPU; a small store's passes are not delayed noticeably.
-    const auto end = std::chrono::steady_clock::now();
-    pace_until_ = end + 2 * (end - start);
+    pacer_.Ran(start);
     if (r.wake_at != 0) Wake(r.wake_at);
     if (r.batch.actions_size() == 0) return;
     in_flight_ = true;
@@ -100,17 +96,6 @@ class Driver final : public std::enable_shared_from_this<Driver> {
         self->Run();
       });
     });
-  }
-
-  void Pace() {
-    if (pace_timer_) return;
-    pace_timer_ = std::make_unique<asio::steady_timer>(strand_, pace_until_);
-    pace_timer_->async_wait(
-        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
-          if (ec || epoch != self->epoch_) return;
-          self->pace_timer_.reset();
-          self->Run();
-        });
   }
 
   void Wake(int64_t at) {
@@ -140,8 +125,7 @@ class Driver final : public std::enable_shared_from_this<Driver> {
   bool in_flight_ = false;
   std::unique_ptr<asio::steady_timer> timer_;
   int64_t timer_at_ = 0;
-  std::chrono::steady_clock::time_point pace_until_{};  // no pass before this
-  std::unique_ptr<asio::steady_timer> pace_timer_;
+  Pacer pacer_{strand_};
 };
 
 class Holder final : public LeaderComponent {
@@ -181,6 +165,32 @@ void ProposeFrom(Manager* m, std::shared_ptr<api::StoreBatch> batch, int from,
 }
 
 }  // namespace
+
+Pacer::Pacer(Strand strand) : strand_(std::move(strand)) {}
+Pacer::~Pacer() = default;
+
+bool Pacer::Clear(std::function<void()> then) {
+  if (std::chrono::steady_clock::now() >= until_) return true;
+  if (timer_) return false;
+  timer_ = std::make_unique<asio::steady_timer>(strand_, until_);
+  // `then` holds the component, and so this pacer, until the wait ends (or is cancelled).
+  timer_->async_wait([this, then = std::move(then)](const boost::system::error_code& ec) {
+    if (ec) return;
+    timer_.reset();
+    then();
+  });
+  return false;
+}
+
+void Pacer::Ran(std::chrono::steady_clock::time_point start) {
+  const auto end = std::chrono::steady_clock::now();
+  until_ = end + 2 * (end - start);
+}
+
+void Pacer::Reset() {
+  timer_.reset();
+  until_ = {};
+}
 
 void ProposeInParts(Manager* manager, api::StoreBatch batch,
                     std::shared_ptr<const std::atomic<bool>> live,

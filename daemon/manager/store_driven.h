@@ -8,6 +8,9 @@
 #pragma once
 
 #include <atomic>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +37,29 @@ constexpr int kMaxActionsPerProposal = 2000;
 void ProposeInParts(Manager* manager, api::StoreBatch batch,
                     std::shared_ptr<const std::atomic<bool>> live,
                     std::function<void(const WriteResult&)> done);
+
+// Keeps a component's passes at least twice the last one's duration apart: under a stream of
+// changes (a hundred thousand tasks reporting) passes over a large store cover many batches
+// each instead of taking every CPU, and a small store's passes are not delayed noticeably. On
+// the component's strand.
+class Pacer {
+ public:
+  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
+  explicit Pacer(Strand strand);
+  ~Pacer();
+  // Whether a pass may start now; if not, `then` runs on the strand once one may (one wait,
+  // however often this is asked meanwhile).
+  bool Clear(std::function<void()> then);
+  // A pass that started at `start` has just ended.
+  void Ran(std::chrono::steady_clock::time_point start);
+  // The component stopped: no wait is left pending.
+  void Reset();
+
+ private:
+  Strand strand_;
+  std::chrono::steady_clock::time_point until_{};  // no pass before this
+  std::unique_ptr<boost::asio::steady_timer> timer_;
+};
 
 // `pass(now)` runs on the component's strand with the wall-clock time in unix nanoseconds.
 std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,

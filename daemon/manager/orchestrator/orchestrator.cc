@@ -71,7 +71,7 @@ class Orchestrator final : public manager::LeaderComponent,
       *self->live_ = false;
       self->sub_.Cancel();
       self->timer_.reset();
-      self->pace_timer_.reset();
+      self->pacer_.Reset();
       self->wake_timer_.reset();
       self->wake_.clear();
       self->in_flight_.clear();
@@ -102,27 +102,14 @@ class Orchestrator final : public manager::LeaderComponent,
 
   void Run() {
     if (!running_) return;
-    // As the store-driven components: a run that took t is followed by the next no sooner
-    // than 2t later, so that a large service's reports are planned in batches.
-    const auto start = std::chrono::steady_clock::now();
-    if (start < pace_until_) {
-      Pace();
+    // As the store-driven components: a large service's reports are planned in batches.
+    if (!pacer_.Clear([self = shared_from_this(), epoch = epoch_] {
+          if (epoch == self->epoch_) self->Run();
+        }))
       return;
-    }
+    const auto start = std::chrono::steady_clock::now();
     RunNow();
-    const auto end = std::chrono::steady_clock::now();
-    pace_until_ = end + 2 * (end - start);
-  }
-
-  void Pace() {
-    if (pace_timer_) return;
-    pace_timer_ = std::make_unique<asio::steady_timer>(strand_, pace_until_);
-    pace_timer_->async_wait(
-        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
-          if (ec || epoch != self->epoch_) return;
-          self->pace_timer_.reset();
-          self->Run();
-        });
+    pacer_.Ran(start);
   }
 
   void RunNow() {
@@ -325,8 +312,7 @@ class Orchestrator final : public manager::LeaderComponent,
   std::set<std::string> dirty_nodes_;  // nodes that changed since the last run
   std::set<std::string> in_flight_;
   std::unique_ptr<asio::steady_timer> timer_;
-  std::chrono::steady_clock::time_point pace_until_{};  // no run before this
-  std::unique_ptr<asio::steady_timer> pace_timer_;
+  manager::Pacer pacer_{strand_};
 };
 
 // Shared ownership lets callbacks outlive a stop safely; the manager holds this wrapper.
