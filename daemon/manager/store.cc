@@ -323,15 +323,6 @@ std::vector<const api::Task*> ReadTx::tasks_in_slot(const std::string& service_i
 std::vector<const api::Task*> ReadTx::tasks_desired(api::TaskState desired) const {
   return Collect(Find(s_.t_->task_by_desired, static_cast<int>(desired)));
 }
-std::vector<const api::Task*> ReadTx::tasks_in_state(api::TaskState state) const {
-  return Collect(Find(s_.t_->task_by_state, static_cast<int>(state)));
-}
-std::vector<const api::Task*> ReadTx::tasks_with_addresses() const {
-  return Collect(&s_.t_->task_addressed);
-}
-std::vector<const api::Task*> ReadTx::tasks_waiting() const {
-  return Collect(&s_.t_->task_waiting);
-}
 Shared<api::Task> ReadTx::share_task(const std::string& id) const {
   auto it = s_.t_->tasks.find(id);
   return it == s_.t_->tasks.end() ? nullptr : it->second;

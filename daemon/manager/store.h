@@ -94,17 +94,14 @@ class ReadTx {
   std::vector<const api::Task*> tasks_on_node(const std::string& node_id) const;
   std::vector<const api::Task*> tasks_in_slot(const std::string& service_id, uint64_t slot) const;
   std::vector<const api::Task*> tasks_desired(api::TaskState desired) const;
-  std::vector<const api::Task*> tasks_in_state(api::TaskState observed) const;
-  // Tasks that hold addresses on networks and have not ended.
-  std::vector<const api::Task*> tasks_with_addresses() const;
-  // Tasks that want to run and are not placed yet (desired RUNNING, observed PENDING).
-  std::vector<const api::Task*> tasks_waiting() const;
   // The store's own objects, to keep past the read without copying them.
   Shared<api::Task> share_task(const std::string& id) const;
   std::vector<Shared<api::Task>> share_tasks_of_service(const std::string& service_id) const;
-  std::vector<Shared<api::Task>> share_tasks_waiting() const;
   std::vector<Shared<api::Task>> share_tasks_on_node(const std::string& node_id) const;
+  // Tasks that want to run and are not placed yet (desired RUNNING, observed PENDING).
+  std::vector<Shared<api::Task>> share_tasks_waiting() const;
   std::vector<Shared<api::Task>> share_tasks_in_state(api::TaskState observed) const;
+  // Tasks that hold addresses on networks and have not ended.
   std::vector<Shared<api::Task>> share_tasks_with_addresses() const;
   std::vector<Shared<api::Node>> share_nodes() const;
   std::vector<Shared<api::Service>> share_services() const;

@@ -204,6 +204,74 @@ TEST_CASE("tasks are indexed by service, node, slot and desired state", "[store]
   });
 }
 
+TEST_CASE("the scheduler's and allocator's indexes follow a task's state; a shared task stays as "
+          "it was read",
+          "[store]") {
+  Store store;
+  const auto C = api::StoreAction::CREATE;
+  const auto U = api::StoreAction::UPDATE;
+  api::Task addressed = TaskOf("t2", "s1", 2, "");
+  addressed.add_networks()->set_network_id("net1");
+  store.Apply(EntryOf(2, Batch({{C, ServiceNamed("s1", "web")},
+                                {C, TaskOf("t1", "s1", 1, "")},
+                                {C, addressed}})));
+  auto ids = [](const std::vector<Shared<api::Task>>& tasks) {
+    std::vector<std::string> out;
+    for (const auto& t : tasks)
+      out.push_back(t->id());
+    return out;
+  };
+  using Ids = std::vector<std::string>;
+  Shared<api::Task> kept;
+  store.View([&](const ReadTx& tx) {
+    CHECK(ids(tx.share_tasks_in_state(api::TASK_NEW)) == Ids{"t1", "t2"});
+    CHECK(tx.share_tasks_waiting().empty());
+    CHECK(ids(tx.share_tasks_with_addresses()) == Ids{"t2"});
+    kept = tx.share_task("t1");
+  });
+  // Allocated: PENDING, so waiting for a node.
+  api::Task t1 = *store.GetTask("t1");
+  t1.mutable_status()->set_state(api::TASK_PENDING);
+  store.Apply(EntryOf(3, Batch({{U, t1}})));
+  store.View([&](const ReadTx& tx) {
+    CHECK(ids(tx.share_tasks_in_state(api::TASK_NEW)) == Ids{"t2"});
+    CHECK(ids(tx.share_tasks_in_state(api::TASK_PENDING)) == Ids{"t1"});
+    CHECK(ids(tx.share_tasks_waiting()) == Ids{"t1"});
+    // The indexes give the new version; what a reader kept is the old one, unchanged.
+    CHECK(tx.share_tasks_waiting()[0]->meta().version() == 3);
+  });
+  CHECK(kept->status().state() == api::TASK_NEW);
+  CHECK(kept->meta().version() == 2);
+  // A status change that keeps every index key (the same state, a new message) repoints the
+  // entries: every index gives the new version.
+  t1 = *store.GetTask("t1");
+  t1.mutable_status()->set_message("pending task scheduling");
+  store.Apply(EntryOf(4, Batch({{U, t1}})));
+  store.View([&](const ReadTx& tx) {
+    for (const auto& list : {tx.share_tasks_waiting(), tx.share_tasks_of_service("s1"),
+                             tx.share_tasks_in_state(api::TASK_PENDING)}) {
+      for (const auto& t : list) {
+        if (t->id() == "t1") CHECK(t->status().message() == "pending task scheduling");
+      }
+    }
+    CHECK(tx.tasks_in_slot("s1", 1).front()->meta().version() == 4);
+  });
+  // Assigned, then ended: it leaves the waiting tasks; the ended task's addresses are free.
+  t1 = *store.GetTask("t1");
+  t1.set_node_id("n1");
+  t1.mutable_status()->set_state(api::TASK_ASSIGNED);
+  api::Task t2 = *store.GetTask("t2");
+  t2.mutable_status()->set_state(api::TASK_FAILED);
+  store.Apply(EntryOf(5, Batch({{U, t1}, {U, t2}})));
+  store.View([&](const ReadTx& tx) {
+    CHECK(tx.share_tasks_waiting().empty());
+    CHECK(ids(tx.share_tasks_on_node("n1")) == Ids{"t1"});
+    CHECK(tx.share_tasks_with_addresses().empty());
+    CHECK(tx.share_tasks_in_state(api::TASK_NEW).empty());
+    CHECK(tx.services_with_tasks() == Ids{"s1"});
+  });
+}
+
 TEST_CASE("service names are unique, and refusals say why with a typed code", "[store]") {
   Store store;
   store.Apply(EntryOf(2, Batch({{api::StoreAction::CREATE, ServiceNamed("s1", "web")}})));
