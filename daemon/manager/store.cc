@@ -1,5 +1,9 @@
 #include "daemon/manager/store.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <stdexcept>
 
 #include "daemon/common/log.h"
@@ -68,13 +72,16 @@ struct Store::Tables {
   }
   void Index(const Shared<api::Task>& p) {
     const api::Task& t = *p;
-    task_by_service[t.service_id()].emplace(t.id(), p);
-    if (!t.node_id().empty()) task_by_node[t.node_id()].emplace(t.id(), p);
-    task_by_slot[{t.service_id(), t.slot()}].emplace(t.id(), p);
-    task_by_desired[t.desired_state()].emplace(t.id(), p);
-    task_by_state[t.status().state()].emplace(t.id(), p);
-    if (Waiting(t)) task_waiting.emplace(t.id(), p);
-    if (Addressed(t)) task_addressed.emplace(t.id(), p);
+    // A restore adds the tasks in the order of their IDs: each goes in at the end, without a
+    // search (a wrong hint costs a comparison or two).
+    auto add = [&](Rows<api::Task>& rows) { rows.emplace_hint(rows.end(), t.id(), p); };
+    add(task_by_service[t.service_id()]);
+    if (!t.node_id().empty()) add(task_by_node[t.node_id()]);
+    add(task_by_slot[{t.service_id(), t.slot()}]);
+    add(task_by_desired[t.desired_state()]);
+    add(task_by_state[t.status().state()]);
+    if (Waiting(t)) add(task_waiting);
+    if (Addressed(t)) add(task_addressed);
   }
   static bool Waiting(const api::Task& t) {
     return t.desired_state() == api::TASK_RUNNING && t.status().state() == api::TASK_PENDING;
@@ -180,71 +187,52 @@ const std::string* NameTaken(const std::map<std::string, std::string>& by_name, 
   return it != by_name.end() && it->second != obj.id() ? &it->second : nullptr;
 }
 
-// Calls f(const T& object) with the action's object, whatever its kind; false if it has none.
-template <class F>
-bool VisitTarget(const api::StoreAction& a, F&& f) {
+// Calls f(object) with the action's object, whatever its kind; false if it has none. The object
+// is const when the action is: a non-const action's object may be taken.
+template <class Action, class F>
+bool VisitTarget(Action& a, F&& f) {
+  auto pass = [&](const auto& obj) {
+    using T = std::decay_t<decltype(obj)>;
+    if constexpr (std::is_const_v<Action>) {
+      f(obj);
+    } else {
+      f(const_cast<T&>(obj));  // a field of a non-const message
+    }
+  };
   switch (a.target_case()) {
     case api::StoreAction::kNode:
-      f(a.node());
+      pass(a.node());
       return true;
     case api::StoreAction::kCluster:
-      f(a.cluster());
+      pass(a.cluster());
       return true;
     case api::StoreAction::kService:
-      f(a.service());
+      pass(a.service());
       return true;
     case api::StoreAction::kTask:
-      f(a.task());
+      pass(a.task());
       return true;
     case api::StoreAction::kNetwork:
-      f(a.network());
+      pass(a.network());
       return true;
     default:
       return false;
   }
 }
 
-// VisitTarget, for an action whose object may be taken.
-template <class F>
-void VisitMutableTarget(api::StoreAction& a, F&& f) {
-  switch (a.target_case()) {
-    case api::StoreAction::kNode:
-      f(*a.mutable_node());
-      break;
-    case api::StoreAction::kCluster:
-      f(*a.mutable_cluster());
-      break;
-    case api::StoreAction::kService:
-      f(*a.mutable_service());
-      break;
-    case api::StoreAction::kTask:
-      f(*a.mutable_task());
-      break;
-    case api::StoreAction::kNetwork:
-      f(*a.mutable_network());
-      break;
-    default:
-      break;
+// The objects of `rows`, as Out: a raw pointer or the shared object.
+template <class Out, class T>
+std::vector<Out> Collect(const Rows<T>* rows) {
+  std::vector<Out> out;
+  if (rows == nullptr) return out;
+  out.reserve(rows->size());
+  for (const auto& [id, obj] : *rows) {
+    if constexpr (std::is_pointer_v<Out>) {
+      out.push_back(obj.get());
+    } else {
+      out.push_back(obj);
+    }
   }
-}
-
-template <class T>
-std::vector<const T*> Collect(const Rows<T>* rows) {
-  std::vector<const T*> out;
-  if (rows == nullptr) return out;
-  out.reserve(rows->size());
-  for (const auto& [id, obj] : *rows)
-    out.push_back(obj.get());
-  return out;
-}
-
-template <class T>
-std::vector<Shared<T>> CollectShared(const Rows<T>* rows) {
-  std::vector<Shared<T>> out;
-  if (rows == nullptr) return out;
-  out.reserve(rows->size());
-  for (const auto& [id, obj] : *rows)
-    out.push_back(obj);
   return out;
 }
 
@@ -260,14 +248,6 @@ const T* Lookup(const Rows<T>& rows, const std::string& id) {
   return it == rows.end() ? nullptr : it->second.get();
 }
 
-template <class T>
-std::vector<const T*> All(const Rows<T>& rows) {
-  std::vector<const T*> out;
-  out.reserve(rows.size());
-  for (const auto& [id, obj] : rows)
-    out.push_back(obj.get());
-  return out;
-}
 
 }  // namespace
 
@@ -285,7 +265,7 @@ const api::Node* ReadTx::node_by_raft_id(uint64_t raft_id) const {
   return it == s_.t_->node_by_raft_id.end() ? nullptr : node(it->second);
 }
 std::vector<const api::Node*> ReadTx::nodes() const {
-  return All(s_.t_->nodes);
+  return Collect<const api::Node*>(&s_.t_->nodes);
 }
 const api::Service* ReadTx::service(const std::string& id) const {
   return Lookup(s_.t_->services, id);
@@ -295,16 +275,16 @@ const api::Service* ReadTx::service_by_name(const std::string& name) const {
   return it == s_.t_->service_by_name.end() ? nullptr : service(it->second);
 }
 std::vector<const api::Service*> ReadTx::services() const {
-  return All(s_.t_->services);
+  return Collect<const api::Service*>(&s_.t_->services);
 }
 const api::Task* ReadTx::task(const std::string& id) const {
   return Lookup(s_.t_->tasks, id);
 }
 std::vector<const api::Task*> ReadTx::tasks() const {
-  return All(s_.t_->tasks);
+  return Collect<const api::Task*>(&s_.t_->tasks);
 }
 std::vector<const api::Task*> ReadTx::tasks_of_service(const std::string& service_id) const {
-  return Collect(Find(s_.t_->task_by_service, service_id));
+  return Collect<const api::Task*>(Find(s_.t_->task_by_service, service_id));
 }
 std::vector<std::string> ReadTx::services_with_tasks() const {
   std::vector<std::string> out;
@@ -314,14 +294,14 @@ std::vector<std::string> ReadTx::services_with_tasks() const {
   return out;
 }
 std::vector<const api::Task*> ReadTx::tasks_on_node(const std::string& node_id) const {
-  return Collect(Find(s_.t_->task_by_node, node_id));
+  return Collect<const api::Task*>(Find(s_.t_->task_by_node, node_id));
 }
 std::vector<const api::Task*> ReadTx::tasks_in_slot(const std::string& service_id,
                                                     uint64_t slot) const {
-  return Collect(Find(s_.t_->task_by_slot, std::make_pair(service_id, slot)));
+  return Collect<const api::Task*>(Find(s_.t_->task_by_slot, std::make_pair(service_id, slot)));
 }
 std::vector<const api::Task*> ReadTx::tasks_desired(api::TaskState desired) const {
-  return Collect(Find(s_.t_->task_by_desired, static_cast<int>(desired)));
+  return Collect<const api::Task*>(Find(s_.t_->task_by_desired, static_cast<int>(desired)));
 }
 Shared<api::Task> ReadTx::share_task(const std::string& id) const {
   auto it = s_.t_->tasks.find(id);
@@ -329,28 +309,28 @@ Shared<api::Task> ReadTx::share_task(const std::string& id) const {
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_of_service(
     const std::string& service_id) const {
-  return CollectShared(Find(s_.t_->task_by_service, service_id));
+  return Collect<Shared<api::Task>>(Find(s_.t_->task_by_service, service_id));
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_on_node(const std::string& node_id) const {
-  return CollectShared(Find(s_.t_->task_by_node, node_id));
+  return Collect<Shared<api::Task>>(Find(s_.t_->task_by_node, node_id));
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_waiting() const {
-  return CollectShared(&s_.t_->task_waiting);
+  return Collect<Shared<api::Task>>(&s_.t_->task_waiting);
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_in_state(api::TaskState state) const {
-  return CollectShared(Find(s_.t_->task_by_state, static_cast<int>(state)));
+  return Collect<Shared<api::Task>>(Find(s_.t_->task_by_state, static_cast<int>(state)));
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_with_addresses() const {
-  return CollectShared(&s_.t_->task_addressed);
+  return Collect<Shared<api::Task>>(&s_.t_->task_addressed);
 }
 std::vector<Shared<api::Node>> ReadTx::share_nodes() const {
-  return CollectShared(&s_.t_->nodes);
+  return Collect<Shared<api::Node>>(&s_.t_->nodes);
 }
 std::vector<Shared<api::Service>> ReadTx::share_services() const {
-  return CollectShared(&s_.t_->services);
+  return Collect<Shared<api::Service>>(&s_.t_->services);
 }
 std::vector<Shared<api::Network>> ReadTx::share_networks() const {
-  return CollectShared(&s_.t_->networks);
+  return Collect<Shared<api::Network>>(&s_.t_->networks);
 }
 size_t ReadTx::task_count() const {
   return s_.t_->tasks.size();
@@ -363,7 +343,7 @@ const api::Network* ReadTx::network_by_name(const std::string& name) const {
   return it == s_.t_->network_by_name.end() ? nullptr : network(it->second);
 }
 std::vector<const api::Network*> ReadTx::networks() const {
-  return All(s_.t_->networks);
+  return Collect<const api::Network*>(&s_.t_->networks);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,7 +599,7 @@ void Store::Apply(const raftpb::Entry& entry) {
     if (is_batch && result.ok()) {
       events.reserve(batch.actions_size());
       for (auto& a : *batch.mutable_actions()) {
-        VisitMutableTarget(a, [&](auto& given) {
+        VisitTarget(a, [&](auto& given) {
           using T = std::decay_t<decltype(given)>;
           auto& rows = t_->rows(static_cast<const T*>(nullptr));
           StoreEvent ev;
@@ -685,31 +665,48 @@ void Store::Notify(const std::vector<StoreEvent>& events) {
 }
 
 std::function<std::string()> Store::Snapshot() {
-  // Under the lock only the tables are shared (the objects are immutable); the copy into the
-  // snapshot message and its encoding happen when the raft node asks for the bytes.
-  auto tables = std::make_shared<Tables>();
+  // Under the lock only the objects are taken (they are immutable), in ID order; the copy into
+  // the snapshot message and its encoding happen when the raft node asks for the bytes.
+  struct Objects {
+    std::vector<Shared<api::Node>> nodes;
+    std::vector<Shared<api::Cluster>> clusters;
+    std::vector<Shared<api::Service>> services;
+    std::vector<Shared<api::Task>> tasks;
+    std::vector<Shared<api::Network>> networks;
+  };
+  auto objects = std::make_shared<Objects>();
   {
     std::shared_lock lock(mu_);
     const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
-    tables->nodes = t_->nodes;
-    tables->clusters = t_->clusters;
-    tables->services = t_->services;
-    tables->tasks = t_->tasks;
-    tables->networks = t_->networks;
+    objects->nodes = Collect<Shared<api::Node>>(&t_->nodes);
+    objects->clusters = Collect<Shared<api::Cluster>>(&t_->clusters);
+    objects->services = Collect<Shared<api::Service>>(&t_->services);
+    objects->tasks = Collect<Shared<api::Task>>(&t_->tasks);
+    objects->networks = Collect<Shared<api::Network>>(&t_->networks);
   }
-  return [tables] {
-    api::StoreSnapshot snap;
-    for (const auto& [id, n] : tables->nodes)
-      *snap.add_nodes() = *n;
-    for (const auto& [id, c] : tables->clusters)
-      *snap.add_clusters() = *c;
-    for (const auto& [id, s] : tables->services)
-      *snap.add_services() = *s;
-    for (const auto& [id, t] : tables->tasks)
-      *snap.add_tasks() = *t;
-    for (const auto& [id, n] : tables->networks)
-      *snap.add_networks() = *n;
-    return snap.SerializeAsString();
+  return [objects] {
+    // The bytes of an api::StoreSnapshot holding the objects, written from the objects
+    // themselves rather than from copies of them in a message.
+    std::string out;
+    {
+      google::protobuf::io::StringOutputStream stream(&out);
+      google::protobuf::io::CodedOutputStream coded(&stream);
+      auto write = [&](int field, const auto& list) {
+        for (const auto& obj : list) {
+          google::protobuf::internal::WireFormatLite::WriteTag(
+              field, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED,
+              &coded);
+          coded.WriteVarint32(static_cast<uint32_t>(obj->ByteSizeLong()));
+          obj->SerializeWithCachedSizes(&coded);
+        }
+      };
+      write(api::StoreSnapshot::kNodesFieldNumber, objects->nodes);
+      write(api::StoreSnapshot::kClustersFieldNumber, objects->clusters);
+      write(api::StoreSnapshot::kServicesFieldNumber, objects->services);
+      write(api::StoreSnapshot::kTasksFieldNumber, objects->tasks);
+      write(api::StoreSnapshot::kNetworksFieldNumber, objects->networks);
+    }
+    return out;
   };
 }
 
