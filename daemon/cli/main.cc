@@ -25,7 +25,11 @@ const std::vector<std::string>& Invocation::All(const std::string& flag) const {
 namespace {
 
 std::shared_ptr<grpc::Channel> Channel(const std::string& host) {
-  return grpc::CreateChannel(host, grpc::InsecureChannelCredentials());
+  // Lists grow with the swarm (100,000 tasks are about 5 MB): the answer of skepd's own socket
+  // is not limited to gRPC's default of 4 MB.
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(host, grpc::InsecureChannelCredentials(), args);
 }
 
 }  // namespace
