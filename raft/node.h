@@ -42,6 +42,11 @@ struct Config {
   // Check-quorum (§6.2): a leader steps down when it has not heard from a quorum for an
   // election timeout, and followers ignore votes while they hear from a leader.
   bool check_quorum = true;
+  // With check_quorum: how many election timeouts a leader goes without a quorum's answers
+  // before it steps down. More than one keeps a leader whose own process reads its followers'
+  // answers late (a CPU it shares with busy work) from stepping down while its followers still
+  // hear it; a leader cut off from them steps down that much later (they elect without it).
+  int check_quorum_timeouts = 1;
   // Appends in flight to a follower in the replicate state.
   size_t max_inflight_msgs = 256;
   uint64_t max_size_per_msg = 1 << 20;

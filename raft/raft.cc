@@ -86,6 +86,7 @@ void Raft::Reset(Term term) {
   lead_ = kNoNode;
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
+  quorum_elapsed_ = 0;
   std::uniform_int_distribution<int> dist(cfg_.election_tick, 2 * cfg_.election_tick - 1);
   randomized_election_timeout_ = dist(rng_);
 }
@@ -183,23 +184,22 @@ VoteResult Raft::Tally(const std::map<NodeId, bool>& votes) const {
 void Raft::Tick() {
   if (auto* l = leader()) {
     ++heartbeat_elapsed_;
-    ++election_elapsed_;
-    if (election_elapsed_ >= cfg_.election_tick) {
-      election_elapsed_ = 0;
-      if (cfg_.check_quorum) {
-        // Step down unless a quorum answered during the last election timeout (§6.2).
-        size_t active = 0;
-        for (NodeId id : conf_.Active().voters()) {
-          auto it = l->progress.find(id);
-          if (id == cfg_.id || (it != l->progress.end() && it->second.recent_active)) ++active;
-        }
-        if (active < QuorumSize(conf_.Active().voters_size())) {
-          BecomeFollower(term_, kNoNode);
-          return;
-        }
-        for (auto& [id, pr] : l->progress)
-          pr.recent_active = id == cfg_.id;
+    if (++election_elapsed_ >= cfg_.election_tick) election_elapsed_ = 0;
+    if (cfg_.check_quorum &&
+        ++quorum_elapsed_ >= cfg_.election_tick * std::max(1, cfg_.check_quorum_timeouts)) {
+      quorum_elapsed_ = 0;
+      // Step down unless a quorum answered during the last window (§6.2).
+      size_t active = 0;
+      for (NodeId id : conf_.Active().voters()) {
+        auto it = l->progress.find(id);
+        if (id == cfg_.id || (it != l->progress.end() && it->second.recent_active)) ++active;
       }
+      if (active < QuorumSize(conf_.Active().voters_size())) {
+        BecomeFollower(term_, kNoNode);
+        return;
+      }
+      for (auto& [id, pr] : l->progress)
+        pr.recent_active = id == cfg_.id;
     }
     // A transfer that did not finish within an election timeout is abandoned (§3.10).
     if (l->transferee != kNoNode && ++l->transfer_elapsed >= cfg_.election_tick) {

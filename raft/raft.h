@@ -156,6 +156,7 @@ class Raft {
 
   int election_elapsed_ = 0;
   int heartbeat_elapsed_ = 0;
+  int quorum_elapsed_ = 0;  // a leader's ticks since it last checked for a quorum's answers
   int randomized_election_timeout_ = 0;
 
   std::vector<raftpb::Message> msgs_;

@@ -2,11 +2,11 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
+#include <rocksdb/file_checksum.h>
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
 #include <atomic>
-#include <boost/crc.hpp>
 #include <cinttypes>
 #include <cstdio>
 #include <deque>
@@ -26,10 +26,19 @@ const char kHardStateKey[] = "h";
 const char kCompactedKey[] = "c";
 const char kSnapshotKey[] = "s";
 
+// CRC-32C (Castagnoli), by RocksDB's implementation: several times faster than a table-driven
+// one where the CPU has an instruction for it (a start checks every entry and the snapshot).
 uint32_t Crc32c(const char* data, size_t n) {
-  boost::crc_optimal<32, 0x1EDC6F41, 0xFFFFFFFF, 0xFFFFFFFF, true, true> crc;
-  crc.process_bytes(data, n);
-  return crc.checksum();
+  static const std::shared_ptr<rocksdb::FileChecksumGenFactory> factory =
+      rocksdb::GetFileChecksumGenCrc32cFactory();
+  auto gen = factory->CreateFileChecksumGenerator(rocksdb::FileChecksumGenContext());
+  gen->Update(data, n);
+  gen->Finalize();
+  const std::string sum = gen->GetChecksum();  // 4 bytes, most significant first
+  uint32_t crc = 0;
+  for (unsigned char c : sum)
+    crc = (crc << 8) | c;
+  return crc;
 }
 
 std::string EntryKey(Index i) {
@@ -126,7 +135,7 @@ class RocksStorage::Impl {
 
   Index FirstLocked() const { return compacted.index() + 1; }
   Index LastLocked() const { return compacted.index() + terms.size(); }
-  void CacheLocked(const raftpb::Entry& e);
+  void CacheLocked(raftpb::Entry e);
   void TruncateLocked(Index from);          // drops entries >= from
   void CompactLocked(Index to, Term term);  // drops entries <= to
 
@@ -216,6 +225,8 @@ void RocksStorage::Impl::Load() {
     }
     prev_term = e.term();
     terms.push_back(e.term());
+    // The entries after the snapshot are read again at once, to be applied: the newest stay.
+    CacheLocked(std::move(e));
     ++expect;
   }
   if (!it->status().ok()) {
@@ -292,9 +303,10 @@ void RocksStorage::Impl::RemoveSnapshotFiles(Index below, bool all_but_below) {
   }
 }
 
-void RocksStorage::Impl::CacheLocked(const raftpb::Entry& e) {
+void RocksStorage::Impl::CacheLocked(raftpb::Entry e) {
   cache_bytes += EntrySize(e);
-  cache[e.index()] = e;
+  const Index i = e.index();
+  cache[i] = std::move(e);
   while (cache_bytes > options.entry_cache_bytes && !cache.empty()) {
     cache_bytes -= EntrySize(cache.begin()->second);
     cache.erase(cache.begin());

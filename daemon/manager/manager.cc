@@ -13,6 +13,7 @@
 #include <map>
 #include <thread>
 
+#include <pthread.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -42,6 +43,12 @@ namespace {
 
 // Raft runs on a 50 ms clock; the cluster's settings are converted to ticks of it.
 constexpr std::chrono::milliseconds kTick(50);
+// A leader steps down after this many election timeouts without a quorum's answers: a leader
+// busy with a thousand nodes reads its followers' answers hundreds of milliseconds late, and
+// stepping down then costs a new leader's ramp-up (every node's session and resync) while the
+// followers still hear it. A leader cut off from the others is replaced as soon (they elect
+// after one timeout); it only notices later.
+constexpr int kCheckQuorumTimeouts = 3;
 
 int ToTicks(int64_t ms) {
   return static_cast<int>(std::max<int64_t>(1, ms / kTick.count()));
@@ -177,7 +184,16 @@ void Manager::Impl::RewriteForNewCluster() {
 
 void Manager::Start() {
   const ManagerOptions& o = options_;
+  const auto opening = std::chrono::steady_clock::now();
   impl_->storage = raft::RocksStorage::Open(o.data_dir + "/raft");
+  if (!impl_->storage->Empty()) {
+    SKEP_LOG(info, "raft", "log opened in {} ms: entries {}-{}, a snapshot of {} bytes",
+             std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now() - opening)
+                 .count(),
+             impl_->storage->FirstIndex(), impl_->storage->LastIndex(),
+             impl_->storage->Snapshot()->data().size());
+  }
   switch (o.start) {
     case ManagerOptions::Start::kNewCluster:
       if (!impl_->storage->Empty()) {
@@ -195,9 +211,6 @@ void Manager::Start() {
       impl_->cleanup_pending = true;
       break;
     case ManagerOptions::Start::kResume:
-      if (impl_->storage->Empty()) {
-        throw std::runtime_error("the raft log in " + o.data_dir + "/raft is empty");
-      }
       if (std::filesystem::exists(impl_->CleanupMarker())) impl_->cleanup_pending = true;
       break;
   }
@@ -221,6 +234,7 @@ void Manager::Start() {
   // Appends of up to 1 MB each, at most 32 unacknowledged to a follower: a slow follower is not
   // sent (and this manager does not queue) hundreds of megabytes of log ahead of its reads.
   ro.raft.max_inflight_msgs = 32;
+  ro.raft.check_quorum_timeouts = kCheckQuorumTimeouts;
   ro.snapshot_every = 10000;
   ro.snapshot_keep = 2000;
   // A large service's batches: a start reads at most about 20 MB of log and replays 16 MB.
@@ -239,14 +253,30 @@ void Manager::Start() {
     spdlog::shutdown();
     std::_Exit(1);
   });
-  impl_->raft->OnLeaderChange([this](raft::NodeId lead, raft::Term term, bool self) {
+  impl_->raft->OnLeaderChange([this, led = raft::Term{0}](raft::NodeId lead, raft::Term term,
+                                                         bool self) mutable {
     SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
+    if (led == term && !self && lead == raft::kNoNode) {
+      // Check-quorum: no quorum answered in time. Whether the answers reached this process
+      // at all (its network threads) tells a lost peer from a busy one.
+      const raft::NodeStatus st = impl_->raft->GetStatus();
+      std::vector<uint64_t> others;
+      for (uint64_t v : st.conf.voters()) {
+        if (v != options_.raft_id) others.push_back(v);
+      }
+      const auto silent = impl_->transport->Silent(
+          others, std::chrono::milliseconds(impl_->ElectionMs()));
+      SKEP_LOG(warn, "raft",
+               "stepped down in term {}: no quorum of managers answered within {} election "
+               "timeouts; {} of {} were heard from within the last one",
+               term, kCheckQuorumTimeouts, others.size() - silent.size(), others.size());
+    }
+    led = self ? term : 0;  // the term this node leads
     {
       std::lock_guard lock(impl_->leader_mu);
       ++impl_->leader_changes;
     }
     impl_->leader_cv.notify_all();
-    impl_->dispatcher->OnLeadershipChange(self);
     impl_->OnLeadership(self, term);
   });
 
@@ -274,9 +304,13 @@ void Manager::Start() {
 
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
   for (int i = 0; i < 2; ++i)
-    impl_->threads.emplace_back([this] { impl_->io.run(); });
+    impl_->threads.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "manager-io");
+      impl_->io.run();
+    });
   impl_->raft_guard.emplace(asio::make_work_guard(impl_->raft_io));
   impl_->raft_thread = std::thread([this] {
+    pthread_setname_np(pthread_self(), "raft");
     // Ahead of the process's other threads for the CPU (as etcd's operators renice etcd):
     // a leader whose clock runs late under load loses its followers, and the swarm its leader.
     // Needs CAP_SYS_NICE; without it the thread runs at the usual priority.
@@ -608,8 +642,11 @@ asio::io_context& Manager::io() {
 }
 
 void Manager::Impl::OnLeadership(bool self, raft::Term term) {
-  // Leadership changes are handled in order on one strand, never in raft's serializer.
+  // Leadership changes are handled in order on one strand, never in raft's serializer (a
+  // leader that steps down ends a thousand sessions: not on the thread whose heartbeats keep
+  // the followers from electing).
   asio::post(leadership, [this, self, term] {
+    dispatcher->OnLeadershipChange(self);
     if (!self || term != leading_term) StopComponents();
     if (!self) return;
     leading_term = term;

@@ -67,7 +67,8 @@ struct ManagerOptions {
   tls::Files tls;
 
   enum class Start {
-    kResume,           // the raft log on disk says who we are
+    kResume,           // the raft log on disk says who we are; an empty one (a member that
+                       // stopped before the leader sent it anything) waits for it, as kJoin
     kNewCluster,       // swarm init: bootstrap a group of one and create the cluster objects
     kJoin,             // a new member: an empty log, the leader sends us everything
     kForceNewCluster,  // swarm init --force-new-cluster: keep the state, become the only member

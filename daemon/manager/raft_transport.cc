@@ -1,6 +1,9 @@
 #include "daemon/manager/raft_transport.h"
 
 #include <algorithm>
+#include <string>
+
+#include <pthread.h>
 
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
@@ -204,7 +207,10 @@ void GrpcRaftTransport::SetPeer(uint64_t raft_id, const std::string& addr) {
   p->id = raft_id;
   p->addr = addr;
   peers_[raft_id] = p;
-  p->thread = std::thread([this, p] { Run(p); });
+  p->thread = std::thread([this, p] {
+    pthread_setname_np(pthread_self(), ("raft-peer-" + std::to_string(p->id % 100000)).c_str());
+    Run(p);
+  });
 }
 
 void GrpcRaftTransport::RemovePeer(uint64_t raft_id) {

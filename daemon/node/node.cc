@@ -25,7 +25,6 @@
 #include "daemon/node/netutil.h"
 #include "overlay/gossip/agent.h"
 #include "raft/conf.h"
-#include "raft/rocks_storage.h"
 
 #ifndef SKEP_VERSION
 #define SKEP_VERSION "0.1.0"
@@ -237,12 +236,7 @@ void NodeRuntime::Start() {
              state_->cluster_id(), state_->role() == api::ROLE_MANAGER ? "manager" : "worker");
     if (state_->role() == api::ROLE_MANAGER) {
       std::vector<api::ManagerPeer> peers(state_->managers().begin(), state_->managers().end());
-      auto log = raft::RocksStorage::Open(dir_.RaftDir());
-      const bool empty = log->Empty();
-      log.reset();
-      StartManager(
-          empty ? manager::ManagerOptions::Start::kJoin : manager::ManagerOptions::Start::kResume,
-          peers);
+      StartManager(manager::ManagerOptions::Start::kResume, peers);
     }
     std::lock_guard lock(mu_);  // the agent's first session message may come at once
     StartAgent({state_->managers().begin(), state_->managers().end()});

@@ -102,6 +102,21 @@ TEST_CASE("check-quorum makes a cut-off leader step down", "[election][checkquor
   CHECK((lead == 2 || lead == 3));
 }
 
+TEST_CASE("a leader given several election timeouts to hear a quorum waits for all of them",
+          "[election][checkquorum]") {
+  Cluster c(3, [](Config& cfg) { cfg.check_quorum_timeouts = 3; });
+  REQUIRE(c.Elect(1));
+  c.Isolate(1);
+  c.Tick(1, 25);  // two and a half election timeouts: one would have stepped it down
+  CHECK(c.node(1).GetStatus().role == Role::kLeader);
+  c.Tick(1, 40);
+  CHECK(c.node(1).GetStatus().role == Role::kFollower);
+  // The others did not wait for it: they elected after one timeout of their own.
+  c.TickAll(40);
+  const NodeId lead = c.Leader();
+  CHECK((lead == 2 || lead == 3));
+}
+
 TEST_CASE("followers in touch with a leader ignore vote requests", "[election][checkquorum]") {
   Cluster c(3);
   REQUIRE(c.Elect(1));
