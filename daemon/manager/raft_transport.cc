@@ -12,7 +12,7 @@
 namespace skep::manager {
 
 namespace {
-constexpr size_t kMaxQueued = 8192;
+constexpr size_t kMaxQueued = 8192;  // per lane
 constexpr char kFromHeader[] = "skep-raft-from";  // "<raft id> <ip:port>"
 
 // Appends and snapshot chunks carry the log (up to a megabyte each); everything else is small
@@ -22,42 +22,51 @@ bool Bulk(const raftpb::Message& m) {
 }
 }  // namespace
 
+// One of a peer's two streams and what waits for it: the log's (appends and snapshot chunks)
+// or the small messages'. Under the peer's mu.
+struct GrpcRaftTransport::Lane {
+  std::deque<raftpb::Message> queue;
+  Stream* stream = nullptr;  // the open stream, if any
+  int streams = 0;           // streams whose OnDone has not run yet
+  // After a stream breaks, the next is opened no sooner than this.
+  std::chrono::steady_clock::time_point retry_at;
+
+  bool WantsStream() const { return stream == nullptr && !queue.empty(); }
+  // The stream is no longer this lane's; the caller then calls its Close outside mu.
+  Stream* DetachLocked();
+  // Moves the next queued message into the stream's write slot.
+  bool NextLocked(Stream* s, grpc::WriteOptions* options);
+};
+
 struct GrpcRaftTransport::Peer {
   uint64_t id = 0;
   std::string addr;
   std::mutex mu;
   std::condition_variable cv;
-  std::deque<raftpb::Message> queue;
   bool stop = false;
   bool addr_changed = false;
-  Stream* stream = nullptr;  // the open stream, if any
-  int streams = 0;           // streams whose OnDone has not run yet
-  // After a stream breaks, the next is opened no sooner than this.
-  std::chrono::steady_clock::time_point retry_at;
+  Lane small, log;
   std::thread thread;
 
-  // Under mu: the stream is no longer this peer's; the caller then calls its Close outside mu.
-  Stream* DetachLocked();
-  // Moves the next queued message into the stream's write slot. Under mu.
-  bool NextLocked(Stream* s, grpc::WriteOptions* options);
+  Lane& LaneFor(const raftpb::Message& m) { return Bulk(m) ? log : small; }
 };
 
-// One client stream to a peer. Writes start from whichever thread has a message when none is in
-// flight (Send), or from the completion of the previous one (OnWriteDone). A hold keeps the
-// stream (and so this object) alive while writes may still start from outside gRPC's callbacks.
-// It is released exactly once: for a stream the peer's thread took away (detached), once Close
-// has cancelled the call and no write is in flight (whichever comes last releases); for a stream
-// that broke while still the peer's, by the failed write. Then OnDone runs and the stream
-// deletes itself.
+// One client stream to a peer, for one lane. Writes start from whichever thread has a message
+// when none is in flight (Send), or from the completion of the previous one (OnWriteDone). A
+// hold keeps the stream (and so this object) alive while writes may still start from outside
+// gRPC's callbacks. It is released exactly once: for a stream the peer's thread took away
+// (detached), once Close has cancelled the call and no write is in flight (whichever comes last
+// releases); for a stream that broke while still the lane's, by the failed write. Then OnDone
+// runs and the stream deletes itself.
 class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::Message> {
  public:
-  explicit Stream(std::shared_ptr<Peer> peer) : peer_(std::move(peer)) {}
+  Stream(std::shared_ptr<Peer> peer, Lane* lane) : peer_(std::move(peer)), lane_(lane) {}
 
   grpc::ClientContext context;
   raftpb::StreamAck ack;
   raftpb::Message current;  // the message being written
   bool writing = false;     // under peer->mu: a write is in flight (or about to start)
-  bool closing = false;     // under peer->mu: no longer the peer's stream; no new writes
+  bool closing = false;     // under peer->mu: no longer the lane's stream; no new writes
 
   // For a detached stream: cancels the call and lets it finish. Outside peer->mu: gRPC may run
   // callbacks inline. The hold keeps this object alive until both this and the write in flight,
@@ -83,27 +92,27 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
         writing = false;
         release = cancelled_;  // else Close releases once it has cancelled
       } else if (!ok) {
-        // Broken while still the peer's stream (not closing means peer->stream is this one):
+        // Broken while still the lane's stream (not closing means lane->stream is this one):
         // it detaches itself and releases the hold.
         writing = false;
         closing = true;
         release = true;
-        peer_->stream = nullptr;
+        lane_->stream = nullptr;
         if (delivered_) {
           // A stream that worked broke (the peer restarted, say: its end of an idle stream is
           // gone). The message goes again at once on a new one, with what is queued: it may
           // be the vote request an election waits for.
-          peer_->queue.push_front(std::move(current));
+          lane_->queue.push_front(std::move(current));
           peer_->cv.notify_all();
         } else {
           // The peer is not there: what is queued is stale by the time a new stream opens;
           // raft resends.
-          peer_->queue.clear();
-          peer_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
+          lane_->queue.clear();
+          lane_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
         }
       } else {
         delivered_ = true;
-        next = peer_->NextLocked(this, &options);
+        next = lane_->NextLocked(this, &options);
         writing = next;
       }
     }
@@ -117,12 +126,12 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
   void OnDone(const grpc::Status& status) override {
     {
       std::lock_guard lock(peer_->mu);
-      if (peer_->stream == this) peer_->stream = nullptr;
+      if (lane_->stream == this) lane_->stream = nullptr;
       if (!status.ok() && !peer_->stop && status.error_code() != grpc::StatusCode::CANCELLED) {
         SKEP_LOG(debug, "raft", "stream to peer {} at {} ended: {}", peer_->id, peer_->addr,
                  status.error_message());
       }
-      --peer_->streams;
+      --lane_->streams;
       peer_->cv.notify_all();
     }
     delete this;
@@ -137,12 +146,13 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
     if (!released_.exchange(true)) RemoveHold();
   }
   std::shared_ptr<Peer> peer_;
+  Lane* lane_;  // one of peer_'s
   std::atomic<bool> released_{false};
   bool delivered_ = false;  // under peer->mu: a write went through
   bool cancelled_ = false;  // under peer->mu: Close has cancelled the call
 };
 
-GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::DetachLocked() {
+GrpcRaftTransport::Stream* GrpcRaftTransport::Lane::DetachLocked() {
   Stream* s = stream;
   if (s == nullptr) return nullptr;
   stream = nullptr;
@@ -150,7 +160,7 @@ GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::DetachLocked() {
   return s;
 }
 
-bool GrpcRaftTransport::Peer::NextLocked(Stream* s, grpc::WriteOptions* options) {
+bool GrpcRaftTransport::Lane::NextLocked(Stream* s, grpc::WriteOptions* options) {
   if (queue.empty()) return false;
   s->current = std::move(queue.front());
   queue.pop_front();
@@ -250,20 +260,14 @@ void GrpcRaftTransport::Send(raftpb::Message m) {
   grpc::WriteOptions options;
   {
     std::lock_guard lock(p->mu);
-    if (p->queue.size() >= kMaxQueued) p->queue.pop_front();  // raft resends what matters
-    if (Bulk(m)) {
-      p->queue.push_back(std::move(m));
-    } else {
-      // Ahead of the queued appends, behind the other small ones: a heartbeat that waited
-      // behind megabytes of log for a busy follower would let it time out the leader. Raft
-      // takes messages in any order; the appends keep theirs.
-      p->queue.insert(std::find_if(p->queue.begin(), p->queue.end(), Bulk), std::move(m));
-    }
-    if (p->stream == nullptr) {
+    Lane& lane = p->LaneFor(m);
+    if (lane.queue.size() >= kMaxQueued) lane.queue.pop_front();  // raft resends what matters
+    lane.queue.push_back(std::move(m));
+    if (lane.stream == nullptr) {
       p->cv.notify_one();  // the peer's thread opens a stream
-    } else if (!p->stream->writing) {
-      s = p->stream;
-      s->writing = p->NextLocked(s, &options);
+    } else if (!lane.stream->writing) {
+      s = lane.stream;
+      s->writing = lane.NextLocked(s, &options);
     }
   }
   // The hold stays while a write is in flight, so the stream outlives this call even if it is
@@ -295,24 +299,43 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
   std::string addr;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<raftpb::Raft::Stub> stub;
+  Lane* const lanes[] = {&p->small, &p->log};
   std::unique_lock lock(p->mu);
+  // Both lanes' streams are closed (outside mu) and forgotten.
+  auto detach_all = [&] {
+    for (Lane* lane : lanes) {
+      if (Stream* old = lane->DetachLocked()) {
+        lock.unlock();
+        old->Close();
+        lock.lock();
+      }
+    }
+  };
   for (;;) {
     p->cv.wait(lock, [&] {
-      return p->stop || p->addr_changed || (p->stream == nullptr && !p->queue.empty());
+      return p->stop || p->addr_changed || p->small.WantsStream() || p->log.WantsStream();
     });
     if (p->stop) break;
     if (p->addr_changed) {
       p->addr_changed = false;
       channel.reset();
-      if (Stream* old = p->DetachLocked()) {
-        lock.unlock();
-        old->Close();
-        lock.lock();
-      }
+      detach_all();
       continue;
     }
-    if (std::chrono::steady_clock::now() < p->retry_at) {
-      p->cv.wait_until(lock, p->retry_at, [&] { return p->stop || p->addr_changed; });
+    // A lane whose last stream found nobody waits a little before the next attempt.
+    const auto now = std::chrono::steady_clock::now();
+    Lane* lane = nullptr;
+    auto next_try = std::chrono::steady_clock::time_point::max();
+    for (Lane* l : lanes) {
+      if (!l->WantsStream()) continue;
+      if (now >= l->retry_at) {
+        lane = l;
+        break;
+      }
+      next_try = std::min(next_try, l->retry_at);
+    }
+    if (lane == nullptr) {
+      p->cv.wait_until(lock, next_try, [&] { return p->stop || p->addr_changed; });
       continue;
     }
     if (!channel) addr = p->addr;
@@ -324,30 +347,27 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
       // A peer that restarted is reconnected to at once, not after gRPC's growing backoff.
       grpc::experimental::ChannelResetConnectionBackoff(channel.get());
     }
-    auto* s = new Stream(p);
+    auto* s = new Stream(p, lane);
     if (!self_addr_.empty())
       s->context.AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
     stub->async()->Stream(&s->context, &s->ack, s);
     s->AddHold();
     grpc::WriteOptions options;
     lock.lock();
-    ++p->streams;
-    p->stream = s;
-    s->writing = p->NextLocked(s, &options);
+    ++lane->streams;
+    lane->stream = s;
+    s->writing = lane->NextLocked(s, &options);
     const bool write = s->writing;
     lock.unlock();
     s->StartCall();
     if (write) s->Write(options);
     lock.lock();
   }
-  // Stopping: close the open stream and wait until every stream has finished, since they use
+  // Stopping: close the open streams and wait until every stream has finished, since they use
   // this peer.
-  if (Stream* s = p->DetachLocked()) {
-    lock.unlock();
-    s->Close();
-    lock.lock();
-  }
-  if (!p->cv.wait_for(lock, std::chrono::seconds(5), [&] { return p->streams == 0; })) {
+  detach_all();
+  if (!p->cv.wait_for(lock, std::chrono::seconds(5),
+                      [&] { return p->small.streams == 0 && p->log.streams == 0; })) {
     SKEP_LOG(warn, "raft", "stream to peer {} did not finish", p->id);
   }
 }

@@ -1,8 +1,11 @@
-// Raft messages between managers over gRPC on 2377: one long-lived client stream per peer, on
-// gRPC's callback API. A message is written by the thread that sends it when the stream is idle
-// (no thread hand-off before it reaches the socket), otherwise queued in a bounded queue that
-// each completed write drains (raft tolerates lost messages, so a full queue drops the oldest;
-// small messages, heartbeats and votes, go ahead of queued appends).
+// Raft messages between managers over gRPC on 2377: two long-lived client streams per peer, on
+// gRPC's callback API, one for the log (appends and snapshot chunks, up to a megabyte each) and
+// one for the small messages that decide who leads (heartbeats, votes, acknowledgements). A
+// heartbeat then never waits behind megabytes of log that a busy follower reads slowly (the
+// stream's flow control holds writes back), the way etcd keeps its appends apart. A message is
+// written by the thread that sends it when its stream is idle (no thread hand-off before it
+// reaches the socket), otherwise queued in a bounded queue that each completed write drains
+// (raft tolerates lost and reordered messages, so a full queue drops the oldest).
 // A thread per peer only opens streams, again after a short backoff when one breaks. The
 // receiving side is RaftService, which steps each message on the gRPC thread that read it.
 #pragma once
@@ -48,6 +51,7 @@ class GrpcRaftTransport final : public RaftTransport {
   void Stop();
 
  private:
+  struct Lane;
   struct Peer;
   class Stream;
   void Run(std::shared_ptr<Peer> peer);
