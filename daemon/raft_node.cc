@@ -499,7 +499,9 @@ void RaftNode::Impl::Tick() {
   // A clock that runs late (an overloaded process, a serializer stuck behind a long apply)
   // makes the followers of this leader, or this follower, time out: say so, now and then.
   const auto now = std::chrono::steady_clock::now();
-  if (last_tick != std::chrono::steady_clock::time_point{} && now - last_tick > 4 * options.tick &&
+  const auto late = std::max<std::chrono::steady_clock::duration>(4 * options.tick,
+                                                                  std::chrono::milliseconds(200));
+  if (last_tick != std::chrono::steady_clock::time_point{} && now - last_tick > late &&
       now - late_reported > std::chrono::seconds(5)) {
     late_reported = now;
     SKEP_LOG(warn, "raft", "the raft clock ran {} ms late (a tick is {} ms)",

@@ -406,6 +406,7 @@ void Raft::HandleVoteRequest(const raftpb::Message& m) {
   raftpb::Message resp;
   resp.set_type(pre ? raftpb::MSG_PRE_VOTE_RESP : raftpb::MSG_VOTE_RESP);
   resp.set_to(m.from());
+  bool stand_down = false;
   if (can_vote && log_.IsUpToDate(m.index(), m.log_term())) {
     // Answer at the candidate's term so that it counts the vote (a pre-vote's term is in the
     // future for us, and must be echoed for the same reason).
@@ -413,11 +414,18 @@ void Raft::HandleVoteRequest(const raftpb::Message& m) {
     if (!pre) {
       election_elapsed_ = 0;
       vote_ = m.from();
+    } else {
+      // Two nodes that timed out together (the leader died) would both win their pre-votes and
+      // then split the vote, each for itself, and wait another timeout. Of two pre-candidates
+      // with logs as good as each other's, the one with the higher ID stands down this round;
+      // should the other not win, it times out again (liveness only: no vote is involved).
+      stand_down = std::holds_alternative<PreCandidateState>(role_) && m.from() < cfg_.id;
     }
   } else {
     resp.set_reject(true);
   }
   Send(std::move(resp));
+  if (stand_down) BecomeFollower(term_, kNoNode);
 }
 
 void Raft::StepFollower(FollowerState& f, const raftpb::Message& m) {

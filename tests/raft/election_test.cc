@@ -90,6 +90,26 @@ TEST_CASE("without pre-vote a partitioned node raises its term", "[election][pre
   CHECK(c.node(3).GetStatus().term > t + 2);
 }
 
+TEST_CASE("two followers that time out together do not split the vote", "[election][prevote]") {
+  Cluster c(3);
+  REQUIRE(c.Elect(1));
+  const Term t = c.node(1).GetStatus().term;
+  c.Crash(1);
+  // Both time out before either hears from the other (two election timeouts of ticks, no
+  // message delivered): both are pre-candidates when their pre-votes cross.
+  for (int i = 0; i < 2 * Config{}.election_tick; ++i) {
+    c.node(2).Tick();
+    c.node(3).Tick();
+  }
+  REQUIRE(c.node(2).GetStatus().role == Role::kPreCandidate);
+  REQUIRE(c.node(3).GetStatus().role == Role::kPreCandidate);
+  c.Stabilize();
+  // The higher ID stood down: one round, one leader, no term lost to a split vote.
+  CHECK(c.Leader() == 2);
+  CHECK(c.node(2).GetStatus().term == t + 1);
+  CHECK(c.node(3).GetStatus().term == t + 1);
+}
+
 TEST_CASE("check-quorum makes a cut-off leader step down", "[election][checkquorum]") {
   Cluster c(3);
   REQUIRE(c.Elect(1));
