@@ -676,12 +676,11 @@ void Dispatcher::CheckNodes() {
     if (!serving_since_) serving_since_ = now;
     since = *serving_since_;
   }
-  size_t nodes = 0;
-  manager_->store().View([&](const ReadTx& tx) { nodes = tx.nodes().size(); });
-  if (now - since < grace * kLeaderChangeGraces + kLeaderChangePerNode * nodes) return;
   manager_->store().View([&](const ReadTx& tx) {
+    const auto nodes = tx.nodes();
+    if (now - since < grace * kLeaderChangeGraces + kLeaderChangePerNode * nodes.size()) return;
     std::lock_guard lock(mu_);
-    for (const auto* n : tx.nodes()) {
+    for (const auto* n : nodes) {
       if (n->status().state() == api::NODE_STATE_DOWN) continue;
       auto it = sessions_.find(n->id());
       if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
