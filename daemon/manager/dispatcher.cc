@@ -89,6 +89,9 @@ class Dispatcher::SessionStream final : public grpc::ServerWriteReactor<api::Ses
   void OnWriteDone(bool ok) override {
     std::unique_lock lock(s_->mu);
     s_->writing = false;
+    // Written: the message is not kept until the next (a node's full list of tasks, a thousand
+    // sessions: the leader held a copy of every task).
+    s_->current = api::SessionMessage();
     if (!ok && !s_->finish) s_->finish = grpc::Status::OK;  // the agent went away
     if (s_->finish) {
       FinishLocked(lock);
