@@ -42,9 +42,9 @@ using namespace std::chrono_literals;
 namespace {
 
 // Raft runs on a 10 ms clock; the cluster's settings are converted to ticks of it. A follower's
-// election timeout is drawn among the ticks between one and two timeouts: 40 of them at 400 ms.
-// With 50 ms ticks there were 8, and when a leader died the two others timed out on the same
-// tick about one time in eight, split their votes and waited another timeout.
+// election timeout is drawn among the ticks between one and two timeouts: 40 of them at 400 ms,
+// where 50 ms ticks gave 8 and the two followers of a dead leader often timed out together
+// (raft's pre-candidate stand-down keeps them from splitting the vote when they still do).
 constexpr std::chrono::milliseconds kTick(10);
 // A leader steps down after this many election timeouts without a quorum's answers: a leader
 // busy with a thousand nodes reads its followers' answers hundreds of milliseconds late, and

@@ -322,20 +322,23 @@ void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
       detach_all();
       continue;
     }
-    // A lane whose last stream found nobody waits a little before the next attempt.
-    const auto now = std::chrono::steady_clock::now();
-    Lane* lane = nullptr;
-    auto next_try = std::chrono::steady_clock::time_point::max();
-    for (Lane* l : lanes) {
-      if (!l->WantsStream()) continue;
-      if (now >= l->retry_at) {
-        lane = l;
-        break;
+    // A lane whose last stream found nobody waits a little before the next attempt; the
+    // other may open meanwhile.
+    auto ready = [&]() -> Lane* {
+      const auto now = std::chrono::steady_clock::now();
+      for (Lane* l : lanes) {
+        if (l->WantsStream() && now >= l->retry_at) return l;
       }
-      next_try = std::min(next_try, l->retry_at);
-    }
+      return nullptr;
+    };
+    Lane* lane = ready();
     if (lane == nullptr) {
-      p->cv.wait_until(lock, next_try, [&] { return p->stop || p->addr_changed; });
+      auto next_try = std::chrono::steady_clock::time_point::max();
+      for (Lane* l : lanes) {
+        if (l->WantsStream()) next_try = std::min(next_try, l->retry_at);
+      }
+      p->cv.wait_until(lock, next_try,
+                       [&] { return p->stop || p->addr_changed || ready() != nullptr; });
       continue;
     }
     if (!channel) addr = p->addr;
