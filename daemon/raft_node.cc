@@ -180,7 +180,8 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   RaftStateMachine* sm;
   std::unique_ptr<raft::Node> node;
   StorageWriter writer{"raft-log"};
-  StorageWriter snapshotter{"raft-snapshot"};  // writes snapshots, which may be large, beside the log writes
+  // Writes snapshots, which may be large, beside the log writes.
+  StorageWriter snapshotter{"raft-snapshot"};
   std::optional<StorageWriter> applier;  // with options.apply_thread
 
   std::atomic<bool> running{false};

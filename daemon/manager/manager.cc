@@ -257,7 +257,7 @@ void Manager::Start() {
     std::_Exit(1);
   });
   impl_->raft->OnLeaderChange([this, led = raft::Term{0}](raft::NodeId lead, raft::Term term,
-                                                         bool self) mutable {
+                                                          bool self) mutable {
     SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
     if (led == term && !self && lead == raft::kNoNode) {
       // Check-quorum: no quorum answered in time. Whether the answers reached this process
@@ -267,8 +267,8 @@ void Manager::Start() {
       for (uint64_t v : st.conf.voters()) {
         if (v != options_.raft_id) others.push_back(v);
       }
-      const auto silent = impl_->transport->Silent(
-          others, std::chrono::milliseconds(impl_->ElectionMs()));
+      const auto silent =
+          impl_->transport->Silent(others, std::chrono::milliseconds(impl_->ElectionMs()));
       SKEP_LOG(warn, "raft",
                "stepped down in term {}: no quorum of managers answered within {} election "
                "timeouts; {} of {} were heard from within the last one",

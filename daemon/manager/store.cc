@@ -665,8 +665,8 @@ void Store::Notify(const std::vector<StoreEvent>& events) {
 }
 
 std::function<std::string()> Store::Snapshot() {
-  // Under the lock only the objects are taken (they are immutable), in ID order; the copy into
-  // the snapshot message and its encoding happen when the raft node asks for the bytes.
+  // Under the lock only the objects are taken (they are immutable), in ID order; they are
+  // encoded when the raft node asks for the bytes.
   struct Objects {
     std::vector<Shared<api::Node>> nodes;
     std::vector<Shared<api::Cluster>> clusters;
