@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/raft_node.h"
+#include "daemon/manager/raft_node.h"
 #include "raft/conf.h"
 #include "raft/memory_storage.h"
 #include "raft/rocks_storage.h"

@@ -5,7 +5,7 @@
 #include <iostream>
 #include <map>
 
-#include "daemon/agent/logfile.h"
+#include "daemon/executor/logfile.h"
 #include "daemon/common/log.h"
 #include "daemon/common/runtime.h"
 #include "daemon/node/node.h"

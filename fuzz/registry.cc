@@ -1,6 +1,6 @@
 // What a registry sends the worker's registry client: image indexes, manifests and image
-// configs (daemon/agent/manifest.h), WWW-Authenticate challenges (ParseWwwAuthenticate,
-// daemon/agent/registry.h) and redirect Locations (Url::Resolve); plus image references, which
+// configs (daemon/executor/manifest.h), WWW-Authenticate challenges (ParseWwwAuthenticate,
+// daemon/executor/registry.h) and redirect Locations (Url::Resolve); plus image references, which
 // come from users. Every parser gets the whole input. Malformed input throws ExecutorError;
 // any other exception escaping, a crash or a UBSan report is a finding.
 #include <cstddef>
@@ -9,11 +9,11 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/agent/errors.h"
-#include "daemon/agent/http_client.h"
-#include "daemon/agent/image_ref.h"
-#include "daemon/agent/manifest.h"
-#include "daemon/agent/registry.h"
+#include "daemon/executor/errors.h"
+#include "daemon/executor/http_client.h"
+#include "daemon/executor/image_ref.h"
+#include "daemon/executor/manifest.h"
+#include "daemon/executor/registry.h"
 
 namespace {
 

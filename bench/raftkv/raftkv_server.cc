@@ -23,8 +23,8 @@
 #include "daemon/common/runtime.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/raft_transport.h"
-#include "daemon/node/state.h"
-#include "daemon/raft_node.h"
+#include "daemon/common/files.h"
+#include "daemon/manager/raft_node.h"
 #include "etcdkv.grpc.pb.h"
 #include "raft/conf.h"
 #include "raft/rocks_storage.h"
@@ -42,9 +42,9 @@ int GenCerts(const std::string& dir, int n) {
         pki::SignNodeCertificate(ca, kr.csr_pem, "raftkv-" + std::to_string(i), pki::kManagerRole,
                                  "raftkv", std::chrono::hours(24));
     const tls::Files f = tls::Files::In(dir + "/" + std::to_string(i));
-    node::WriteFileAtomically(f.key, kr.key_pem, 0600);
-    node::WriteFileAtomically(f.cert, cert, 0644);
-    node::WriteFileAtomically(f.ca, ca.cert_pem, 0644);
+    files::WriteAtomically(f.key, kr.key_pem, 0600);
+    files::WriteAtomically(f.cert, cert, 0644);
+    files::WriteAtomically(f.ca, ca.cert_pem, 0644);
   }
   return 0;
 }

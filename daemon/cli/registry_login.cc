@@ -12,7 +12,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "daemon/agent/image_ref.h"
+#include "daemon/executor/image_ref.h"
 #include "daemon/cli/command.h"
 
 namespace skep::cli {

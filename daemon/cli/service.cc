@@ -8,7 +8,7 @@
 #include <sstream>
 #include <thread>
 
-#include "daemon/agent/image_ref.h"
+#include "daemon/executor/image_ref.h"
 #include "daemon/cli/command.h"
 #include "daemon/cli/format.h"
 #include "daemon/cli/registry_login.h"

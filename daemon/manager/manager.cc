@@ -29,7 +29,7 @@
 #include "daemon/manager/orchestrator/orchestrator.h"
 #include "daemon/manager/raft_transport.h"
 #include "daemon/manager/task_scheduler.h"
-#include "daemon/raft_node.h"
+#include "daemon/manager/raft_node.h"
 #include "raft/conf.h"
 #include "raft/quorum.h"
 #include "raft/rocks_storage.h"

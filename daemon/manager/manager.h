@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "control.pb.h"
-#include "daemon/agent/registry.h"
+#include "daemon/executor/registry.h"
 #include "daemon/common/tls.h"
 #include "daemon/manager/store.h"
 #include "objects.pb.h"

@@ -21,7 +21,7 @@
 #include <mutex>
 #include <thread>
 
-#include "daemon/raft_node.h"
+#include "daemon/manager/raft_node.h"
 #include "raft.grpc.pb.h"
 
 namespace skep::manager {

@@ -1,6 +1,6 @@
 #include "daemon/manager/registry_auth.h"
 
-#include "daemon/agent/image_ref.h"
+#include "daemon/executor/image_ref.h"
 #include "daemon/common/pki.h"
 #include "overlay/gossip/keyring.h"
 

@@ -4,8 +4,8 @@
 #include <tuple>
 #include <set>
 
-#include "daemon/agent/errors.h"
-#include "daemon/agent/registry.h"
+#include "daemon/executor/errors.h"
+#include "daemon/executor/registry.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/proto_bytes.h"

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "daemon/common/rwlock.h"
-#include "daemon/raft_node.h"
+#include "daemon/manager/raft_node.h"
 #include "objects.pb.h"
 
 namespace skep::manager {

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "daemon/agent/logfile.h"
+#include "daemon/executor/logfile.h"
 #include "daemon/common/log.h"
 #include "dispatcher.grpc.pb.h"
 

@@ -1,6 +1,6 @@
 // A node's answers to the managers' log subscriptions (`service logs`): for each subscription
 // its session lists, one publisher reads the logs of the tasks it names from the node's task
-// directories (daemon/agent/logfile.h) and streams them to the leader with PublishLogs. Without
+// directories (daemon/executor/logfile.h) and streams them to the leader with PublishLogs. Without
 // --follow it sends what there is, then closes; with --follow it goes on sending what the tasks
 // write, woken by inotify, until the subscription is withdrawn, and takes in the tasks the
 // subscription gains meanwhile (from their first line).

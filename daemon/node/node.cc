@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "ca.grpc.pb.h"
-#include "daemon/agent/errors.h"
-#include "daemon/agent/image_ref.h"
+#include "daemon/executor/errors.h"
+#include "daemon/executor/image_ref.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/proto_bytes.h"
@@ -22,7 +22,7 @@
 #include "daemon/manager/allocator/networks.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
-#include "daemon/node/netutil.h"
+#include "daemon/common/netutil.h"
 #include "overlay/gossip/agent.h"
 #include "raft/conf.h"
 

@@ -14,7 +14,7 @@
 
 #include "control.grpc.pb.h"
 #include "daemon/manager/manager.h"
-#include "daemon/node/agent.h"
+#include "daemon/node/session_client.h"
 #include "daemon/node/state.h"
 #include "daemon/node/worker.h"
 

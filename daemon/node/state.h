@@ -36,6 +36,4 @@ class DataDir {
   std::string path_;
 };
 
-void WriteFileAtomically(const std::string& path, const std::string& data, int mode);
-
 }  // namespace skep::node

@@ -16,15 +16,16 @@
 #include <sstream>
 #include <thread>
 
-#include "daemon/agent/containerd.h"
-#include "daemon/agent/errors.h"
-#include "daemon/agent/oci_spec.h"
+#include "daemon/executor/containerd.h"
+#include "daemon/executor/errors.h"
+#include "daemon/executor/oci_spec.h"
 #include "daemon/common/log.h"
 #include "daemon/common/proto_bytes.h"
-#include "daemon/node/overlay_dataplane.h"
-#include "daemon/node/service_mesh.h"
+#include "overlay/dataplane/overlay_dataplane.h"
+#include "overlay/dataplane/service_mesh.h"
+#include "daemon/common/files.h"
 #include "daemon/node/state.h"
-#include "daemon/node/task_network.h"
+#include "overlay/dataplane/task_network.h"
 #include "overlay/discovery.h"
 #include "overlay/dns/server.h"
 #include "overlay/gossip/agent.h"
@@ -34,6 +35,13 @@ namespace skep::node {
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
+using dataplane::MeshNetwork;
+using dataplane::OverlayDataplane;
+using dataplane::OverlayNetworkInfo;
+using dataplane::OverlayPeer;
+using dataplane::PublishedPort;
+using dataplane::ServiceMesh;
+using dataplane::TaskNetwork;
 
 namespace {
 
@@ -250,7 +258,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
       if (l.health) (*out.mutable_health())[id] = *l.health;
     }
     try {
-      WriteFileAtomically(StorePath(), out.SerializeAsString(), 0600);
+      files::WriteAtomically(StorePath(), out.SerializeAsString(), 0600);
     } catch (const std::exception& e) {
       SKEP_LOG(error, "worker", "cannot save the task store: {}", e.what());
     }
@@ -363,7 +371,7 @@ class Worker::Impl : public std::enable_shared_from_this<Worker::Impl> {
     out << "options ndots:0\n";
     const std::string path = TaskDir(id) + "/resolv.conf";
     fs::create_directories(TaskDir(id));
-    WriteFileAtomically(path, out.str(), 0644);
+    files::WriteAtomically(path, out.str(), 0644);
     return path;
   }
 

@@ -7,7 +7,7 @@
 // containers still running (same pids) and learns of those that exited meanwhile. A container
 // whose task the managers no longer list (the node was down and its tasks moved) is stopped and
 // removed once the first list after a (re)connection arrives. A task's stdout and stderr go to
-// <data-dir>/tasks/<id>/log through the logger the shim runs (daemon/agent/logfile.h); the
+// <data-dir>/tasks/<id>/log through the logger the shim runs (daemon/executor/logfile.h); the
 // directory stays while the task is in its service's history.
 //
 // State lives on one strand; containerd and registry calls, which block, run on a small pool
@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include "daemon/agent/logfile.h"
-#include "daemon/agent/registry.h"
+#include "daemon/executor/logfile.h"
+#include "daemon/executor/registry.h"
 #include "dispatcher.pb.h"
 
 namespace skep::gossip {
@@ -37,7 +37,7 @@ struct WorkerOptions {
   std::string containerd_socket = "/run/containerd/containerd.sock";
   std::string containerd_namespace = "skep";
   executor::RegistryConfig registry;
-  // The task's logger, which containerd's shim runs (this skepd; see daemon/agent/logfile.h).
+  // The task's logger, which containerd's shim runs (this skepd; see daemon/executor/logfile.h).
   std::string logger_binary;
   executor::LogFileOptions logs;
   // This node's underlay address, the VTEP of its overlay networks (none: no overlay).

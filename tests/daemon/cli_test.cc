@@ -3,7 +3,7 @@
 #include "daemon/cli/command.h"
 #include "daemon/cli/format.h"
 #include "daemon/cli/specs.h"
-#include "daemon/node/netutil.h"
+#include "daemon/common/netutil.h"
 
 using namespace skep;
 

@@ -6,7 +6,7 @@
 #include <set>
 #include <thread>
 
-#include "daemon/raft_node.h"
+#include "daemon/manager/raft_node.h"
 #include "raft/conf.h"
 #include "raft/memory_storage.h"
 

@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "daemon/agent/image_ref.h"
+#include "daemon/executor/image_ref.h"
 #include "daemon/manager/registry_auth.h"
 
 using namespace skep;
