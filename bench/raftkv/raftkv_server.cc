@@ -186,13 +186,14 @@ int main(int argc, char** argv) {
 
   auto storage = raft::RocksStorage::Open(flags["--data-dir"] + "/raft");
   if (storage->Empty()) storage->Bootstrap(raft::MakeConfState(ids));
-  manager::GrpcRaftTransport transport(tls::NodeCredentials(certs), id, peers[id]);
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  manager::GrpcRaftTransport transport(io.get_executor(), tls::NodeCredentials(certs), id,
+                                       peers[id]);
   for (const auto& [pid, addr] : peers) {
     if (pid != id) transport.SetPeer(pid, addr);
   }
   KvStore kv;
-  asio::io_context io;
-  auto guard = asio::make_work_guard(io);
   std::vector<std::thread> threads;
   for (int i = 0; i < 2; ++i)
     threads.emplace_back([&] { io.run(); });

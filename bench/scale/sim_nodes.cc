@@ -18,6 +18,8 @@
 #include <unordered_map>
 
 #include "ca.grpc.pb.h"
+#include "daemon/common/clock.h"
+#include "daemon/common/grpc_status.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
 #include "dispatcher.grpc.pb.h"
@@ -29,12 +31,6 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 bool Terminal(api::TaskState s) {
   return s > api::TASK_RUNNING;
@@ -276,10 +272,9 @@ void SimNodes::Node::OnEnded(uint64_t g, const grpc::Status& status) {
     r.second = status.error_message();
   }
   std::chrono::milliseconds wait = backoff;
-  if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-      !status.error_details().empty()) {
+  if (const Status why = FromGrpc(status); !why.leader_addr().empty()) {
     // That manager is not the leader; this one is. Not in a tight loop if the hints go round.
-    leader_hint = status.error_details();
+    leader_hint = why.leader_addr();
     wait = 20ms;
   } else if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
     std::fprintf(stderr, "scale: %s: the swarm does not know this node: %s\n", hostname.c_str(),

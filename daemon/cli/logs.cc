@@ -7,16 +7,11 @@
 
 #include "daemon/cli/command.h"
 #include "daemon/cli/format.h"
+#include "daemon/common/clock.h"
 
 namespace skep::cli {
 
 namespace {
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t ParseTail(const std::string& v) {
   if (v.empty() || v == "all") return -1;

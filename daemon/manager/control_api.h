@@ -1,80 +1,130 @@
 // The cluster control API: validation, then one raft write per change. Any manager accepts a
-// request; a follower forwards it to the leader over 2377. ControlService serves it on 2377 to
-// other managers only (worker certificates are refused); skepd's control socket calls ControlApi
-// directly.
+// request: the leader serves it, a follower forwards it to the leader over 2377. ControlService
+// serves it on gRPC's callback API, on 2377 to the other managers (worker certificates are
+// refused) and on skepd's control socket to the CLI; a later entry point (the Docker Engine
+// API) calls the same asynchronous operations.
+//
+// Every operation is asynchronous: `done` gets its outcome once the response is filled in, and
+// no thread waits meanwhile (each is a coroutine on a strand of its own, suspended while raft,
+// the leader or a registry answers). A request that arrives while there is no leader, or
+// before this leader serves, waits for one (a few election timeouts at most) and then goes to
+// it; a request whose leader was lost goes to the next one. Writes carry the request's ID, set
+// by the manager that first received it: the store applies a request once, so a create that
+// succeeded before its leader died is answered as a success, not "already exists", when it
+// reaches the next leader.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
+#include <boost/asio/awaitable.hpp>
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "control.grpc.pb.h"
+#include "daemon/manager/context.h"
 
 namespace skep::manager {
 
-class Manager;
+class Dispatcher;
 class LogFeed;
 
 class ControlApi {
  public:
-  explicit ControlApi(Manager* manager) : m_(manager) {}
+  ControlApi(ServiceContext& ctx, std::shared_ptr<Dispatcher> dispatcher);
 
-  grpc::Status InspectSwarm(const api::Empty& req, api::ClusterView* resp);
-  grpc::Status UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp);
-  grpc::Status GetJoinToken(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp);
-  grpc::Status ListNodes(const api::ListNodesRequest& req, api::ListNodesResponse* resp);
-  grpc::Status GetNode(const api::NodeRef& req, api::NodeView* resp);
-  grpc::Status UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp);
-  grpc::Status RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp);
+  using Call = CallInfo;
+
+  void InspectSwarm(const api::Empty& req, api::ClusterView* resp, Call call, Done done);
+  void UpdateSwarm(const api::UpdateSwarmRequest& req, api::Empty* resp, Call call, Done done);
+  void GetJoinToken(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp, Call call,
+                    Done done);
+  void ListNodes(const api::ListNodesRequest& req, api::ListNodesResponse* resp, Call call,
+                 Done done);
+  void GetNode(const api::NodeRef& req, api::NodeView* resp, Call call, Done done);
+  void UpdateNode(const api::UpdateNodeRequest& req, api::NodeView* resp, Call call, Done done);
+  void RemoveNode(const api::RemoveNodeRequest& req, api::Empty* resp, Call call, Done done);
   // Services and tasks (service_api.cc).
-  grpc::Status CreateService(const api::CreateServiceRequest& req,
-                             api::CreateServiceResponse* resp);
-  grpc::Status ListServices(const api::ListServicesRequest& req, api::ListServicesResponse* resp);
-  grpc::Status GetService(const api::ServiceRef& req, api::ServiceView* resp);
-  grpc::Status UpdateService(const api::UpdateServiceRequest& req, api::ServiceView* resp);
-  grpc::Status RemoveService(const api::ServiceRef& req, api::Empty* resp);
-  grpc::Status ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp);
-  grpc::Status ExplainService(const api::ServiceRef& req, api::ExplainServiceResponse* resp);
+  void CreateService(const api::CreateServiceRequest& req, api::CreateServiceResponse* resp,
+                     Call call, Done done);
+  void ListServices(const api::ListServicesRequest& req, api::ListServicesResponse* resp,
+                    Call call, Done done);
+  void GetService(const api::ServiceRef& req, api::ServiceView* resp, Call call, Done done);
+  void UpdateService(const api::UpdateServiceRequest& req, api::ServiceView* resp, Call call,
+                     Done done);
+  void RemoveService(const api::ServiceRef& req, api::Empty* resp, Call call, Done done);
+  void ListTasks(const api::ListTasksRequest& req, api::ListTasksResponse* resp, Call call,
+                 Done done);
+  void ExplainService(const api::ServiceRef& req, api::ExplainServiceResponse* resp, Call call,
+                      Done done);
   // Networks (network_api.cc).
-  grpc::Status CreateNetwork(const api::CreateNetworkRequest& req,
-                             api::CreateNetworkResponse* resp);
-  grpc::Status ListNetworks(const api::ListNetworksRequest& req, api::ListNetworksResponse* resp);
-  grpc::Status GetNetwork(const api::NetworkRef& req, api::Network* resp);
-  grpc::Status RemoveNetwork(const api::NetworkRef& req, api::Empty* resp);
-  grpc::Status PruneNetworks(const api::Empty& req, api::PruneNetworksResponse* resp);
+  void CreateNetwork(const api::CreateNetworkRequest& req, api::CreateNetworkResponse* resp,
+                     Call call, Done done);
+  void ListNetworks(const api::ListNetworksRequest& req, api::ListNetworksResponse* resp,
+                    Call call, Done done);
+  void GetNetwork(const api::NetworkRef& req, api::Network* resp, Call call, Done done);
+  void RemoveNetwork(const api::NetworkRef& req, api::Empty* resp, Call call, Done done);
+  void PruneNetworks(const api::Empty& req, api::PruneNetworksResponse* resp, Call call,
+                     Done done);
   // Logs (logs_api.cc): streams the logs of a service's tasks, or of one task, into `feed`,
   // through the leader. Returns what stops the stream early (the client went away).
   std::function<void()> ServiceLogs(const api::ServiceLogsRequest& req,
-                                    std::shared_ptr<LogFeed> feed);
+                                    std::shared_ptr<LogFeed> feed, const Call& call);
+
 
  private:
-  template <class Req, class Resp>
-  grpc::Status Forward(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
-                                                                  Resp*),
-                       const Req& req, Resp* resp);
-  // Runs `local` on the leader: here, once this manager serves as the leader, or else by
-  // forwarding the request to it.
-  template <class Req, class Resp>
-  grpc::Status OnLeader(grpc::Status (api::Control::Stub::*method)(grpc::ClientContext*, const Req&,
-                                                                   Resp*),
-                        const Req& req, Resp* resp, const std::function<grpc::Status()>& local);
-  // The leader's part of the swarm and node calls.
-  grpc::Status UpdateSwarmHere(const api::UpdateSwarmRequest& req);
-  grpc::Status JoinToken(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp);
-  grpc::Status ListNodesHere(const api::ListNodesRequest& req, api::ListNodesResponse* resp);
-  grpc::Status UpdateNodeHere(const api::UpdateNodeRequest& req, api::NodeView* resp);
-  grpc::Status RemoveNodeHere(const api::RemoveNodeRequest& req);
+  using Task = boost::asio::awaitable<Status>;
+  template <class Req, class Resp, class Remote, class Local>
+  void Run(Remote remote, const Req& req, Resp* resp, Call call, Done done, Local local);
+  // Proposes a write of this request, given up as kOutcomeUnknown when leadership is lost or
+  // the deadline passes first.
+  Task Write(api::StoreBatch batch, const Call& call);
+
+  // The leader's part of each call.
+  Task InspectSwarmHere(api::ClusterView* resp);
+  Task UpdateSwarmHere(const api::UpdateSwarmRequest& req, const Call& call);
+  Task JoinTokenHere(const api::JoinTokenRequest& req, api::JoinTokenResponse* resp,
+                     const Call& call);
+  Task ListNodesHere(const api::ListNodesRequest& req, api::ListNodesResponse* resp);
+  Task GetNodeHere(const api::NodeRef& req, api::NodeView* resp);
+  Task UpdateNodeHere(const api::UpdateNodeRequest& req, api::NodeView* resp, const Call& call);
+  Task RemoveNodeHere(const api::RemoveNodeRequest& req, const Call& call);
+  Task CreateServiceHere(const api::CreateServiceRequest& req, api::CreateServiceResponse* resp,
+                         const Call& call);
+  Task ListServicesHere(const api::ListServicesRequest& req, api::ListServicesResponse* resp);
+  Task GetServiceHere(const api::ServiceRef& req, api::ServiceView* resp);
+  Task UpdateServiceHere(const api::UpdateServiceRequest& req, api::ServiceView* resp,
+                         const Call& call);
+  Task RemoveServiceHere(const api::ServiceRef& req, const Call& call);
+  Task ListTasksHere(const api::ListTasksRequest& req, api::ListTasksResponse* resp);
+  Task ExplainServiceHere(const api::ServiceRef& req, api::ExplainServiceResponse* resp);
+  Task CreateNetworkHere(const api::CreateNetworkRequest& req, api::CreateNetworkResponse* resp,
+                         const Call& call);
+  Task ListNetworksHere(const api::ListNetworksRequest& req, api::ListNetworksResponse* resp);
+  Task GetNetworkHere(const api::NetworkRef& req, api::Network* resp);
+  Task RemoveNetworkHere(const api::NetworkRef& req, const Call& call);
+  Task PruneNetworksHere(api::PruneNetworksResponse* resp, const Call& call);
+  // Read-modify-write of the node or the cluster, as one write of this request.
+  Task UpdateNodeObject(const std::string& id, std::function<Status(api::Node&)> modify,
+                        api::Node* updated, const Call& call);
+  Task UpdateClusterObject(std::function<Status(api::Cluster&)> modify, const Call& call);
+  // The image as given, pinned to the digest its tag names now; on the registry pool.
+  Task PinImage(std::string* image, const api::RegistryAuth* auth);
+  // The cluster's registry auth key, made and written the first time a service needs one.
+  Task RegistryAuthKey(std::string* key, const Call& call);
+  Task SealInto(const api::RegistryAuth& auth, api::Service* s, const Call& call);
+
   std::string SelfRef(const std::string& ref) const;
-  grpc::Status Resolve(const std::string& ref, api::Node* out) const;
-  grpc::Status ResolveService(const std::string& ref, api::Service* out) const;
-  grpc::Status ResolveNetwork(const std::string& ref, api::Network* out) const;
+  Status Resolve(const std::string& ref, api::Node* out) const;
+  Status ResolveService(const std::string& ref, api::Service* out) const;
+  Status ResolveNetwork(const std::string& ref, api::Network* out) const;
   // Resolves a service's --network names to IDs, and refuses what cannot be attached.
-  grpc::Status AttachNetworks(api::ServiceSpec* spec) const;
+  Status AttachNetworks(api::ServiceSpec* spec) const;
   api::ServiceView ViewOf(const api::Service& s) const;
   api::NodeView View(const api::Node& n) const;
 
-  Manager* m_;
+  ServiceContext& ctx_;
+  std::shared_ptr<Dispatcher> dispatcher_;
 };
 
 // Where a control call is served: the API of the manager it is for, kept alive during the call.
@@ -84,53 +134,37 @@ struct ControlTarget {
 };
 // Finds it for a call, or says why there is none.
 using ControlResolver =
-    std::function<grpc::Status(const grpc::ServerContextBase& context, ControlTarget* target)>;
+    std::function<Status(const grpc::ServerContextBase& context, ControlTarget* target)>;
 
-// The control API over gRPC: on 2377 for the other managers (PeerResolver), and on skepd's
-// control socket for the CLI (the node's own manager, see daemon/node/node.cc).
-class ControlService final
-    : public api::Control::WithCallbackMethod_ServiceLogs<api::Control::Service> {
+// The control API over gRPC's callback API: on 2377 for the other managers (PeerResolver), and
+// on skepd's control socket for the CLI (the node's own manager).
+class ControlService final : public api::Control::CallbackService {
  public:
   explicit ControlService(ControlResolver resolve) : resolve_(std::move(resolve)) {}
 
-  grpc::Status InspectSwarm(grpc::ServerContext* c, const api::Empty* req,
-                            api::ClusterView* resp) override;
-  grpc::Status UpdateSwarm(grpc::ServerContext* c, const api::UpdateSwarmRequest* req,
-                           api::Empty* resp) override;
-  grpc::Status GetJoinToken(grpc::ServerContext* c, const api::JoinTokenRequest* req,
-                            api::JoinTokenResponse* resp) override;
-  grpc::Status ListNodes(grpc::ServerContext* c, const api::ListNodesRequest* req,
-                         api::ListNodesResponse* resp) override;
-  grpc::Status GetNode(grpc::ServerContext* c, const api::NodeRef* req,
-                       api::NodeView* resp) override;
-  grpc::Status UpdateNode(grpc::ServerContext* c, const api::UpdateNodeRequest* req,
-                          api::NodeView* resp) override;
-  grpc::Status RemoveNode(grpc::ServerContext* c, const api::RemoveNodeRequest* req,
-                          api::Empty* resp) override;
-  grpc::Status CreateService(grpc::ServerContext* c, const api::CreateServiceRequest* req,
-                             api::CreateServiceResponse* resp) override;
-  grpc::Status ListServices(grpc::ServerContext* c, const api::ListServicesRequest* req,
-                            api::ListServicesResponse* resp) override;
-  grpc::Status GetService(grpc::ServerContext* c, const api::ServiceRef* req,
-                          api::ServiceView* resp) override;
-  grpc::Status UpdateService(grpc::ServerContext* c, const api::UpdateServiceRequest* req,
-                             api::ServiceView* resp) override;
-  grpc::Status RemoveService(grpc::ServerContext* c, const api::ServiceRef* req,
-                             api::Empty* resp) override;
-  grpc::Status ListTasks(grpc::ServerContext* c, const api::ListTasksRequest* req,
-                         api::ListTasksResponse* resp) override;
-  grpc::Status ExplainService(grpc::ServerContext* c, const api::ServiceRef* req,
-                              api::ExplainServiceResponse* resp) override;
-  grpc::Status CreateNetwork(grpc::ServerContext* c, const api::CreateNetworkRequest* req,
-                             api::CreateNetworkResponse* resp) override;
-  grpc::Status ListNetworks(grpc::ServerContext* c, const api::ListNetworksRequest* req,
-                            api::ListNetworksResponse* resp) override;
-  grpc::Status GetNetwork(grpc::ServerContext* c, const api::NetworkRef* req,
-                          api::Network* resp) override;
-  grpc::Status RemoveNetwork(grpc::ServerContext* c, const api::NetworkRef* req,
-                             api::Empty* resp) override;
-  grpc::Status PruneNetworks(grpc::ServerContext* c, const api::Empty* req,
-                             api::PruneNetworksResponse* resp) override;
+#define SKEP_CONTROL_METHOD(Method, Req, Resp)                                       \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* c, const Req* req, \
+                                   Resp* resp) override;
+  SKEP_CONTROL_METHOD(InspectSwarm, api::Empty, api::ClusterView)
+  SKEP_CONTROL_METHOD(UpdateSwarm, api::UpdateSwarmRequest, api::Empty)
+  SKEP_CONTROL_METHOD(GetJoinToken, api::JoinTokenRequest, api::JoinTokenResponse)
+  SKEP_CONTROL_METHOD(ListNodes, api::ListNodesRequest, api::ListNodesResponse)
+  SKEP_CONTROL_METHOD(GetNode, api::NodeRef, api::NodeView)
+  SKEP_CONTROL_METHOD(UpdateNode, api::UpdateNodeRequest, api::NodeView)
+  SKEP_CONTROL_METHOD(RemoveNode, api::RemoveNodeRequest, api::Empty)
+  SKEP_CONTROL_METHOD(CreateService, api::CreateServiceRequest, api::CreateServiceResponse)
+  SKEP_CONTROL_METHOD(ListServices, api::ListServicesRequest, api::ListServicesResponse)
+  SKEP_CONTROL_METHOD(GetService, api::ServiceRef, api::ServiceView)
+  SKEP_CONTROL_METHOD(UpdateService, api::UpdateServiceRequest, api::ServiceView)
+  SKEP_CONTROL_METHOD(RemoveService, api::ServiceRef, api::Empty)
+  SKEP_CONTROL_METHOD(ListTasks, api::ListTasksRequest, api::ListTasksResponse)
+  SKEP_CONTROL_METHOD(ExplainService, api::ServiceRef, api::ExplainServiceResponse)
+  SKEP_CONTROL_METHOD(CreateNetwork, api::CreateNetworkRequest, api::CreateNetworkResponse)
+  SKEP_CONTROL_METHOD(ListNetworks, api::ListNetworksRequest, api::ListNetworksResponse)
+  SKEP_CONTROL_METHOD(GetNetwork, api::NetworkRef, api::Network)
+  SKEP_CONTROL_METHOD(RemoveNetwork, api::NetworkRef, api::Empty)
+  SKEP_CONTROL_METHOD(PruneNetworks, api::Empty, api::PruneNetworksResponse)
+#undef SKEP_CONTROL_METHOD
   grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServiceLogs(
       grpc::CallbackServerContext* c, const api::ServiceLogsRequest* req) override;
 
@@ -140,18 +174,20 @@ class ControlService final
 
 // Calls on 2377 come from other managers: the certificate must be a manager's, and the store
 // must agree that its node is still a manager (a demoted manager's certificate stays valid until
-// it expires). A request a follower forwarded is not forwarded again.
-ControlResolver PeerResolver(Manager* manager);
+// it expires).
+ControlResolver PeerResolver(ServiceContext& ctx, ControlApi& api);
 
 // A ServiceLogs stream to a client, fed by ControlApi::ServiceLogs (logs_api.cc); it holds
 // `keep_alive` (the manager) until it is done.
 grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServeLogs(ControlApi* api,
                                                              const api::ServiceLogsRequest& req,
+                                                             const ControlApi::Call& call,
                                                              std::shared_ptr<void> keep_alive = {});
 // A stream that only says no.
-grpc::ServerWriteReactor<api::ServiceLogsMessage>* RefuseLogs(grpc::Status status);
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* RefuseLogs(const Status& status);
 
-// Marks a request one manager forwards to another.
-inline constexpr char kForwardedHeader[] = "skep-forwarded";
+// The request as the entry point knows it: the ID a forwarding manager gave it, or a new one,
+// and the client's deadline.
+CallInfo CallOf(const grpc::CallbackServerContext& c);
 
 }  // namespace skep::manager

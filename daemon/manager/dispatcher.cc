@@ -1,20 +1,23 @@
 #include "daemon/manager/dispatcher.h"
 
 #include <boost/asio/post.hpp>
-#include <optional>
+
+#include <algorithm>
 #include <set>
 
+#include "daemon/common/grpc_status.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/proto_bytes.h"
 #include "daemon/common/tls.h"
+#include "daemon/manager/assignments.h"
 #include "daemon/manager/defaults.h"
-#include "daemon/manager/manager.h"
-#include "daemon/manager/registry_auth.h"
 #include "daemon/manager/store_driven.h"
+#include "daemon/manager/writes.h"
 
 namespace skep::manager {
 
+namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
 namespace {
@@ -31,320 +34,242 @@ constexpr std::chrono::milliseconds kLeaderChangePerNode(10);
 // How far ahead of the leader's clock a node's status timestamps may be.
 constexpr int64_t kClockSkewNs = 60'000'000'000;
 
-grpc::Status NoCertificate(const std::string& what) {
-  return {grpc::StatusCode::UNAUTHENTICATED, what + " needs the node's certificate"};
+Status NoCertificate(const std::string& what) {
+  return {Code::kUnauthenticated, what + " needs the node's certificate"};
 }
 
 // A unary call answered at once.
-grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* c, grpc::Status st) {
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* c, const Status& st) {
   auto* r = c->DefaultReactor();
-  r->Finish(std::move(st));
+  r->Finish(ToGrpc(st));
   return r;
 }
 
 template <class Msg>
 class RefusedWrite final : public grpc::ServerWriteReactor<Msg> {
  public:
-  explicit RefusedWrite(grpc::Status status) { this->Finish(std::move(status)); }
+  explicit RefusedWrite(const Status& status) { this->Finish(ToGrpc(status)); }
   void OnDone() override { delete this; }
 };
 
 template <class Msg>
 class RefusedRead final : public grpc::ServerReadReactor<Msg> {
  public:
-  explicit RefusedRead(grpc::Status status) { this->Finish(std::move(status)); }
+  explicit RefusedRead(const Status& status) { this->Finish(ToGrpc(status)); }
   void OnDone() override { delete this; }
 };
 
 }  // namespace
 
-// One node's session. The dispatcher's lock guards last_heartbeat; the session's own lock the
-// stream's state. `sent` and `header` belong to whoever holds `writing`.
+LivenessPlan PlanLiveness(const std::vector<NodeHeard>& nodes, Clock::Steady now,
+                          Clock::duration grace, Clock::Steady quiet_until) {
+  LivenessPlan plan;
+  for (const auto& n : nodes) {
+    if (n.down) continue;
+    const Clock::Steady due = std::max(n.heard + grace, quiet_until);
+    if (due <= now) {
+      plan.down.push_back(n.id);
+    } else if (!plan.next || due < *plan.next) {
+      plan.next = due;
+    }
+  }
+  return plan;
+}
+
+// One node's session: its stream and what was sent on it, on the session's strand.
 struct Dispatcher::SessionState {
-  std::string id;
-  std::string node_id;
-  std::chrono::steady_clock::time_point last_heartbeat;  // under Dispatcher::mu_
+  SessionState(std::string session_id, std::string node, Strand s)
+      : id(std::move(session_id)), node_id(node), strand(std::move(s)), assignments(node) {}
+  const std::string id;
+  const std::string node_id;
+  Strand strand;
 
-  std::mutex mu;
-  SessionStream* stream = nullptr;  // null once the stream is done
+  SessionStream* stream = nullptr;  // unused once finish_called is set: it may be gone
   bool dirty = true;                // something the node must hear of changed
-  bool scheduled = false;           // a WriteNext is posted
-  bool writing = false;             // composing or writing a message
-  bool finished = false;            // Finish was called on the stream
-  std::optional<grpc::Status> finish;
-  api::SessionMessage current;  // the message being written
+  bool writing = false;             // a message is being written
+  bool finish_called = false;       // Finish was called on the stream
+  std::optional<Status> finish;     // how the session is to end
+  api::SessionMessage current;      // the message being written
+  Assignments assignments;          // what the node was sent
 
-  bool first = true;  // the next message is the full list
-  struct Sent {
-    uint64_t version = 0;  // of the store's task
-    std::string bytes;     // the task as last sent
-  };
-  std::map<std::string, Sent> sent;  // by task ID
-  std::string header;                // the rest of the last message, as sent
+  // With no write in flight and an end decided: finishes the stream.
+  void FinishNow();
 };
 
 class Dispatcher::SessionStream final : public grpc::ServerWriteReactor<api::SessionMessage> {
  public:
-  SessionStream(Dispatcher* d, SessionPtr s) : d_(d), s_(std::move(s)) {}
+  SessionStream(std::shared_ptr<Dispatcher> d, SessionPtr s) : d_(std::move(d)), s_(std::move(s)) {}
   void OnWriteDone(bool ok) override {
-    std::unique_lock lock(s_->mu);
-    s_->writing = false;
-    // Written: the message is not kept until the next (a node's full list of tasks, a thousand
-    // sessions: the leader held a copy of every task).
-    s_->current = api::SessionMessage();
-    if (!ok && !s_->finish) s_->finish = grpc::Status::OK;  // the agent went away
-    if (s_->finish) {
-      FinishLocked(lock);
-      return;
-    }
-    const bool again = s_->dirty;
-    lock.unlock();
-    if (again) d_->Wake(s_);
+    asio::post(s_->strand, [d = d_, s = s_, ok] {
+      s->writing = false;
+      // Written: the message is not kept until the next (a node's full list of tasks, a
+      // thousand sessions: the leader held a copy of every task).
+      s->current = api::SessionMessage();
+      if (!ok && !s->finish) s->finish = Status::Ok();  // the agent went away
+      if (s->finish) {
+        s->FinishNow();
+        return;
+      }
+      if (s->dirty) d->WriteNext(s);
+    });
   }
-  void OnCancel() override { d_->End(s_, grpc::Status::CANCELLED); }
+  void OnCancel() override { d_->End(s_, {Code::kCancelled, "the session was cancelled"}); }
+  // After Finish (finish_called is set): nothing on the session's strand uses the stream now.
   void OnDone() override {
-    {
-      std::lock_guard lock(s_->mu);
-      s_->stream = nullptr;
-      s_->finished = true;
-    }
-    d_->Ended(s_);
+    asio::post(d_->strand_, [d = d_, s = s_] { d->Ended(s); });
     delete this;
-  }
-  // With s_->mu held, no write outstanding and a status to finish with.
-  void FinishLocked(std::unique_lock<std::mutex>& lock) {
-    if (s_->finished) return;
-    s_->finished = true;
-    const grpc::Status st = *s_->finish;
-    lock.unlock();
-    Finish(st);
   }
 
  private:
-  Dispatcher* d_;
+  std::shared_ptr<Dispatcher> d_;
   SessionPtr s_;
 };
 
-Dispatcher::Dispatcher(Manager* manager)
-    : manager_(manager),
-      logs_(&manager->store(), [this](const std::string& node_id) { return Connected(node_id); }) {}
+void Dispatcher::SessionState::FinishNow() {
+  if (finish_called || writing || !finish) return;
+  finish_called = true;
+  stream->Finish(ToGrpc(*finish));
+}
 
-Dispatcher::~Dispatcher() {
-  Stop();
+Dispatcher::Dispatcher(Context& ctx)
+    : ctx_(ctx),
+      strand_(ctx.MakeStrand()),
+      period_ms_(kDispatcherHeartbeatMs),
+      logs_(&ctx.store(), [this](const std::string& node_id) { return Connected(node_id); }) {}
+
+Dispatcher::~Dispatcher() = default;
+
+void Dispatcher::Start() {
+  std::weak_ptr<Dispatcher> weak = weak_from_this();
+  // The store's events are gathered per batch on the apply thread and handed over at its end.
+  store_events_ = ctx_.store().Watch([this, weak](const StoreEvent& ev) {
+    batch_events_.push_back(ev);
+    if (!ev.last_in_batch) return;
+    asio::post(strand_, [weak, events = std::move(batch_events_)] {
+      if (auto me = weak.lock()) me->OnEvents(events);
+    });
+    batch_events_.clear();
+  });
+  leadership_ = ctx_.WatchLeadership([weak](const Leadership& l) {
+    if (auto me = weak.lock()) asio::post(me->strand_, [me, l] { me->OnLeadership(l); });
+  });
+  managers_ = ctx_.WatchManagers([weak] {
+    if (auto me = weak.lock()) asio::post(me->strand_, [me] { me->WakeAll(); });
+  });
+  asio::post(strand_, [self = shared_from_this()] {
+    self->ReadPeriod();
+    self->OnLeadership(self->ctx_.leadership());
+  });
+}
+
+void Dispatcher::Stop() {
+  store_events_.Cancel();
+  leadership_.Cancel();
+  managers_.Cancel();
+  asio::post(strand_, [self = shared_from_this()] {
+    self->stopped_ = true;
+    self->serving_ = false;
+    self->liveness_.reset();
+    for (auto& [id, s] : self->sessions_)
+      self->End(s, Unavailable("the manager is shutting down"));
+    self->sessions_.clear();
+  });
 }
 
 std::chrono::milliseconds Dispatcher::Period() const {
-  // Every heartbeat asks; the cluster object (keys and certificates) is copied only when it
-  // changed.
-  uint64_t changes;
-  {
-    std::lock_guard lock(period_mu_);
-    if (period_ms_ > 0) return std::chrono::milliseconds(period_ms_);
-    changes = period_changes_;
-  }
-  auto c = manager_->store().GetCluster();
-  int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
-  if (ms <= 0) ms = kDispatcherHeartbeatMs;
-  std::lock_guard lock(period_mu_);
-  if (c && changes == period_changes_) period_ms_ = ms;
-  return std::chrono::milliseconds(ms);
+  return std::chrono::milliseconds(period_ms_.load());
 }
 
-grpc::Status Dispatcher::NotLeader() const {
-  auto leader = manager_->Leader();
-  if (!leader) return manager_->NoLeaderStatus();
-  return {grpc::StatusCode::FAILED_PRECONDITION, "not the leader; the leader is at " + leader->addr,
-          leader->addr};
+Clock::duration Dispatcher::Grace() const {
+  return Period() * kGracePeriods;
+}
+
+void Dispatcher::ReadPeriod() {
+  auto c = ctx_.store().GetCluster();
+  int64_t ms = c ? c->spec().dispatcher().heartbeat_period_ms() : 0;
+  period_ms_ = ms > 0 ? ms : kDispatcherHeartbeatMs;
+}
+
+Status Dispatcher::NotLeader() const {
+  const Leadership l = ctx_.leadership();
+  if (l.leader) return Unavailable("the new leader is still catching up; try again");
+  if (!l.Reachable()) return {Code::kNoLeader, "the swarm has no leader at the moment"};
+  return Status::NotLeader("not the leader; the leader is at " + l.leader_info->addr,
+                           l.leader_info->addr);
 }
 
 // ---- sessions ---------------------------------------------------------------------------------
 
 bool Dispatcher::Compose(SessionState& s, api::SessionMessage* msg) {
-  api::SessionMessage& m = *msg;
-  m.set_session_id(s.id);
-  for (const auto& p : manager_->Managers())
-    *m.add_managers() = p;
-  m.set_heartbeat_period_ms(Period().count());
-  if (auto l = manager_->Leader()) m.set_leader_addr(l->addr);
+  msg->set_session_id(s.id);
+  for (const auto& p : ctx_.Managers())
+    *msg->add_managers() = p;
+  msg->set_heartbeat_period_ms(Period().count());
+  if (const Leadership l = ctx_.leadership(); l.Reachable()) {
+    msg->set_leader_addr(l.leader_info->addr);
+  }
   for (auto& sub : logs_.For(s.node_id))
-    *m.add_log_subscriptions() = std::move(sub);
-  // The node's tasks as they go out, the ones whose version was not sent yet: a session is
-  // composed after every batch that touches one of the node's tasks, and a node runs many.
-  std::map<std::string, SessionState::Sent> sent;
-  std::map<std::string, api::Task> fresh;
-  manager_->store().View([&](const ReadTx& tx) {
-    const api::Node* self = tx.node(s.node_id);
-    if (self != nullptr) *m.mutable_node() = *self;
-    std::string auth_key;
-    if (const api::Cluster* c = tx.cluster()) {
-      m.set_data_path_port(c->spec().networks().data_path_port());
-      for (const auto& k : c->network_keys())
-        m.add_network_keys(k.key());
-      auth_key = c->registry_auth_key();
-    }
-    std::set<std::string> nets, services;
-    for (const auto* t : tx.tasks_on_node(s.node_id)) {
-      if (t->status().state() < api::TASK_ASSIGNED) continue;  // not scheduled yet
-      const bool terminal = t->status().state() > api::TASK_RUNNING;
-      if (terminal && t->desired_state() > api::TASK_RUNNING) {  // settled, in the history
-        m.add_kept_task_ids(t->id());
-        continue;
-      }
-      for (const auto& a : t->networks())
-        nets.insert(a.network_id());
-      services.insert(t->service_id());
-      auto was = s.sent.find(t->id());
-      if (!s.first && was != s.sent.end() && was->second.version == t->meta().version()) {
-        sent.emplace(t->id(), std::move(was->second));  // the key stays: not removed
-        continue;
-      }
-      api::Task out = *t;
-      out.clear_status();  // the node's own to report
-      out.clear_meta();
-      out.clear_scheduling_error();
-      fresh.emplace(t->id(), std::move(out));
-      sent[t->id()].version = t->meta().version();
-    }
-    // Every node is on the ingress network, for the routing mesh.
-    if (self != nullptr) {
-      for (const auto& a : self->attachments())
-        nets.insert(a.network_id());
-    }
-    for (const auto& id : nets) {
-      if (const api::Network* n = tx.network(id)) *m.add_networks() = *n;
-    }
-    // The logins of the services it runs tasks of, and no other.
-    for (const auto& id : services) {
-      const api::Service* svc = tx.service(id);
-      if (svc == nullptr || svc->sealed_registry_auth().empty()) continue;
-      if (auto auth = OpenRegistryAuth(auth_key, svc->sealed_registry_auth())) {
-        (*m.mutable_registry_auth())[svc->id()] = std::move(*auth);
-      } else {
-        SKEP_LOG(warn, "dispatcher", "the registry login of service {} does not open", svc->id());
-      }
-    }
-  });
-  m.set_tasks_known(true);
-  const std::string header = CanonicalBytes(m);
-
-  // A new version of a task goes out only if what the node sees of it changed (a report of
-  // its own, say, changes nothing it is sent).
-  for (auto& [id, t] : fresh) {
-    std::string bytes = CanonicalBytes(t);
-    auto was = s.sent.find(id);
-    if (s.first || was == s.sent.end() || was->second.bytes != bytes) *m.add_tasks() = t;
-    sent[id].bytes = std::move(bytes);
-  }
-  if (!s.first) {
-    m.set_incremental(true);
-    for (const auto& [id, bytes] : s.sent) {
-      if (!sent.count(id)) m.add_removed_task_ids(id);
-    }
-  }
-  const bool changed =
-      s.first || header != s.header || m.tasks_size() > 0 || m.removed_task_ids_size() > 0;
-  s.first = false;
-  s.sent = std::move(sent);
-  s.header = header;
-  return changed;
+    *msg->add_log_subscriptions() = std::move(sub);
+  return ctx_.store().View([&](const ReadTx& tx) { return s.assignments.Next(tx, msg); });
 }
 
 void Dispatcher::Wake(const SessionPtr& s) {
-  {
-    std::lock_guard lock(s->mu);
+  asio::post(s->strand, [self = shared_from_this(), s] {
     s->dirty = true;
-    if (s->writing || s->finished || s->scheduled) return;
-    s->scheduled = true;
-  }
-  // Composing reads the store: never on the thread that applies it or holds a lock.
-  boost::asio::post(manager_->io(), [this, s] { WriteNext(s); });
+    self->WriteNext(s);
+  });
 }
 
 void Dispatcher::WriteNext(const SessionPtr& s) {
-  {
-    std::lock_guard lock(s->mu);
-    s->scheduled = false;
-    if (s->writing || s->finished || s->finish || !s->dirty) return;
-    s->dirty = false;
-    s->writing = true;  // `sent` and `header` are this thread's until it is cleared
-  }
+  if (s->writing || s->finish_called || s->finish || !s->dirty) return;
+  s->dirty = false;
   api::SessionMessage msg;
-  const bool changed = Compose(*s, &msg);
-  std::unique_lock lock(s->mu);
-  if (!changed || s->finished || s->finish) {
-    s->writing = false;
-    if (s->finish && s->stream) {
-      s->stream->FinishLocked(lock);
-      return;
-    }
-    const bool again = s->dirty;
-    lock.unlock();
-    if (again) Wake(s);
-    return;
-  }
+  if (!Compose(*s, &msg)) return;
   s->current = std::move(msg);
-  SessionStream* stream = s->stream;
-  lock.unlock();
-  stream->StartWrite(&s->current);
+  s->writing = true;
+  s->stream->StartWrite(&s->current);
 }
 
-void Dispatcher::End(const SessionPtr& s, grpc::Status status) {
-  std::unique_lock lock(s->mu);
-  if (s->finish || s->finished) return;
-  s->finish = std::move(status);
-  if (!s->writing && s->stream) s->stream->FinishLocked(lock);
+void Dispatcher::End(const SessionPtr& s, Status status) {
+  asio::post(s->strand, [s, status = std::move(status)] {
+    if (s->finish || s->finish_called) return;
+    s->finish = status;
+    s->FinishNow();
+  });
 }
 
 void Dispatcher::Ended(const SessionPtr& s) {
-  bool current;
-  {
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(s->node_id);
-    current = it != sessions_.end() && it->second == s;  // not replaced by a newer one
-  }
   SKEP_LOG(debug, "dispatcher", "session {} of node {} ended", s->id, s->node_id);
-  if (current) Touch(logs_.OnSessionEnded(s->node_id));
+  auto it = sessions_.find(s->node_id);
+  if (it == sessions_.end() || it->second != s) return;  // replaced by a newer one
+  sessions_.erase(it);
+  Touch(logs_.OnSessionEnded(s->node_id));
 }
 
 void Dispatcher::WakeAll() {
-  std::vector<SessionPtr> all;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [id, s] : sessions_)
-      all.push_back(s);
-  }
-  for (auto& s : all)
+  for (auto& [id, s] : sessions_)
     Wake(s);
 }
 
 void Dispatcher::Touch(const LogBroker::Nodes& nodes) {
-  if (nodes.empty()) return;
-  std::vector<SessionPtr> touched;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& n : nodes) {
-      if (auto it = sessions_.find(n); it != sessions_.end()) touched.push_back(it->second);
-    }
+  for (const auto& n : nodes) {
+    if (auto it = sessions_.find(n); it != sessions_.end()) Wake(it->second);
   }
-  for (auto& s : touched)
-    Wake(s);
 }
 
 bool Dispatcher::Connected(const std::string& node_id) const {
-  const auto grace = Period() * kGracePeriods;
-  std::lock_guard lock(mu_);
-  auto it = sessions_.find(node_id);
-  return leader_ && it != sessions_.end() &&
-         std::chrono::steady_clock::now() - it->second->last_heartbeat < grace;
+  auto heard = heard_.find(node_id);
+  return serving_ && sessions_.count(node_id) && heard != heard_.end() &&
+         ctx_.clock().SteadyNow() - heard->second < Grace();
 }
 
 void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
-  manager_->UpdateNodeAsync(node_id, [addr](api::Node& n) {
+  UpdateNode(ctx_, strand_, node_id, [addr](api::Node& n) {
     n.mutable_status()->set_state(api::NODE_STATE_READY);
     n.mutable_status()->set_message("");
     n.mutable_status()->set_addr(addr);
-    return grpc::Status::OK;
-  });
+    return Status::Ok();
+  }, {});
 }
 
 grpc::ServerWriteReactor<api::SessionMessage>* Dispatcher::Session(
@@ -352,43 +277,38 @@ grpc::ServerWriteReactor<api::SessionMessage>* Dispatcher::Session(
   using Refused = RefusedWrite<api::SessionMessage>;
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate) return new Refused(NoCertificate("a session"));
-  if (!manager_->IsLeader()) return new Refused(NotLeader());
-  if (grpc::Status st = manager_->WaitServing(0ms); !st.ok()) {
-    return new Refused(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION ? NotLeader() : st);
-  }
-  if (!manager_->store().GetNode(peer.node_id)) {
+  if (!ctx_.leadership().serving) return new Refused(NotLeader());
+  if (!ctx_.store().GetNode(peer.node_id)) {
     return new Refused(
-        {grpc::StatusCode::NOT_FOUND,
-         "node " + peer.node_id + " is not a member of this swarm (it was removed)"});
+        NotFound("node " + peer.node_id + " is not a member of this swarm (it was removed)"));
   }
-  auto s = std::make_shared<SessionState>();
-  s->id = pki::RandomId();
-  s->node_id = peer.node_id;
-  s->last_heartbeat = std::chrono::steady_clock::now();
-  auto* stream = new SessionStream(this, s);
+  auto s = std::make_shared<SessionState>(pki::RandomId(), peer.node_id, ctx_.MakeStrand());
+  auto* stream = new SessionStream(shared_from_this(), s);
   s->stream = stream;
-  SessionPtr replaced;
-  {
-    std::lock_guard lock(mu_);
-    if (stopped_) {
-      delete stream;
-      return new Refused({grpc::StatusCode::UNAVAILABLE, "the manager is shutting down"});
-    }
-    auto& slot = sessions_[peer.node_id];
-    replaced = std::move(slot);
-    slot = s;
-  }
-  if (replaced) End(replaced, {grpc::StatusCode::ABORTED, "a newer session replaced this one"});
-  // What the node reports about itself (hostname, version, labels) is kept up to date.
-  manager_->UpdateNodeAsync(peer.node_id, [description = request->description()](api::Node& n) {
-    *n.mutable_description() = description;
-    return grpc::Status::OK;
-  });
-  MarkReady(peer.node_id, peer.address);
-  SKEP_LOG(debug, "dispatcher", "session {} opened for node {} from {}", s->id, peer.node_id,
-           peer.address);
-  Wake(s);
+  asio::post(strand_, [self = shared_from_this(), s, description = request->description(),
+                       addr = peer.address] { self->Register(s, description, addr); });
   return stream;
+}
+
+void Dispatcher::Register(const SessionPtr& s, const api::NodeDescription& description,
+                          const std::string& addr) {
+  // Leadership as the manager has it now: this strand may hear of the change a moment later.
+  if (stopped_ || !ctx_.leadership().serving) {
+    End(s, stopped_ ? Unavailable("the manager is shutting down") : NotLeader());
+    return;
+  }
+  auto& slot = sessions_[s->node_id];
+  if (slot) End(slot, {Code::kFailedPrecondition, "a newer session replaced this one"});
+  slot = s;
+  heard_[s->node_id] = ctx_.clock().SteadyNow();
+  // What the node reports about itself (hostname, version, labels) is kept up to date.
+  UpdateNode(ctx_, strand_, s->node_id, [description](api::Node& n) {
+    *n.mutable_description() = description;
+    return Status::Ok();
+  }, {});
+  MarkReady(s->node_id, addr);
+  SKEP_LOG(debug, "dispatcher", "session {} opened for node {} from {}", s->id, s->node_id, addr);
+  Wake(s);
 }
 
 grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* context,
@@ -396,25 +316,142 @@ grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* con
                                                 api::HeartbeatResponse* response) {
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate) return Answer(context, NoCertificate("a heartbeat"));
-  if (!manager_->IsLeader()) return Answer(context, NotLeader());
-  {
-    std::lock_guard lock(mu_);
-    auto it = sessions_.find(peer.node_id);
-    if (it == sessions_.end() || it->second->id != request->session_id()) {
-      return Answer(context, {grpc::StatusCode::NOT_FOUND, "no such session; open a new one"});
+  auto* reactor = context->DefaultReactor();
+  asio::post(strand_, [self = shared_from_this(), reactor, node = peer.node_id,
+                       addr = peer.address, session = request->session_id(), response] {
+    if (!self->ctx_.leadership().serving) {
+      reactor->Finish(ToGrpc(self->NotLeader()));
+      return;
     }
-    it->second->last_heartbeat = std::chrono::steady_clock::now();
-  }
-  response->set_period_ms(Period().count());
-  // A node marked down (a race with the check, a shortened period) is ready again the moment
-  // it heartbeats.
-  bool ready = true;
-  manager_->store().View([&](const ReadTx& tx) {
-    const api::Node* n = tx.node(peer.node_id);
-    ready = n == nullptr || n->status().state() == api::NODE_STATE_READY;
+    auto it = self->sessions_.find(node);
+    if (it == self->sessions_.end() || it->second->id != session) {
+      reactor->Finish(ToGrpc(NotFound("no such session; open a new one")));
+      return;
+    }
+    self->heard_[node] = self->ctx_.clock().SteadyNow();
+    response->set_period_ms(self->Period().count());
+    // A node marked down (a race with the check, a shortened period) is ready again the moment
+    // it heartbeats.
+    const bool ready = self->ctx_.store().View([&](const ReadTx& tx) {
+      const api::Node* n = tx.node(node);
+      return n == nullptr || n->status().state() == api::NODE_STATE_READY;
+    });
+    if (!ready) self->MarkReady(node, addr);
+    reactor->Finish(grpc::Status::OK);
   });
-  if (!ready) MarkReady(peer.node_id, peer.address);
-  return Answer(context, grpc::Status::OK);
+  return reactor;
+}
+
+// ---- liveness ---------------------------------------------------------------------------------
+
+void Dispatcher::ArmLiveness(Clock::Steady at) {
+  if (liveness_ && liveness_at_ <= at) return;
+  liveness_at_ = at;
+  liveness_ = ctx_.clock().At(strand_, at, [weak = weak_from_this()] {
+    if (auto me = weak.lock()) {
+      me->liveness_.reset();
+      me->CheckNodes();
+    }
+  });
+}
+
+void Dispatcher::CheckNodes() {
+  if (!serving_) return;
+  const Clock::Steady now = ctx_.clock().SteadyNow();
+  std::vector<NodeHeard> nodes;
+  ctx_.store().View([&](const ReadTx& tx) {
+    for (const auto* n : tx.nodes()) {
+      // A node first seen now (it just joined) has a grace from now.
+      auto [it, fresh] = heard_.try_emplace(n->id(), now);
+      nodes.push_back({n->id(), n->status().state() == api::NODE_STATE_DOWN, it->second});
+    }
+  });
+  const auto grace = Grace();
+  const LivenessPlan plan = PlanLiveness(nodes, now, grace, quiet_until_);
+  for (const auto& id : plan.down) {
+    UpdateNode(ctx_, strand_, id, [this, id, grace](api::Node& node) {
+      if (node.status().state() == api::NODE_STATE_DOWN) return Status::Ok();
+      // Heard from since the check (a session opened, a heartbeat came): not down.
+      auto it = heard_.find(id);
+      if (it != heard_.end() && ctx_.clock().SteadyNow() - it->second < grace) return Status::Ok();
+      node.mutable_status()->set_state(api::NODE_STATE_DOWN);
+      node.mutable_status()->set_message("heartbeat failure");
+      SKEP_LOG(info, "dispatcher", "node {} ({}) is down: no heartbeat for {} ms", id,
+               node.description().hostname(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
+      return Status::Ok();
+    }, {});
+  }
+  if (plan.next) ArmLiveness(*plan.next);
+}
+
+// ---- events -----------------------------------------------------------------------------------
+
+void Dispatcher::OnLeadership(const Leadership& l) {
+  if (stopped_) return;
+  if (l.serving == serving_) return;
+  serving_ = l.serving;
+  if (!serving_) {
+    logs_.EndAll(Unavailable("the leader stepped down; ask again"));
+    // Each agent is told where the new leader is, and opens a session there.
+    for (auto& [id, s] : sessions_)
+      End(s, NotLeader());
+    sessions_.clear();
+    heard_.clear();
+    liveness_.reset();
+    return;
+  }
+  // Sessions are refused until this leader serves, so the nodes' grace to find it starts now,
+  // and is longer than a heartbeat's: they all come at once.
+  const Clock::Steady now = ctx_.clock().SteadyNow();
+  const size_t nodes = ctx_.store().View([](const ReadTx& tx) { return tx.nodes().size(); });
+  quiet_until_ = now + Grace() * kLeaderChangeGraces + kLeaderChangePerNode * nodes;
+  heard_.clear();
+  CheckNodes();
+  ArmLiveness(quiet_until_);
+}
+
+void Dispatcher::OnEvents(const std::vector<StoreEvent>& events) {
+  LogBroker::Nodes nodes;
+  bool all = false;
+  bool new_node = false;
+  for (const auto& event : events) {
+    if (const api::Task* task = event.task()) {
+      auto more = logs_.OnTask(*task);
+      nodes.insert(more.begin(), more.end());
+      nodes.insert(task->node_id());
+      if (const api::Task* old = event.old_as<api::Task>()) nodes.insert(old->node_id());
+    } else if (const api::Node* node = event.node()) {
+      // A node's own object changed, or the set of managers may have.
+      all = all || node->role() == api::ROLE_MANAGER ||
+            node->spec().desired_role() == api::ROLE_MANAGER;
+      nodes.insert(node->id());
+      if (event.kind == api::StoreAction::REMOVE) {
+        heard_.erase(node->id());
+      } else if (event.kind == api::StoreAction::CREATE) {
+        new_node = true;
+      }
+    } else if (event.cluster()) {
+      ReadPeriod();
+      all = true;
+    } else if (const api::Service* svc = event.service()) {
+      // A new registry login goes to the nodes running the service's tasks.
+      const api::Service* old = event.old_as<api::Service>();
+      if (old != nullptr && old->sealed_registry_auth() != svc->sealed_registry_auth()) {
+        ctx_.store().View([&](const ReadTx& tx) {
+          for (const auto* t : tx.tasks_of_service(svc->id()))
+            nodes.insert(t->node_id());
+        });
+      }
+    }
+  }
+  if (all) {
+    WakeAll();
+  } else {
+    Touch(nodes);
+  }
+  // A node that joined is watched from now on.
+  if (new_node && serving_) CheckNodes();
 }
 
 // ---- task status ------------------------------------------------------------------------------
@@ -431,40 +468,38 @@ grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerConte
                                                        api::UpdateTaskStatusResponse*) {
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate) return Answer(context, NoCertificate("task status"));
-  if (!manager_->IsLeader()) return Answer(context, NotLeader());
+  if (!ctx_.leadership().leader) return Answer(context, NotLeader());
   auto* reactor = context->DefaultReactor();
-  QueueStatus(std::make_shared<StatusCall>(StatusCall{reactor, request, peer.node_id}));
+  auto call = std::make_shared<StatusCall>(StatusCall{reactor, request, peer.node_id});
+  asio::post(strand_, [self = shared_from_this(), call] { self->QueueStatus(call); });
   return reactor;
 }
 
+// Task status reports from every node go out together, one proposal at a time: the next carries
+// all that arrived while the last was in flight (as SwarmKit's dispatcher batches them), so that
+// a hundred thousand tasks starting are not as many raft entries.
 void Dispatcher::QueueStatus(std::shared_ptr<StatusCall> call) {
-  {
-    std::lock_guard lock(status_mu_);
-    status_queue_.push_back(std::move(call));
-    if (status_in_flight_) return;  // the write in flight takes them next
-    status_in_flight_ = true;
-  }
-  boost::asio::post(manager_->io(), [this] { FlushStatus(); });
+  status_queue_.push_back(std::move(call));
+  if (status_in_flight_) return;  // the write in flight takes them next
+  status_in_flight_ = true;
+  FlushStatus();
 }
 
 // With status_in_flight_ set: proposes what is queued, or clears it when nothing is.
 void Dispatcher::FlushStatus() {
   std::vector<std::shared_ptr<StatusCall>> calls;
-  {
-    std::lock_guard lock(status_mu_);
-    // Whole calls, up to a proposal's worth of reports (at least one call).
-    int reports = 0;
-    while (!status_queue_.empty() &&
-           (calls.empty() ||
-            reports + status_queue_.front()->request->updates_size() <= kMaxActionsPerProposal)) {
-      reports += status_queue_.front()->request->updates_size();
-      calls.push_back(std::move(status_queue_.front()));
-      status_queue_.pop_front();
-    }
-    if (calls.empty()) {
-      status_in_flight_ = false;
-      return;
-    }
+  // Whole calls, up to a proposal's worth of reports (at least one call).
+  int reports = 0;
+  while (!status_queue_.empty() &&
+         (calls.empty() ||
+          reports + status_queue_.front()->request->updates_size() <= kMaxActionsPerProposal)) {
+    reports += status_queue_.front()->request->updates_size();
+    calls.push_back(std::move(status_queue_.front()));
+    status_queue_.pop_front();
+  }
+  if (calls.empty()) {
+    status_in_flight_ = false;
+    return;
   }
   // The newest report of each task (states only move forward), checked against the store.
   std::map<std::string, std::pair<const api::TaskStatus*, const std::string*>> latest;
@@ -476,12 +511,10 @@ void Dispatcher::FlushStatus() {
       }
     }
   }
-  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  const int64_t now = ctx_.clock().Now();
   // The tasks are taken under the store's lock and the batch made after it.
   std::vector<std::pair<Shared<api::Task>, const api::TaskStatus*>> reported;
-  manager_->store().View([&](const ReadTx& tx) {
+  ctx_.store().View([&](const ReadTx& tx) {
     for (const auto& [task_id, report] : latest) {
       auto t = tx.share_task(task_id);
       // A task removed meanwhile, or another node's, is not this node's to report.
@@ -505,31 +538,26 @@ void Dispatcher::FlushStatus() {
     }
   }
   if (batch.actions_size() == 0) {
-    StatusWritten(std::move(calls), WriteResult{});
+    StatusWritten(std::move(calls), Status::Ok());
     return;
   }
-  manager_->Propose(std::move(batch), [this, calls = std::move(calls)](const WriteResult& r) {
-    boost::asio::post(manager_->io(), [this, calls, r] { StatusWritten(calls, r); });
+  ctx_.Propose(std::move(batch), [self = shared_from_this(), calls](const Status& r) {
+    asio::post(self->strand_, [self, calls, r] { self->StatusWritten(calls, r); });
   });
 }
 
-void Dispatcher::StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls,
-                               const WriteResult& r) {
-  const grpc::Status st = r.ToStatus();
+void Dispatcher::StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls, const Status& r) {
   std::vector<std::shared_ptr<StatusCall>> again;
   for (auto& c : calls) {
     // A task changed since the batch was read (the scheduler, the orchestrator): the reports
     // go again, first, made from the newer tasks; a few times, then the node is told.
-    if (r.code == WriteResult::Code::kConflict && ++c->conflicts < 5) {
+    if (r.code() == Code::kConflict && ++c->conflicts < 5) {
       again.push_back(std::move(c));
     } else {
-      c->reactor->Finish(st);
+      c->reactor->Finish(ToGrpc(r));
     }
   }
-  if (!again.empty()) {
-    std::lock_guard lock(status_mu_);
-    status_queue_.insert(status_queue_.begin(), again.begin(), again.end());
-  }
+  status_queue_.insert(status_queue_.begin(), again.begin(), again.end());
   FlushStatus();
 }
 
@@ -538,19 +566,23 @@ void Dispatcher::StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls,
 std::string Dispatcher::SubscribeLogs(const std::string& service_id, const std::string& task_id,
                                       const api::ServiceLogsRequest& req,
                                       std::shared_ptr<LogFeed> feed) {
-  const std::string id = pki::RandomId();
-  Touch(logs_.Subscribe(id, service_id, task_id, req, std::move(feed)));
+  std::string id = pki::RandomId();
+  asio::post(strand_, [self = shared_from_this(), id, service_id, task_id, req, feed] {
+    self->Touch(self->logs_.Subscribe(id, service_id, task_id, req, feed));
+  });
   return id;
 }
 
 void Dispatcher::UnsubscribeLogs(const std::string& id) {
-  Touch(logs_.Unsubscribe(id));
+  asio::post(strand_, [self = shared_from_this(), id] { self->Touch(self->logs_.Unsubscribe(id)); });
 }
 
-// Reads one node's answer to log subscriptions; the node is the one its certificate names.
+// Reads one node's answer to log subscriptions; the node is the one its certificate names. The
+// broker takes the lines under its own lock; the sessions to tell go through the strand.
 class Dispatcher::LogReader final : public grpc::ServerReadReactor<api::PublishLogsMessage> {
  public:
-  LogReader(Dispatcher* d, std::string node_id) : d_(d), node_id_(std::move(node_id)) {
+  LogReader(std::shared_ptr<Dispatcher> d, std::string node_id)
+      : d_(std::move(d)), node_id_(std::move(node_id)) {
     StartRead(&msg_);
   }
   void OnReadDone(bool ok) override {
@@ -564,7 +596,7 @@ class Dispatcher::LogReader final : public grpc::ServerReadReactor<api::PublishL
         end.set_error("its logs stopped before all of them were sent");
         LogBroker::Nodes notify;
         (void)d_->logs_.Publish(node_id_, end, &notify);
-        d_->Touch(notify);
+        Touch(std::move(notify));
       }
       Finish(grpc::Status::OK);
       return;
@@ -575,11 +607,11 @@ class Dispatcher::LogReader final : public grpc::ServerReadReactor<api::PublishL
       open_.insert(msg_.subscription_id());
     }
     LogBroker::Nodes notify;
-    grpc::Status st = d_->logs_.Publish(node_id_, msg_, &notify);
-    d_->Touch(notify);
+    const Status st = d_->logs_.Publish(node_id_, msg_, &notify);
+    Touch(std::move(notify));
     if (!st.ok()) {
       open_.erase(msg_.subscription_id());
-      Finish(st);
+      Finish(ToGrpc(st));
       return;
     }
     msg_.Clear();
@@ -588,7 +620,11 @@ class Dispatcher::LogReader final : public grpc::ServerReadReactor<api::PublishL
   void OnDone() override { delete this; }
 
  private:
-  Dispatcher* d_;
+  void Touch(LogBroker::Nodes nodes) {
+    if (nodes.empty()) return;
+    asio::post(d_->strand_, [d = d_, nodes = std::move(nodes)] { d->Touch(nodes); });
+  }
+  std::shared_ptr<Dispatcher> d_;
   std::string node_id_;
   api::PublishLogsMessage msg_;
   std::set<std::string> open_;  // subscriptions answered on this stream and not closed yet
@@ -599,129 +635,8 @@ grpc::ServerReadReactor<api::PublishLogsMessage>* Dispatcher::PublishLogs(
   using Refused = RefusedRead<api::PublishLogsMessage>;
   const tls::Peer peer = tls::PeerOf(*c);
   if (!peer.has_certificate) return new Refused(NoCertificate("logs"));
-  if (!manager_->IsLeader()) return new Refused(NotLeader());
-  return new LogReader(this, peer.node_id);
-}
-
-// ---- events -----------------------------------------------------------------------------------
-
-void Dispatcher::OnStoreEvent(const StoreEvent& event) {
-  LogBroker::Nodes nodes;
-  bool all = false;
-  if (const api::Task* task = event.task()) {
-    nodes = logs_.OnTask(*task);
-    nodes.insert(task->node_id());
-    if (const api::Task* old = event.old_as<api::Task>()) nodes.insert(old->node_id());
-  } else if (const api::Node* node = event.node()) {
-    // A node's own object changed, or the set of managers may have.
-    all = node->role() == api::ROLE_MANAGER || node->spec().desired_role() == api::ROLE_MANAGER;
-    nodes.insert(node->id());
-  } else if (event.cluster()) {
-    {
-      std::lock_guard lock(period_mu_);
-      period_ms_ = 0;  // read again
-      ++period_changes_;
-    }
-    all = true;
-  } else if (const api::Service* svc = event.service()) {
-    // A new registry login goes to the nodes running the service's tasks.
-    const api::Service* old = event.old_as<api::Service>();
-    if (old != nullptr && old->sealed_registry_auth() != svc->sealed_registry_auth()) {
-      manager_->store().View([&](const ReadTx& tx) {
-        for (const auto* t : tx.tasks_of_service(svc->id()))
-          nodes.insert(t->node_id());
-      });
-    }
-  }
-  if (all) {
-    WakeAll();
-  } else {
-    Touch(nodes);
-  }
-}
-
-void Dispatcher::OnManagersChanged() {
-  WakeAll();
-}
-
-void Dispatcher::OnLeadershipChange(bool leader) {
-  if (!leader) {
-    logs_.EndAll({grpc::StatusCode::UNAVAILABLE, "the leader stepped down; ask again"});
-  }
-  std::map<std::string, SessionPtr> sessions;
-  {
-    std::lock_guard lock(mu_);
-    leader_ = leader;
-    serving_since_.reset();
-    if (leader) return;
-    sessions.swap(sessions_);
-  }
-  // Each agent is told where the new leader is, and opens a session there.
-  for (auto& [id, s] : sessions)
-    End(s, NotLeader());
-}
-
-void Dispatcher::CheckNodes() {
-  const auto grace = Period() * kGracePeriods;
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<std::string> down;
-  // Sessions are refused until the new leader has applied its log, so the nodes' grace to find
-  // it starts only then.
-  const bool serving = manager_->WaitServing(0ms).ok();
-  std::chrono::steady_clock::time_point since;
-  {
-    std::lock_guard lock(mu_);
-    if (!leader_) return;
-    if (!serving) {
-      serving_since_.reset();
-      return;
-    }
-    if (!serving_since_) serving_since_ = now;
-    since = *serving_since_;
-  }
-  manager_->store().View([&](const ReadTx& tx) {
-    const auto nodes = tx.nodes();
-    if (now - since < grace * kLeaderChangeGraces + kLeaderChangePerNode * nodes.size()) return;
-    std::lock_guard lock(mu_);
-    for (const auto* n : nodes) {
-      if (n->status().state() == api::NODE_STATE_DOWN) continue;
-      auto it = sessions_.find(n->id());
-      if (it != sessions_.end() && now - it->second->last_heartbeat < grace) continue;
-      down.push_back(n->id());
-    }
-  });
-  for (const auto& id : down) {
-    manager_->UpdateNodeAsync(id, [this, id, grace](api::Node& node) {
-      if (node.status().state() == api::NODE_STATE_DOWN) return grpc::Status::OK;
-      {
-        // A session may have opened (and marked the node ready) since the check above.
-        std::lock_guard lock(mu_);
-        auto it = sessions_.find(id);
-        if (it != sessions_.end() &&
-            std::chrono::steady_clock::now() - it->second->last_heartbeat < grace) {
-          return grpc::Status::OK;
-        }
-      }
-      node.mutable_status()->set_state(api::NODE_STATE_DOWN);
-      node.mutable_status()->set_message("heartbeat failure");
-      SKEP_LOG(info, "dispatcher", "node {} ({}) is down: no heartbeat for {} ms", id,
-               node.description().hostname(),
-               std::chrono::duration_cast<std::chrono::milliseconds>(grace).count());
-      return grpc::Status::OK;
-    });
-  }
-}
-
-void Dispatcher::Stop() {
-  std::map<std::string, SessionPtr> sessions;
-  {
-    std::lock_guard lock(mu_);
-    if (stopped_) return;
-    stopped_ = true;
-    sessions.swap(sessions_);
-  }
-  for (auto& [id, s] : sessions)
-    End(s, {grpc::StatusCode::UNAVAILABLE, "the manager is shutting down"});
+  if (!ctx_.leadership().leader) return new Refused(NotLeader());
+  return new LogReader(shared_from_this(), peer.node_id);
 }
 
 }  // namespace skep::manager

@@ -9,31 +9,56 @@
 // reconnection); later ones only the tasks that changed and the IDs of those that are no
 // longer the node's. Heartbeats live in the leader's memory: only a change of a node's state is
 // a raft write, proposed without waiting.
+//
+// Where things run: the dispatcher's state (the sessions by node, when each node was last
+// heard from, the task status reports waiting for a proposal, the liveness timer) is owned by
+// its strand, which the gRPC reactors, the store's events and leadership changes post to. Each
+// session has a strand of its own for its stream and what it last sent, so that composing a
+// thousand nodes' messages is spread over the manager's threads. The log broker keeps its own
+// lock (log_broker.h). Nothing blocks.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "daemon/manager/context.h"
 #include "daemon/manager/log_broker.h"
-#include "daemon/manager/store.h"
 #include "dispatcher.grpc.pb.h"
 
 namespace skep::manager {
 
-class Manager;
-struct WriteResult;
+// Which nodes to mark down now, and when to look again: pure, for the dispatcher's liveness
+// timer. A node is down once it has not been heard from (a heartbeat, its first sighting) for
+// `grace`, and not before `quiet_until` (a new leader gives every node time to find it).
+struct LivenessPlan {
+  std::vector<std::string> down;
+  std::optional<Clock::Steady> next;  // the earliest time another node may go down
+};
+struct NodeHeard {
+  std::string id;
+  bool down = false;  // the store says DOWN already: only a change is a write
+  Clock::Steady heard;
+};
+LivenessPlan PlanLiveness(const std::vector<NodeHeard>& nodes, Clock::Steady now,
+                          Clock::duration grace, Clock::Steady quiet_until);
 
-class Dispatcher {
+class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  public:
-  explicit Dispatcher(Manager* manager);
+  explicit Dispatcher(Context& ctx);
   ~Dispatcher();
+
+  // Starts following the store and leadership; Stop ends every session (before the server
+  // shuts down). Both return at once.
+  void Start();
+  void Stop();
 
   grpc::ServerWriteReactor<api::SessionMessage>* Session(grpc::CallbackServerContext* context,
                                                          const api::SessionRequest* request);
@@ -54,62 +79,62 @@ class Dispatcher {
                             const api::ServiceLogsRequest& req, std::shared_ptr<LogFeed> feed);
   void UnsubscribeLogs(const std::string& id);
 
-  void OnStoreEvent(const StoreEvent& event);
-  // The raft group's members changed: every session hears the new list of managers.
-  void OnManagersChanged();
-  void OnLeadershipChange(bool leader);
-  // Leader: marks down the nodes whose heartbeats stopped.
-  void CheckNodes();
-  // Ends every session (before the server shuts down).
-  void Stop();
-
-  // The heartbeat period in force, and how long a node may stay silent before it is down.
+  // The heartbeat period in force.
   std::chrono::milliseconds Period() const;
-  // The status of the leader, for answers to agents that reached a follower.
-  grpc::Status NotLeader() const;
+  // Where the leader is, for answers to agents that reached a follower.
+  Status NotLeader() const;
 
  private:
   struct SessionState;
   class SessionStream;
   class LogReader;
+  struct StatusCall;
   using SessionPtr = std::shared_ptr<SessionState>;
 
+  // On strand_.
+  void Register(const SessionPtr& s, const api::NodeDescription& description,
+                const std::string& addr);
+  void Ended(const SessionPtr& s);
+  void OnEvents(const std::vector<StoreEvent>& events);
+  void OnLeadership(const Leadership& l);
+  void ReadPeriod();
+  void Touch(const LogBroker::Nodes& nodes);
+  void WakeAll();
+  void MarkReady(const std::string& node_id, const std::string& addr);
+  bool Connected(const std::string& node_id) const;
+  void CheckNodes();
+  void ArmLiveness(Clock::Steady at);
+  void QueueStatus(std::shared_ptr<StatusCall> call);
+  void FlushStatus();
+  void StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls, const Status& r);
+  Clock::duration Grace() const;
+
+  // On the session's strand.
+  void Wake(const SessionPtr& s);
+  void WriteNext(const SessionPtr& s);
+  void End(const SessionPtr& s, Status status);
   // Builds the session's next message: everything on the first, then only what changed.
   // False when nothing changed since the last one.
   bool Compose(SessionState& s, api::SessionMessage* msg);
-  // The session has news: its stream writes the next message, off the caller's thread.
-  void Wake(const SessionPtr& s);
-  void WriteNext(const SessionPtr& s);
-  void End(const SessionPtr& s, grpc::Status status);
-  void Ended(const SessionPtr& s);
-  void WakeAll();
-  void MarkReady(const std::string& node_id, const std::string& addr);
-  // Whether the node has a session with live heartbeats.
-  bool Connected(const std::string& node_id) const;
-  // The nodes must hear a new session message.
-  void Touch(const LogBroker::Nodes& nodes);
-  // Task status reports from every node go out together, one proposal at a time: the next
-  // carries all that arrived while the last was in flight (as SwarmKit's dispatcher batches
-  // them), so that a hundred thousand tasks starting are not as many raft entries.
-  struct StatusCall;
-  void QueueStatus(std::shared_ptr<StatusCall> call);
-  void FlushStatus();
-  void StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls, const WriteResult& r);
 
-  Manager* manager_;
-  // The heartbeat period from the cluster object, read again after it changes (0: to read);
-  // a read that a change overtook is not kept.
-  mutable std::mutex period_mu_;
-  mutable int64_t period_ms_ = 0;
-  uint64_t period_changes_ = 0;
-  mutable std::mutex mu_;
-  std::map<std::string, SessionPtr> sessions_;  // by node ID; the last one each node opened
-  // Since when this manager, leading, has taken sessions (CheckNodes sees it first).
-  std::optional<std::chrono::steady_clock::time_point> serving_since_;
-  bool leader_ = false;
-  bool stopped_ = false;
+  Context& ctx_;
+  Strand strand_;
+  std::atomic<int64_t> period_ms_;  // written on strand_, read anywhere
   LogBroker logs_;
-  std::mutex status_mu_;
+  Subscription store_events_;
+  Subscription leadership_;
+  Subscription managers_;
+  // The apply thread's, between the events of one batch.
+  std::vector<StoreEvent> batch_events_;
+
+  // On strand_.
+  bool serving_ = false;
+  bool stopped_ = false;
+  std::map<std::string, SessionPtr> sessions_;     // by node ID; the last one each node opened
+  std::map<std::string, Clock::Steady> heard_;     // by node ID: last heartbeat, or first sight
+  Clock::Steady quiet_until_{};                    // no node goes down before (a new leader)
+  std::unique_ptr<Timer> liveness_;
+  Clock::Steady liveness_at_{};
   std::deque<std::shared_ptr<StatusCall>> status_queue_;  // not yet in a proposal
   bool status_in_flight_ = false;
 };

@@ -15,7 +15,7 @@ std::string HostnameOf(const Store& store, const std::string& node_id) {
 
 }  // namespace
 
-LogBroker::LogBroker(Store* store, std::function<bool(const std::string&)> connected)
+LogBroker::LogBroker(const Store* store, std::function<bool(const std::string&)> connected)
     : store_(store), connected_(std::move(connected)) {}
 
 LogBroker::Nodes LogBroker::Subscribe(const std::string& id, const std::string& service_id,
@@ -58,7 +58,7 @@ LogBroker::Nodes LogBroker::Subscribe(const std::string& id, const std::string& 
     feed->Push(std::move(m));
   }
   if (!req.follow() && sub.open.empty()) {
-    feed->Finish(grpc::Status::OK);
+    feed->Finish(Status::Ok());
     return {};
   }
   std::lock_guard lock(mu_);
@@ -96,19 +96,19 @@ std::vector<api::LogSubscription> LogBroker::For(const std::string& node_id) con
   return out;
 }
 
-grpc::Status LogBroker::Publish(const std::string& node_id, const api::PublishLogsMessage& msg,
-                                Nodes* notify) {
+Status LogBroker::Publish(const std::string& node_id, const api::PublishLogsMessage& msg,
+                          Nodes* notify) {
   std::shared_ptr<LogFeed> feed;
   api::ServiceLogsMessage out;
   {
     std::lock_guard lock(mu_);
     auto it = subs_.find(msg.subscription_id());
     if (it == subs_.end()) {
-      return {grpc::StatusCode::NOT_FOUND, "log subscription " + msg.subscription_id() + " ended"};
+      return NotFound("log subscription " + msg.subscription_id() + " ended");
     }
     auto tasks = it->second.tasks.find(node_id);
     if (tasks == it->second.tasks.end()) {
-      return {grpc::StatusCode::PERMISSION_DENIED,
+      return {Code::kPermissionDenied,
               "log subscription " + msg.subscription_id() + " was not sent to node " + node_id};
     }
     feed = it->second.feed;
@@ -130,7 +130,7 @@ grpc::Status LogBroker::Publish(const std::string& node_id, const api::PublishLo
   });
   if (!msg.error().empty()) out.set_warning("node " + hostname + ": " + msg.error());
   if (out.messages_size() > 0 || !out.warning().empty()) feed->Push(std::move(out));
-  if (!msg.close()) return grpc::Status::OK;
+  if (!msg.close()) return Status::Ok();
   std::vector<std::shared_ptr<LogFeed>> done;
   {
     std::lock_guard lock(mu_);
@@ -142,8 +142,8 @@ grpc::Status LogBroker::Publish(const std::string& node_id, const api::PublishLo
     }
   }
   for (auto& f : done)
-    f->Finish(grpc::Status::OK);
-  return grpc::Status::OK;
+    f->Finish(Status::Ok());
+  return Status::Ok();
 }
 
 void LogBroker::MaybeComplete(const std::string& id, Nodes* notify,
@@ -193,11 +193,11 @@ LogBroker::Nodes LogBroker::OnSessionEnded(const std::string& node_id) {
     }
   }
   for (auto& f : done)
-    f->Finish(grpc::Status::OK);
+    f->Finish(Status::Ok());
   return notify;
 }
 
-void LogBroker::EndAll(const grpc::Status& status) {
+void LogBroker::EndAll(const Status& status) {
   std::map<std::string, Subscription> subs;
   {
     std::lock_guard lock(mu_);

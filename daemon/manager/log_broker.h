@@ -6,12 +6,10 @@
 // whose session ends first is named in a warning instead. With --follow the subscription stays
 // until the client goes, and tasks the service gets meanwhile are added to it.
 //
-// Thread-safe: called from the dispatcher's sessions and streams and from the store's apply
-// thread. Methods that change which subscriptions a node must serve return those nodes, for the
-// dispatcher to send them a new session message.
+// Thread-safe, under a lock of its own: the dispatcher calls it from its strand, its sessions'
+// strands (For) and the nodes' log streams (Publish). Methods that change which subscriptions a
+// node must serve return those nodes, for the dispatcher to send them a new session message.
 #pragma once
-
-#include <grpcpp/grpcpp.h>
 
 #include <functional>
 #include <map>
@@ -22,6 +20,7 @@
 #include <vector>
 
 #include "control.pb.h"
+#include "daemon/common/status.h"
 #include "dispatcher.pb.h"
 
 namespace skep::manager {
@@ -35,14 +34,14 @@ class LogFeed {
  public:
   virtual ~LogFeed() = default;
   virtual void Push(api::ServiceLogsMessage m) = 0;
-  virtual void Finish(grpc::Status status) = 0;
+  virtual void Finish(const Status& status) = 0;
 };
 
 class LogBroker {
  public:
   using Nodes = std::set<std::string>;
   // `connected` tells whether a node has a dispatcher session now.
-  LogBroker(Store* store, std::function<bool(const std::string& node_id)> connected);
+  LogBroker(const Store* store, std::function<bool(const std::string& node_id)> connected);
 
   // The tasks: every task of `service_id`, or just `task_id`. Returns the nodes to notify.
   Nodes Subscribe(const std::string& id, const std::string& service_id, const std::string& task_id,
@@ -52,14 +51,13 @@ class LogBroker {
   // What the node is to answer, for its session message.
   std::vector<api::LogSubscription> For(const std::string& node_id) const;
   // A node's answer. An error status means the node should stop answering that subscription.
-  grpc::Status Publish(const std::string& node_id, const api::PublishLogsMessage& msg,
-                       Nodes* notify);
+  Status Publish(const std::string& node_id, const api::PublishLogsMessage& msg, Nodes* notify);
   // A task was created or moved: a following subscription of its service takes it in.
   Nodes OnTask(const api::Task& task);
   // A node's session ended: what it had not sent yet will not come.
   Nodes OnSessionEnded(const std::string& node_id);
   // Leadership went: every request ends, to be made again to the new leader.
-  void EndAll(const grpc::Status& status);
+  void EndAll(const Status& status);
 
  private:
   struct Subscription {
@@ -75,7 +73,7 @@ class LogBroker {
   void MaybeComplete(const std::string& id, Nodes* notify,
                      std::vector<std::shared_ptr<LogFeed>>* done);
 
-  Store* store_;
+  const Store* store_;
   std::function<bool(const std::string&)> connected_;
   mutable std::mutex mu_;
   std::map<std::string, Subscription> subs_;

@@ -5,20 +5,15 @@
 #include <mutex>
 #include <optional>
 
+#include "daemon/common/grpc_status.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/dispatcher.h"
-#include "daemon/manager/manager.h"
 #include "daemon/manager/on_leader.h"
 
 namespace skep::manager {
 
 namespace {
 
-using grpc::StatusCode;
-
-grpc::Status Invalid(const std::string& msg) {
-  return {StatusCode::INVALID_ARGUMENT, msg};
-}
 
 // The stream to the client and the feed its producers push into. The feed outlives the
 // reactor (producers hold it); once the reactor is done, what is pushed is dropped.
@@ -28,7 +23,7 @@ class StreamFeed final : public LogFeed {
  public:
   explicit StreamFeed(LogStream* stream) : stream_(stream) {}
   void Push(api::ServiceLogsMessage m) override;
-  void Finish(grpc::Status status) override;
+  void Finish(const Status& status) override;
 
   void SetCancel(std::function<void()> cancel);
   void Cancel();
@@ -44,7 +39,7 @@ class StreamFeed final : public LogFeed {
   api::ServiceLogsMessage current_;  // the one being written
   bool writing_ = false;
   bool finished_ = false;  // Finish was called on the reactor
-  std::optional<grpc::Status> finish_;
+  std::optional<Status> finish_;
   std::function<void()> cancel_;
   bool cancelled_ = false;
 };
@@ -57,7 +52,7 @@ class LogStream final : public grpc::ServerWriteReactor<api::ServiceLogsMessage>
   void OnWriteDone(bool ok) override { feed_->WriteDone(ok); }
   void OnCancel() override {
     feed_->Cancel();
-    feed_->Finish({StatusCode::CANCELLED, "the client went away"});
+    feed_->Finish({Code::kCancelled, "the client went away"});
   }
   void OnDone() override {
     feed_->Detach();
@@ -77,10 +72,10 @@ void StreamFeed::Push(api::ServiceLogsMessage m) {
   Next(lock);
 }
 
-void StreamFeed::Finish(grpc::Status status) {
+void StreamFeed::Finish(const Status& status) {
   std::unique_lock lock(mu_);
   if (finish_) return;
-  finish_ = std::move(status);
+  finish_ = status;
   Next(lock);
 }
 
@@ -97,7 +92,7 @@ void StreamFeed::Next(std::unique_lock<std::mutex>& lock) {
   }
   if (!finish_) return;
   finished_ = true;
-  const grpc::Status st = *finish_;
+  const grpc::Status st = ToGrpc(*finish_);
   lock.unlock();
   s->Finish(st);
 }
@@ -108,7 +103,7 @@ void StreamFeed::WriteDone(bool ok) {
   if (!ok) {
     // The client is gone: what is queued goes nowhere.
     queue_.clear();
-    if (!finish_) finish_ = grpc::Status(StatusCode::CANCELLED, "the client went away");
+    if (!finish_) finish_ = Status(Code::kCancelled, "the client went away");
   }
   Next(lock);
 }
@@ -149,13 +144,15 @@ class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
   };
 
   LogRelay(std::shared_ptr<grpc::Channel> channel, const api::ServiceLogsRequest& req,
-           std::shared_ptr<LogFeed> feed, std::shared_ptr<Handle> handle)
+           const std::string& request_id, std::shared_ptr<LogFeed> feed,
+           std::shared_ptr<Handle> handle)
       : stub_(api::Control::NewStub(std::move(channel))),
         req_(req),
         feed_(std::move(feed)),
         handle_(std::move(handle)) {
     handle_->relay = this;
-    ctx_.AddMetadata(kForwardedHeader, "1");
+    ctx_.AddMetadata(kForwarded, "1");
+    ctx_.AddMetadata(kRequestId, request_id);
     stub_->async()->ServiceLogs(&ctx_, &req_, this);
     StartRead(&msg_);
     StartCall();
@@ -171,10 +168,9 @@ class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
       std::lock_guard lock(handle_->mu);
       handle_->relay = nullptr;
     }
-    feed_->Finish(status.error_code() == StatusCode::UNAVAILABLE
-                      ? grpc::Status(StatusCode::UNAVAILABLE,
-                                     "the leader did not answer: " + status.error_message())
-                      : status);
+    feed_->Finish(FromSkep(status) || status.ok()
+                      ? FromGrpc(status)
+                      : Unavailable("the leader did not answer: " + status.error_message()));
     delete this;
   }
   void Cancel() { ctx_.TryCancel(); }
@@ -190,57 +186,60 @@ class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
 
 class Refusal final : public grpc::ServerWriteReactor<api::ServiceLogsMessage> {
  public:
-  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
+  explicit Refusal(const Status& status) { Finish(ToGrpc(status)); }
   void OnDone() override { delete this; }
 };
 
 }  // namespace
 
-grpc::ServerWriteReactor<api::ServiceLogsMessage>* RefuseLogs(grpc::Status status) {
-  return new Refusal(std::move(status));
+grpc::ServerWriteReactor<api::ServiceLogsMessage>* RefuseLogs(const Status& status) {
+  return new Refusal(status);
 }
 
 grpc::ServerWriteReactor<api::ServiceLogsMessage>* ServeLogs(ControlApi* api,
                                                              const api::ServiceLogsRequest& req,
+                                                             const ControlApi::Call& call,
                                                              std::shared_ptr<void> keep_alive) {
   auto* stream = new LogStream(std::move(keep_alive));
   auto feed = stream->feed();
-  feed->SetCancel(api->ServiceLogs(req, feed));
+  feed->SetCancel(api->ServiceLogs(req, feed, call));
   return stream;
 }
 
 std::function<void()> ControlApi::ServiceLogs(const api::ServiceLogsRequest& req,
-                                              std::shared_ptr<LogFeed> feed) {
-  if (!m_->IsLeader()) {
-    auto leader = m_->Leader();
-    if (!leader) {
-      feed->Finish(m_->NoLeaderStatus());
+                                              std::shared_ptr<LogFeed> feed, const Call& call) {
+  const Leadership l = ctx_.leadership();
+  if (!l.leader) {
+    if (call.forwarded || !l.Reachable()) {
+      feed->Finish(call.forwarded
+                       ? Status::NotLeader("leadership moved while the request was forwarded", "")
+                       : ctx_.NoLeaderStatus());
       return {};
     }
     auto handle = std::make_shared<LogRelay::Handle>();
-    new LogRelay(m_->ChannelTo(leader->addr), req, feed, handle);
+    new LogRelay(ctx_.ChannelTo(l.leader_info->addr), req, call.request_id, feed, handle);
     return [handle] {
       std::lock_guard lock(handle->mu);
       if (handle->relay) handle->relay->Cancel();
     };
   }
-  if (grpc::Status st = m_->WaitServing(std::chrono::milliseconds(0)); !st.ok()) {
-    feed->Finish(st);
+  if (!l.serving) {
+    feed->Finish(Unavailable("the new leader is still catching up; try again"));
     return {};
   }
   if (req.tail() < -1) {
-    feed->Finish(Invalid("--tail must be a number of lines, or all"));
+    feed->Finish(InvalidArgument("--tail must be a number of lines, or all"));
     return {};
   }
   // A service (name, ID, prefix), or else a task ID (or a unique prefix of one).
   std::string service_id, task_id;
   api::Service service;
-  grpc::Status st = ResolveService(req.ref(), &service);
+  Status st = ResolveService(req.ref(), &service);
   if (st.ok()) {
     service_id = service.id();
-  } else if (st.error_code() == StatusCode::NOT_FOUND) {
+  } else if (st.code() == Code::kNotFound) {
     std::vector<std::string> matches;
-    m_->store().View([&](const ReadTx& tx) {
+    ctx_.store().View([&](const ReadTx& tx) {
       if (tx.task(req.ref())) {
         matches = {req.ref()};
         return;
@@ -250,10 +249,10 @@ std::function<void()> ControlApi::ServiceLogs(const api::ServiceLogsRequest& req
       }
     });
     if (matches.size() != 1) {
-      feed->Finish(matches.empty() ? grpc::Status(StatusCode::NOT_FOUND,
-                                                  "no such service or task: " + req.ref())
-                                   : Invalid("task " + req.ref() + " is ambiguous (" +
-                                             std::to_string(matches.size()) + " matches found)"));
+      feed->Finish(matches.empty() ? NotFound("no such service or task: " + req.ref())
+                                   : InvalidArgument("task " + req.ref() + " is ambiguous (" +
+                                                     std::to_string(matches.size()) +
+                                                     " matches found)"));
       return {};
     }
     task_id = matches.front();
@@ -261,9 +260,8 @@ std::function<void()> ControlApi::ServiceLogs(const api::ServiceLogsRequest& req
     feed->Finish(st);
     return {};
   }
-  Dispatcher& d = m_->dispatcher();
-  const std::string id = d.SubscribeLogs(service_id, task_id, req, feed);
-  return [&d, id] { d.UnsubscribeLogs(id); };
+  const std::string id = dispatcher_->SubscribeLogs(service_id, task_id, req, feed);
+  return [d = dispatcher_, id] { d->UnsubscribeLogs(id); };
 }
 
 }  // namespace skep::manager

@@ -4,13 +4,15 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <grpcpp/grpcpp.h>
+
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include <pthread.h>
@@ -19,19 +21,19 @@
 
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
-#include "daemon/common/proto_bytes.h"
 #include "daemon/manager/allocator/component.h"
-#include "daemon/manager/network_keys.h"
+#include "daemon/manager/awaitable.h"
 #include "daemon/manager/ca_service.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/defaults.h"
 #include "daemon/manager/dispatcher.h"
+#include "daemon/manager/group.h"
+#include "daemon/manager/network_keys.h"
 #include "daemon/manager/orchestrator/orchestrator.h"
+#include "daemon/manager/raft_node.h"
 #include "daemon/manager/raft_transport.h"
 #include "daemon/manager/task_scheduler.h"
-#include "daemon/manager/raft_node.h"
 #include "raft/conf.h"
-#include "raft/quorum.h"
 #include "raft/rocks_storage.h"
 
 namespace skep::manager {
@@ -52,42 +54,49 @@ constexpr std::chrono::milliseconds kTick(10);
 // followers still hear it. A leader cut off from the others is replaced as soon (they elect
 // after one timeout); it only notices later.
 constexpr int kCheckQuorumTimeouts = 3;
+// A request waits at most this many election timeouts for a leader (or for this one to serve):
+// enough for an election after a leader is lost, and for a cut-off leader to step down.
+constexpr int kLeaderWaitTimeouts = 10;
 
 int ToTicks(int64_t ms) {
   return static_cast<int>(std::max<int64_t>(1, ms / kTick.count()));
 }
 
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-bool Contains(const google::protobuf::RepeatedField<uint64_t>& ids, uint64_t id) {
-  return std::find(ids.begin(), ids.end(), id) != ids.end();
+std::string CleanupMarker(const ManagerOptions& o) {
+  return o.data_dir + "/force-new-cluster.pending";
 }
 
 }  // namespace
 
+Status FromRaft(const raft::Status& st) {
+  switch (st.code()) {
+    case raft::ErrorCode::kOk:
+      return Status::Ok();
+    case raft::ErrorCode::kNotLeader:
+      return {Code::kNotLeader, st.message()};
+    case raft::ErrorCode::kOutcomeUnknown:
+      return {Code::kOutcomeUnknown, st.message()};
+    case raft::ErrorCode::kTransferInProgress:
+    case raft::ErrorCode::kConfChangePending:
+    case raft::ErrorCode::kNotCaughtUp:
+      return {Code::kUnavailable, st.message()};
+    case raft::ErrorCode::kInvalidConfChange:
+    case raft::ErrorCode::kInvalidArgument:
+      return {Code::kInvalidArgument, st.message()};
+  }
+  return {Code::kInternal, st.message()};
+}
+
 class Manager::Impl {
  public:
   explicit Impl(Manager* m) : m(m) {}
-
-  void Housekeeping();
-  void SyncPeers(const raft::NodeStatus& st);
-  void ApplySettings();
-  void Reconcile(const raft::NodeStatus& st);
-  grpc::Status ForceNewClusterCleanup();
-  // Runs the cleanup once this manager leads and has applied its log; true when done.
-  bool MaybeCleanup(const raft::NodeStatus& st);
-  std::string CleanupMarker() const { return m->options_.data_dir + "/force-new-cluster.pending"; }
   void RewriteForNewCluster();
-  int64_t ElectionMs() const;
-  bool Reachable(uint64_t raft_id) const;
-  void OnLeadership(bool self, raft::Term term);
-  void StopComponents();
+  asio::awaitable<Status> Ready(std::chrono::milliseconds timeout);
+  void OnLeaderChange(raft::NodeId lead, raft::Term term, bool self, raft::Term led);
 
   Manager* m;
+  Store store;
+  // The components' strands and the gRPC-free work run on two threads.
   asio::io_context io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
   std::vector<std::thread> threads;
@@ -96,16 +105,14 @@ class Manager::Impl {
   asio::io_context raft_io;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> raft_guard;
   std::thread raft_thread;
-  // Housekeeping makes blocking raft writes, so it has a thread of its own rather than a place
-  // on the io_context the raft node runs on.
-  std::thread housekeeping;
-  std::mutex housekeeping_mu;
-  std::condition_variable housekeeping_cv;
+  // Registry requests block (the registry client is synchronous): they run here.
+  std::optional<asio::thread_pool> blocking;
 
   std::unique_ptr<raft::RocksStorage> storage;
   std::unique_ptr<GrpcRaftTransport> transport;
   std::unique_ptr<RaftNode> raft;
-  std::unique_ptr<Dispatcher> dispatcher;
+  std::unique_ptr<Group> group;
+  std::shared_ptr<Dispatcher> dispatcher;
   std::unique_ptr<ControlApi> control;
   std::unique_ptr<ControlService> control_service;
   std::unique_ptr<CAService> ca_service;
@@ -113,46 +120,29 @@ class Manager::Impl {
   std::unique_ptr<DispatcherService> dispatcher_service;
   std::unique_ptr<grpc::Server> server;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
-  Subscription dispatcher_events;
-
-  // Leader-only components, started and stopped on the leadership strand.
-  asio::strand<asio::io_context::executor_type> leadership{asio::make_strand(io)};
-  std::vector<std::unique_ptr<LeaderComponent>> components;
-  bool components_running = false;  // on the leadership strand
-  raft::Term leading_term = 0;      // on the leadership strand
 
   std::mutex channels_mu;
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
 
-  std::atomic<bool> running{false};
+  std::atomic<bool> stopped{false};
+  // --force-new-cluster: set once the managers it left out are demoted.
   std::atomic<bool> cleanup_pending{false};
-  // The term in which this manager, leading, first had applied everything committed.
-  std::atomic<raft::Term> serving_term{0};
-  std::mutex cleanup_mu;
-  int64_t applied_heartbeat_ms = kRaftHeartbeatMs;
-  int64_t applied_election_ms = kElectionTimeoutMs;
-  std::map<uint64_t, std::string> known_peers;  // raft id -> addr, until the store has them
-  std::string last_members;                     // the raft configuration last seen
-  std::chrono::steady_clock::time_point last_transfer{};
-
-  // Woken whenever raft reports a new leader (or none), for AwaitLeader.
-  mutable std::mutex leader_mu;
-  mutable std::condition_variable leader_cv;
-  uint64_t leader_changes = 0;
+  Observers<> cleaned_up;
 };
 
 // ---------------------------------------------------------------------------------------------
 
 Manager::Manager(ManagerOptions options)
-    : options_(std::move(options)), impl_(std::make_unique<Impl>(this)) {}
+    : options_(std::move(options)), impl_(std::make_unique<Impl>(this)) {
+  self_.node_id = options_.node_id;
+  self_.raft_id = options_.raft_id;
+  self_.advertise_addr = options_.advertise_addr;
+}
 
 Manager::~Manager() {
   Stop();
 }
 
-Dispatcher& Manager::dispatcher() {
-  return *impl_->dispatcher;
-}
 ControlApi& Manager::control() {
   return *impl_->control;
 }
@@ -178,11 +168,30 @@ void Manager::Impl::RewriteForNewCluster() {
   storage->Save(&hs, {e}, nullptr);
   // Until the other managers are demoted in the store (the first thing this manager does as
   // leader), a restart must not forget that they have to be.
-  std::ofstream(CleanupMarker()) << "demote the managers left out by --force-new-cluster\n";
+  std::ofstream(CleanupMarker(m->options_)) << "demote the managers left out by --force-new-cluster\n";
   SKEP_LOG(warn, "manager",
            "forced a new cluster: this manager is now the only raft member "
            "(log up to index {} kept)",
            last);
+}
+
+void Manager::Impl::OnLeaderChange(raft::NodeId lead, raft::Term term, bool self, raft::Term led) {
+  SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
+  if (led == term && !self && lead == raft::kNoNode) {
+    // Check-quorum: no quorum answered in time. Whether the answers reached this process at
+    // all (its network threads) tells a lost peer from a busy one.
+    const raft::NodeStatus st = raft->GetStatus();
+    std::vector<uint64_t> others;
+    for (uint64_t v : st.conf.voters()) {
+      if (v != m->options_.raft_id) others.push_back(v);
+    }
+    const auto silent = transport->Silent(others, group->ElectionTimeout());
+    SKEP_LOG(warn, "raft",
+             "stepped down in term {}: no quorum of managers answered within {} election "
+             "timeouts; {} of {} were heard from within the last one",
+             term, kCheckQuorumTimeouts, others.size() - silent.size(), others.size());
+  }
+  group->OnLeaderChange(lead, term, self);
 }
 
 void Manager::Start() {
@@ -211,19 +220,20 @@ void Manager::Start() {
       break;
     case ManagerOptions::Start::kForceNewCluster:
       impl_->RewriteForNewCluster();
-      impl_->cleanup_pending = true;
       break;
     case ManagerOptions::Start::kResume:
-      if (std::filesystem::exists(impl_->CleanupMarker())) impl_->cleanup_pending = true;
       break;
   }
+  impl_->cleanup_pending = std::filesystem::exists(CleanupMarker(o));
 
   impl_->credentials = tls::NodeCredentials(o.tls);
   impl_->transport =
-      std::make_unique<GrpcRaftTransport>(impl_->credentials, o.raft_id, o.advertise_addr);
+      std::make_unique<GrpcRaftTransport>(asio::any_io_executor(impl_->io.get_executor()),
+                                          impl_->credentials, o.raft_id, o.advertise_addr);
+  std::map<uint64_t, std::string> known;
   for (const auto& p : o.peers) {
     if (p.raft_id() != o.raft_id && !p.addr().empty()) {
-      impl_->known_peers[p.raft_id()] = p.addr();
+      known[p.raft_id()] = p.addr();
       impl_->transport->SetPeer(p.raft_id(), p.addr());
     }
   }
@@ -248,7 +258,7 @@ void Manager::Start() {
   // thread, whose heartbeats keep the followers from electing.
   ro.apply_thread = true;
   impl_->raft = std::make_unique<RaftNode>(impl_->raft_io, ro, impl_->storage.get(),
-                                           impl_->transport.get(), &store_);
+                                           impl_->transport.get(), &impl_->store);
   impl_->raft->OnFatal([](const std::string& why) {
     // A manager that can no longer write its log must not go on looking like a member (or a
     // leader): exit, and let the next start report the damage.
@@ -256,43 +266,49 @@ void Manager::Start() {
     spdlog::shutdown();
     std::_Exit(1);
   });
-  impl_->raft->OnLeaderChange([this, led = raft::Term{0}](raft::NodeId lead, raft::Term term,
-                                                          bool self) mutable {
-    SKEP_LOG(info, "raft", "leader is now {} (term {}){}", lead, term, self ? ", this node" : "");
-    if (led == term && !self && lead == raft::kNoNode) {
-      // Check-quorum: no quorum answered in time. Whether the answers reached this process
-      // at all (its network threads) tells a lost peer from a busy one.
-      const raft::NodeStatus st = impl_->raft->GetStatus();
-      std::vector<uint64_t> others;
-      for (uint64_t v : st.conf.voters()) {
-        if (v != options_.raft_id) others.push_back(v);
-      }
-      const auto silent =
-          impl_->transport->Silent(others, std::chrono::milliseconds(impl_->ElectionMs()));
-      SKEP_LOG(warn, "raft",
-               "stepped down in term {}: no quorum of managers answered within {} election "
-               "timeouts; {} of {} were heard from within the last one",
-               term, kCheckQuorumTimeouts, others.size() - silent.size(), others.size());
-    }
-    led = self ? term : 0;  // the term this node leads
-    {
-      std::lock_guard lock(impl_->leader_mu);
-      ++impl_->leader_changes;
-    }
-    impl_->leader_cv.notify_all();
-    impl_->OnLeadership(self, term);
-  });
 
-  impl_->dispatcher = std::make_unique<Dispatcher>(this);
-  impl_->dispatcher_events =
-      store_.Watch([this](const StoreEvent& ev) { impl_->dispatcher->OnStoreEvent(ev); });
-  impl_->control = std::make_unique<ControlApi>(this);
-  impl_->control_service = std::make_unique<ControlService>(PeerResolver(this));
-  impl_->ca_service = std::make_unique<CAService>(this);
+  Group::Options go;
+  go.self = self_;
+  go.known_peers = std::move(known);
+  go.heartbeat_ms = kRaftHeartbeatMs;
+  go.election_ms = kElectionTimeoutMs;
+  go.ticks = ToTicks;
+  impl_->group = std::make_unique<Group>(MakeStrand(), go, impl_->store, *impl_->raft,
+                                         *impl_->transport, clock());
+  impl_->raft->OnLeaderChange(
+      [this, led = raft::Term{0}](raft::NodeId lead, raft::Term term, bool self) mutable {
+        impl_->OnLeaderChange(lead, term, self, led);
+        led = self ? term : 0;  // the term this node leads
+      });
+  impl_->raft->OnStatusChange(
+      [this](const raft::NodeStatus& st) { impl_->group->OnStatusChange(st); });
+  impl_->transport->OnPeerAddress([this] { impl_->group->OnPeerAnnounced(); });
+
+  impl_->group->Add(orchestrator::MakeOrchestrator(*this));
+  impl_->group->Add(MakeAllocator(*this));
+  impl_->group->Add(MakeTaskScheduler(*this));
+  impl_->group->Add(MakeNetworkKeyRotation(*this));
+  MembershipOptions mo;
+  mo.self = o.raft_id;
+  mo.cleanup_marker = CleanupMarker(o);
+  mo.on_cleanup_done = [this] {
+    impl_->cleanup_pending = false;
+    impl_->cleaned_up.Notify();
+  };
+  mo.set_peer = [this](uint64_t id, const std::string& addr) {
+    impl_->transport->SetPeer(id, addr);
+  };
+  impl_->group->Add(MakeMembership(*this, *this, std::move(mo)));
+
+  impl_->dispatcher = std::make_shared<Dispatcher>(*this);
+  impl_->control = std::make_unique<ControlApi>(*this, impl_->dispatcher);
+  impl_->control_service =
+      std::make_unique<ControlService>(PeerResolver(*this, *impl_->control));
+  impl_->ca_service = std::make_unique<CAService>(*this);
   impl_->raft_service = std::make_unique<RaftService>(
       impl_->raft.get(), impl_->transport.get(), [this](const std::string& node_id) {
         RaftPeerCheck check;
-        if (auto n = store_.GetNode(node_id)) {
+        if (auto n = impl_->store.GetNode(node_id)) {
           check.verdict = n->role() == api::ROLE_MANAGER ? RaftPeerCheck::Verdict::kManager
                                                          : RaftPeerCheck::Verdict::kNotManager;
           check.raft_id = n->raft_id();
@@ -300,11 +316,8 @@ void Manager::Start() {
         return check;
       });
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
-  AddLeaderComponent(orchestrator::MakeOrchestrator(this));
-  AddLeaderComponent(MakeAllocator(this));
-  AddLeaderComponent(MakeTaskScheduler(this));
-  AddLeaderComponent(MakeNetworkKeyRotation(this));
 
+  impl_->blocking.emplace(2);
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
   for (int i = 0; i < 2; ++i)
     impl_->threads.emplace_back([this] {
@@ -322,6 +335,8 @@ void Manager::Start() {
     }
     impl_->raft_io.run();
   });
+  impl_->group->Start();
+  impl_->dispatcher->Start();
   impl_->raft->Start();
 
   grpc::ServerBuilder builder;
@@ -337,486 +352,171 @@ void Manager::Start() {
     throw std::runtime_error("cannot listen on " + o.listen_addr +
                              " (is another skepd or process using the port?)");
   }
-  impl_->running = true;
   if (o.start == ManagerOptions::Start::kNewCluster ||
       o.start == ManagerOptions::Start::kForceNewCluster) {
     impl_->raft->Campaign();  // a group of one: no need to wait for a timeout
   }
-  impl_->housekeeping = std::thread([this] { impl_->Housekeeping(); });
   SKEP_LOG(info, "manager", "manager {} (raft id {}) listening on {}", o.node_id, o.raft_id,
            o.listen_addr);
 }
 
-grpc::Status Manager::WaitReady(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!IsLeader()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return {grpc::StatusCode::UNAVAILABLE, "this manager did not become the leader in time"};
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  if (options_.start == ManagerOptions::Start::kNewCluster && !store_.GetCluster()) {
+asio::awaitable<Status> Manager::Impl::Ready(std::chrono::milliseconds timeout) {
+  const Clock::Steady deadline = m->clock().SteadyNow() + timeout;
+  auto serving = AwaitLeadership(*m, [](const Leadership& x) { return x.serving; }, deadline);
+  const Leadership l = co_await std::move(serving);
+  if (!l.serving) co_return Unavailable("this manager did not become the leader in time");
+  if (m->options_.start == ManagerOptions::Start::kNewCluster && !store.GetCluster()) {
     api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::CREATE);
-    *a->mutable_cluster() = options_.initial_cluster;
-    auto* b = batch.add_actions();
-    b->set_kind(api::StoreAction::CREATE);
-    *b->mutable_node() = options_.initial_node;
-    for (const auto& n : options_.initial_networks) {
-      auto* c = batch.add_actions();
-      c->set_kind(api::StoreAction::CREATE);
-      *c->mutable_network() = n;
-    }
-    return Write(batch, timeout);
+    for (const auto& a : m->options_.initial_objects)
+      *batch.add_actions() = a;
+    auto write = ProposeUntil(*m, std::move(batch), l.term, deadline);
+    co_return co_await std::move(write);
   }
-  if (options_.start == ManagerOptions::Start::kForceNewCluster && impl_->cleanup_pending) {
-    // The whole log is applied first, so that the other managers are known and demoted before
-    // anything else changes (a node joining now must not be mistaken for one of them).
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (grpc::Status st = WaitServing(std::max(left, 100ms)); !st.ok()) return st;
-    // The demotion can lose a race with another change to those nodes (the dispatcher marking
-    // them down): it is made again from their newer versions until the deadline.
-    while (!impl_->MaybeCleanup(impl_->raft->GetStatus())) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return {grpc::StatusCode::UNAVAILABLE,
-                "the other managers could not be demoted yet; this manager keeps trying"};
-      }
-      std::this_thread::sleep_for(50ms);
+  if (cleanup_pending) {
+    // The left-out managers are demoted by membership, the first thing it does as leader.
+    auto cleaned = Await<bool>([this, deadline](Completion<bool> complete) {
+      struct Wait : std::enable_shared_from_this<Wait> {
+        explicit Wait(Completion<bool> c) : complete(std::move(c)) {}
+        Completion<bool> complete;
+        std::atomic<bool> once{false};
+        Subscription sub;
+        std::unique_ptr<Timer> timer;
+        void Finish(bool ok) {
+          if (once.exchange(true)) return;
+          asio::post(complete.executor(), [self = shared_from_this()] {
+            self->sub.Cancel();
+            self->timer.reset();
+          });
+          complete(ok);
+        }
+      };
+      auto w = std::make_shared<Wait>(complete);
+      w->sub = cleaned_up.Add([weak = std::weak_ptr<Wait>(w)] {
+        if (auto me = weak.lock()) me->Finish(true);
+      });
+      w->timer = m->clock().At(complete.executor(), deadline, [w] { w->Finish(false); });
+      if (!cleanup_pending) w->Finish(true);
+    });
+    co_await std::move(cleaned);
+    if (cleanup_pending) {
+      co_return Unavailable("the other managers could not be demoted yet; this manager keeps "
+                            "trying");
     }
   }
-  return grpc::Status::OK;
+  co_return Status::Ok();
+}
+
+void Manager::WhenReady(std::chrono::milliseconds timeout, Done done) {
+  Spawn(MakeStrand(), impl_->Ready(timeout), std::move(done));
 }
 
 void Manager::Stop() {
-  if (!impl_) return;
-  impl_->running = false;
-  {
-    std::lock_guard lock(impl_->housekeeping_mu);
-    impl_->housekeeping_cv.notify_all();
-  }
-  // Housekeeping may be waiting on a raft write: the raft node stops after it.
-  if (impl_->housekeeping.joinable()) impl_->housekeeping.join();
+  if (!impl_ || !impl_->raft || impl_->stopped.exchange(true)) return;
+  if (impl_->group) impl_->group->Stop();
   // Sessions end now rather than at the server's deadline.
   if (impl_->dispatcher) impl_->dispatcher->Stop();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + 1s);
     impl_->server.reset();
   }
-  if (!impl_->threads.empty()) {
-    // The components stop before raft does, so that none is left waiting on a proposal.
-    std::promise<void> stopped;
-    asio::post(impl_->leadership, [&] {
-      impl_->StopComponents();
-      stopped.set_value();
-    });
-    stopped.get_future().wait();
-  }
-  if (impl_->dispatcher) impl_->dispatcher->Stop();
-  if (impl_->raft) impl_->raft->Stop();
+  impl_->raft->Stop();
   if (impl_->transport) impl_->transport->Stop();
   if (impl_->guard) impl_->guard.reset();
   impl_->io.stop();
   for (auto& t : impl_->threads)
     t.join();
   impl_->threads.clear();
+  if (impl_->blocking) {
+    impl_->blocking->stop();  // what is queued is dropped; a request under way ends first
+    impl_->blocking->join();
+  }
   if (impl_->raft_guard) impl_->raft_guard.reset();
   impl_->raft_io.stop();
   if (impl_->raft_thread.joinable()) impl_->raft_thread.join();
 }
 
-bool Manager::IsLeader() const {
-  return impl_->raft && impl_->raft->GetStatus().role == raft::Role::kLeader;
+// ---- the context ------------------------------------------------------------------------------
+
+const Store& Manager::store() const {
+  return impl_->store;
 }
 
-grpc::Status Manager::WaitServing(std::chrono::milliseconds timeout) const {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    const raft::NodeStatus st = impl_->raft->GetStatus();
-    if (st.role != raft::Role::kLeader) {
-      return {grpc::StatusCode::FAILED_PRECONDITION, "this manager is not the leader"};
-    }
-    // Caught up once in a term is enough: later commits are this leader's own writes, and a
-    // store a moment behind them under a steady stream of writes is still serving.
-    if (impl_->serving_term.load() == st.term) return grpc::Status::OK;
-    if (st.committed_in_term && store_.applied_index() >= st.commit) {
-      impl_->serving_term.store(st.term);
-      return grpc::Status::OK;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
-      return {grpc::StatusCode::UNAVAILABLE, "the new leader is still catching up; try again"};
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-}
-
-std::optional<Manager::LeaderInfo> Manager::Leader() const {
-  if (!impl_->raft) return std::nullopt;
-  const raft::NodeStatus st = impl_->raft->GetStatus();
-  if (st.lead == raft::kNoNode) return std::nullopt;
-  LeaderInfo info;
-  info.raft_id = st.lead;
-  if (st.lead == options_.raft_id) {
-    info.node_id = options_.node_id;
-    info.addr = options_.advertise_addr;
-    return info;
-  }
-  if (auto n = store_.NodeByRaftId(st.lead)) {
-    info.node_id = n->id();
-    info.addr = n->advertise_addr();
-  } else {
-    info.addr = impl_->transport->PeerAddr(st.lead);
-  }
-  if (info.addr.empty()) return std::nullopt;
-  return info;
-}
-
-std::optional<Manager::LeaderInfo> Manager::AwaitLeader() const {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(2 * impl_->ElectionMs() + 500);
-  for (;;) {
-    uint64_t seen;
-    {
-      std::lock_guard lock(impl_->leader_mu);
-      seen = impl_->leader_changes;
-    }
-    if (auto l = Leader()) return l;
-    std::unique_lock lock(impl_->leader_mu);
-    // The leader's address may come a little after the leader itself (from the store), so the
-    // wait also ends every few milliseconds to look again.
-    impl_->leader_cv.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + 50ms),
-                                [&] { return impl_->leader_changes != seen; });
-    if (std::chrono::steady_clock::now() >= deadline) {
-      lock.unlock();
-      return Leader();
-    }
-  }
-}
-
-int64_t Manager::Impl::ElectionMs() const {
-  return applied_election_ms;
-}
-
-grpc::Status Manager::NoLeaderStatus() const {
-  const raft::NodeStatus st = impl_->raft->GetStatus();
-  std::vector<uint64_t> others;
-  for (uint64_t v : st.conf.voters()) {
-    if (v != options_.raft_id) others.push_back(v);
-  }
-  const auto silent =
-      impl_->transport->Silent(others, std::chrono::milliseconds(2 * impl_->ElectionMs() + 500));
-  const size_t total = static_cast<size_t>(st.conf.voters_size());
-  const size_t need = raft::QuorumSize(total);
-  if (total - silent.size() >= need) {
-    return {grpc::StatusCode::UNAVAILABLE,
-            "the swarm is electing a leader (" + std::to_string(total - silent.size()) + " of " +
-                std::to_string(total) + " managers reachable); try again in a moment"};
-  }
-  std::string msg = "the swarm does not have a leader: " + std::to_string(silent.size()) + " of " +
-                    std::to_string(total) + " managers " + (silent.size() == 1 ? "is" : "are") +
-                    " unreachable, and electing one needs " + std::to_string(need) +
-                    " of them online. If the unreachable managers are " +
-                    "gone for good, run 'skep swarm init --force-new-cluster' on a surviving " +
-                    "manager to recover";
-  return {grpc::StatusCode::UNAVAILABLE, msg, std::string(kNoQuorumDetail)};
-}
-
-grpc::Status WriteResult::ToStatus() const {
-  switch (code) {
-    case Code::kOk:
-      return grpc::Status::OK;
-    case Code::kConflict:
-    case Code::kExists:
-    case Code::kNotFound:
-    case Code::kNotLeader:
-      return {grpc::StatusCode::FAILED_PRECONDITION, message};
-    case Code::kInvalid:
-      return {grpc::StatusCode::INVALID_ARGUMENT, message};
-    case Code::kNoQuorum:
-      return {grpc::StatusCode::UNAVAILABLE, message, std::string(kNoQuorumDetail)};
-    case Code::kUnavailable:
-      break;
-  }
-  return {grpc::StatusCode::UNAVAILABLE, message};
-}
-
-namespace {
-
-WriteResult::Code CodeOf(ApplyResult::Code c) {
-  switch (c) {
-    case ApplyResult::Code::kOk:
-      return WriteResult::Code::kOk;
-    case ApplyResult::Code::kConflict:
-      return WriteResult::Code::kConflict;
-    case ApplyResult::Code::kExists:
-      return WriteResult::Code::kExists;
-    case ApplyResult::Code::kNotFound:
-      return WriteResult::Code::kNotFound;
-    case ApplyResult::Code::kInvalid:
-      break;
-  }
-  return WriteResult::Code::kInvalid;
-}
-
-WriteResult FromStatus(const grpc::Status& st) {
-  if (st.ok()) return {};
-  if (st.error_details() == kNoQuorumDetail) {
-    return {WriteResult::Code::kNoQuorum, st.error_message()};
-  }
-  return {WriteResult::Code::kUnavailable, st.error_message()};
-}
-
-}  // namespace
-
-void Manager::Propose(api::StoreBatch batch, std::function<void(const WriteResult&)> done) {
-  if (!IsLeader()) {
-    if (Leader()) {
-      done({WriteResult::Code::kNotLeader, "this manager is not the leader"});
+void Manager::Propose(api::StoreBatch batch, Done done, uint64_t term) {
+  const Leadership l = leadership();
+  if (!l.leader || (term != 0 && l.term != term)) {
+    if (l.Reachable()) {
+      done(Status::NotLeader("this manager is not the leader", l.leader_info->addr));
     } else {
-      done(FromStatus(NoLeaderStatus()));
+      done(NoLeaderStatus());
     }
     return;
   }
-  if (ApplyResult pre = store_.Validate(batch); !pre.ok()) {
-    done({CodeOf(pre.code), pre.error});
+  if (Status pre = impl_->store.Validate(batch); !pre.ok()) {
+    done(pre);
     return;
   }
   batch.set_request_id(pki::RandomId());
-  batch.set_proposed_at(NowNanos());
+  batch.set_proposed_at(clock().Now());
   // Exactly one of the two paths reports: the store when the entry is applied, or raft when
   // it can no longer be.
   auto once = std::make_shared<std::atomic<bool>>(false);
-  auto shared_done = std::make_shared<std::function<void(const WriteResult&)>>(std::move(done));
-  store_.ExpectOutcome(batch.request_id(), [this, once, shared_done](const ApplyResult& r) {
-    if (once->exchange(true)) return;
-    WriteResult w{CodeOf(r.code), r.error};
-    w.index = store_.applied_index();
-    (*shared_done)(w);
+  auto shared_done = std::make_shared<Done>(std::move(done));
+  impl_->store.ExpectOutcome(batch.request_id(), [once, shared_done](const Status& r) {
+    if (!once->exchange(true)) (*shared_done)(r);
   });
-  impl_->raft->Propose(batch.SerializeAsString(),
-                       [this, once, shared_done, id = batch.request_id()](const raft::Status& st) {
-                         if (st.ok()) return;  // the store reports the outcome
-                         store_.ForgetOutcome(id);
-                         if (once->exchange(true)) return;
-                         (*shared_done)({WriteResult::Code::kUnavailable, st.message()});
-                       });
+  impl_->raft->Propose(
+      batch.SerializeAsString(),
+      [this, once, shared_done, id = batch.request_id()](const raft::Status& st) {
+        if (st.ok()) return;  // the store reports the outcome
+        impl_->store.ForgetOutcome(id);
+        if (!once->exchange(true)) (*shared_done)(FromRaft(st));
+      },
+      term);
 }
 
-WriteResult Manager::WriteAndWait(api::StoreBatch batch, std::chrono::milliseconds timeout) {
-  if (!IsLeader()) {
-    if (AwaitLeader() && !IsLeader()) {
-      return {WriteResult::Code::kNotLeader, "this manager is not the leader"};
-    }
-    if (!IsLeader()) return FromStatus(NoLeaderStatus());
-  }
-  struct Outcome {
-    std::mutex mu;
-    std::optional<WriteResult> result;
-    std::condition_variable cv;
-  };
-  auto outcome = std::make_shared<Outcome>();
-  Propose(std::move(batch), [outcome](const WriteResult& r) {
-    std::lock_guard lock(outcome->mu);
-    outcome->result = r;
-    outcome->cv.notify_all();
-  });
-  std::unique_lock lock(outcome->mu);
-  if (!outcome->cv.wait_for(lock, timeout, [&] { return outcome->result.has_value(); })) {
-    lock.unlock();
-    if (!IsLeader()) return FromStatus(NoLeaderStatus());
-    return {WriteResult::Code::kUnavailable,
-            "the change was not confirmed in time (too few managers reachable?); it may still "
-            "be applied"};
-  }
-  return *outcome->result;
+Strand Manager::MakeStrand() {
+  return asio::make_strand(asio::any_io_executor(impl_->io.get_executor()));
 }
 
-grpc::Status Manager::Write(api::StoreBatch batch, std::chrono::milliseconds timeout) {
-  return WriteAndWait(std::move(batch), timeout).ToStatus();
+Clock& Manager::clock() {
+  return SystemClock();
 }
 
-void Manager::AddLeaderComponent(std::unique_ptr<LeaderComponent> component) {
-  impl_->components.push_back(std::move(component));
+Leadership Manager::leadership() const {
+  return impl_->group ? impl_->group->leadership() : Leadership();
 }
 
-asio::io_context& Manager::io() {
-  return impl_->io;
-}
-
-void Manager::Impl::OnLeadership(bool self, raft::Term term) {
-  // Leadership changes are handled in order on one strand, never in raft's serializer (a
-  // leader that steps down ends a thousand sessions: not on the thread whose heartbeats keep
-  // the followers from electing).
-  asio::post(leadership, [this, self, term] {
-    dispatcher->OnLeadershipChange(self);
-    if (!self || term != leading_term) StopComponents();
-    if (!self) return;
-    leading_term = term;
-    // A read index returns once this manager has applied everything committed before the
-    // call, which for a new leader includes an entry of its own term: the state the
-    // components start from is complete.
-    raft->ReadIndex([this, term](const raft::Status& st) {
-      asio::post(leadership, [this, term, ok = st.ok()] {
-        if (!ok || term != leading_term || components_running || !running) return;
-        if (raft->GetStatus().role != raft::Role::kLeader) return;
-        components_running = true;
-        for (auto& c : components)
-          c->Start();
-        SKEP_LOG(info, "manager", "leader components started (term {})", term);
-      });
-    });
-  });
-}
-
-void Manager::Impl::StopComponents() {
-  if (!components_running) return;
-  components_running = false;
-  for (auto& c : components)
-    c->Stop();
-  SKEP_LOG(info, "manager", "leader components stopped");
-}
-
-namespace {
-
-// The read-modify-write loop of UpdateNode and UpdateCluster.
-template <class T>
-grpc::Status Update(Manager* m, const std::function<std::optional<T>()>& read,
-                    const std::function<void(api::StoreAction*, const T&)>& set,
-                    const std::function<grpc::Status(T&)>& modify, const std::string& what,
-                    T* updated) {
-  for (int attempt = 0;; ++attempt) {
-    std::optional<T> obj = read();
-    if (!obj) return {grpc::StatusCode::NOT_FOUND, what + " not found"};
-    const std::string before = CanonicalBytes(*obj);
-    if (grpc::Status st = modify(*obj); !st.ok()) return st;
-    if (CanonicalBytes(*obj) == before) {
-      if (updated != nullptr) *updated = *obj;
-      return grpc::Status::OK;
-    }
-    api::StoreBatch batch;
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    set(a, *obj);
-    grpc::Status st = m->Write(batch);
-    const bool conflict = st.error_code() == grpc::StatusCode::FAILED_PRECONDITION &&
-                          st.error_message().rfind("update out of sequence", 0) == 0;
-    if (conflict && attempt < 3) continue;
-    if (st.ok() && updated != nullptr) {
-      if (auto now = read()) *updated = *now;
-    }
-    return st;
-  }
-}
-
-}  // namespace
-
-grpc::Status Manager::UpdateNode(const std::string& id,
-                                 const std::function<grpc::Status(api::Node&)>& modify,
-                                 api::Node* updated) {
-  return Update<api::Node>(
-      this, [&] { return store_.GetNode(id); },
-      [](api::StoreAction* a, const api::Node& n) { *a->mutable_node() = n; }, modify, "node " + id,
-      updated);
-}
-
-void Manager::UpdateNodeAsync(const std::string& id, std::function<grpc::Status(api::Node&)> modify,
-                              std::function<void(const grpc::Status&)> done) {
-  struct Attempt {
-    Manager* m;
-    std::string id;
-    std::function<grpc::Status(api::Node&)> modify;
-    std::function<void(const grpc::Status&)> done;
-    int tries = 0;
-    void Finish(const grpc::Status& st) {
-      if (done) done(st);
-    }
-    static void Run(std::shared_ptr<Attempt> a) {
-      std::optional<api::Node> n = a->m->store_.GetNode(a->id);
-      if (!n) return a->Finish({grpc::StatusCode::NOT_FOUND, "node " + a->id + " not found"});
-      const std::string before = CanonicalBytes(*n);
-      if (grpc::Status st = a->modify(*n); !st.ok()) return a->Finish(st);
-      if (CanonicalBytes(*n) == before) return a->Finish(grpc::Status::OK);
-      api::StoreBatch batch;
-      auto* action = batch.add_actions();
-      action->set_kind(api::StoreAction::UPDATE);
-      *action->mutable_node() = std::move(*n);
-      a->m->Propose(std::move(batch), [a](const WriteResult& r) {
-        if (r.code == WriteResult::Code::kConflict && ++a->tries < 4) {
-          // Made from an outdated copy: again from the newer one, off the raft serializer.
-          asio::post(a->m->io(), [a] { Run(a); });
-          return;
-        }
-        a->Finish(r.ToStatus());
-      });
-    }
-  };
-  Attempt::Run(std::make_shared<Attempt>(Attempt{this, id, std::move(modify), std::move(done)}));
-}
-
-grpc::Status Manager::UpdateCluster(const std::function<grpc::Status(api::Cluster&)>& modify) {
-  return Update<api::Cluster>(
-      this, [&] { return store_.GetCluster(); },
-      [](api::StoreAction* a, const api::Cluster& c) { *a->mutable_cluster() = c; }, modify,
-      "the cluster", nullptr);
-}
-
-raft::NodeStatus Manager::RaftStatus() const {
-  return impl_->raft->GetStatus();
-}
-
-bool Manager::Impl::Reachable(uint64_t raft_id) const {
-  if (raft_id == m->options_.raft_id) return true;
-  // Heard from within two election timeouts: raft's own activity flags are reset every
-  // election timeout, so a reading taken just after a reset would call everyone unreachable.
-  return transport->Silent({raft_id}, std::chrono::milliseconds(2 * applied_election_ms + 500))
-      .empty();
-}
-
-std::string Manager::ManagerStatusOf(const api::Node& node) const {
-  const raft::NodeStatus st = impl_->raft->GetStatus();
-  if (node.raft_id() == 0 || !raft::IsMember(st.conf, node.raft_id())) return "";
-  if (node.raft_id() == st.lead) return "Leader";
-  return impl_->Reachable(node.raft_id()) ? "Reachable" : "Unreachable";
+Subscription Manager::WatchLeadership(std::function<void(const Leadership&)> f) {
+  return impl_->group->WatchLeadership(std::move(f));
 }
 
 std::vector<api::ManagerPeer> Manager::Managers() const {
-  const raft::NodeStatus st = impl_->raft->GetStatus();
-  std::vector<api::ManagerPeer> out;
-  for (uint64_t id : raft::Members(st.conf)) {
-    api::ManagerPeer p;
-    p.set_raft_id(id);
-    if (id == options_.raft_id) {
-      p.set_node_id(options_.node_id);
-      p.set_addr(options_.advertise_addr);
-    } else if (auto n = store_.NodeByRaftId(id)) {
-      p.set_node_id(n->id());
-      p.set_addr(n->advertise_addr());
-    } else {
-      p.set_addr(impl_->transport->PeerAddr(id));
-    }
-    if (!p.addr().empty()) out.push_back(p);
-  }
-  return out;
+  return impl_->group->Managers();
+}
+
+Subscription Manager::WatchManagers(std::function<void()> f) {
+  return impl_->group->WatchManagers(std::move(f));
+}
+
+const ServiceContext::Identity& Manager::self() const {
+  return self_;
+}
+
+std::string Manager::ManagerStatusOf(const api::Node& node) const {
+  return impl_->group->ManagerStatusOf(node);
 }
 
 std::optional<std::string> Manager::QuorumRiskOfRemoving(uint64_t raft_id,
                                                          const std::string& what) const {
-  const raft::NodeStatus st = impl_->raft->GetStatus();
-  if (!Contains(st.conf.voters(), raft_id)) return std::nullopt;
-  const size_t remaining = static_cast<size_t>(st.conf.voters_size()) - 1;
-  if (remaining == 0) return "can't " + what + ": it is the last manager of the swarm";
-  size_t reachable = 0;
-  for (uint64_t v : st.conf.voters()) {
-    if (v == raft_id) continue;
-    if (impl_->Reachable(v)) ++reachable;
-  }
-  const size_t need = raft::QuorumSize(remaining);
-  if (reachable >= need) return std::nullopt;
-  return "can't " + what + ": the " + std::to_string(remaining) +
-         " managers left would include only " + std::to_string(reachable) +
-         " reachable, fewer than the " + std::to_string(need) +
-         " a quorum needs; bring the unreachable managers back first";
+  return impl_->group->QuorumRiskOfRemoving(raft_id, what);
+}
+
+Status Manager::NoLeaderStatus() const {
+  return impl_->group->NoLeaderStatus();
+}
+
+std::chrono::milliseconds Manager::LeaderWait() const {
+  return std::max<std::chrono::milliseconds>(2s, ElectionTimeout() * kLeaderWaitTimeouts);
 }
 
 std::shared_ptr<grpc::Channel> Manager::ChannelTo(const std::string& addr) {
@@ -826,150 +526,45 @@ std::shared_ptr<grpc::Channel> Manager::ChannelTo(const std::string& addr) {
   return ch;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Housekeeping, every 200 ms on its own thread
-
-void Manager::Impl::Housekeeping() {
-  std::unique_lock lock(housekeeping_mu);
-  while (running) {
-    lock.unlock();
-    try {
-      const raft::NodeStatus st = raft->GetStatus();
-      SyncPeers(st);
-      ApplySettings();
-      // After --force-new-cluster, membership waits until the old managers are demoted.
-      if (st.role == raft::Role::kLeader && (!cleanup_pending || MaybeCleanup(st))) {
-        Reconcile(st);
-        dispatcher->CheckNodes();
-      }
-    } catch (const std::exception& e) {
-      SKEP_LOG(error, "manager", "housekeeping failed: {}", e.what());
-    }
-    lock.lock();
-    housekeeping_cv.wait_for(lock, 200ms, [&] { return !running; });
-  }
+const executor::RegistryConfig& Manager::registry() const {
+  return options_.registry;
 }
 
-void Manager::Impl::SyncPeers(const raft::NodeStatus& st) {
-  // Agents keep a list of the managers to fall back on: tell them when it changes.
-  const std::string members = st.conf.SerializeAsString();
-  if (members != last_members) {
-    last_members = members;
-    dispatcher->OnManagersChanged();
-  }
-  for (uint64_t id : raft::Members(st.conf)) {
-    if (id == m->options_.raft_id) continue;
-    std::string addr;
-    if (auto n = m->store_.NodeByRaftId(id)) addr = n->advertise_addr();
-    if (addr.empty()) {
-      auto it = known_peers.find(id);
-      if (it != known_peers.end()) addr = it->second;
-    }
-    if (!addr.empty()) transport->SetPeer(id, addr);
-  }
+asio::any_io_executor Manager::blocking() {
+  return impl_->blocking->get_executor();
 }
 
-void Manager::Impl::ApplySettings() {
-  auto cluster = m->store_.GetCluster();
-  if (!cluster) return;
-  int64_t hb = cluster->spec().raft().heartbeat_period_ms();
-  int64_t el = cluster->spec().raft().election_timeout_ms();
-  if (hb <= 0) hb = kRaftHeartbeatMs;
-  if (el <= 0) el = kElectionTimeoutMs;
-  if (hb == applied_heartbeat_ms && el == applied_election_ms) return;
-  applied_heartbeat_ms = hb;
-  applied_election_ms = el;
-  raft->SetTimeouts(ToTicks(el), ToTicks(hb));
-  SKEP_LOG(info, "raft", "heartbeat period {} ms, election timeout {} ms", hb, el);
+// ---- raft membership --------------------------------------------------------------------------
+
+raft::NodeStatus Manager::RaftStatus() const {
+  return impl_->raft->GetStatus();
 }
 
-void Manager::Impl::Reconcile(const raft::NodeStatus& st) {
-  // One membership change at a time: wait until the last one is committed.
-  if (st.conf_index > st.commit) return;
-  auto done = [](const char* what, uint64_t id) {
-    return [what, id](const raft::Status& s) {
-      if (s.ok()) {
-        SKEP_LOG(info, "manager", "{} raft member {}", what, id);
-      } else {
-        SKEP_LOG(debug, "manager", "could not {} raft member {}: {}", what, id, s.message());
-      }
-    };
-  };
-  // Learners that caught up become voters.
-  for (const auto& p : st.peers) {
-    if (!p.voter && p.match >= st.commit) {
-      raft->ProposeConfChange(raftpb::CONF_PROMOTE, p.id, "", done("promoted", p.id));
-      return;
-    }
-  }
-  for (const auto& n : m->store_.ListNodes()) {
-    if (n.raft_id() == 0) continue;
-    const bool member = raft::IsMember(st.conf, n.raft_id());
-    if (n.spec().desired_role() == api::ROLE_WORKER && member) {
-      if (n.raft_id() == m->options_.raft_id) {
-        // Demoting the leader: hand leadership to a reachable voter that holds the whole log,
-        // which then removes us. While a transfer runs the leader takes no writes, so one is
-        // started only now and then, and only toward a voter able to take over.
-        if (std::chrono::steady_clock::now() - last_transfer < 2s) return;
-        for (const auto& p : st.peers) {
-          if (p.id == n.raft_id() || !p.voter || p.match < st.last_index || !Reachable(p.id)) {
-            continue;
-          }
-          last_transfer = std::chrono::steady_clock::now();
-          raft->TransferLeadership(p.id, [](const raft::Status&) {});
-          return;
-        }
-        continue;
-      }
-      if (m->QuorumRiskOfRemoving(n.raft_id(), "demote")) continue;  // wait for the others
-      raft->ProposeConfChange(raftpb::CONF_REMOVE, n.raft_id(), "", done("removed", n.raft_id()));
-      return;
-    }
-    if (n.spec().desired_role() == api::ROLE_MANAGER && n.role() == api::ROLE_MANAGER && !member &&
-        !n.advertise_addr().empty()) {
-      transport->SetPeer(n.raft_id(), n.advertise_addr());
-      raft->ProposeConfChange(raftpb::CONF_ADD_LEARNER, n.raft_id(), n.advertise_addr(),
-                              done("added as a learner", n.raft_id()));
-      return;
-    }
-  }
+Subscription Manager::WatchStatus(std::function<void(const raft::NodeStatus&)> f) {
+  return impl_->group->WatchStatus(std::move(f));
 }
 
-bool Manager::Impl::MaybeCleanup(const raft::NodeStatus& st) {
-  std::lock_guard lock(cleanup_mu);  // WaitReady and housekeeping may both try
-  if (!cleanup_pending) return true;
-  if (st.role != raft::Role::kLeader || !st.committed_in_term ||
-      m->store_.applied_index() < st.commit) {
-    return false;
-  }
-  if (grpc::Status s = ForceNewClusterCleanup(); !s.ok()) {
-    SKEP_LOG(warn, "manager", "cannot demote the old managers yet: {}", s.error_message());
-    return false;
-  }
-  std::error_code ec;
-  std::filesystem::remove(CleanupMarker(), ec);
-  cleanup_pending = false;
-  return true;
+void Manager::ChangeMembers(raftpb::ConfChangeType type, uint64_t raft_id, std::string addr,
+                            Done done) {
+  impl_->raft->ProposeConfChange(type, raft_id, std::move(addr),
+                                 [done = std::move(done)](const raft::Status& st) {
+                                   done(FromRaft(st));
+                                 });
 }
 
-grpc::Status Manager::Impl::ForceNewClusterCleanup() {
-  // The other managers are no longer raft members; show them as workers that are down, so
-  // that they can be removed and joined again.
-  const raft::NodeStatus st = raft->GetStatus();
-  api::StoreBatch batch;
-  for (auto n : m->store_.ListNodes()) {
-    if (n.raft_id() == m->options_.raft_id || raft::IsMember(st.conf, n.raft_id())) continue;
-    if (n.role() != api::ROLE_MANAGER && n.spec().desired_role() != api::ROLE_MANAGER) continue;
-    n.set_role(api::ROLE_WORKER);
-    n.mutable_spec()->set_desired_role(api::ROLE_WORKER);
-    n.mutable_status()->set_state(api::NODE_STATE_DOWN);
-    n.mutable_status()->set_message("removed from the managers by --force-new-cluster");
-    auto* a = batch.add_actions();
-    a->set_kind(api::StoreAction::UPDATE);
-    *a->mutable_node() = n;
-  }
-  if (batch.actions_size() == 0) return grpc::Status::OK;
-  return m->Write(batch);
+void Manager::TransferLeadership(uint64_t raft_id, Done done) {
+  impl_->raft->TransferLeadership(raft_id, [done = std::move(done)](const raft::Status& st) {
+    done(FromRaft(st));
+  });
+}
+
+bool Manager::Reachable(uint64_t raft_id) const {
+  return impl_->group->Reachable(raft_id);
+}
+
+std::chrono::milliseconds Manager::ElectionTimeout() const {
+  return impl_->group ? impl_->group->ElectionTimeout()
+                      : std::chrono::milliseconds(kElectionTimeoutMs);
 }
 
 }  // namespace skep::manager

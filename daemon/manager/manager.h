@@ -1,13 +1,10 @@
 // A manager: a member of the raft group that replicates the cluster's store, listening on 2377
 // for the other managers (raft), for every node (dispatcher, CA) and for forwarded control
-// requests. The leader also runs the cluster's housekeeping: it adds joining managers to the
-// raft group as learners and promotes them once caught up, removes demoted ones, and marks
-// nodes whose agent stopped heartbeating as down.
+// requests. It composes the parts and gives them what they use (context.h): the raft driver on
+// a thread of its own, the store, the group's view (group.h), the leader components (the
+// orchestrator, the allocator, the scheduler, network keys, membership), the dispatcher and the
+// API services, all on strands of two threads. Nothing in it waits for raft.
 #pragma once
-
-#include <grpcpp/grpcpp.h>
-
-#include <boost/asio/io_context.hpp>
 
 #include <chrono>
 #include <functional>
@@ -17,46 +14,19 @@
 #include <vector>
 
 #include "control.pb.h"
-#include "daemon/executor/registry.h"
 #include "daemon/common/tls.h"
-#include "daemon/manager/store.h"
+#include "daemon/executor/registry.h"
+#include "daemon/manager/context.h"
+#include "daemon/manager/membership.h"
 #include "objects.pb.h"
-#include "raft/node.h"
+
+namespace grpc {
+class Service;
+}
 
 namespace skep::manager {
 
 class ControlApi;
-class Dispatcher;
-
-// The outcome of a write, typed so that callers act on it without reading its text.
-struct WriteResult {
-  enum class Code {
-    kOk,
-    kConflict,     // made from an outdated version of an object: read again and retry
-    kExists,       // an ID or name already taken
-    kNotFound,     // an object it changes is gone
-    kInvalid,      // the batch itself is wrong
-    kNotLeader,    // this manager does not lead (another does)
-    kNoQuorum,     // no leader, and too few managers reachable to elect one
-    kUnavailable,  // not applied: leadership changed meanwhile, or a timeout; may be retried
-  };
-  Code code = Code::kOk;
-  std::string message;
-  uint64_t index = 0;  // the raft index it was applied at
-  bool ok() const { return code == Code::kOk; }
-  grpc::Status ToStatus() const;
-};
-
-// Something only the leader runs (orchestrators, the scheduler, the reaper). Started once this
-// manager leads and has applied everything committed before its term; stopped when it steps
-// down or stops. Both are called on the manager's leadership strand and must not block.
-class LeaderComponent {
- public:
-  virtual ~LeaderComponent() = default;
-  virtual void Start() = 0;
-  // Cancels its work: once it returns, nothing it scheduled changes the store any more.
-  virtual void Stop() = 0;
-};
 
 struct ManagerOptions {
   std::string data_dir;  // the raft log lives in data_dir/raft
@@ -77,94 +47,67 @@ struct ManagerOptions {
   std::vector<api::ManagerPeer> peers;  // managers known so far (from the join answer)
   // How this manager reaches registries, to resolve a service's image tag to a digest.
   executor::RegistryConfig registry;
-  // For kNewCluster: the objects the cluster starts with.
-  api::Cluster initial_cluster;
-  api::Node initial_node;
-  std::vector<api::Network> initial_networks;
+  // For kNewCluster: the objects the cluster starts with (bootstrap.h makes them).
+  std::vector<api::StoreAction> initial_objects;
 };
 
-class Manager {
+class Manager final : public ServiceContext, public RaftMembership {
  public:
   explicit Manager(ManagerOptions options);
-  ~Manager();
+  ~Manager() override;
   Manager(const Manager&) = delete;
   Manager& operator=(const Manager&) = delete;
 
-  // Opens the raft log, starts raft and the 2377 listener. Throws std::runtime_error.
+  // Opens the raft log (blocking disk reads: call it off any strand), starts raft and the
+  // 2377 listener. Throws std::runtime_error.
   void Start();
-  // For kNewCluster and kForceNewCluster: waits until this manager leads and the initial
-  // writes are committed.
-  grpc::Status WaitReady(std::chrono::milliseconds timeout);
+  // For kNewCluster and kForceNewCluster: `done` once this manager leads and the initial
+  // writes are committed (the new cluster's objects, or the left-out managers demoted), or
+  // after `timeout`.
+  void WhenReady(std::chrono::milliseconds timeout, Done done);
+  // Stops everything; waits for the threads it started.
   void Stop();
 
   const ManagerOptions& options() const { return options_; }
-  Store& store() { return store_; }
-
-  bool IsLeader() const;
-  // For the leader's services: waits (a little) until this new leader has applied everything
-  // committed before its term, so that it answers from a complete state. FAILED_PRECONDITION if
-  // this manager is not the leader, UNAVAILABLE if it is still catching up.
-  grpc::Status WaitServing(std::chrono::milliseconds timeout = std::chrono::seconds(2)) const;
-  struct LeaderInfo {
-    uint64_t raft_id = 0;
-    std::string node_id;
-    std::string addr;
-  };
-  std::optional<LeaderInfo> Leader() const;
-  // The leader, waiting for one while an election may be under way or this manager, just
-  // started, has not heard from it yet: at most the time after which silent peers count as
-  // unreachable (two election timeouts). Only for request threads, never a component's.
-  std::optional<LeaderInfo> AwaitLeader() const;
-  // UNAVAILABLE, explaining that there is no leader: how many managers are unreachable, and
-  // that `swarm init --force-new-cluster` recovers when they are gone for good. When quorum is
-  // lost (not merely an election under way) the status carries kNoQuorumDetail as its details,
-  // so that callers know retrying soon is pointless.
-  grpc::Status NoLeaderStatus() const;
-
-  // Proposes a batch; `done` runs once it is applied here or can no longer be, in the raft
-  // node's serializer (or on the calling thread when refused at once). Never blocks: this is
-  // how components write. Only on the leader.
-  void Propose(api::StoreBatch batch, std::function<void(const WriteResult&)> done);
-  // Proposes a batch and waits until it is applied here: for request threads only.
-  grpc::Status Write(api::StoreBatch batch,
-                     std::chrono::milliseconds timeout = std::chrono::seconds(4));
-  WriteResult WriteAndWait(api::StoreBatch batch,
-                           std::chrono::milliseconds timeout = std::chrono::seconds(4));
-
-  // Registers a leader-only component (before Start).
-  void AddLeaderComponent(std::unique_ptr<LeaderComponent> component);
-  // The manager's io_context, for components' strands and timers.
-  boost::asio::io_context& io();
-  // Read-modify-write of one object: `modify` changes a fresh copy, or refuses with an error.
-  // Nothing is written when it changed nothing; a write that lost a race with another change
-  // ("update out of sequence") is made again from the newer copy.
-  grpc::Status UpdateNode(const std::string& id,
-                          const std::function<grpc::Status(api::Node&)>& modify,
-                          api::Node* updated = nullptr);
-  grpc::Status UpdateCluster(const std::function<grpc::Status(api::Cluster&)>& modify);
-  // UpdateNode without waiting, for components: `done` (if any) gets the outcome, on the raft
-  // node's serializer or the io_context; it must not block.
-  void UpdateNodeAsync(const std::string& id, std::function<grpc::Status(api::Node&)> modify,
-                       std::function<void(const grpc::Status&)> done = {});
-
-  raft::NodeStatus RaftStatus() const;
-  // Leader, Reachable, Unreachable, or empty for a node outside the raft group.
-  std::string ManagerStatusOf(const api::Node& node) const;
-  std::vector<api::ManagerPeer> Managers() const;
-  // Whether removing raft member `raft_id` keeps a reachable quorum; if not, why not.
-  std::optional<std::string> QuorumRiskOfRemoving(uint64_t raft_id, const std::string& what) const;
-
-  // A channel to another manager, authenticated with this node's certificate.
-  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr);
-  Dispatcher& dispatcher();
   ControlApi& control();
+
+  // ServiceContext.
+  const Store& store() const override;
+  void Propose(api::StoreBatch batch, Done done, uint64_t term = 0) override;
+  Strand MakeStrand() override;
+  Clock& clock() override;
+  Leadership leadership() const override;
+  Subscription WatchLeadership(std::function<void(const Leadership&)> f) override;
+  std::vector<api::ManagerPeer> Managers() const override;
+  Subscription WatchManagers(std::function<void()> f) override;
+  const Identity& self() const override;
+  std::string ManagerStatusOf(const api::Node& node) const override;
+  std::optional<std::string> QuorumRiskOfRemoving(uint64_t raft_id,
+                                                  const std::string& what) const override;
+  Status NoLeaderStatus() const override;
+  std::chrono::milliseconds LeaderWait() const override;
+  std::shared_ptr<grpc::Channel> ChannelTo(const std::string& addr) override;
+  const executor::RegistryConfig& registry() const override;
+  boost::asio::any_io_executor blocking() override;
+
+  // RaftMembership.
+  raft::NodeStatus RaftStatus() const override;
+  Subscription WatchStatus(std::function<void(const raft::NodeStatus&)> f) override;
+  void ChangeMembers(raftpb::ConfChangeType type, uint64_t raft_id, std::string addr,
+                     Done done) override;
+  void TransferLeadership(uint64_t raft_id, Done done) override;
+  bool Reachable(uint64_t raft_id) const override;
+  std::chrono::milliseconds ElectionTimeout() const override;
 
   class Impl;
 
  private:
   ManagerOptions options_;
-  Store store_;
+  Identity self_;
   std::unique_ptr<Impl> impl_;
 };
+
+// Converts the raft core's outcome of a proposal or a configuration change.
+Status FromRaft(const raft::Status& st);
 
 }  // namespace skep::manager

@@ -29,10 +29,10 @@ int64_t NextKeyRotation(const api::Cluster& cluster, int64_t interval_ns) {
                                           : cluster.network_keys(0).created_ns() + interval_ns;
 }
 
-std::unique_ptr<LeaderComponent> MakeNetworkKeyRotation(Manager* manager) {
-  return MakeStoreDriven(manager, "network keys", [manager](int64_t now) {
+std::unique_ptr<LeaderComponent> MakeNetworkKeyRotation(Context& ctx) {
+  return MakeStoreDriven(ctx, "network keys", [&ctx](int64_t now) {
     PassResult r;
-    auto cluster = manager->store().GetCluster();
+    auto cluster = ctx.store().GetCluster();
     if (!cluster) return r;
     auto next = RotateNetworkKeys(*cluster, now, kNetworkKeyRotationNs,
                                   [] { return pki::RandomBytes(32); });

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-#include "daemon/manager/manager.h"
+#include "daemon/manager/context.h"
 #include "objects.pb.h"
 
 namespace skep::manager {
@@ -27,6 +27,6 @@ std::optional<api::Cluster> RotateNetworkKeys(const api::Cluster& cluster, int64
 // When the next rotation is due (unix nanoseconds).
 int64_t NextKeyRotation(const api::Cluster& cluster, int64_t interval_ns);
 
-std::unique_ptr<LeaderComponent> MakeNetworkKeyRotation(Manager* manager);
+std::unique_ptr<LeaderComponent> MakeNetworkKeyRotation(Context& ctx);
 
 }  // namespace skep::manager

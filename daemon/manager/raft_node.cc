@@ -216,16 +216,42 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   std::multimap<Index, Done> reads_waiting_apply;
 
   std::function<void(raft::NodeId, raft::Term, bool)> on_leader_change;
+  std::function<void(const raft::NodeStatus&)> on_status_change;
+  std::string membership_digest;  // the serializer's: the last MembershipDigest published
   std::function<void(const std::string&)> on_fatal;
 
   mutable std::mutex status_mu;
   raft::NodeStatus status;
 };
 
+namespace {
+
+// What membership decisions depend on, as one string: the rest of the status (the indexes,
+// the peers' progress) changes with every entry.
+std::string MembershipDigest(const raft::NodeStatus& st) {
+  std::string d = std::to_string(static_cast<int>(st.role)) + "/" + std::to_string(st.lead) +
+                  "/" + std::to_string(st.term) + "/" + std::to_string(st.conf_index) + "/" +
+                  (st.conf_index <= st.commit ? "c" : "p") + "/" + st.conf.SerializeAsString();
+  for (const auto& p : st.peers) {
+    if (!p.voter && p.match >= st.commit) d += "/caught-up:" + std::to_string(p.id);
+  }
+  return d;
+}
+
+}  // namespace
+
 void RaftNode::Impl::PublishStatus() {
   raft::NodeStatus st = node->GetStatus();
-  std::lock_guard lock(status_mu);
-  status = std::move(st);
+  std::string digest = MembershipDigest(st);
+  {
+    std::lock_guard lock(status_mu);
+    status = st;
+  }
+  // After the status is in place: a watcher's reaction reads it.
+  if (digest != membership_digest) {
+    membership_digest = std::move(digest);
+    if (on_status_change) on_status_change(st);
+  }
 }
 
 void RaftNode::Impl::Track(Index index, Done done) {
@@ -601,9 +627,13 @@ namespace {
 const Status kNotRunning(ErrorCode::kNotLeader, "raft node is not running");
 }
 
-void RaftNode::Propose(std::string data, Done done) {
-  impl_->serial->Run([self = impl_, data = std::move(data), done = std::move(done)]() mutable {
+void RaftNode::Propose(std::string data, Done done, raft::Term term) {
+  impl_->serial->Run([self = impl_, data = std::move(data), done = std::move(done),
+                      term]() mutable {
     if (!self->Live()) return done(kNotRunning);
+    if (term != 0 && self->node->term() != term) {
+      return done(Status(ErrorCode::kNotLeader, "the term it was proposed for is over"));
+    }
     Index index = 0;
     Status st = self->node->Propose(std::move(data), &index);
     if (!st.ok()) return done(st);
@@ -669,6 +699,10 @@ raft::NodeStatus RaftNode::GetStatus() const {
 
 void RaftNode::OnLeaderChange(std::function<void(raft::NodeId, raft::Term, bool)> f) {
   impl_->on_leader_change = std::move(f);
+}
+
+void RaftNode::OnStatusChange(std::function<void(const raft::NodeStatus&)> f) {
+  impl_->on_status_change = std::move(f);
 }
 
 void RaftNode::OnFatal(std::function<void(const std::string&)> f) {

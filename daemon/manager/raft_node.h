@@ -88,8 +88,8 @@ class RaftNode {
 
   void Step(raftpb::Message m);
   // `done` runs once the entry is applied here (ok), or when it can no longer be: this node is
-  // not the leader, or a new leader replaced the entry.
-  void Propose(std::string data, Done done);
+  // not the leader (in `term`, when one is given), or a new leader replaced the entry.
+  void Propose(std::string data, Done done, raft::Term term = 0);
   void ProposeConfChange(raftpb::ConfChangeType type, raft::NodeId node, std::string context,
                          Done done);
   // `done` runs once this node's state machine reflects every write committed before the call
@@ -104,6 +104,10 @@ class RaftNode {
   raft::NodeStatus GetStatus() const;
   // Called in the serializer whenever the known leader or this node's role changes.
   void OnLeaderChange(std::function<void(raft::NodeId lead, raft::Term term, bool self)> f);
+  // Called in the serializer when what membership decisions depend on changes: the role, the
+  // leader, the term, the configuration (and whether its entry is committed), or the set of
+  // learners that caught up with the commit index.
+  void OnStatusChange(std::function<void(const raft::NodeStatus&)> f);
   // Called in the serializer if the storage fails: the node has stopped.
   void OnFatal(std::function<void(const std::string& why)> f);
 

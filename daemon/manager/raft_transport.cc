@@ -1,9 +1,9 @@
 #include "daemon/manager/raft_transport.h"
 
+#include <boost/asio/steady_timer.hpp>
+
 #include <algorithm>
 #include <string>
-
-#include <pthread.h>
 
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
@@ -11,9 +11,13 @@
 
 namespace skep::manager {
 
+namespace asio = boost::asio;
+
 namespace {
 constexpr size_t kMaxQueued = 8192;  // per lane
 constexpr char kFromHeader[] = "skep-raft-from";  // "<raft id> <ip:port>"
+// After a stream to a peer that was not there, the next is opened no sooner than this.
+constexpr std::chrono::milliseconds kRetryPause{100};
 
 // Appends and snapshot chunks carry the log (up to a megabyte each); everything else is small
 // and says who leads: heartbeats, votes, acknowledgements.
@@ -22,14 +26,21 @@ bool Bulk(const raftpb::Message& m) {
 }
 }  // namespace
 
+struct GrpcRaftTransport::Endpoint {
+  asio::any_io_executor executor;
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  uint64_t self = 0;
+  std::string self_addr;
+};
+
 // One of a peer's two streams and what waits for it: the log's (appends and snapshot chunks)
 // or the small messages'. Under the peer's mu.
 struct GrpcRaftTransport::Lane {
   std::deque<raftpb::Message> queue;
   Stream* stream = nullptr;  // the open stream, if any
-  int streams = 0;           // streams whose OnDone has not run yet
-  // After a stream breaks, the next is opened no sooner than this.
+  // After a stream found nobody, the next is opened no sooner than this, by the timer.
   std::chrono::steady_clock::time_point retry_at;
+  std::unique_ptr<asio::steady_timer> retry;  // armed while it waits
 
   bool WantsStream() const { return stream == nullptr && !queue.empty(); }
   // The stream is no longer this lane's; the caller then calls its Close outside mu.
@@ -38,26 +49,33 @@ struct GrpcRaftTransport::Lane {
   bool NextLocked(Stream* s, grpc::WriteOptions* options);
 };
 
-struct GrpcRaftTransport::Peer {
+// A peer and its streams. Streams and retry timers keep it (not the transport) alive.
+struct GrpcRaftTransport::Peer : std::enable_shared_from_this<Peer> {
   uint64_t id = 0;
-  std::string addr;
+  std::shared_ptr<const Endpoint> endpoint;
   std::mutex mu;
-  std::condition_variable cv;
-  bool stop = false;
-  bool addr_changed = false;
+  // All below: under mu.
+  std::string addr;
+  bool stopped = false;
+  std::shared_ptr<grpc::Channel> channel;  // to addr, made on the first stream
+  std::unique_ptr<raftpb::Raft::Stub> stub;
   Lane small, log;
-  std::thread thread;
 
   Lane& LaneFor(const raftpb::Message& m) { return Bulk(m) ? log : small; }
+  // A stream for `lane` if it wants one and may have one now, else a timer at its retry time.
+  // The stream returned is to be started (Start) outside mu.
+  Stream* MaybeOpenLocked(Lane& lane);
+  // Both lanes' streams, detached (to Close outside mu), and their timers cancelled.
+  std::vector<Stream*> DetachAllLocked();
 };
 
 // One client stream to a peer, for one lane. Writes start from whichever thread has a message
 // when none is in flight (Send), or from the completion of the previous one (OnWriteDone). A
 // hold keeps the stream (and so this object) alive while writes may still start from outside
-// gRPC's callbacks. It is released exactly once: for a stream the peer's thread took away
-// (detached), once Close has cancelled the call and no write is in flight (whichever comes last
-// releases); for a stream that broke while still the lane's, by the failed write. Then OnDone
-// runs and the stream deletes itself.
+// gRPC's callbacks. It is released exactly once: for a stream that was detached (an address
+// change, a stop), once Close has cancelled the call and no write is in flight (whichever comes
+// last releases); for a stream that broke while still the lane's, by the failed write. Then
+// OnDone runs and the stream deletes itself.
 class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::Message> {
  public:
   Stream(std::shared_ptr<Peer> peer, Lane* lane) : peer_(std::move(peer)), lane_(lane) {}
@@ -68,9 +86,15 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
   bool writing = false;     // under peer->mu: a write is in flight (or about to start)
   bool closing = false;     // under peer->mu: no longer the lane's stream; no new writes
 
-  // For a detached stream: cancels the call and lets it finish. Outside peer->mu: gRPC may run
-  // callbacks inline. The hold keeps this object alive until both this and the write in flight,
-  // if any, are done.
+  // Starts the call (outside peer->mu: gRPC may run callbacks inline), and the first write if
+  // one was taken from the queue.
+  void Start(bool write, const grpc::WriteOptions& options) {
+    StartCall();
+    if (write) Write(options);
+  }
+
+  // For a detached stream: cancels the call and lets it finish. Outside peer->mu. The hold
+  // keeps this object alive until both this and the write in flight, if any, are done.
   void Close() {
     context.TryCancel();
     bool release;
@@ -86,6 +110,9 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
     grpc::WriteOptions options;
     bool next = false;
     bool release = false;
+    Stream* reopen = nullptr;
+    grpc::WriteOptions reopen_options;
+    bool reopen_write = false;
     {
       std::lock_guard lock(peer_->mu);
       if (closing) {
@@ -103,12 +130,16 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
           // gone). The message goes again at once on a new one, with what is queued: it may
           // be the vote request an election waits for.
           lane_->queue.push_front(std::move(current));
-          peer_->cv.notify_all();
+          reopen = peer_->MaybeOpenLocked(*lane_);
         } else {
           // The peer is not there: what is queued is stale by the time a new stream opens;
           // raft resends.
           lane_->queue.clear();
           lane_->retry_at = std::chrono::steady_clock::now() + kRetryPause;
+        }
+        if (reopen != nullptr) {
+          reopen_write = reopen->writing;
+          reopen_options = reopen->pending_options_;
         }
       } else {
         delivered_ = true;
@@ -116,6 +147,7 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
         writing = next;
       }
     }
+    if (reopen != nullptr) reopen->Start(reopen_write, reopen_options);
     if (release) {
       Release();
     } else if (next) {
@@ -127,19 +159,17 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
     {
       std::lock_guard lock(peer_->mu);
       if (lane_->stream == this) lane_->stream = nullptr;
-      if (!status.ok() && !peer_->stop && status.error_code() != grpc::StatusCode::CANCELLED) {
+      if (!status.ok() && !peer_->stopped && status.error_code() != grpc::StatusCode::CANCELLED) {
         SKEP_LOG(debug, "raft", "stream to peer {} at {} ended: {}", peer_->id, peer_->addr,
                  status.error_message());
       }
-      --lane_->streams;
-      peer_->cv.notify_all();
     }
     delete this;
   }
 
   void Write(const grpc::WriteOptions& options) { StartWrite(&current, options); }
 
-  static constexpr std::chrono::milliseconds kRetryPause{100};
+  grpc::WriteOptions pending_options_;  // under peer->mu: the first write's, until Start
 
  private:
   void Release() {
@@ -169,15 +199,82 @@ bool GrpcRaftTransport::Lane::NextLocked(Stream* s, grpc::WriteOptions* options)
   return true;
 }
 
-GrpcRaftTransport::GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials,
+GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::MaybeOpenLocked(Lane& lane) {
+  if (stopped || !lane.WantsStream() || addr.empty()) return nullptr;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < lane.retry_at) {
+    if (lane.retry) return nullptr;  // the timer opens it
+    lane.retry = std::make_unique<asio::steady_timer>(endpoint->executor, lane.retry_at);
+    lane.retry->async_wait(
+        [self = shared_from_this(), lane = &lane](const boost::system::error_code& ec) {
+          if (ec) return;
+          Stream* s;
+          bool write;
+          grpc::WriteOptions options;
+          {
+            std::lock_guard lock(self->mu);
+            lane->retry.reset();
+            lane->retry_at = {};
+            s = self->MaybeOpenLocked(*lane);
+            if (s == nullptr) return;
+            write = s->writing;
+            options = s->pending_options_;
+          }
+          s->Start(write, options);
+        });
+    return nullptr;
+  }
+  if (!channel) {
+    channel = grpc::CreateCustomChannel(addr, endpoint->credentials, tls::ChannelArgs());
+    stub = raftpb::Raft::NewStub(channel);
+  } else {
+    // A peer that restarted is reconnected to at once, not after gRPC's growing backoff.
+    grpc::experimental::ChannelResetConnectionBackoff(channel.get());
+  }
+  auto* s = new Stream(shared_from_this(), &lane);
+  if (!endpoint->self_addr.empty()) {
+    s->context.AddMetadata(kFromHeader,
+                           std::to_string(endpoint->self) + " " + endpoint->self_addr);
+  }
+  stub->async()->Stream(&s->context, &s->ack, s);
+  s->AddHold();
+  lane.stream = s;
+  s->writing = lane.NextLocked(s, &s->pending_options_);
+  return s;
+}
+
+std::vector<GrpcRaftTransport::Stream*> GrpcRaftTransport::Peer::DetachAllLocked() {
+  std::vector<Stream*> out;
+  for (Lane* lane : {&small, &log}) {
+    if (Stream* s = lane->DetachLocked()) out.push_back(s);
+    lane->retry.reset();  // cancels it: its handler finds no timer and ec set
+    lane->retry_at = {};
+  }
+  return out;
+}
+
+GrpcRaftTransport::GrpcRaftTransport(asio::any_io_executor executor,
+                                     std::shared_ptr<grpc::ChannelCredentials> credentials,
                                      uint64_t self, std::string self_addr)
-    : credentials_(std::move(credentials)),
-      self_(self),
-      self_addr_(std::move(self_addr)),
+    : endpoint_(std::make_shared<Endpoint>(
+          Endpoint{std::move(executor), std::move(credentials), self, std::move(self_addr)})),
       started_(std::chrono::steady_clock::now()) {}
 
 GrpcRaftTransport::~GrpcRaftTransport() {
   Stop();
+}
+
+void GrpcRaftTransport::Drop(std::shared_ptr<Peer> p) {
+  std::vector<Stream*> closing;
+  {
+    std::lock_guard lock(p->mu);
+    p->stopped = true;
+    closing = p->DetachAllLocked();
+    p->small.queue.clear();
+    p->log.queue.clear();
+  }
+  for (Stream* s : closing)
+    s->Close();
 }
 
 void GrpcRaftTransport::Stop() {
@@ -188,39 +285,43 @@ void GrpcRaftTransport::Stop() {
     stopped_ = true;
     peers.swap(peers_);
   }
-  for (auto& [id, p] : peers) {
-    {
-      std::lock_guard lock(p->mu);
-      p->stop = true;
-    }
-    p->cv.notify_all();
-  }
   for (auto& [id, p] : peers)
-    p->thread.join();
+    Drop(p);
 }
 
 void GrpcRaftTransport::SetPeer(uint64_t raft_id, const std::string& addr) {
-  std::lock_guard lock(mu_);
-  if (stopped_ || addr.empty()) return;
-  auto it = peers_.find(raft_id);
-  if (it != peers_.end()) {
-    Peer& p = *it->second;
-    std::lock_guard plock(p.mu);
-    if (p.addr != addr) {
-      p.addr = addr;
-      p.addr_changed = true;
-      p.cv.notify_all();
+  if (UpdatePeer(raft_id, addr) && on_peer_address_) on_peer_address_();
+}
+
+bool GrpcRaftTransport::UpdatePeer(uint64_t raft_id, const std::string& addr) {
+  std::shared_ptr<Peer> p;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_ || addr.empty()) return false;
+    auto it = peers_.find(raft_id);
+    if (it == peers_.end()) {
+      p = std::make_shared<Peer>();
+      p->id = raft_id;
+      p->endpoint = endpoint_;
+      p->addr = addr;
+      peers_[raft_id] = p;
+      return true;
     }
-    return;
+    p = it->second;
   }
-  auto p = std::make_shared<Peer>();
-  p->id = raft_id;
-  p->addr = addr;
-  peers_[raft_id] = p;
-  p->thread = std::thread([this, p] {
-    pthread_setname_np(pthread_self(), ("raft-peer-" + std::to_string(p->id % 100000)).c_str());
-    Run(p);
-  });
+  // A new address: the streams to the old one go, and the next messages open new ones.
+  std::vector<Stream*> closing;
+  {
+    std::lock_guard lock(p->mu);
+    if (p->addr == addr) return false;
+    p->addr = addr;
+    p->channel.reset();
+    p->stub.reset();
+    closing = p->DetachAllLocked();
+  }
+  for (Stream* s : closing)
+    s->Close();
+  return true;
 }
 
 void GrpcRaftTransport::RemovePeer(uint64_t raft_id) {
@@ -232,20 +333,19 @@ void GrpcRaftTransport::RemovePeer(uint64_t raft_id) {
     p = it->second;
     peers_.erase(it);
   }
-  {
-    std::lock_guard lock(p->mu);
-    p->stop = true;
-  }
-  p->cv.notify_all();
-  p->thread.join();
+  Drop(p);
 }
 
 std::string GrpcRaftTransport::PeerAddr(uint64_t raft_id) const {
-  std::lock_guard lock(mu_);
-  auto it = peers_.find(raft_id);
-  if (it == peers_.end()) return "";
-  std::lock_guard plock(it->second->mu);
-  return it->second->addr;
+  std::shared_ptr<Peer> p;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(raft_id);
+    if (it == peers_.end()) return "";
+    p = it->second;
+  }
+  std::lock_guard plock(p->mu);
+  return p->addr;
 }
 
 void GrpcRaftTransport::Send(raftpb::Message m) {
@@ -256,23 +356,35 @@ void GrpcRaftTransport::Send(raftpb::Message m) {
     if (it == peers_.end()) return;
     p = it->second;
   }
-  Stream* s = nullptr;
+  Stream* s = nullptr;  // the lane's idle stream, which writes this message
+  Stream* opened = nullptr;
+  bool write = false;
   grpc::WriteOptions options;
   {
     std::lock_guard lock(p->mu);
+    if (p->stopped) return;
     Lane& lane = p->LaneFor(m);
     if (lane.queue.size() >= kMaxQueued) lane.queue.pop_front();  // raft resends what matters
     lane.queue.push_back(std::move(m));
     if (lane.stream == nullptr) {
-      p->cv.notify_one();  // the peer's thread opens a stream
+      opened = p->MaybeOpenLocked(lane);
+      if (opened != nullptr) {
+        write = opened->writing;
+        options = opened->pending_options_;
+      }
     } else if (!lane.stream->writing) {
       s = lane.stream;
       s->writing = lane.NextLocked(s, &options);
+      if (!s->writing) s = nullptr;
     }
   }
   // The hold stays while a write is in flight, so the stream outlives this call even if it is
   // closed meanwhile.
-  if (s) s->Write(options);
+  if (opened != nullptr) {
+    opened->Start(write, options);
+  } else if (s != nullptr) {
+    s->Write(options);
+  }
 }
 
 void GrpcRaftTransport::Heard(uint64_t raft_id) {
@@ -293,86 +405,6 @@ std::vector<uint64_t> GrpcRaftTransport::Silent(const std::vector<uint64_t>& pee
     if (now - last > window) out.push_back(id);
   }
   return out;
-}
-
-void GrpcRaftTransport::Run(std::shared_ptr<Peer> p) {
-  std::string addr;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<raftpb::Raft::Stub> stub;
-  Lane* const lanes[] = {&p->small, &p->log};
-  std::unique_lock lock(p->mu);
-  // Both lanes' streams are closed (outside mu) and forgotten.
-  auto detach_all = [&] {
-    for (Lane* lane : lanes) {
-      if (Stream* old = lane->DetachLocked()) {
-        lock.unlock();
-        old->Close();
-        lock.lock();
-      }
-    }
-  };
-  for (;;) {
-    p->cv.wait(lock, [&] {
-      return p->stop || p->addr_changed || p->small.WantsStream() || p->log.WantsStream();
-    });
-    if (p->stop) break;
-    if (p->addr_changed) {
-      p->addr_changed = false;
-      channel.reset();
-      detach_all();
-      continue;
-    }
-    // A lane whose last stream found nobody waits a little before the next attempt; the
-    // other may open meanwhile.
-    auto ready = [&]() -> Lane* {
-      const auto now = std::chrono::steady_clock::now();
-      for (Lane* l : lanes) {
-        if (l->WantsStream() && now >= l->retry_at) return l;
-      }
-      return nullptr;
-    };
-    Lane* lane = ready();
-    if (lane == nullptr) {
-      auto next_try = std::chrono::steady_clock::time_point::max();
-      for (Lane* l : lanes) {
-        if (l->WantsStream()) next_try = std::min(next_try, l->retry_at);
-      }
-      p->cv.wait_until(lock, next_try,
-                       [&] { return p->stop || p->addr_changed || ready() != nullptr; });
-      continue;
-    }
-    if (!channel) addr = p->addr;
-    lock.unlock();
-    if (!channel) {
-      channel = grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
-      stub = raftpb::Raft::NewStub(channel);
-    } else {
-      // A peer that restarted is reconnected to at once, not after gRPC's growing backoff.
-      grpc::experimental::ChannelResetConnectionBackoff(channel.get());
-    }
-    auto* s = new Stream(p, lane);
-    if (!self_addr_.empty())
-      s->context.AddMetadata(kFromHeader, std::to_string(self_) + " " + self_addr_);
-    stub->async()->Stream(&s->context, &s->ack, s);
-    s->AddHold();
-    grpc::WriteOptions options;
-    lock.lock();
-    ++lane->streams;
-    lane->stream = s;
-    s->writing = lane->NextLocked(s, &options);
-    const bool write = s->writing;
-    lock.unlock();
-    s->StartCall();
-    if (write) s->Write(options);
-    lock.lock();
-  }
-  // Stopping: close the open streams and wait until every stream has finished, since they use
-  // this peer.
-  detach_all();
-  if (!p->cv.wait_for(lock, std::chrono::seconds(5),
-                      [&] { return p->small.streams == 0 && p->log.streams == 0; })) {
-    SKEP_LOG(warn, "raft", "stream to peer {} did not finish", p->id);
-  }
 }
 
 namespace {

@@ -6,20 +6,21 @@
 // written by the thread that sends it when its stream is idle (no thread hand-off before it
 // reaches the socket), otherwise queued in a bounded queue that each completed write drains
 // (raft tolerates lost and reordered messages, so a full queue drops the oldest).
-// A thread per peer only opens streams, again after a short backoff when one breaks. The
+// A stream is opened by the thread that sends when its lane has none, or, after one broke, by
+// a timer at the end of a short backoff (on the given executor): no thread of its own. The
 // receiving side is RaftService, which steps each message on the gRPC thread that read it.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 
 #include "daemon/manager/raft_node.h"
 #include "raft.grpc.pb.h"
@@ -30,12 +31,17 @@ class GrpcRaftTransport final : public RaftTransport {
  public:
   // `self` and `self_addr` are announced on every stream, so that a peer that lost track of
   // where this node listens (it restarted behind on the log) can answer it.
-  GrpcRaftTransport(std::shared_ptr<grpc::ChannelCredentials> credentials, uint64_t self,
+  // Retry timers run on `executor`.
+  GrpcRaftTransport(boost::asio::any_io_executor executor,
+                    std::shared_ptr<grpc::ChannelCredentials> credentials, uint64_t self,
                     std::string self_addr);
   ~GrpcRaftTransport() override;
 
   // Where peer `raft_id` listens (ip:port). Unknown peers' messages are dropped.
   void SetPeer(uint64_t raft_id, const std::string& addr);
+  // `f` runs (on the caller's thread, after SetPeer) whenever a peer's address is new or
+  // changed; set before the transport is used.
+  void OnPeerAddress(std::function<void()> f) { on_peer_address_ = std::move(f); }
   void RemovePeer(uint64_t raft_id);
   std::string PeerAddr(uint64_t raft_id) const;
 
@@ -48,22 +54,27 @@ class GrpcRaftTransport final : public RaftTransport {
   std::vector<uint64_t> Silent(const std::vector<uint64_t>& peers,
                                std::chrono::milliseconds window) const;
 
+  // Closes every stream; what is still in flight finishes on its own (the streams keep what
+  // they use). Call before the executor's io_context goes.
   void Stop();
 
- private:
+  struct Endpoint;  // how this node opens streams: credentials, and who it announces itself as
   struct Lane;
   struct Peer;
   class Stream;
-  void Run(std::shared_ptr<Peer> peer);
 
-  std::shared_ptr<grpc::ChannelCredentials> credentials_;
-  uint64_t self_;
-  std::string self_addr_;
+ private:
+  void Drop(std::shared_ptr<Peer> p);
+  // Whether the address is new or changed.
+  bool UpdatePeer(uint64_t raft_id, const std::string& addr);
+
+  std::shared_ptr<const Endpoint> endpoint_;
   mutable std::mutex mu_;
   std::map<uint64_t, std::shared_ptr<Peer>> peers_;
   std::map<uint64_t, std::chrono::steady_clock::time_point> heard_;
   const std::chrono::steady_clock::time_point started_;
   bool stopped_ = false;
+  std::function<void()> on_peer_address_;
 };
 
 // What this manager's store says of the node a raft stream comes from.

@@ -347,33 +347,6 @@ std::vector<const api::Network*> ReadTx::networks() const {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Subscription
-
-struct Subscription::Slot {
-  std::mutex mu;  // held while the watcher runs, so that Cancel waits for a call in progress
-  bool live = true;
-  std::function<void(const StoreEvent&)> fn;
-};
-
-Subscription& Subscription::operator=(Subscription&& other) noexcept {
-  if (this != &other) {
-    Cancel();
-    slot_ = std::move(other.slot_);
-  }
-  return *this;
-}
-
-void Subscription::Cancel() {
-  if (!slot_) return;
-  {
-    std::lock_guard lock(slot_->mu);
-    slot_->live = false;
-    slot_->fn = nullptr;
-  }
-  slot_.reset();
-}
-
-// ---------------------------------------------------------------------------------------------
 // Store
 
 Store::Store() : t_(std::make_unique<Tables>()) {}
@@ -448,39 +421,45 @@ uint64_t Store::applied_index() const {
   return applied_;
 }
 
-void Store::ExpectOutcome(const std::string& request_id,
-                          std::function<void(const ApplyResult&)> done) {
-  std::lock_guard lock(watch_mu_);
+void Store::ExpectOutcome(const std::string& request_id, std::function<void(const Status&)> done) {
+  std::lock_guard lock(outcomes_mu_);
   outcomes_[request_id] = std::move(done);
 }
 
 void Store::ForgetOutcome(const std::string& request_id) {
-  std::lock_guard lock(watch_mu_);
+  std::lock_guard lock(outcomes_mu_);
   outcomes_.erase(request_id);
 }
 
-Subscription Store::Watch(std::function<void(const StoreEvent&)> watcher) {
-  auto slot = std::make_shared<Subscription::Slot>();
-  slot->fn = std::move(watcher);
-  std::lock_guard lock(watch_mu_);
-  // Slots cancelled since the last subscription are dropped here rather than on every apply.
-  std::erase_if(watchers_, [](const auto& s) {
-    std::lock_guard l(s->mu);
-    return !s->live;
-  });
-  watchers_.push_back(slot);
-  return Subscription(slot);
+std::optional<AppliedRequest> Store::Applied(const std::string& client_request_id) const {
+  if (client_request_id.empty()) return std::nullopt;
+  std::shared_lock lock(mu_);
+  auto it = applied_requests_.find(client_request_id);
+  if (it == applied_requests_.end()) return std::nullopt;
+  return it->second;
 }
 
-ApplyResult Store::Validate(const api::StoreBatch& batch) const {
+void Store::Remember(const std::string& client_request_id, const AppliedRequest& r) {
+  if (!applied_requests_.emplace(client_request_id, r).second) return;
+  applied_order_.push_back(client_request_id);
+  while (applied_order_.size() > kAppliedRequestsKept) {
+    applied_requests_.erase(applied_order_.front());
+    applied_order_.pop_front();
+  }
+}
+
+Subscription Store::Watch(std::function<void(const StoreEvent&)> watcher) const {
+  return watchers_.Add(std::move(watcher));
+}
+
+Status Store::Validate(const api::StoreBatch& batch) const {
   std::shared_lock lock(mu_);
   const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
   return CheckLocked(batch);
 }
 
-ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
-  using Code = ApplyResult::Code;
-  ApplyResult result;
+Status Store::CheckLocked(const api::StoreBatch& batch) const {
+  Status result;
   for (const auto& a : batch.actions()) {
     bool has_target = VisitTarget(a, [&](const auto& obj) {
       using T = std::decay_t<decltype(obj)>;
@@ -488,28 +467,28 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
       const std::string what = KindName(kind);
       const auto& rows = t_->rows(kind);
       if (obj.id().empty()) {
-        result = {Code::kInvalid, "a " + what + " without an ID"};
+        result = {Code::kInvalidArgument, "a " + what + " without an ID"};
         return;
       }
       auto it = rows.find(obj.id());
       switch (a.kind()) {
         case api::StoreAction::CREATE:
           if (it != rows.end()) {
-            result = {Code::kExists, what + " " + obj.id() + " already exists"};
+            result = {Code::kAlreadyExists, what + " " + obj.id() + " already exists"};
             return;
           }
           if constexpr (std::is_same_v<T, api::Node>) {
             // A raft id names one node for good; two would fight over one raft identity.
             auto taken = t_->node_by_raft_id.find(obj.raft_id());
             if (obj.raft_id() != 0 && taken != t_->node_by_raft_id.end()) {
-              result = {Code::kExists, "raft id " + std::to_string(obj.raft_id()) +
+              result = {Code::kAlreadyExists, "raft id " + std::to_string(obj.raft_id()) +
                                            " is taken by node " + taken->second};
               return;
             }
           }
           if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
             if (NameTaken(t_->by_name(kind), obj)) {
-              result = {Code::kExists,
+              result = {Code::kAlreadyExists,
                         what + " name \"" + obj.spec().name() + "\" is already in use"};
               return;
             }
@@ -518,7 +497,7 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
             // Two creates that raced for one subnet or VNI: the later one loses, everywhere.
             for (const auto& [id, other] : t_->networks) {
               if (std::string why = allocator::AllocationConflict(obj, *other); !why.empty()) {
-                result = {Code::kExists, why};
+                result = {Code::kAlreadyExists, why};
                 return;
               }
             }
@@ -540,14 +519,14 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
           }
           if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
             if (a.kind() == api::StoreAction::UPDATE && NameTaken(t_->by_name(kind), obj)) {
-              result = {Code::kExists,
+              result = {Code::kAlreadyExists,
                         what + " name \"" + obj.spec().name() + "\" is already in use"};
               return;
             }
           }
           break;
         default:
-          result = {Code::kInvalid, "unknown store action"};
+          result = {Code::kInvalidArgument, "unknown store action"};
           return;
       }
       // Networks and the services on them refer to each other only while both exist.
@@ -573,7 +552,7 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
         }
       }
     });
-    if (!has_target) return {Code::kInvalid, "a store action without an object"};
+    if (!has_target) return {Code::kInvalidArgument, "a store action without an object"};
     if (!result.ok()) return result;
   }
   return result;
@@ -581,11 +560,11 @@ ApplyResult Store::CheckLocked(const api::StoreBatch& batch) const {
 
 void Store::Apply(const raftpb::Entry& entry) {
   std::vector<StoreEvent> events;
-  ApplyResult result;
+  Status result;
   api::StoreBatch batch;
   const bool is_batch = entry.type() == raftpb::ENTRY_NORMAL && !entry.data().empty();
   if (is_batch && !batch.ParseFromString(entry.data())) {
-    result = {ApplyResult::Code::kInvalid, "a store entry that does not parse"};
+    result = {Code::kInvalidArgument, "a store entry that does not parse"};
   }
   {
     const auto asked = std::chrono::steady_clock::now();
@@ -595,8 +574,21 @@ void Store::Apply(const raftpb::Entry& entry) {
                std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
     }
     applied_ = entry.index();
-    if (is_batch && result.ok()) result = CheckLocked(batch);
-    if (is_batch && result.ok()) {
+    // A control request applied before (proposed again after its leader was lost) is not
+    // applied twice: its outcome was success.
+    const bool again =
+        is_batch && result.ok() && applied_requests_.count(batch.client_request_id()) > 0;
+    if (is_batch && result.ok() && !again) result = CheckLocked(batch);
+    if (is_batch && result.ok() && !again) {
+      if (!batch.client_request_id().empty()) {
+        AppliedRequest r{entry.index(), ""};
+        for (const auto& a : batch.actions()) {
+          if (a.kind() != api::StoreAction::CREATE) continue;
+          VisitTarget(a, [&](const auto& obj) { r.created_id = obj.id(); });
+          break;
+        }
+        Remember(batch.client_request_id(), r);
+      }
       events.reserve(batch.actions_size());
       for (auto& a : *batch.mutable_actions()) {
         VisitTarget(a, [&](auto& given) {
@@ -634,9 +626,9 @@ void Store::Apply(const raftpb::Entry& entry) {
       if (!events.empty()) events.back().last_in_batch = true;
     }
   }
-  std::function<void(const ApplyResult&)> done;
+  std::function<void(const Status&)> done;
   {
-    std::lock_guard lock(watch_mu_);
+    std::lock_guard lock(outcomes_mu_);
     if (is_batch && !batch.request_id().empty()) {
       auto it = outcomes_.find(batch.request_id());
       if (it != outcomes_.end()) {
@@ -651,17 +643,10 @@ void Store::Apply(const raftpb::Entry& entry) {
 
 void Store::Notify(const std::vector<StoreEvent>& events) {
   if (events.empty()) return;
-  std::vector<std::shared_ptr<Subscription::Slot>> watchers;
-  {
-    std::lock_guard lock(watch_mu_);
-    watchers = watchers_;
-  }
-  for (const auto& w : watchers) {
-    std::lock_guard lock(w->mu);
-    if (!w->live) continue;
+  watchers_.ForEach([&](const std::function<void(const StoreEvent&)>& fn) {
     for (const auto& ev : events)
-      w->fn(ev);
-  }
+      fn(ev);
+  });
 }
 
 std::function<std::string()> Store::Snapshot() {
@@ -673,6 +658,7 @@ std::function<std::string()> Store::Snapshot() {
     std::vector<Shared<api::Service>> services;
     std::vector<Shared<api::Task>> tasks;
     std::vector<Shared<api::Network>> networks;
+    std::vector<std::shared_ptr<const api::AppliedRequestRecord>> requests;
   };
   auto objects = std::make_shared<Objects>();
   {
@@ -683,6 +669,15 @@ std::function<std::string()> Store::Snapshot() {
     objects->services = Collect<Shared<api::Service>>(&t_->services);
     objects->tasks = Collect<Shared<api::Task>>(&t_->tasks);
     objects->networks = Collect<Shared<api::Network>>(&t_->networks);
+    objects->requests.reserve(applied_order_.size());
+    for (const auto& id : applied_order_) {
+      const AppliedRequest& r = applied_requests_.at(id);
+      auto record = std::make_shared<api::AppliedRequestRecord>();
+      record->set_id(id);
+      record->set_index(r.index);
+      record->set_created_id(r.created_id);
+      objects->requests.push_back(std::move(record));
+    }
   }
   return [objects] {
     // The bytes of an api::StoreSnapshot holding the objects, written from the objects
@@ -705,6 +700,7 @@ std::function<std::string()> Store::Snapshot() {
       write(api::StoreSnapshot::kServicesFieldNumber, objects->services);
       write(api::StoreSnapshot::kTasksFieldNumber, objects->tasks);
       write(api::StoreSnapshot::kNetworksFieldNumber, objects->networks);
+      write(api::StoreSnapshot::kAppliedRequestsFieldNumber, objects->requests);
     }
     return out;
   };
@@ -772,6 +768,10 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
     DiffRows(t_->networks, fresh->networks, index, events);
     t_ = std::move(fresh);
     applied_ = index;
+    applied_order_.clear();
+    applied_requests_.clear();
+    for (const auto& r : snap.applied_requests())
+      Remember(r.id(), AppliedRequest{r.index(), r.created_id()});
   }
   if (!events.empty()) events.back().last_in_batch = true;
   Notify(events);

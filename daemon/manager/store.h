@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -20,10 +21,13 @@
 #include <shared_mutex>
 #include <source_location>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
+#include "daemon/common/observers.h"
 #include "daemon/common/rwlock.h"
+#include "daemon/common/status.h"
 #include "daemon/manager/raft_node.h"
 #include "objects.pb.h"
 
@@ -59,18 +63,12 @@ struct StoreEvent {
   }
 };
 
-// Why a batch was refused; the same on every manager, since apply is deterministic.
-struct ApplyResult {
-  enum class Code {
-    kOk,
-    kConflict,  // an update or removal made from an outdated version
-    kExists,    // a create of an ID, name or raft id already taken
-    kNotFound,  // an update or removal of an object that is gone
-    kInvalid,   // the batch does not parse or names no object
-  };
-  Code code = Code::kOk;
-  std::string error;
-  bool ok() const { return code == Code::kOk; }
+// A control request applied recently, by the ID its entry point gave it: the same request
+// proposed again (forwarded again after a leader was lost) is answered from this instead of
+// being applied twice.
+struct AppliedRequest {
+  uint64_t index = 0;      // the entry it was applied at
+  std::string created_id;  // the object its batch created first, if any
 };
 
 class Store;
@@ -117,22 +115,6 @@ class ReadTx {
   const Store& s_;
 };
 
-// Unsubscribes when dropped. Once the destructor (or Cancel) returns, the watcher is not running
-// and never runs again; so do not drop it from inside the watcher.
-class Subscription {
- public:
-  struct Slot;
-  Subscription() = default;
-  explicit Subscription(std::shared_ptr<Slot> slot) : slot_(std::move(slot)) {}
-  Subscription(Subscription&&) = default;
-  Subscription& operator=(Subscription&& other) noexcept;
-  ~Subscription() { Cancel(); }
-  void Cancel();
-
- private:
-  std::shared_ptr<Slot> slot_;
-};
-
 // A read that holds the store for long holds up the raft node's apply (and so its clock): it
 // is logged, with where it was made.
 struct SlowRead {
@@ -167,16 +149,22 @@ class Store final : public RaftStateMachine {
   // The index of the last entry applied.
   uint64_t applied_index() const;
 
-  // Called with the outcome once the batch with this request ID is applied here.
-  void ExpectOutcome(const std::string& request_id, std::function<void(const ApplyResult&)> done);
+  // Called with the outcome once the batch with this request ID is applied here: OK, or why
+  // the store refused it (kConflict, kAlreadyExists, kNotFound, kInvalidArgument), the same on
+  // every manager since apply is deterministic.
+  void ExpectOutcome(const std::string& request_id, std::function<void(const Status&)> done);
   // Drops an expectation (the proposal failed or timed out).
   void ForgetOutcome(const std::string& request_id);
-  // `watcher` runs in the raft node's serializer after each applied change, and for every
-  // object a snapshot restore adds, changes or removes.
-  [[nodiscard]] Subscription Watch(std::function<void(const StoreEvent&)> watcher);
+  // `watcher` runs where entries are applied (the raft node's apply thread) after each applied
+  // change, and for every object a snapshot restore adds, changes or removes.
+  [[nodiscard]] Subscription Watch(std::function<void(const StoreEvent&)> watcher) const;
 
   // Checks a batch against the current objects, as Apply would, without changing anything.
-  ApplyResult Validate(const api::StoreBatch& batch) const;
+  Status Validate(const api::StoreBatch& batch) const;
+  // The control request with this ID (StoreBatch.client_request_id), if it was applied among
+  // the last kAppliedRequestsKept.
+  std::optional<AppliedRequest> Applied(const std::string& client_request_id) const;
+  static constexpr size_t kAppliedRequestsKept = 10000;
 
   // RaftStateMachine
   void Apply(const raftpb::Entry& entry) override;
@@ -186,16 +174,21 @@ class Store final : public RaftStateMachine {
  private:
   friend class ReadTx;
   struct Tables;
-  ApplyResult CheckLocked(const api::StoreBatch& batch) const;
+  Status CheckLocked(const api::StoreBatch& batch) const;
+  void Remember(const std::string& client_request_id, const AppliedRequest& r);
   void Notify(const std::vector<StoreEvent>& events);
 
   mutable WriterFirstMutex mu_;  // Apply, the raft node's, must not wait behind readers
   std::unique_ptr<Tables> t_;
   uint64_t applied_ = 0;
 
-  std::mutex watch_mu_;
-  std::vector<std::shared_ptr<Subscription::Slot>> watchers_;
-  std::map<std::string, std::function<void(const ApplyResult&)>> outcomes_;
+  // Under mu_: the control requests applied last, oldest first, and by ID.
+  std::deque<std::string> applied_order_;
+  std::unordered_map<std::string, AppliedRequest> applied_requests_;
+
+  mutable Observers<const StoreEvent&> watchers_;
+  std::mutex outcomes_mu_;
+  std::map<std::string, std::function<void(const Status&)>> outcomes_;
 };
 
 }  // namespace skep::manager

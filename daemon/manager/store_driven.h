@@ -8,14 +8,12 @@
 #pragma once
 
 #include <atomic>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 
-#include "daemon/manager/manager.h"
+#include "daemon/manager/context.h"
 
 namespace skep::manager {
 
@@ -31,12 +29,11 @@ constexpr int kMaxActionsPerProposal = 2000;
 
 // Writes `batch` in proposals of at most kMaxActionsPerProposal actions, each proposed once the
 // one before it is applied (a plan made from one read of the store, written in order as one
-// batch would be, each part checked against the versions it was made from). `done` gets the
-// first failure, and the parts after it are dropped; or the last part's success. Once `*live`
-// is false (the component stopped: a new term plans afresh) no further part goes out.
-void ProposeInParts(Manager* manager, api::StoreBatch batch,
-                    std::shared_ptr<const std::atomic<bool>> live,
-                    std::function<void(const WriteResult&)> done);
+// batch would be, each part checked against the versions it was made from), in `term`. `done`
+// gets the first failure, and the parts after it are dropped; or the last part's success. Once
+// `*live` is false (the component stopped: a new term plans afresh) no further part goes out.
+void ProposeInParts(Context& ctx, api::StoreBatch batch, uint64_t term,
+                    std::shared_ptr<const std::atomic<bool>> live, Done done);
 
 // Keeps a component's passes at least twice the last one's duration apart: under a stream of
 // changes (a hundred thousand tasks reporting) passes over a large store cover many batches
@@ -44,25 +41,25 @@ void ProposeInParts(Manager* manager, api::StoreBatch batch,
 // the component's strand.
 class Pacer {
  public:
-  using Strand = boost::asio::strand<boost::asio::io_context::executor_type>;
-  explicit Pacer(Strand strand);
+  Pacer(Strand strand, Clock& clock);
   ~Pacer();
   // Whether a pass may start now; if not, `then` runs on the strand once one may (one wait,
   // however often this is asked meanwhile).
   bool Clear(std::function<void()> then);
   // A pass that started at `start` has just ended.
-  void Ran(std::chrono::steady_clock::time_point start);
+  void Ran(Clock::Steady start);
   // The component stopped: no wait is left pending.
   void Reset();
 
  private:
   Strand strand_;
-  std::chrono::steady_clock::time_point until_{};  // no pass before this
-  std::unique_ptr<boost::asio::steady_timer> timer_;
+  Clock& clock_;
+  Clock::Steady until_{};  // no pass before this
+  std::unique_ptr<Timer> timer_;
 };
 
 // `pass(now)` runs on the component's strand with the wall-clock time in unix nanoseconds.
-std::unique_ptr<LeaderComponent> MakeStoreDriven(Manager* manager, std::string name,
+std::unique_ptr<LeaderComponent> MakeStoreDriven(Context& ctx, std::string name,
                                                  std::function<PassResult(int64_t now)> pass);
 
 }  // namespace skep::manager

@@ -118,7 +118,7 @@ class Stopping {
 };
 
 // One pass: every task waiting for a node, placed or told why not, in one batch.
-PassResult SchedulePass(Manager* m, int64_t now) {
+PassResult SchedulePass(const Store& store, int64_t now) {
   int64_t wake_at = 0;
   api::StoreBatch batch;
   // The tasks and nodes are copied under the store's lock and scheduled after it: the raft
@@ -127,7 +127,7 @@ PassResult SchedulePass(Manager* m, int64_t now) {
   std::vector<scheduler::NodeInfo> nodes;
   std::map<std::string, size_t> node_index;
   std::vector<std::pair<Shared<api::Node>, std::vector<Shared<api::Task>>>> on_nodes;
-  m->store().View([&](const ReadTx& tx) {
+  store.View([&](const ReadTx& tx) {
     std::map<const api::Task*, std::string> held;  // waiting for their place to be free
     Stopping stopping(tx, now);
     for (auto& t : tx.share_tasks_waiting()) {
@@ -293,9 +293,9 @@ api::ExplainServiceResponse ExplainPlacement(const ReadTx& tx, const api::Servic
   return out;
 }
 
-std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager) {
-  return MakeStoreDriven(manager, "scheduler",
-                         [manager](int64_t now) { return SchedulePass(manager, now); });
+std::unique_ptr<LeaderComponent> MakeTaskScheduler(Context& ctx) {
+  return MakeStoreDriven(ctx, "scheduler",
+                         [&ctx](int64_t now) { return SchedulePass(ctx.store(), now); });
 }
 
 }  // namespace skep::manager

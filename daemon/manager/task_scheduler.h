@@ -8,12 +8,12 @@
 #include <memory>
 
 #include "control.pb.h"
-#include "daemon/manager/manager.h"
+#include "daemon/manager/context.h"
 #include "scheduler/types.h"
 
 namespace skep::manager {
 
-std::unique_ptr<LeaderComponent> MakeTaskScheduler(Manager* manager);
+std::unique_ptr<LeaderComponent> MakeTaskScheduler(Context& ctx);
 
 // The scheduler's verdict, node by node, on a task of `service` made now from its spec, and
 // where the next one would go: what `skep service explain` prints.

@@ -15,13 +15,14 @@
 #include "ca.grpc.pb.h"
 #include "daemon/executor/errors.h"
 #include "daemon/executor/image_ref.h"
+#include "daemon/common/clock.h"
+#include "daemon/common/grpc_status.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/proto_bytes.h"
 #include "daemon/common/tls.h"
-#include "daemon/manager/allocator/networks.h"
+#include "daemon/manager/bootstrap.h"
 #include "daemon/manager/control_api.h"
-#include "daemon/manager/defaults.h"
 #include "daemon/common/netutil.h"
 #include "overlay/gossip/agent.h"
 #include "raft/conf.h"
@@ -97,6 +98,13 @@ std::string WhyUnreachable(const grpc::Status& st) {
 }
 
 constexpr int kDefaultPort = 2377;
+
+// Until this node's new manager leads with the swarm's first objects written.
+grpc::Status WaitReady(manager::Manager& m) {
+  auto ready = std::make_shared<std::promise<Status>>();
+  m.WhenReady(10s, [ready](const Status& st) { ready->set_value(st); });
+  return ToGrpc(ready->get_future().get());
+}
 
 const char kAlreadyInSwarm[] =
     "This node is already part of a swarm. Use \"skep swarm leave\" to leave this swarm and "
@@ -248,12 +256,12 @@ void NodeRuntime::Start() {
   local_node_service_ = std::make_unique<LocalNodeService>(this);
   // The CLI's control calls go to this node's manager (any manager serves them).
   local_control_service_ = std::make_unique<manager::ControlService>(
-      [this](const grpc::ServerContextBase&, manager::ControlTarget* t) -> grpc::Status {
+      [this](const grpc::ServerContextBase&, manager::ControlTarget* t) -> Status {
         std::shared_ptr<manager::Manager> m;
-        if (grpc::Status st = LocalManager(&m); !st.ok()) return st;
+        if (grpc::Status st = LocalManager(&m); !st.ok()) return FromGrpc(st);
         t->api = &m->control();
         t->keep_alive = m;
-        return grpc::Status::OK;
+        return Status::Ok();
       });
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + options_.control_socket, grpc::InsecureServerCredentials());
@@ -428,7 +436,7 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
     } catch (const std::exception& e) {
       return {StatusCode::INTERNAL, std::string("cannot force a new cluster: ") + e.what()};
     }
-    if (grpc::Status st = manager_->WaitReady(10s); !st.ok()) return st;
+    if (grpc::Status st = WaitReady(*manager_); !st.ok()) return st;
     state_->clear_managers();
     api::ManagerPeer* self = state_->add_managers();
     self->set_node_id(state_->node_id());
@@ -449,74 +457,21 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
     return st;
   }
 
-  const std::string cluster_id = pki::RandomId();
   const std::string node_id = pki::RandomId();
   const uint64_t raft_id = RandomRaftId();
-  api::Cluster cluster;
-  auto* pools = cluster.mutable_spec()->mutable_networks();
-  for (const auto& p : req.default_addr_pool())
-    pools->add_default_addr_pool(p);
-  pools->set_subnet_size(req.default_addr_pool_mask_length());
-  if (req.data_path_port() != 0 && (req.data_path_port() < 1024 || req.data_path_port() > 49151)) {
-    return {StatusCode::INVALID_ARGUMENT, "the data path port must be within 1024 - 49151, not " +
-                                              std::to_string(req.data_path_port())};
+  manager::NewSwarm swarm;
+  if (Status st = manager::Bootstrap(req, node_id, raft_id, advertise, Describe(), NowNanos(),
+                                     &swarm);
+      !st.ok()) {
+    return ToGrpc(st);
   }
-  pools->set_data_path_port(req.data_path_port());
-  // The first gossip key; the leader rotates them.
-  {
-    auto* k = cluster.add_network_keys();
-    k->set_key(pki::RandomBytes(32));
-    k->set_created_ns(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count());
-  }
-  // The swarm starts with the routing mesh's network, as Docker's does.
-  api::Network ingress;
-  {
-    api::NetworkSpec spec;
-    spec.set_name("ingress");
-    spec.set_ingress(true);
-    std::string why = allocator::CheckPools(*pools);
-    if (why.empty()) why = allocator::AllocateNetwork(spec, {}, *pools, &ingress);
-    if (!why.empty()) return {StatusCode::INVALID_ARGUMENT, why};
-    ingress.set_id(pki::RandomId());
-  }
-  std::string node_key, node_cert;
+  const std::string cluster_id = swarm.cluster.id();
   try {
-    const pki::KeyPair ca = pki::CreateRootCA();
-    const std::string digest = pki::CertificateDigest(ca.cert_pem);
-    cluster.set_id(cluster_id);
-    cluster.mutable_spec()->set_name("default");
-    cluster.mutable_spec()->mutable_raft()->set_heartbeat_period_ms(manager::kRaftHeartbeatMs);
-    cluster.mutable_spec()->mutable_raft()->set_election_timeout_ms(manager::kElectionTimeoutMs);
-    cluster.mutable_spec()->mutable_dispatcher()->set_heartbeat_period_ms(
-        manager::kDispatcherHeartbeatMs);
-    cluster.mutable_spec()->mutable_ca()->set_node_cert_expiry_s(manager::kNodeCertExpiryS);
-    auto* root = cluster.mutable_root_ca();
-    root->set_cert_pem(ca.cert_pem);
-    root->set_key_pem(ca.key_pem);
-    root->set_digest(digest);
-    root->mutable_join_tokens()->set_worker(pki::NewJoinToken(digest));
-    root->mutable_join_tokens()->set_manager(pki::NewJoinToken(digest));
-    const pki::KeyAndRequest kr = pki::CreateKeyAndRequest();
-    node_key = kr.key_pem;
-    node_cert = pki::SignNodeCertificate(ca, kr.csr_pem, node_id, pki::kManagerRole, cluster_id,
-                                         std::chrono::seconds(manager::kNodeCertExpiryS));
     dir_.WipeRaft();
-    dir_.SaveCertificates(node_key, node_cert, ca.cert_pem);
+    dir_.SaveCertificates(swarm.node_key_pem, swarm.node_cert_pem, swarm.ca_cert_pem);
   } catch (const std::exception& e) {
-    return {StatusCode::INTERNAL, std::string("cannot create the swarm's CA: ") + e.what()};
+    return {StatusCode::INTERNAL, std::string("cannot keep the swarm's certificates: ") + e.what()};
   }
-
-  api::Node self;
-  self.set_id(node_id);
-  self.mutable_spec()->set_desired_role(api::ROLE_MANAGER);
-  self.mutable_spec()->set_availability(api::AVAILABILITY_ACTIVE);
-  *self.mutable_description() = Describe();
-  self.mutable_status()->set_state(api::NODE_STATE_UNKNOWN);
-  self.set_role(api::ROLE_MANAGER);
-  self.set_raft_id(raft_id);
-  self.set_advertise_addr(advertise);
 
   api::LocalState st;
   st.set_node_id(node_id);
@@ -540,15 +495,13 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
   mo.listen_addr = listen;
   mo.tls = dir_.Certs();
   mo.start = manager::ManagerOptions::Start::kNewCluster;
-  mo.initial_cluster = cluster;
-  mo.initial_node = self;
-  mo.initial_networks = {ingress};
+  mo.initial_objects = swarm.Objects();
   grpc::Status result;
   try {
     auto m = std::make_shared<manager::Manager>(std::move(mo));
     m->Start();
     manager_ = m;
-    result = m->WaitReady(10s);
+    result = WaitReady(*m);
   } catch (const std::exception& e) {
     result = {StatusCode::INTERNAL, e.what()};
   }
@@ -564,7 +517,7 @@ grpc::Status NodeRuntime::Init(const api::InitRequest& req, api::InitResponse* r
   SKEP_LOG(info, "node", "initialized swarm {} with this node {} as its manager at {}", cluster_id,
            node_id, advertise);
   resp->set_node_id(node_id);
-  resp->set_worker_token(cluster.root_ca().join_tokens().worker());
+  resp->set_worker_token(swarm.cluster.root_ca().join_tokens().worker());
   resp->set_manager_addr(advertise);
   return grpc::Status::OK;
 }
@@ -648,11 +601,12 @@ grpc::Status NodeRuntime::Join(const api::JoinRequest& req, api::JoinResponse* r
       joined.Clear();
       grpc::Status st = stub->JoinNode(&ctx, jr, &joined);
       if (st.ok()) break;
+      const bool no_quorum = FromGrpc(st).code() == Code::kNoQuorum;
       const bool transient = (st.error_code() == StatusCode::UNAVAILABLE ||
                               st.error_code() == StatusCode::DEADLINE_EXCEEDED) &&
-                             st.error_details() != manager::kNoQuorumDetail;
+                             !no_quorum;
       if (!transient || std::chrono::steady_clock::now() + 1s > give_up) {
-        if (st.error_details() == manager::kNoQuorumDetail || st.error_message().empty() ||
+        if (no_quorum || st.error_message().empty() ||
             (st.error_code() != StatusCode::UNAVAILABLE &&
              st.error_code() != StatusCode::DEADLINE_EXCEEDED)) {
           return st;
@@ -764,7 +718,7 @@ grpc::Status NodeRuntime::Info(api::InfoResponse* resp) {
   resp->set_role(state_->role());
   resp->set_node_addr(state_->advertise_addr());
   *resp->mutable_managers() = state_->managers();
-  resp->set_is_leader(manager_ && manager_->IsLeader());
+  resp->set_is_leader(manager_ && manager_->leadership().leader);
   return grpc::Status::OK;
 }
 

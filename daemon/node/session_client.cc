@@ -6,6 +6,7 @@
 #include <random>
 
 #include "ca.grpc.pb.h"
+#include "daemon/common/grpc_status.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
@@ -157,12 +158,12 @@ void Agent::Run() {
       session_ = nullptr;
       connected_.clear();
       session_id_.clear();
-      if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION && !st.error_details().empty()) {
-        leader_hint_ = st.error_details();  // that manager is not the leader; this one is
+      if (const Status why = FromGrpc(st); !why.leader_addr().empty()) {
+        leader_hint_ = why.leader_addr();  // that manager is not the leader; this one is
       }
     }
     if (stop_) return;
-    if (st.error_code() == grpc::StatusCode::FAILED_PRECONDITION && !st.error_details().empty()) {
+    if (!FromGrpc(st).leader_addr().empty()) {
       // Pointed at the leader: go there now, but not in a tight loop if the hints go round.
       std::this_thread::sleep_for(20ms);
       continue;

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "daemon/common/clock.h"
 #include "daemon/executor/containerd.h"
 #include "daemon/executor/errors.h"
 #include "daemon/executor/oci_spec.h"
@@ -47,12 +48,6 @@ namespace {
 
 constexpr char kTaskLabel[] = "skep.task.id";
 constexpr int64_t kDefaultGraceNs = 10'000'000'000;
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // This skepd's executable. After it was replaced on disk the new one at the same path serves.
 std::string SelfBinary() {

@@ -31,7 +31,7 @@ TEST_CASE("prefixes parse, print and overlap; bad ones say what is wrong", "[ipa
   CHECK_FALSE(Overlaps(P("10.0.9.0/24"), P("10.0.10.0/24")));
   std::string err;
   CHECK_FALSE(ParsePrefix("10.0.9.1/24", &err));
-  CHECK(err == "invalid subnet \"10.0.9.1/24\": host bits are set (the network is 10.0.9.0/24)");
+  CHECK(err == "\"10.0.9.1/24\": host bits are set (the network is 10.0.9.0/24)");
   for (const char* bad : {"10.0.9.0", "10.0.9.0/33", "10.0.300.0/24", "10.0.9/24", "x/24",
                           "10.0.9.0/24x", "010.0.9.0/24", ""}) {
     INFO(bad);
@@ -112,44 +112,45 @@ TEST_CASE("networks get a free subnet, gateway and VNI; overlaps and bad specs a
   Network ingress, mine, pooled;
   auto spec = Spec("ingress");
   spec.set_ingress(true);
-  REQUIRE(AllocateNetwork(spec, {}, defaults, &ingress) == "");
+  REQUIRE(AllocateNetwork(spec, {}, defaults, &ingress).ok());
   CHECK(ingress.ipam().subnet() == "10.0.0.0/24");
   CHECK(ingress.ipam().gateway() == "10.0.0.1");
   CHECK(ingress.vni() == 4096);
   CHECK(ingress.spec().driver() == "overlay");
 
-  REQUIRE(AllocateNetwork(Spec("servicenet", "10.0.9.0/24"), {&ingress}, defaults, &mine) == "");
+  REQUIRE(AllocateNetwork(Spec("servicenet", "10.0.9.0/24"), {&ingress}, defaults, &mine).ok());
   CHECK(mine.vni() == 4097);
-  REQUIRE(AllocateNetwork(Spec("apps"), {&ingress, &mine}, defaults, &pooled) == "");
+  REQUIRE(AllocateNetwork(Spec("apps"), {&ingress, &mine}, defaults, &pooled).ok());
   CHECK(pooled.ipam().subnet() == "10.0.1.0/24");
   CHECK(pooled.vni() == 4098);
 
   Network out;
-  CHECK(AllocateNetwork(Spec("other", "10.0.9.128/25"), {&ingress, &mine}, defaults, &out) ==
+  CHECK(AllocateNetwork(Spec("other", "10.0.9.128/25"), {&ingress, &mine}, defaults, &out).message() ==
         "subnet 10.0.9.128/25 overlaps with network servicenet (10.0.9.0/24)");
-  CHECK(AllocateNetwork(Spec("servicenet"), {&ingress, &mine}, defaults, &out) ==
-        "network with name servicenet already exists");
+  CHECK(AllocateNetwork(Spec("servicenet"), {&ingress, &mine}, defaults, &out).code() ==
+        skep::Code::kAlreadyExists);
   auto second_ingress = Spec("ing2");
   second_ingress.set_ingress(true);
-  CHECK(AllocateNetwork(second_ingress, {&ingress}, defaults, &out) ==
+  CHECK(AllocateNetwork(second_ingress, {&ingress}, defaults, &out).message() ==
         "an ingress network already exists: ingress");
-  CHECK(AllocateNetwork(Spec("bad name"), {}, defaults, &out).find("invalid network name") == 0);
+  CHECK(AllocateNetwork(Spec("bad name"), {}, defaults, &out).message().find("invalid network name") == 0);
   auto bridge = Spec("b");
   bridge.set_driver("bridge");
-  CHECK(AllocateNetwork(bridge, {}, defaults, &out).find("is not supported") != std::string::npos);
+  CHECK(AllocateNetwork(bridge, {}, defaults, &out).message().find("is not supported") !=
+        std::string::npos);
   auto gw = Spec("g", "10.0.20.0/24");
   gw.mutable_ipam(0)->set_gateway("10.0.21.1");
-  CHECK(AllocateNetwork(gw, {}, defaults, &out) ==
+  CHECK(AllocateNetwork(gw, {}, defaults, &out).message() ==
         "gateway 10.0.21.1 is not a host address of subnet 10.0.20.0/24");
   auto range = Spec("r", "10.0.20.0/24");
   range.mutable_ipam(0)->set_ip_range("10.0.20.128/25");
   range.mutable_ipam(0)->set_gateway("10.0.20.254");
-  REQUIRE(AllocateNetwork(range, {}, defaults, &out) == "");
+  REQUIRE(AllocateNetwork(range, {}, defaults, &out).ok());
   CHECK(out.ipam().gateway() == "10.0.20.254");
   CHECK(out.ipam().ip_range() == "10.0.20.128/25");
   auto loose = Spec("l");
   loose.add_ipam()->set_gateway("10.0.0.1");
-  CHECK(AllocateNetwork(loose, {}, defaults, &out) ==
+  CHECK(AllocateNetwork(loose, {}, defaults, &out).message() ==
         "a gateway or IP range needs a subnet (--subnet)");
 
   // Two networks that raced for one subnet: the store refuses the second.
@@ -166,7 +167,7 @@ TEST_CASE("the default address pool and its mask length come from swarm init", "
   pools.add_default_addr_pool("172.30.0.0/16");
   pools.set_subnet_size(26);
   skep::api::Network n;
-  REQUIRE(AllocateNetwork(Spec("a"), {}, pools, &n) == "");
+  REQUIRE(AllocateNetwork(Spec("a"), {}, pools, &n).ok());
   CHECK(n.ipam().subnet() == "172.30.0.0/26");
   CHECK(CheckPools(pools) == "");
   pools.set_subnet_size(12);
@@ -179,7 +180,7 @@ TEST_CASE("the default address pool and its mask length come from swarm init", "
   full.add_default_addr_pool("192.168.0.0/24");
   full.set_subnet_size(24);
   skep::api::Network first, second;
-  REQUIRE(AllocateNetwork(Spec("x"), {}, full, &first) == "");
-  CHECK(AllocateNetwork(Spec("y"), {&first}, full, &second) ==
+  REQUIRE(AllocateNetwork(Spec("x"), {}, full, &first).ok());
+  CHECK(AllocateNetwork(Spec("y"), {&first}, full, &second).message() ==
         "no subnet left in the default address pools");
 }

@@ -25,6 +25,15 @@ api::StoreBatch One(api::StoreAction::Kind kind, const api::Node& n) {
   return b;
 }
 
+api::StoreBatch One(api::StoreAction::Kind kind, const api::Service& s) {
+  api::StoreBatch b;
+  b.set_proposed_at(1000);
+  auto* a = b.add_actions();
+  a->set_kind(kind);
+  *a->mutable_service() = s;
+  return b;
+}
+
 }  // namespace
 
 TEST_CASE("store objects carry the index of their last change", "[store]") {
@@ -43,19 +52,19 @@ TEST_CASE("store objects carry the index of their last change", "[store]") {
   // with the same outcome on every manager.
   api::Node update = *got;
   update.mutable_spec()->set_availability(api::AVAILABILITY_DRAIN);
-  ApplyResult outcome;
+  Status outcome;
   auto batch = One(api::StoreAction::UPDATE, update);
   batch.set_request_id("r1");
-  store.ExpectOutcome("r1", [&](const ApplyResult& r) { outcome = r; });
+  store.ExpectOutcome("r1", [&](const Status& r) { outcome = r; });
   store.Apply(EntryOf(6, batch));
   CHECK(outcome.ok());
   CHECK(store.GetNode("n1")->meta().version() == 6);
 
   batch.set_request_id("r2");
-  store.ExpectOutcome("r2", [&](const ApplyResult& r) { outcome = r; });
+  store.ExpectOutcome("r2", [&](const Status& r) { outcome = r; });
   store.Apply(EntryOf(7, batch));  // still says version 5
   CHECK_FALSE(outcome.ok());
-  CHECK(outcome.error.rfind("update out of sequence", 0) == 0);
+  CHECK(outcome.code() == Code::kConflict);
   CHECK(store.GetNode("n1")->meta().version() == 6);
 }
 
@@ -72,7 +81,7 @@ TEST_CASE("a batch applies all of its actions or none", "[store]") {
   auto* y = batch.add_actions();
   y->set_kind(api::StoreAction::CREATE);
   *y->mutable_node() = a;  // exists already
-  CHECK(store.Validate(batch).error == "node a already exists");
+  CHECK(store.Validate(batch).message() == "node a already exists");
   store.Apply(EntryOf(2, batch));
   CHECK_FALSE(store.GetNode("b"));
   CHECK(store.ListNodes().size() == 1);
@@ -116,13 +125,13 @@ TEST_CASE("two nodes never share a raft id", "[store]") {
   api::Node b;
   b.set_id("b");
   b.set_raft_id(42);
-  ApplyResult outcome;
+  Status outcome;
   auto batch = One(api::StoreAction::CREATE, b);
   batch.set_request_id("r");
-  store.ExpectOutcome("r", [&](const ApplyResult& r) { outcome = r; });
+  store.ExpectOutcome("r", [&](const Status& r) { outcome = r; });
   store.Apply(EntryOf(3, batch));
   CHECK_FALSE(outcome.ok());
-  CHECK(outcome.error == "raft id 42 is taken by node a");
+  CHECK(outcome.message() == "raft id 42 is taken by node a");
   CHECK_FALSE(store.GetNode("b"));
   CHECK(store.NodeByRaftId(42)->id() == "a");
 }
@@ -275,25 +284,25 @@ TEST_CASE("the scheduler's and allocator's indexes follow a task's state; a shar
 TEST_CASE("service names are unique, and refusals say why with a typed code", "[store]") {
   Store store;
   store.Apply(EntryOf(2, Batch({{api::StoreAction::CREATE, ServiceNamed("s1", "web")}})));
-  ApplyResult r = store.Validate(Batch({{api::StoreAction::CREATE, ServiceNamed("s2", "web")}}));
-  CHECK(r.code == ApplyResult::Code::kExists);
-  CHECK(r.error == "service name \"web\" is already in use");
+  Status r = store.Validate(Batch({{api::StoreAction::CREATE, ServiceNamed("s2", "web")}}));
+  CHECK(r.code() == Code::kAlreadyExists);
+  CHECK(r.message() == "service name \"web\" is already in use");
   api::Service stale = ServiceNamed("s1", "web");  // version 0, the store has 2
   r = store.Validate(Batch({{api::StoreAction::UPDATE, stale}}));
-  CHECK(r.code == ApplyResult::Code::kConflict);
+  CHECK(r.code() == Code::kConflict);
   r = store.Validate(Batch({{api::StoreAction::REMOVE, ServiceNamed("s9", "x")}}));
-  CHECK(r.code == ApplyResult::Code::kNotFound);
+  CHECK(r.code() == Code::kNotFound);
   api::StoreBatch empty_action;
   empty_action.add_actions();
-  CHECK(store.Validate(empty_action).code == ApplyResult::Code::kInvalid);
+  CHECK(store.Validate(empty_action).code() == Code::kInvalidArgument);
   // A whole batch is refused if one action is: nothing of it applies.
-  ApplyResult outcome;
+  Status outcome;
   auto both = Batch(
       {{api::StoreAction::CREATE, ServiceNamed("s3", "api")}, {api::StoreAction::UPDATE, stale}});
   both.set_request_id("r");
-  store.ExpectOutcome("r", [&](const ApplyResult& res) { outcome = res; });
+  store.ExpectOutcome("r", [&](const Status& res) { outcome = res; });
   store.Apply(EntryOf(3, both));
-  CHECK(outcome.code == ApplyResult::Code::kConflict);
+  CHECK(outcome.code() == Code::kConflict);
   CHECK_FALSE(store.GetService("s3"));
 }
 
@@ -352,8 +361,8 @@ TEST_CASE("networks: unique names and subnets, and no service on a network that 
     auto* a = b.add_actions();
     a->set_kind(kind);
     set(a);
-    ApplyResult out;
-    store.ExpectOutcome(b.request_id(), [&](const ApplyResult& r) { out = r; });
+    Status out;
+    store.ExpectOutcome(b.request_id(), [&](const Status& r) { out = r; });
     store.Apply(EntryOf(index, b));
     return out;
   };
@@ -369,14 +378,14 @@ TEST_CASE("networks: unique names and subnets, and no service on a network that 
   twin.set_id("net2");
   twin.mutable_spec()->set_name("twin");
   twin.set_vni(4098);
-  ApplyResult r =
+  Status r =
       apply(2, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_network() = twin; });
-  CHECK(r.code == ApplyResult::Code::kExists);
-  CHECK(r.error == "subnet 10.0.9.0/24 overlaps with network servicenet (10.0.9.0/24)");
+  CHECK(r.code() == Code::kAlreadyExists);
+  CHECK(r.message() == "subnet 10.0.9.0/24 overlaps with network servicenet (10.0.9.0/24)");
   twin.mutable_ipam()->set_subnet("10.0.10.0/24");
   twin.mutable_spec()->set_name("servicenet");
   r = apply(3, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_network() = twin; });
-  CHECK(r.error == "network name \"servicenet\" is already in use");
+  CHECK(r.message() == "network name \"servicenet\" is already in use");
 
   // A service may only name networks that exist, and keeps its network from going.
   api::Service svc;
@@ -384,12 +393,12 @@ TEST_CASE("networks: unique names and subnets, and no service on a network that 
   svc.mutable_spec()->set_name("web");
   svc.mutable_spec()->add_networks()->set_target("nope");
   r = apply(4, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_service() = svc; });
-  CHECK(r.code == ApplyResult::Code::kNotFound);
+  CHECK(r.code() == Code::kNotFound);
   svc.mutable_spec()->mutable_networks(0)->set_target("net1");
   CHECK(apply(5, api::StoreAction::CREATE, [&](auto* a) { *a->mutable_service() = svc; }).ok());
   const api::Network stored = store.View([](const ReadTx& tx) { return *tx.network("net1"); });
   r = apply(6, api::StoreAction::REMOVE, [&](auto* a) { *a->mutable_network() = stored; });
-  CHECK(r.error == "network servicenet is in use by service web");
+  CHECK(r.message() == "network servicenet is in use by service web");
   CHECK(store.View([](const ReadTx& tx) { return tx.network_by_name("servicenet") != nullptr; }));
 
   // And the network survives a snapshot.
@@ -412,4 +421,55 @@ TEST_CASE("equal messages with maps compare equal whatever order their entries w
   CHECK(skep::CanonicalBytes(a) == skep::CanonicalBytes(b));
   (*b.mutable_spec()->mutable_labels())["k0"] = "w";
   CHECK_FALSE(skep::SameMessage(a, b));
+}
+
+TEST_CASE("a control request is applied once however often it is proposed, across a snapshot",
+          "[store]") {
+  Store store;
+  api::Service svc;
+  svc.set_id("s1");
+  svc.mutable_spec()->set_name("web");
+  auto batch = One(api::StoreAction::CREATE, svc);
+  batch.set_client_request_id("req-1");
+  CHECK_FALSE(store.Applied("req-1"));
+  store.Apply(EntryOf(3, batch));
+  REQUIRE(store.Applied("req-1"));
+  CHECK(store.Applied("req-1")->index == 3);
+  CHECK(store.Applied("req-1")->created_id == "s1");
+
+  // The same request again (a retry at a new leader): success, and nothing changes; without
+  // the request's ID the same create is refused.
+  Status outcome(Code::kInternal, "not called");
+  batch.set_request_id("p2");
+  store.ExpectOutcome("p2", [&](const Status& r) { outcome = r; });
+  store.Apply(EntryOf(4, batch));
+  CHECK(outcome.ok());
+  CHECK(store.GetService("s1")->meta().version() == 3);
+  batch.clear_client_request_id();
+  CHECK(store.Validate(batch).code() == Code::kAlreadyExists);
+
+  // A refused request is not remembered.
+  auto clash = One(api::StoreAction::CREATE, svc);
+  clash.set_client_request_id("req-2");
+  store.Apply(EntryOf(5, clash));
+  CHECK_FALSE(store.Applied("req-2"));
+
+  Store copy;
+  raftpb::Snapshot snap;
+  snap.set_data(store.Snapshot()());
+  snap.mutable_metadata()->set_index(5);
+  copy.Restore(snap);
+  REQUIRE(copy.Applied("req-1"));
+  CHECK(copy.Applied("req-1")->created_id == "s1");
+
+  // Only the last kAppliedRequestsKept are kept, oldest out first.
+  for (size_t i = 0; i < Store::kAppliedRequestsKept; ++i) {
+    api::Node n;
+    n.set_id("n" + std::to_string(i));
+    auto b = One(api::StoreAction::CREATE, n);
+    b.set_client_request_id("bulk-" + std::to_string(i));
+    copy.Apply(EntryOf(6 + i, b));
+  }
+  CHECK_FALSE(copy.Applied("req-1"));
+  CHECK(copy.Applied("bulk-0"));
 }

@@ -66,6 +66,15 @@ bool Eventually(const std::function<bool()>& pred, std::chrono::milliseconds tim
   return pred();
 }
 
+bool Throughout(const std::function<bool()>& pred, std::chrono::milliseconds window) {
+  const auto deadline = std::chrono::steady_clock::now() + window;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!pred()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return pred();
+}
+
 Lab::Lab(const std::string& name, int subnet, int managers, int workers,
          std::vector<std::string> init_args)
     : name_(name), subnet_(subnet), root_("/var/lib/skep-lab/" + name) {

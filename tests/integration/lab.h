@@ -74,5 +74,8 @@ class Lab {
 // Polls `pred` every 100 ms until it holds or `timeout` passes.
 bool Eventually(const std::function<bool()>& pred,
                 std::chrono::milliseconds timeout = std::chrono::seconds(20));
+// Polls `pred` every 100 ms for `window`: false as soon as it does not hold. For "nothing
+// happens": an observation that fails the moment something does, not one look after a sleep.
+bool Throughout(const std::function<bool()>& pred, std::chrono::milliseconds window);
 
 }  // namespace skep::testing

@@ -394,17 +394,15 @@ TEST_CASE("rebalancing moves tasks to a node that comes back, only for services 
   for (const auto& r : rows)
     shutdown += r.desired == "Shutdown";
   CHECK(shutdown == 2);
-  // Nothing moves once even.
-  std::this_thread::sleep_for(3s);
-  CHECK(Ps(lab, "even").size() == rows.size());
+  // Nothing moves once even: no task is made or moved, at any moment of the observation.
+  CHECK(Throughout([&] { return Ps(lab, "even").size() == rows.size(); }, 3s));
 
   // Turned off: a node that comes back gets nothing.
   REQUIRE(lab.Skep("m1", {"service", "update", "-d", "--no-rebalance", "even"}).code == 0);
   REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "drain", "w2"}).code == 0);
   CHECK(Eventually([&] { return per_node("even") == all_on_w1; }, 60s));
   REQUIRE(lab.Skep("m1", {"node", "update", "--availability", "active", "w2"}).code == 0);
-  std::this_thread::sleep_for(5s);
-  CHECK(per_node("even") == all_on_w1);
+  CHECK(Throughout([&] { return per_node("even") == all_on_w1; }, 5s));
   Output o = lab.Skep("m1", {"service", "update", "--rebalance", "--no-rebalance", "even"});
   CHECK(o.code == 2);
   CHECK(o.err.find("--rebalance and --no-rebalance cannot be combined") != std::string::npos);

@@ -18,8 +18,8 @@ std::vector<const T*> Pointers(const std::vector<Shared<T>>& objects) {
 
 }  // namespace
 
-std::unique_ptr<LeaderComponent> MakeAllocator(Manager* manager) {
-  return MakeStoreDriven(manager, "allocator", [manager](int64_t now) {
+std::unique_ptr<LeaderComponent> MakeAllocator(Context& ctx) {
+  return MakeStoreDriven(ctx, "allocator", [&ctx](int64_t now) {
     PassResult r;
     // The objects are taken under the store's lock (its own, immutable ones: no copies) and
     // the plan is made after it: allocating for 100,000 new tasks takes a while, and the
@@ -29,7 +29,7 @@ std::unique_ptr<LeaderComponent> MakeAllocator(Manager* manager) {
     std::vector<Shared<api::Service>> services;
     std::vector<Shared<api::Node>> nodes;
     std::vector<Shared<api::Task>> tasks;
-    manager->store().View([&](const ReadTx& tx) {
+    ctx.store().View([&](const ReadTx& tx) {
       networks = tx.share_networks();
       services = tx.share_services();
       nodes = tx.share_nodes();

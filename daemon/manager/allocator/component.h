@@ -4,10 +4,10 @@
 
 #include <memory>
 
-#include "daemon/manager/manager.h"
+#include "daemon/manager/context.h"
 
 namespace skep::manager {
 
-std::unique_ptr<LeaderComponent> MakeAllocator(Manager* manager);
+std::unique_ptr<LeaderComponent> MakeAllocator(Context& ctx);
 
 }  // namespace skep::manager

@@ -43,7 +43,7 @@ std::optional<Prefix> ParsePrefix(std::string_view text, std::string* err) {
   const std::string shown(text);
   const size_t slash = text.find('/');
   if (slash == std::string_view::npos) {
-    *err = "invalid subnet \"" + shown + "\": expected an IPv4 CIDR such as 10.0.9.0/24";
+    *err = "\"" + shown + "\": expected an IPv4 CIDR such as 10.0.9.0/24";
     return std::nullopt;
   }
   auto addr = ParseAddr(text.substr(0, slash));
@@ -51,12 +51,12 @@ std::optional<Prefix> ParsePrefix(std::string_view text, std::string* err) {
   const std::string_view l = text.substr(slash + 1);
   auto [p, ec] = std::from_chars(l.data(), l.data() + l.size(), len);
   if (!addr || ec != std::errc() || p != l.data() + l.size() || len < 0 || len > 32) {
-    *err = "invalid subnet \"" + shown + "\": expected an IPv4 CIDR such as 10.0.9.0/24";
+    *err = "\"" + shown + "\": expected an IPv4 CIDR such as 10.0.9.0/24";
     return std::nullopt;
   }
   Prefix out{*addr, len};
   if ((*addr & out.mask()) != *addr) {
-    *err = "invalid subnet \"" + shown + "\": host bits are set (the network is " +
+    *err = "\"" + shown + "\": host bits are set (the network is " +
            Format({*addr & out.mask(), len}) + ")";
     return std::nullopt;
   }

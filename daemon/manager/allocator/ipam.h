@@ -28,7 +28,8 @@ struct Prefix {
 
 bool Overlaps(const Prefix& a, const Prefix& b);
 
-// "10.0.9.0/24". Refuses host bits set ("10.0.9.1/24"), as Docker does, with the reason in *err.
+// "10.0.9.0/24". Refuses host bits set ("10.0.9.1/24"), as Docker does, with the reason in *err
+// (the text and what is wrong with it; the caller says what it was meant to be).
 std::optional<Prefix> ParsePrefix(std::string_view text, std::string* err);
 std::optional<uint32_t> ParseAddr(std::string_view text);
 std::string FormatAddr(uint32_t addr);

@@ -37,7 +37,7 @@ std::string ParsePools(const api::NetworkSettings& s, Pools* out) {
   for (const auto& t : texts) {
     std::string err;
     auto p = ParsePrefix(t, &err);
-    if (!p) return "invalid default address pool: " + err.substr(err.find(':') + 2);
+    if (!p) return "invalid default address pool " + err;
     if (p->len > out->size) {
       return "default address pool " + t + " is smaller than its subnets (/" +
              std::to_string(out->size) + ")";
@@ -58,25 +58,25 @@ std::string CheckPools(const api::NetworkSettings& pools) {
   return ParsePools(pools, &p);
 }
 
-std::string AllocateNetwork(const api::NetworkSpec& spec,
-                            const std::vector<const api::Network*>& existing,
-                            const api::NetworkSettings& pools, api::Network* out) {
-  if (spec.name().empty()) return "a network name is required";
+Status AllocateNetwork(const api::NetworkSpec& spec,
+                       const std::vector<const api::Network*>& existing,
+                       const api::NetworkSettings& pools, api::Network* out) {
+  if (spec.name().empty()) return InvalidArgument("a network name is required");
   if (!ValidName(spec.name())) {
-    return "invalid network name \"" + spec.name() +
-           "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed";
+    return InvalidArgument("invalid network name \"" + spec.name() +
+           "\": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
   }
   const std::string driver = spec.driver().empty() ? "overlay" : spec.driver();
   if (driver != "overlay") {
-    return "network driver \"" + driver + "\" is not supported: swarm networks are overlay";
+    return InvalidArgument("network driver \"" + driver + "\" is not supported: swarm networks are overlay");
   }
-  if (spec.ipam_size() > 1) return "only one IPAM configuration (IPv4) is supported";
+  if (spec.ipam_size() > 1) return InvalidArgument("only one IPAM configuration (IPv4) is supported");
   for (const auto* n : existing) {
     if (n->spec().name() == spec.name()) {
-      return "network with name " + spec.name() + " already exists";
+      return AlreadyExists("network with name " + spec.name() + " already exists");
     }
     if (spec.ingress() && n->spec().ingress()) {
-      return "an ingress network already exists: " + n->spec().name();
+      return AlreadyExists("an ingress network already exists: " + n->spec().name());
     }
   }
   api::IPAMConfig want = spec.ipam_size() ? spec.ipam(0) : api::IPAMConfig();
@@ -84,21 +84,21 @@ std::string AllocateNetwork(const api::NetworkSpec& spec,
   std::string err;
   if (!want.subnet().empty()) {
     subnet = ParsePrefix(want.subnet(), &err);
-    if (!subnet) return err;
-    if (subnet->len > 29) return "subnet " + want.subnet() + " is too small (at most /29)";
+    if (!subnet) return InvalidArgument("invalid subnet " + err);
+    if (subnet->len > 29) return InvalidArgument("subnet " + want.subnet() + " is too small (at most /29)");
     for (const auto* n : existing) {
       auto theirs = SubnetOf(*n);
       if (theirs && Overlaps(*subnet, *theirs)) {
-        return "subnet " + want.subnet() + " overlaps with network " + n->spec().name() + " (" +
-               Format(*theirs) + ")";
+        return InvalidArgument("subnet " + want.subnet() + " overlaps with network " + n->spec().name() + " (" +
+               Format(*theirs) + ")");
       }
     }
   } else {
     if (!want.gateway().empty() || !want.ip_range().empty()) {
-      return "a gateway or IP range needs a subnet (--subnet)";
+      return InvalidArgument("a gateway or IP range needs a subnet (--subnet)");
     }
     Pools p;
-    if (std::string e = ParsePools(pools, &p); !e.empty()) return e;
+    if (std::string e = ParsePools(pools, &p); !e.empty()) return InvalidArgument(e);
     std::vector<Prefix> used;
     for (const auto* n : existing) {
       if (auto s = SubnetOf(*n)) used.push_back(*s);
@@ -106,22 +106,22 @@ std::string AllocateNetwork(const api::NetworkSpec& spec,
     for (const auto& pool : p.prefixes) {
       if ((subnet = SubnetPool(pool, p.size).Next(used))) break;
     }
-    if (!subnet) return "no subnet left in the default address pools";
+    if (!subnet) return InvalidArgument("no subnet left in the default address pools");
   }
   uint32_t gateway = subnet->addr + 1;
   if (!want.gateway().empty()) {
     auto g = ParseAddr(want.gateway());
-    if (!g) return "invalid gateway \"" + want.gateway() + "\": expected an IPv4 address";
+    if (!g) return InvalidArgument("invalid gateway \"" + want.gateway() + "\": expected an IPv4 address");
     if (!subnet->Contains(*g) || *g == subnet->first() || *g == subnet->last()) {
-      return "gateway " + want.gateway() + " is not a host address of subnet " + Format(*subnet);
+      return InvalidArgument("gateway " + want.gateway() + " is not a host address of subnet " + Format(*subnet));
     }
     gateway = *g;
   }
   if (!want.ip_range().empty()) {
     auto r = ParsePrefix(want.ip_range(), &err);
-    if (!r) return "invalid IP range: " + err.substr(err.find(':') + 2);
+    if (!r) return InvalidArgument("invalid IP range " + err);
     if (!subnet->Contains(*r)) {
-      return "IP range " + want.ip_range() + " is not within subnet " + Format(*subnet);
+      return InvalidArgument("IP range " + want.ip_range() + " is not within subnet " + Format(*subnet));
     }
   }
   std::set<uint32_t> vnis;
@@ -137,7 +137,7 @@ std::string AllocateNetwork(const api::NetworkSpec& spec,
   out->mutable_ipam()->set_subnet(Format(*subnet));
   out->mutable_ipam()->set_gateway(FormatAddr(gateway));
   out->mutable_ipam()->set_ip_range(want.ip_range());
-  return "";
+  return Status::Ok();
 }
 
 std::string AllocationConflict(const api::Network& a, const api::Network& b) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/common/status.h"
 #include "objects.pb.h"
 
 namespace skep::allocator {
@@ -15,10 +16,11 @@ inline constexpr char kDefaultPool[] = "10.0.0.0/8";
 inline constexpr int kDefaultSubnetSize = 24;
 
 // Checks `spec` and fills `out` (spec, vni, ipam) for a network beside `existing`. Returns
-// what is wrong with the request, or "" when `out` is ready.
-std::string AllocateNetwork(const api::NetworkSpec& spec,
-                            const std::vector<const api::Network*>& existing,
-                            const api::NetworkSettings& pools, api::Network* out);
+// what is wrong with the request (kAlreadyExists for a name or an ingress network taken,
+// kInvalidArgument), or OK when `out` is ready.
+Status AllocateNetwork(const api::NetworkSpec& spec,
+                       const std::vector<const api::Network*>& existing,
+                       const api::NetworkSettings& pools, api::Network* out);
 
 // Why `a` and `b` cannot both exist (overlapping subnets, one VNI), or "".
 std::string AllocationConflict(const api::Network& a, const api::Network& b);

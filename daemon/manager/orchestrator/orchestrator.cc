@@ -1,12 +1,11 @@
 #include "daemon/manager/orchestrator/orchestrator.h"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
-#include <future>
+
 #include <optional>
 #include <set>
 
+#include "daemon/common/clock.h"
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/manager/orchestrator/reconcile.h"
@@ -19,15 +18,8 @@ namespace skep::orchestrator {
 namespace asio = boost::asio;
 using manager::ReadTx;
 using manager::StoreEvent;
-using manager::WriteResult;
 
 namespace {
-
-int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Whether a node passes a service's constraints, for global services.
 bool Eligible(const api::Service& s, const api::Node& n) {
@@ -42,18 +34,18 @@ bool Eligible(const api::Service& s, const api::Node& n) {
   return true;
 }
 
-class Orchestrator final : public manager::LeaderComponent,
-                           public std::enable_shared_from_this<Orchestrator> {
+class Orchestrator final : public std::enable_shared_from_this<Orchestrator> {
  public:
-  explicit Orchestrator(manager::Manager* m) : m_(m), strand_(asio::make_strand(m->io())) {}
+  explicit Orchestrator(manager::Context& ctx)
+      : ctx_(ctx), strand_(ctx.MakeStrand()), pacer_(strand_, ctx.clock()) {}
 
-  void Start() override {
-    auto self = shared_from_this();
-    asio::post(strand_, [self] {
+  void Start(uint64_t term) {
+    asio::post(strand_, [self = shared_from_this(), term] {
       self->running_ = true;
+      self->term_ = term;
       ++self->epoch_;
       self->live_ = std::make_shared<std::atomic<bool>>(true);
-      self->sub_ = self->m_->store().Watch([weak = std::weak_ptr(self)](const StoreEvent& ev) {
+      self->sub_ = self->ctx_.store().Watch([weak = self->weak_from_this()](const StoreEvent& ev) {
         if (auto me = weak.lock()) me->OnEvent(ev);
       });
       self->all_dirty_ = true;
@@ -61,11 +53,10 @@ class Orchestrator final : public manager::LeaderComponent,
     });
   }
 
-  void Stop() override {
-    // Called on the leadership strand: the work on our strand ends at its next step.
-    std::promise<void> done;
-    auto self = shared_from_this();
-    asio::post(strand_, [self, &done] {
+  // Returns at once: the work on the strand ends at its next step, and what it still proposes
+  // carries the old term.
+  void Stop() {
+    asio::post(strand_, [self = shared_from_this()] {
       self->running_ = false;
       ++self->epoch_;
       *self->live_ = false;
@@ -77,13 +68,11 @@ class Orchestrator final : public manager::LeaderComponent,
       self->in_flight_.clear();
       self->dirty_.clear();
       self->dirty_nodes_.clear();
-      done.set_value();
     });
-    done.get_future().wait();
   }
 
  private:
-  // In the raft node's serializer: only enqueue.
+  // Where the store applies entries: only enqueue.
   void OnEvent(const StoreEvent& ev) {
     std::string service, node;
     bool all = false;
@@ -103,11 +92,11 @@ class Orchestrator final : public manager::LeaderComponent,
   void Run() {
     if (!running_) return;
     // As the store-driven components: a large service's reports are planned in batches.
-    if (!pacer_.Clear([self = shared_from_this(), epoch = epoch_] {
-          if (epoch == self->epoch_) self->Run();
+    if (!pacer_.Clear([weak = weak_from_this(), epoch = epoch_] {
+          if (auto me = weak.lock(); me && epoch == me->epoch_) me->Run();
         }))
       return;
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = ctx_.clock().SteadyNow();
     RunNow();
     pacer_.Ran(start);
   }
@@ -116,10 +105,10 @@ class Orchestrator final : public manager::LeaderComponent,
     std::set<std::string> todo;
     if (all_dirty_) {
       all_dirty_ = false;
-      for (const auto& s : m_->store().ListServices())
-        todo.insert(s.id());
-      // Tasks of removed services too.
-      m_->store().View([&](const ReadTx& tx) {
+      // Every service, and the tasks of removed services too.
+      ctx_.store().View([&](const ReadTx& tx) {
+        for (const auto* s : tx.services())
+          todo.insert(s->id());
         for (const auto& id : tx.services_with_tasks()) {
           if (!tx.service(id)) todo.insert(id);
         }
@@ -129,7 +118,7 @@ class Orchestrator final : public manager::LeaderComponent,
       // A node's change concerns the services with tasks on it, the global ones (a task for
       // it, or none) and those that rebalance (a node to move to); not every other. Nodes
       // change all the time in a large swarm (sessions, heartbeats after a failover).
-      m_->store().View([&](const ReadTx& tx) {
+      ctx_.store().View([&](const ReadTx& tx) {
         for (const auto& id : dirty_nodes_) {
           for (const auto* t : tx.tasks_on_node(id))
             todo.insert(t->service_id());
@@ -152,7 +141,7 @@ class Orchestrator final : public manager::LeaderComponent,
   }
 
   void Reconcile(const std::string& service_id) {
-    const int64_t now = NowNanos();
+    const int64_t now = ctx_.clock().Now();
     api::StoreBatch batch;
     int64_t history = kDefaultTaskHistory;
     int64_t wake_at = 0;
@@ -162,7 +151,7 @@ class Orchestrator final : public manager::LeaderComponent,
     std::vector<manager::Shared<api::Task>> tasks;
     std::optional<api::Service> service;
     std::map<std::string, NodeView> nodes;
-    m_->store().View([&](const ReadTx& tx) {
+    ctx_.store().View([&](const ReadTx& tx) {
       if (const auto* c = tx.cluster(); c && c->spec().orchestration().has_task_history_limit()) {
         history = c->spec().orchestration().task_history_limit();
       }
@@ -235,16 +224,17 @@ class Orchestrator final : public manager::LeaderComponent,
     if (batch.actions_size() == 0) return;
     // A large plan goes out in parts, in order; the service is planned again after the last.
     in_flight_.insert(service_id);
-    manager::ProposeInParts(m_, std::move(batch), live_,
+    manager::ProposeInParts(ctx_, std::move(batch), term_, live_,
                             [self = shared_from_this(), service_id,
-                             epoch = epoch_](const WriteResult& r) {
+                             epoch = epoch_](const Status& r) {
       asio::post(self->strand_, [self, service_id, epoch, r] {
         if (epoch != self->epoch_) return;
         self->in_flight_.erase(service_id);
         if (!r.ok()) {
           SKEP_LOG(debug, "orchestrator", "plan for service {} not written ({}); planning again",
-                   service_id, r.message);
-          if (r.code == WriteResult::Code::kNotLeader || r.code == WriteResult::Code::kNoQuorum) {
+                   service_id, r.message());
+          if (r.code() == Code::kNotLeader || r.code() == Code::kNoLeader ||
+              r.code() == Code::kNoQuorum) {
             return;
           }
           self->dirty_.insert(service_id);
@@ -260,13 +250,13 @@ class Orchestrator final : public manager::LeaderComponent,
   // A write that failed for a passing reason is tried again a little later, not in a loop.
   void Retry() {
     if (timer_) return;
-    timer_ = std::make_unique<asio::steady_timer>(strand_, std::chrono::milliseconds(200));
-    timer_->async_wait(
-        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
-          if (ec || epoch != self->epoch_) return;
-          self->timer_.reset();
-          self->Run();
-        });
+    timer_ = ctx_.clock().After(strand_, std::chrono::milliseconds(200),
+                                [weak = weak_from_this(), epoch = epoch_] {
+                                  auto me = weak.lock();
+                                  if (!me || epoch != me->epoch_) return;
+                                  me->timer_.reset();
+                                  me->Run();
+                                });
   }
 
   // Plans that change by time alone (an update's delay) are made again when it has passed.
@@ -275,12 +265,12 @@ class Orchestrator final : public manager::LeaderComponent,
     int64_t first = at;
     for (const auto& [id, t] : wake_)
       first = std::min(first, t);
-    wake_timer_ = std::make_unique<asio::steady_timer>(
-        strand_, std::chrono::nanoseconds(std::max<int64_t>(0, first - NowNanos())));
-    wake_timer_->async_wait(
-        [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
-          if (ec || epoch != self->epoch_) return;
-          const int64_t now = NowNanos();
+    wake_timer_ = ctx_.clock().After(
+        strand_, std::chrono::nanoseconds(std::max<int64_t>(0, first - ctx_.clock().Now())),
+        [weak = weak_from_this(), epoch = epoch_] {
+          auto self = weak.lock();
+          if (!self || epoch != self->epoch_) return;
+          const int64_t now = self->ctx_.clock().Now();
           for (auto it = self->wake_.begin(); it != self->wake_.end();) {
             if (it->second <= now) {
               self->dirty_.insert(it->first);
@@ -297,29 +287,30 @@ class Orchestrator final : public manager::LeaderComponent,
         });
   }
 
-  manager::Manager* m_;
-  asio::strand<asio::io_context::executor_type> strand_;
-  std::map<std::string, int64_t> wake_;
-  std::unique_ptr<asio::steady_timer> wake_timer_;
+  manager::Context& ctx_;
+  manager::Strand strand_;
   // All below: on the strand.
+  std::map<std::string, int64_t> wake_;
+  std::unique_ptr<Timer> wake_timer_;
   bool running_ = false;
+  uint64_t term_ = 0;
   uint64_t epoch_ = 0;  // bumped at every start and stop: late callbacks of an old term drop out
   // False once stopped: the rest of a plan written in parts does not go out.
   std::shared_ptr<std::atomic<bool>> live_ = std::make_shared<std::atomic<bool>>(false);
-  manager::Subscription sub_;
+  Subscription sub_;
   bool all_dirty_ = false;
   std::set<std::string> dirty_;
   std::set<std::string> dirty_nodes_;  // nodes that changed since the last run
   std::set<std::string> in_flight_;
-  std::unique_ptr<asio::steady_timer> timer_;
-  manager::Pacer pacer_{strand_};
+  std::unique_ptr<Timer> timer_;
+  manager::Pacer pacer_;
 };
 
 // Shared ownership lets callbacks outlive a stop safely; the manager holds this wrapper.
 class Holder final : public manager::LeaderComponent {
  public:
-  explicit Holder(manager::Manager* m) : impl_(std::make_shared<Orchestrator>(m)) {}
-  void Start() override { impl_->Start(); }
+  explicit Holder(manager::Context& ctx) : impl_(std::make_shared<Orchestrator>(ctx)) {}
+  void Start(uint64_t term) override { impl_->Start(term); }
   void Stop() override { impl_->Stop(); }
 
  private:
@@ -328,8 +319,8 @@ class Holder final : public manager::LeaderComponent {
 
 }  // namespace
 
-std::unique_ptr<manager::LeaderComponent> MakeOrchestrator(manager::Manager* manager) {
-  return std::make_unique<Holder>(manager);
+std::unique_ptr<manager::LeaderComponent> MakeOrchestrator(manager::Context& ctx) {
+  return std::make_unique<Holder>(ctx);
 }
 
 }  // namespace skep::orchestrator

@@ -11,10 +11,10 @@
 
 #include <memory>
 
-#include "daemon/manager/manager.h"
+#include "daemon/manager/context.h"
 
 namespace skep::orchestrator {
 
-std::unique_ptr<manager::LeaderComponent> MakeOrchestrator(manager::Manager* manager);
+std::unique_ptr<manager::LeaderComponent> MakeOrchestrator(manager::Context& ctx);
 
 }  // namespace skep::orchestrator
