@@ -1,4 +1,4 @@
-// skepd: the skep daemon. One per machine; see daemon/node/node.h for what it does.
+// skepd: the skep daemon. One per machine; see daemon/host/host.h for what it does.
 #include <signal.h>
 
 #include <boost/program_options.hpp>
@@ -8,6 +8,7 @@
 #include "daemon/executor/logfile.h"
 #include "daemon/common/log.h"
 #include "daemon/common/runtime.h"
+#include "daemon/host/host.h"
 #include "daemon/node/node.h"
 
 namespace po = boost::program_options;
@@ -82,7 +83,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  skep::node::NodeRuntime node(opt);
+  skep::host::Host node(opt);
   try {
     node.Start();
   } catch (const std::exception& e) {

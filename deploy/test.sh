@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (CTest labels: unit, sim, integration,
-# and fuzz in a clang build of its own, build-fuzz: see fuzz/CMakeLists.txt).
+# nemesis, and fuzz in a clang build of its own, build-fuzz: see fuzz/CMakeLists.txt). The main
+# build also checks the libraries' layering and, with clang, their locks (-Wthread-safety):
+# see cmake/.
 # Exits non-zero on any failure.
 #   deploy/test.sh                  everything
 #   deploy/test.sh -L unit          one group of the main build (any ctest arguments pass through)

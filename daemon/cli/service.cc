@@ -12,167 +12,15 @@
 #include "daemon/cli/command.h"
 #include "daemon/cli/format.h"
 #include "daemon/cli/registry_login.h"
+#include "daemon/cli/service_flags.h"
+#include "daemon/cli/service_inspect.h"
 #include "daemon/cli/specs.h"
 
 namespace skep::cli {
 namespace {
 
-uint64_t ParseCount(const std::string& flag, const std::string& v) {
-  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) {
-    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": not a number");
-  }
-  try {
-    return std::stoull(v);
-  } catch (const std::out_of_range&) {
-    throw UsageError("invalid argument \"" + v + "\" for \"--" + flag + "\": too large");
-  }
-}
 
-void ParseUpdateConfig(const Invocation& inv, const std::string& prefix, api::UpdateConfig* u) {
-  if (inv.Has(prefix + "-parallelism")) {
-    u->set_parallelism(ParseCount(prefix + "-parallelism", inv.Get(prefix + "-parallelism")));
-  }
-  if (inv.Has(prefix + "-delay")) {
-    u->set_delay_ns(ParseDurationNs(prefix + "-delay", inv.Get(prefix + "-delay")));
-  }
-  if (inv.Has(prefix + "-monitor")) {
-    u->set_monitor_ns(ParseDurationNs(prefix + "-monitor", inv.Get(prefix + "-monitor")));
-  }
-  if (inv.Has(prefix + "-max-failure-ratio")) {
-    const std::string v = inv.Get(prefix + "-max-failure-ratio");
-    size_t used = 0;
-    float ratio = -1;
-    try {
-      ratio = std::stof(v, &used);
-    } catch (const std::exception&) {
-    }
-    if (used != v.size() || !(ratio >= 0 && ratio <= 1)) {
-      throw UsageError("invalid argument \"" + v + "\" for \"--" + prefix +
-                       "-max-failure-ratio\": a number from 0 to 1");
-    }
-    u->set_max_failure_ratio(ratio);
-  }
-  if (inv.Has(prefix + "-failure-action")) {
-    const std::string a = inv.Get(prefix + "-failure-action");
-    if (a == "pause") {
-      u->set_failure_action(api::UpdateConfig::PAUSE);
-    } else if (a == "continue") {
-      u->set_failure_action(api::UpdateConfig::CONTINUE);
-    } else if (a == "rollback" && prefix == "update") {
-      u->set_failure_action(api::UpdateConfig::ROLLBACK);
-    } else {
-      throw UsageError("invalid --" + prefix + "-failure-action \"" + a + "\"");
-    }
-  }
-  if (inv.Has(prefix + "-order")) {
-    const std::string o = inv.Get(prefix + "-order");
-    if (o != "stop-first" && o != "start-first") {
-      throw UsageError("invalid --" + prefix + "-order \"" + o + "\": stop-first or start-first");
-    }
-    u->set_order(o == "start-first" ? api::UpdateConfig::START_FIRST
-                                    : api::UpdateConfig::STOP_FIRST);
-  }
-}
 
-// The flags create and update share, applied to a spec.
-void ApplyCommonFlags(const Invocation& inv, api::ServiceSpec* spec) {
-  auto* task = spec->mutable_task();
-  auto* c = task->mutable_container();
-  if (inv.Has("user")) c->set_user(inv.Get("user"));
-  if (inv.Has("workdir")) c->set_dir(inv.Get("workdir"));
-  if (inv.Has("hostname")) c->set_hostname(inv.Get("hostname"));
-  if (inv.Has("stop-signal")) c->set_stop_signal(inv.Get("stop-signal"));
-  if (inv.Has("stop-grace-period")) {
-    c->set_stop_grace_period_ns(ParseDurationNs("stop-grace-period", inv.Get("stop-grace-period")));
-  }
-  if (inv.Has("entrypoint")) {
-    c->clear_command();
-    for (const auto& w : Split(inv.Get("entrypoint"), ' '))
-      if (!w.empty()) c->add_command(w);
-  }
-  // Health checks: --health-cmd and its settings, or --no-healthcheck.
-  if (inv.Has("no-healthcheck") &&
-      (inv.Has("health-cmd") || inv.Has("health-interval") || inv.Has("health-timeout") ||
-       inv.Has("health-retries") || inv.Has("health-start-period"))) {
-    throw UsageError("--no-healthcheck conflicts with --health-* options");
-  }
-  if (inv.Has("no-healthcheck")) {
-    c->mutable_healthcheck()->clear_test();
-    c->mutable_healthcheck()->add_test("NONE");
-  }
-  if (inv.Has("health-cmd")) {
-    auto* h = c->mutable_healthcheck();
-    h->clear_test();
-    h->add_test("CMD-SHELL");
-    h->add_test(inv.Get("health-cmd"));
-  }
-  if (inv.Has("health-interval")) {
-    c->mutable_healthcheck()->set_interval_ns(
-        ParseDurationNs("health-interval", inv.Get("health-interval")));
-  }
-  if (inv.Has("health-timeout")) {
-    c->mutable_healthcheck()->set_timeout_ns(
-        ParseDurationNs("health-timeout", inv.Get("health-timeout")));
-  }
-  if (inv.Has("health-start-period")) {
-    c->mutable_healthcheck()->set_start_period_ns(
-        ParseDurationNs("health-start-period", inv.Get("health-start-period")));
-  }
-  if (inv.Has("health-retries")) {
-    c->mutable_healthcheck()->set_retries(
-        static_cast<int32_t>(ParseCount("health-retries", inv.Get("health-retries"))));
-  }
-  if (inv.Has("replicas-max-per-node")) {
-    task->mutable_placement()->set_max_replicas(
-        ParseCount("replicas-max-per-node", inv.Get("replicas-max-per-node")));
-  }
-  auto* res = task->mutable_resources();
-  if (inv.Has("reserve-cpu")) {
-    res->mutable_reservations()->set_nano_cpus(ParseCpus("reserve-cpu", inv.Get("reserve-cpu")));
-  }
-  if (inv.Has("reserve-memory")) {
-    res->mutable_reservations()->set_memory_bytes(
-        ParseBytes("reserve-memory", inv.Get("reserve-memory")));
-  }
-  if (inv.Has("limit-cpu")) {
-    res->mutable_limits()->set_nano_cpus(ParseCpus("limit-cpu", inv.Get("limit-cpu")));
-  }
-  if (inv.Has("limit-memory")) {
-    res->mutable_limits()->set_memory_bytes(ParseBytes("limit-memory", inv.Get("limit-memory")));
-  }
-  auto* r = task->mutable_restart();
-  if (inv.Has("restart-condition")) {
-    const std::string cond = inv.Get("restart-condition");
-    if (cond == "any") {
-      r->set_condition(api::RestartPolicy::ANY);
-    } else if (cond == "on-failure") {
-      r->set_condition(api::RestartPolicy::ON_FAILURE);
-    } else if (cond == "none") {
-      r->set_condition(api::RestartPolicy::NONE);
-    } else {
-      throw UsageError("invalid --restart-condition \"" + cond + "\": none, on-failure or any");
-    }
-  }
-  if (inv.Has("restart-delay")) {
-    r->set_delay_ns(ParseDurationNs("restart-delay", inv.Get("restart-delay")));
-  }
-  if (inv.Has("restart-max-attempts")) {
-    r->set_max_attempts(ParseCount("restart-max-attempts", inv.Get("restart-max-attempts")));
-  }
-  if (inv.Has("restart-window")) {
-    r->set_window_ns(ParseDurationNs("restart-window", inv.Get("restart-window")));
-  }
-  ParseUpdateConfig(inv, "update", spec->mutable_update());
-  ParseUpdateConfig(inv, "rollback", spec->mutable_rollback());
-  if (inv.Has("endpoint-mode")) {
-    const std::string m = inv.Get("endpoint-mode");
-    if (m != "vip" && m != "dnsrr") {
-      throw UsageError("invalid --endpoint-mode \"" + m + "\": vip or dnsrr");
-    }
-    spec->mutable_endpoint()->set_mode(m == "dnsrr" ? api::EndpointSpec::DNSRR
-                                                    : api::EndpointSpec::VIP);
-  }
-}
 
 api::ServiceView Get(const Invocation& inv, const std::string& ref) {
   api::ServiceRef req;
@@ -556,189 +404,16 @@ int NodePs(const Invocation& inv) {
   return PrintTasks(inv, std::move(all));
 }
 
-boost::json::value ServiceJson(const api::ServiceView& v) {
-  const auto& s = v.service();
-  const auto& spec = s.spec();
-  const auto& c = spec.task().container();
-  boost::json::object container{{"Image", c.image()}};
-  if (c.args_size()) container["Args"] = boost::json::array(c.args().begin(), c.args().end());
-  if (c.command_size()) {
-    container["Command"] = boost::json::array(c.command().begin(), c.command().end());
-  }
-  if (c.env_size()) container["Env"] = boost::json::array(c.env().begin(), c.env().end());
-  if (!c.dir().empty()) container["Dir"] = c.dir();
-  if (!c.user().empty()) container["User"] = c.user();
-  if (c.has_healthcheck()) {
-    const auto& h = c.healthcheck();
-    boost::json::object hc{{"Test", boost::json::array(h.test().begin(), h.test().end())}};
-    if (h.interval_ns()) hc["Interval"] = h.interval_ns();
-    if (h.timeout_ns()) hc["Timeout"] = h.timeout_ns();
-    if (h.retries()) hc["Retries"] = h.retries();
-    if (h.start_period_ns()) hc["StartPeriod"] = h.start_period_ns();
-    container["Healthcheck"] = std::move(hc);
-  }
-  boost::json::object placement;
-  if (spec.task().placement().constraints_size()) {
-    placement["Constraints"] = boost::json::array(spec.task().placement().constraints().begin(),
-                                                  spec.task().placement().constraints().end());
-  }
-  if (spec.task().placement().max_replicas()) {
-    placement["MaxReplicas"] = spec.task().placement().max_replicas();
-  }
-  if (spec.task().placement().spread_size()) {
-    boost::json::array prefs;
-    for (const auto& d : spec.task().placement().spread())
-      prefs.push_back(boost::json::object{{"Spread", boost::json::object{{"SpreadDescriptor", d}}}});
-    placement["Preferences"] = std::move(prefs);
-  }
-  boost::json::object mode;
-  if (spec.has_global()) {
-    mode["Global"] = boost::json::object{};
-  } else {
-    mode["Replicated"] = boost::json::object{{"Replicas", spec.replicated().replicas()}};
-  }
-  boost::json::object task_template{{"ContainerSpec", container}, {"Placement", placement}};
-  boost::json::array ports;
-  for (const auto& p : spec.endpoint().ports()) {
-    ports.push_back(
-        {{"Protocol", p.protocol()},
-         {"TargetPort", p.target_port()},
-         {"PublishedPort", p.published_port()},
-         {"PublishMode", p.publish_mode() == api::PortConfig::HOST ? "host" : "ingress"}});
-  }
-  boost::json::object endpoint{
-      {"Mode", spec.endpoint().mode() == api::EndpointSpec::DNSRR ? "dnsrr" : "vip"}};
-  if (!ports.empty()) endpoint["Ports"] = std::move(ports);
-  if (spec.networks_size() > 0) {
-    boost::json::array nets;
-    for (const auto& a : spec.networks()) {
-      boost::json::object n{{"Target", a.target()}};
-      if (a.aliases_size() > 0) {
-        n["Aliases"] = boost::json::array(a.aliases().begin(), a.aliases().end());
-      }
-      nets.push_back(std::move(n));
-    }
-    task_template["Networks"] = std::move(nets);
-  }
-  auto update_config = [](const api::UpdateConfig& u) {
-    static const char* kActions[] = {"pause", "continue", "rollback"};
-    return boost::json::object{
-        {"Parallelism", u.parallelism()},
-        {"Delay", u.delay_ns()},
-        {"FailureAction", kActions[u.failure_action() % 3]},
-        {"Monitor", u.has_monitor_ns() ? u.monitor_ns() : 5'000'000'000},
-        // Whole numbers as integers, as Go's encoder prints them (not 0E0).
-        {"MaxFailureRatio", u.max_failure_ratio() == static_cast<int64_t>(u.max_failure_ratio())
-                                ? boost::json::value(static_cast<int64_t>(u.max_failure_ratio()))
-                                : boost::json::value(u.max_failure_ratio())},
-        {"Order", u.order() == api::UpdateConfig::START_FIRST ? "start-first" : "stop-first"}};
-  };
-  boost::json::object out{
-      {"ID", s.id()},
-      {"Version", boost::json::object{{"Index", s.meta().version()}}},
-      {"CreatedAt", Rfc3339(s.meta().created_at())},
-      {"UpdatedAt", Rfc3339(s.meta().updated_at())},
-      {"Spec", boost::json::object{{"Name", spec.name()},
-                                   {"Labels", SortedObject(spec.labels())},
-                                   {"TaskTemplate", task_template},
-                                   {"Mode", mode},
-                                   {"UpdateConfig", update_config(spec.update())},
-                                   {"RollbackConfig", update_config(spec.rollback())},
-                                   {"EndpointSpec", endpoint}}}};
-  // As allocated: the spec, the ports as published (numbers given from the range included)
-  // and a virtual IP on each network.
-  boost::json::object allocated{{"Spec", endpoint}};
-  if (endpoint.contains("Ports")) allocated["Ports"] = endpoint.at("Ports");
-  if (s.virtual_ips_size() > 0) {
-    boost::json::array vips;
-    for (const auto& v : s.virtual_ips()) {
-      for (const auto& addr : v.addresses())
-        vips.push_back(boost::json::object{{"NetworkID", v.network_id()}, {"Addr", addr}});
-    }
-    allocated["VirtualIPs"] = std::move(vips);
-  }
-  out["Endpoint"] = std::move(allocated);
-  if (s.update_status().state() != api::UpdateStatus::NONE) {
-    static const char* kStates[] = {"",
-                                    "updating",
-                                    "paused",
-                                    "completed",
-                                    "rollback_started",
-                                    "rollback_paused",
-                                    "rollback_completed"};
-    out["UpdateStatus"] = boost::json::object{{"State", kStates[s.update_status().state()]},
-                                              {"Message", s.update_status().message()}};
-  }
-  // skep's own: why tasks wait, and the running tasks' last health check.
-  auto notes = [](const auto& list, const char* text_key) {
-    static const char* kHealth[] = {"none", "starting", "healthy", "unhealthy"};
-    boost::json::array out;
-    for (const auto& n : list) {
-      boost::json::object o{{"ID", n.task_id()}, {"Slot", n.slot()}, {"Node", n.node()},
-                            {text_key, n.text()}};
-      if (n.health() != api::HEALTH_NONE) o["Health"] = kHealth[n.health() % 4];
-      out.push_back(std::move(o));
-    }
-    return out;
-  };
-  if (v.pending_count() > 0) {
-    out["PendingTasks"] = boost::json::object{{"Count", v.pending_count()},
-                                              {"Tasks", notes(v.pending(), "Reason")}};
-  }
-  if (v.checks_size() > 0) out["HealthChecks"] = notes(v.checks(), "Output");
-  return out;
-}
 
-// "web.2" for a slot, "web.<task id>" for a global service's task.
-std::string NoteName(const api::ServiceView& v, const api::TaskNote& n) {
-  return v.service().spec().name() + "." + (n.slot() ? std::to_string(n.slot()) : n.task_id());
-}
 
-// The first line of a check's output, at most 60 characters.
-std::string FirstLine(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
-  return line.size() > 60 ? line.substr(0, 57) + "..." : line;
-}
 
 int Inspect(const Invocation& inv) {
   std::vector<api::ServiceView> views;
   for (const auto& ref : inv.args)
     views.push_back(Get(inv, ref));
   if (inv.Has("pretty")) {
-    for (const auto& v : views) {
-      const auto& s = v.service();
-      std::cout << "\nID:             " << s.id() << "\nName:           " << s.spec().name()
-                << "\nService Mode:   " << (s.spec().has_global() ? "Global" : "Replicated")
-                << "\n";
-      if (!s.spec().has_global()) {
-        std::cout << " Replicas:      " << s.spec().replicated().replicas() << "\n";
-      }
-      std::cout << "Placement:\n";
-      for (const auto& c : s.spec().task().placement().constraints())
-        std::cout << " Constraints:   [" << c << "]\n";
-      if (s.spec().task().placement().spread_size()) {
-        std::cout << " Preferences:   [";
-        for (int i = 0; i < s.spec().task().placement().spread_size(); ++i)
-          std::cout << (i ? " " : "") << "{Spread " << s.spec().task().placement().spread(i)
-                    << "}";
-        std::cout << "]\n";
-      }
-      std::cout << "ContainerSpec:\n Image:         " << s.spec().task().container().image()
-                << "\n";
-      if (v.pending_count() > 0) {
-        std::cout << "Pending Tasks:  " << v.pending_count() << "\n";
-        for (const auto& n : v.pending())
-          std::cout << " " << NoteName(v, n) << ": " << n.text() << "\n";
-      }
-      if (v.checks_size() > 0) {
-        static const char* kHealth[] = {"none", "starting", "healthy", "unhealthy"};
-        std::cout << "Health Checks:\n";
-        for (const auto& n : v.checks())
-          std::cout << " " << NoteName(v, n) << (n.node().empty() ? "" : " on " + n.node())
-                    << ": " << kHealth[n.health() % 4]
-                    << (n.text().empty() ? "" : ", " + FirstLine(n.text())) << "\n";
-      }
-    }
+    for (const auto& v : views)
+      PrintPretty(v, std::cout);
     return 0;
   }
   std::vector<boost::json::value> objects;
@@ -918,53 +593,11 @@ int Rollback(const Invocation& inv) {
   return Converge(inv, v.service().id(), true);
 }
 
-std::vector<Flag> CommonFlags() {
-  return {
-      {"user", 'u', "string", "Username or UID (format: <name|uid>[:<group|gid>])"},
-      {"health-cmd", 0, "string", "Command to run to check health"},
-      {"health-interval", 0, "duration", "Time between running the check (ms|s|m|h)"},
-      {"health-timeout", 0, "duration", "Maximum time to allow one check to run (ms|s|m|h)"},
-      {"health-retries", 0, "int", "Consecutive failures needed to report unhealthy"},
-      {"health-start-period", 0, "duration",
-       "Start period for the container to initialize before counting retries towards unstable "
-       "(ms|s|m|h)"},
-      {"no-healthcheck", 0, "", "Disable any container-specified HEALTHCHECK"},
-      {"workdir", 'w', "string", "Working directory inside the container"},
-      {"hostname", 0, "string", "Container hostname"},
-      {"entrypoint", 0, "command", "Overwrite the default ENTRYPOINT of the image"},
-      {"stop-signal", 0, "string", "Signal to stop the container"},
-      {"stop-grace-period", 0, "duration", "Time to wait before force killing a container"},
-      {"replicas-max-per-node", 0, "uint", "Maximum number of tasks per node (0 = unlimited)"},
-      {"reserve-cpu", 0, "decimal", "Reserve CPUs"},
-      {"reserve-memory", 0, "bytes", "Reserve Memory"},
-      {"limit-cpu", 0, "decimal", "Limit CPUs"},
-      {"limit-memory", 0, "bytes", "Limit Memory"},
-      {"restart-condition", 0, "string", "Restart when condition is met (none, on-failure, any)"},
-      {"restart-delay", 0, "duration", "Delay between restart attempts (default 5s)"},
-      {"restart-max-attempts", 0, "uint", "Maximum number of restarts before giving up"},
-      {"restart-window", 0, "duration", "Window used to evaluate the restart policy"},
-      {"update-parallelism", 0, "uint", "Maximum number of tasks updated simultaneously"},
-      {"update-delay", 0, "duration", "Delay between updates"},
-      {"update-failure-action", 0, "string",
-       "Action on update failure (pause, continue, rollback)"},
-      {"update-monitor", 0, "duration", "Duration after each task update to monitor for failure"},
-      {"update-max-failure-ratio", 0, "float", "Failure rate to tolerate during an update"},
-      {"update-order", 0, "string", "Update order (start-first, stop-first)"},
-      {"rollback-parallelism", 0, "uint", "Maximum number of tasks rolled back simultaneously"},
-      {"rollback-delay", 0, "duration", "Delay between task rollbacks"},
-      {"rollback-failure-action", 0, "string", "Action on rollback failure (pause, continue)"},
-      {"rollback-monitor", 0, "duration", "Duration after each task rollback to monitor"},
-      {"rollback-max-failure-ratio", 0, "float", "Failure rate to tolerate during a rollback"},
-      {"rollback-order", 0, "string", "Rollback order (start-first, stop-first)"},
-      {"endpoint-mode", 0, "string", "Endpoint mode (vip or dnsrr) (default \"vip\")"},
-      {"with-registry-auth", 0, "", "Send registry authentication details to swarm agents"},
-      {"detach", 'd', "", "Exit immediately instead of waiting for the service to converge"}};
-}
 
 }  // namespace
 
 std::vector<Command> ServiceCommands() {
-  std::vector<Flag> create = CommonFlags();
+  std::vector<Flag> create = CommonServiceFlags();
   for (auto f :
        std::vector<Flag>{{"name", 0, "string", "Service name"},
                          {"replicas", 0, "uint", "Number of tasks"},
@@ -982,7 +615,7 @@ std::vector<Command> ServiceCommands() {
                           "Move tasks to even the service out when nodes join or come back "
                           "(label skep.rebalance=true)"}})
     create.push_back(f);
-  std::vector<Flag> update = CommonFlags();
+  std::vector<Flag> update = CommonServiceFlags();
   for (auto f : std::vector<Flag>{
            {"image", 0, "string", "Service image tag"},
            {"replicas", 0, "uint", "Number of tasks"},

@@ -6,9 +6,10 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <utility>
 #include <vector>
+
+#include "daemon/common/mutex.h"
 
 namespace skep {
 
@@ -16,9 +17,9 @@ class Subscription {
  public:
   struct Slot {
     virtual ~Slot() = default;
-    std::mutex mu;  // held while the observer runs, so that Cancel waits for a call in progress
-    bool live = true;
-    virtual void Clear() = 0;  // drops the observer (and what it holds)
+    Mutex mu;  // held while the observer runs, so that Cancel waits for a call in progress
+    bool live SKEP_GUARDED_BY(mu) = true;
+    virtual void Clear() SKEP_REQUIRES(mu) = 0;  // drops the observer (and what it holds)
   };
   Subscription() = default;
   explicit Subscription(std::shared_ptr<Slot> slot) : slot_(std::move(slot)) {}
@@ -34,7 +35,7 @@ class Subscription {
   void Cancel() {
     if (!slot_) return;
     {
-      std::lock_guard lock(slot_->mu);
+      MutexLock lock(slot_->mu);
       slot_->live = false;
       slot_->Clear();
     }
@@ -49,12 +50,11 @@ template <class... Args>
 class Observers {
  public:
   [[nodiscard]] Subscription Add(std::function<void(Args...)> f) {
-    auto slot = std::make_shared<Slot>();
-    slot->fn = std::move(f);
-    std::lock_guard lock(mu_);
+    auto slot = std::make_shared<Slot>(std::move(f));
+    MutexLock lock(mu_);
     // Slots cancelled since the last subscription go now rather than on every notification.
     std::erase_if(slots_, [](const auto& s) {
-      std::lock_guard l(s->mu);
+      MutexLock l(s->mu);
       return !s->live;
     });
     slots_.push_back(slot);
@@ -67,11 +67,11 @@ class Observers {
   void ForEach(const Each& each) {
     std::vector<std::shared_ptr<Slot>> slots;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       slots = slots_;
     }
     for (const auto& s : slots) {
-      std::lock_guard lock(s->mu);
+      MutexLock lock(s->mu);
       if (s->live) each(s->fn);
     }
   }
@@ -82,11 +82,12 @@ class Observers {
 
  private:
   struct Slot final : Subscription::Slot {
-    std::function<void(Args...)> fn;
-    void Clear() override { fn = nullptr; }
+    explicit Slot(std::function<void(Args...)> f) : fn(std::move(f)) {}
+    std::function<void(Args...)> fn SKEP_GUARDED_BY(mu);
+    void Clear() override SKEP_REQUIRES(mu) { fn = nullptr; }
   };
-  std::mutex mu_;
-  std::vector<std::shared_ptr<Slot>> slots_;
+  Mutex mu_;
+  std::vector<std::shared_ptr<Slot>> slots_ SKEP_GUARDED_BY(mu_);
 };
 
 }  // namespace skep

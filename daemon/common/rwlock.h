@@ -9,9 +9,11 @@
 
 #include <system_error>
 
+#include "daemon/common/mutex.h"
+
 namespace skep {
 
-class WriterFirstMutex {
+class SKEP_CAPABILITY("mutex") WriterFirstMutex {
  public:
   WriterFirstMutex() {
     pthread_rwlockattr_t attr;
@@ -25,18 +27,39 @@ class WriterFirstMutex {
   WriterFirstMutex(const WriterFirstMutex&) = delete;
   WriterFirstMutex& operator=(const WriterFirstMutex&) = delete;
 
-  void lock() { Check(pthread_rwlock_wrlock(&lock_)); }
-  bool try_lock() { return pthread_rwlock_trywrlock(&lock_) == 0; }
-  void unlock() { pthread_rwlock_unlock(&lock_); }
-  void lock_shared() { Check(pthread_rwlock_rdlock(&lock_)); }
-  bool try_lock_shared() { return pthread_rwlock_tryrdlock(&lock_) == 0; }
-  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+  void lock() SKEP_ACQUIRE() { Check(pthread_rwlock_wrlock(&lock_)); }
+  void unlock() SKEP_RELEASE() { pthread_rwlock_unlock(&lock_); }
+  void lock_shared() SKEP_ACQUIRE_SHARED() { Check(pthread_rwlock_rdlock(&lock_)); }
+  void unlock_shared() SKEP_RELEASE_SHARED() { pthread_rwlock_unlock(&lock_); }
 
  private:
   static void Check(int rc) {
     if (rc != 0) throw std::system_error(rc, std::generic_category(), "pthread_rwlock");
   }
   pthread_rwlock_t lock_;
+};
+
+// Holds a WriterFirstMutex shared, or exclusively, for a scope.
+class SKEP_SCOPED_CAPABILITY ReaderLock {
+ public:
+  explicit ReaderLock(WriterFirstMutex& mu) SKEP_ACQUIRE_SHARED(mu) : mu_(mu) { mu_.lock_shared(); }
+  ~ReaderLock() SKEP_RELEASE() { mu_.unlock_shared(); }
+  ReaderLock(const ReaderLock&) = delete;
+  ReaderLock& operator=(const ReaderLock&) = delete;
+
+ private:
+  WriterFirstMutex& mu_;
+};
+
+class SKEP_SCOPED_CAPABILITY WriterLock {
+ public:
+  explicit WriterLock(WriterFirstMutex& mu) SKEP_ACQUIRE(mu) : mu_(mu) { mu_.lock(); }
+  ~WriterLock() SKEP_RELEASE() { mu_.unlock(); }
+  WriterLock(const WriterLock&) = delete;
+  WriterLock& operator=(const WriterLock&) = delete;
+
+ private:
+  WriterFirstMutex& mu_;
 };
 
 }  // namespace skep

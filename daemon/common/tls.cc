@@ -9,6 +9,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "daemon/common/mutex.h"
 #include "daemon/common/pki.h"
 
 namespace skep::tls {
@@ -88,7 +89,7 @@ class PeerCache {
   };
   Identity Get(const std::string& pem) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (auto it = known_.find(pem); it != known_.end()) return it->second;
     }
     Identity id;
@@ -97,7 +98,7 @@ class PeerCache {
       id = {true, info.node_id, info.role, info.cluster_id};
     } catch (const pki::PkiError&) {
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (known_.size() >= kMax) known_.clear();
     known_.emplace(pem, id);
     return id;
@@ -105,8 +106,8 @@ class PeerCache {
 
  private:
   static constexpr size_t kMax = 16384;
-  std::mutex mu_;
-  std::unordered_map<std::string, Identity> known_;
+  Mutex mu_;
+  std::unordered_map<std::string, Identity> known_ SKEP_GUARDED_BY(mu_);
 };
 
 PeerCache& Peers() {

@@ -14,14 +14,6 @@
 #include "daemon/executor/errors.h"
 
 namespace skep::executor {
-namespace {
-
-constexpr std::chrono::seconds kShortCall{30};
-constexpr std::chrono::seconds kTaskCall{120};  // shim start, runc create, mounts
-constexpr const char* kRuntime = "io.containerd.runc.v2";
-constexpr const char* kSpecTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
-constexpr const char* kTaskExitTopic = "/tasks/exit";
-constexpr const char* kTaskOomTopic = "/tasks/oom";
 
 std::string Quoted(const std::string& s) {
   std::string out = "\"";
@@ -35,6 +27,21 @@ std::string Quoted(const std::string& s) {
 int64_t UnixNanos(const google::protobuf::Timestamp& t) {
   return t.seconds() * 1000000000 + t.nanos();
 }
+
+std::string RandomHex(size_t bytes) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string out;
+  for (size_t i = 0; i < bytes; ++i)
+    out += fmt::format("{:02x}", static_cast<unsigned>(rng() & 0xff));
+  return out;
+}
+
+namespace {
+
+constexpr std::chrono::seconds kShortCall{30};
+constexpr std::chrono::seconds kTaskCall{120};  // shim start, runc create, mounts
+constexpr const char* kRuntime = "io.containerd.runc.v2";
+constexpr const char* kSpecTypeUrl = "types.containerd.io/opencontainers/runtime-spec/1/Spec";
 
 TaskStatus StatusOf(const ::containerd::v1::types::Process& p) {
   TaskStatus s;
@@ -60,14 +67,6 @@ TaskStatus StatusOf(const ::containerd::v1::types::Process& p) {
   s.exit_code = p.exit_status();
   if (p.has_exited_at()) s.exited_at_unix_nanos = UnixNanos(p.exited_at());
   return s;
-}
-
-std::string RandomHex(size_t bytes) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  std::string out;
-  for (size_t i = 0; i < bytes; ++i)
-    out += fmt::format("{:02x}", static_cast<unsigned>(rng() & 0xff));
-  return out;
 }
 
 void CheckId(const std::string& id) {
@@ -143,13 +142,7 @@ Containerd::Impl::Impl(const std::string& socket_path, std::string ns_name)
 }
 
 Containerd::Impl::~Impl() {
-  {
-    std::lock_guard lock(sub_mu);
-    stopping = true;
-    if (sub_ctx != nullptr) sub_ctx->TryCancel();
-  }
-  sub_cv.notify_all();
-  if (sub_thread.joinable()) sub_thread.join();
+  StopExits();
 }
 
 std::unique_ptr<grpc::ClientContext> Containerd::Impl::Context(std::chrono::seconds timeout,
@@ -244,7 +237,7 @@ void Containerd::Impl::RemoveSnapshot(const std::string& key) noexcept {
 std::unique_lock<std::mutex> Containerd::Impl::LockKey(const std::string& key) {
   std::shared_ptr<std::mutex> m;
   {
-    std::lock_guard lock(locks_mu);
+    MutexLock lock(locks_mu);
     auto& slot = locks[key];
     if (!slot) slot = std::make_shared<std::mutex>();
     m = slot;  // entries are never erased, so the mutex outlives the lock
@@ -556,132 +549,6 @@ std::vector<ContainerRecord> Containerd::List(const std::string& label_key,
     out.push_back(std::move(r));
   }
   return out;
-}
-
-void Containerd::SubscribeExits(ExitCallback on_exit, OomCallback on_oom) {
-  std::lock_guard lock(impl_->sub_mu);
-  if (impl_->sub_thread.joinable())
-    throw ExecutorError(ErrorKind::kFailedPrecondition, "SubscribeExits may be called only once");
-  impl_->sub_thread = std::thread(
-      [impl = impl_.get(), cb = std::move(on_exit), oom = std::move(on_oom)] {
-        impl->SubscriptionLoop(cb, oom);
-      });
-}
-
-void Containerd::Impl::Reconcile(const ExitCallback& on_exit) {
-  cdapi::tasks::ListTasksRequest req;
-  cdapi::tasks::ListTasksResponse resp;
-  auto ctx = Context(kShortCall);
-  grpc::Status s = tasks->List(ctx.get(), req, &resp);
-  if (!s.ok()) {
-    LogWarn(fmt::format("containerd Tasks.List after subscribing: {}", s.error_message()));
-    return;
-  }
-  for (const auto& p : resp.tasks())  // one init process per task; id is the container's
-    if (p.status() == ::containerd::v1::types::STOPPED)
-      on_exit(p.id(), p.exit_status(), p.has_exited_at() ? UnixNanos(p.exited_at()) : 0);
-}
-
-// One Subscribe stream at a time, re-opened whenever it ends. Events are not replayed, so
-// each new stream is followed by a Tasks.List that reports the tasks that stopped meanwhile.
-// That listing must not start before containerd has registered the stream (or an exit in
-// between would be lost), and nothing acknowledges a Subscribe: so the loop publishes an event
-// of its own on a topic only it listens to, and lists once that event comes back. The event
-// is published again every 250 ms until it does (the first one nearly always suffices).
-void Containerd::Impl::SubscriptionLoop(ExitCallback on_exit, OomCallback on_oom) {
-  auto backoff = std::chrono::milliseconds(100);
-  while (true) {
-    std::string nonce = RandomHex(8);
-    std::string sentinel = "/skep/executor/subscribed/" + nonce;
-    auto ctx = Context(std::chrono::seconds(0));
-    ctx->set_wait_for_ready(true);  // wait for containerd instead of failing at once
-    bool acked = false, done = false;
-    {
-      std::lock_guard lock(sub_mu);
-      if (stopping) return;
-      sub_ctx = ctx.get();
-    }
-    cdapi::events::SubscribeRequest req;
-    req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(kTaskExitTopic), Quoted(ns)));
-    req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(kTaskOomTopic), Quoted(ns)));
-    req.add_filters(fmt::format("topic=={},namespace=={}", Quoted(sentinel), Quoted(ns)));
-    auto reader = events->Subscribe(ctx.get(), req);
-    std::thread publisher([&] {
-      // While containerd is away the publish waits for it (wait_for_ready) and fails quietly
-      // at its deadline; only events containerd accepted count towards giving up.
-      for (int accepted = 0; accepted < 40;) {
-        cdapi::events::PublishRequest preq;
-        preq.set_topic(sentinel);
-        preq.mutable_event()->set_type_url("skep.executor.Subscribed");
-        google::protobuf::Empty presp;
-        auto pctx = Context(std::chrono::seconds(2));
-        pctx->set_wait_for_ready(true);
-        grpc::Status s = events->Publish(pctx.get(), preq, &presp);
-        if (s.ok()) {
-          ++accepted;
-        } else if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-                   s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-          LogWarn(fmt::format("containerd Events.Publish {}: {}", sentinel, s.error_message()));
-        }
-        std::unique_lock lock(sub_mu);
-        if (sub_cv.wait_for(lock, std::chrono::milliseconds(250),
-                            [&] { return acked || done || stopping; }))
-          return;
-      }
-      LogWarn("containerd never delivered our subscription check event; subscribing again");
-      ctx->TryCancel();
-    });
-    ::containerd::services::events::v1::Envelope env;
-    while (reader->Read(&env)) {
-      if (env.topic() == sentinel) {
-        bool first = false;
-        {
-          std::lock_guard lock(sub_mu);
-          first = !acked;
-          acked = true;
-        }
-        sub_cv.notify_all();
-        if (first) {
-          backoff = std::chrono::milliseconds(100);
-          Reconcile(on_exit);
-        }
-        continue;
-      }
-      if (env.event().type_url() == "containerd.events.TaskOOM") {
-        ::containerd::events::TaskOOM oom;
-        if (!oom.ParseFromString(env.event().value())) {
-          LogWarn("containerd sent a TaskOOM event that does not parse");
-        } else if (on_oom) {
-          on_oom(oom.container_id());
-        }
-        continue;
-      }
-      if (env.event().type_url() != "containerd.events.TaskExit") continue;
-      ::containerd::events::TaskExit task_exit;
-      if (!task_exit.ParseFromString(env.event().value())) {
-        LogWarn("containerd sent a TaskExit event that does not parse");
-        continue;
-      }
-      if (task_exit.id() != task_exit.container_id()) continue;  // an exec'd process
-      on_exit(task_exit.container_id(), task_exit.exit_status(),
-              task_exit.has_exited_at() ? UnixNanos(task_exit.exited_at()) : 0);
-    }
-    grpc::Status s = reader->Finish();
-    {
-      std::lock_guard lock(sub_mu);
-      done = true;
-      sub_ctx = nullptr;
-    }
-    sub_cv.notify_all();
-    publisher.join();
-    std::unique_lock lock(sub_mu);
-    if (stopping) return;
-    LogWarn(fmt::format("containerd Events.Subscribe ended ({}); subscribing again",
-                        s.error_message()));
-    sub_cv.wait_for(lock, backoff, [&] { return stopping; });
-    if (stopping) return;
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
-  }
 }
 
 }  // namespace skep::executor

@@ -7,6 +7,8 @@
 // runc (io.containerd.runc.v2) with the cgroupfs driver.
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -82,12 +84,17 @@ class Containerd {
   void Kill(const std::string& id, int signal, bool all = false);
   TaskStatus GetTaskStatus(const std::string& id);
 
-  // Calls `on_exit` on a background thread for every init process that exits. The
+  // Calls `on_exit` for every init process that exits, on a strand of `executor` (the
+  // subscription is a stream on gRPC's callback API; its timers run there too). The
   // subscription reconnects when containerd goes away; after each (re)subscription every task
   // already stopped is reported too, so exits are delivered at least once, possibly twice.
   // `on_oom`, if given, hears of every out-of-memory kill in a container (before or after its
-  // exit: the events are not ordered). Call once.
-  void SubscribeExits(ExitCallback on_exit, OomCallback on_oom = nullptr);
+  // exit: the events are not ordered). Call once; nothing is called once this object is gone.
+  void SubscribeExits(boost::asio::any_io_executor executor, ExitCallback on_exit,
+                      OomCallback on_oom = nullptr);
+  // Ends the exit subscription: once it returns no callback runs. Call while the executor's
+  // io_context still runs (the destructor calls it too).
+  void StopExits();
 
   // Runs `argv` in the running container `id` (containerd's exec: the container's own process
   // settings, environment and user, with these arguments), waits at most `timeout` (then kills

@@ -6,14 +6,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "daemon/common/mutex.h"
 #include "daemon/executor/containerd.h"
 #include "github.com/containerd/containerd/api/events/task.pb.h"
 #include "github.com/containerd/containerd/api/services/containers/v1/containers.grpc.pb.h"
@@ -45,6 +44,10 @@ inline constexpr const char* kSnapshotter = "overlayfs";
 
 // Logs through spdlog in skepd's key=value style (this library does not link skepd's logger).
 void LogWarn(const std::string& msg);
+// A string quoted for containerd's filter syntax.
+std::string Quoted(const std::string& s);
+int64_t UnixNanos(const google::protobuf::Timestamp& t);
+std::string RandomHex(size_t bytes);
 
 struct Containerd::Impl {
   Impl(const std::string& socket_path, std::string ns);
@@ -103,18 +106,13 @@ struct Containerd::Impl {
   std::vector<std::string> ReadRootfsFiles(const std::string& chain_id,
                                            const std::vector<std::string>& paths);
 
-  // The exit subscription (containerd.cc).
-  void SubscriptionLoop(ExitCallback on_exit, OomCallback on_oom);
-  void Reconcile(const ExitCallback& on_exit);
+  Mutex locks_mu;
+  std::map<std::string, std::shared_ptr<std::mutex>> locks SKEP_GUARDED_BY(locks_mu);
 
-  std::mutex locks_mu;
-  std::map<std::string, std::shared_ptr<std::mutex>> locks;  // guarded by locks_mu
-
-  std::mutex sub_mu;
-  std::condition_variable sub_cv;
-  bool stopping = false;                   // guarded by sub_mu
-  grpc::ClientContext* sub_ctx = nullptr;  // the open Subscribe call; guarded by sub_mu
-  std::thread sub_thread;
+  // The exit subscription (containerd_events.cc), once SubscribeExits was called.
+  class ExitSubscription;
+  std::shared_ptr<ExitSubscription> exits;
+  void StopExits();
 };
 
 }  // namespace skep::executor

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "daemon/common/mutex.h"
 #include "daemon/executor/errors.h"
 #include "daemon/executor/http_client.h"
 #include "daemon/executor/manifest.h"
@@ -172,8 +173,8 @@ std::vector<AuthChallenge> ParseWwwAuthenticate(std::string_view h) {
 struct Registry::Impl {
   RegistryConfig config;
   HttpClient http;
-  std::mutex mu;
-  std::map<std::string, Token> tokens;  // by "host scope"; guarded by mu
+  Mutex mu;
+  std::map<std::string, Token> tokens SKEP_GUARDED_BY(mu);  // by "host scope"
 
   explicit Impl(RegistryConfig c)
       : config(std::move(c)), http(HttpClient::Options{config.ca_file, config.timeout}) {}
@@ -306,7 +307,7 @@ struct Registry::Impl {
     for (int attempt = 0;; ++attempt) {
       HttpRequest r = req;
       {
-        std::lock_guard lock(mu);
+        MutexLock lock(mu);
         auto it = tokens.find(key);
         if (it != tokens.end() && it->second.expires < std::chrono::steady_clock::now()) {
           tokens.erase(it);
@@ -334,7 +335,7 @@ struct Registry::Impl {
           }
         }
         if (token) {
-          std::lock_guard lock(mu);
+          MutexLock lock(mu);
           tokens[key] = *token;
           continue;
         }

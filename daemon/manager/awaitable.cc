@@ -1,6 +1,6 @@
 #include "daemon/manager/awaitable.h"
 
-#include <mutex>
+#include "daemon/common/mutex.h"
 
 namespace skep::manager {
 
@@ -13,14 +13,14 @@ template <class T>
 struct Race : std::enable_shared_from_this<Race<T>> {
   explicit Race(Completion<T> c) : complete(std::move(c)) {}
   Completion<T> complete;
-  std::mutex mu;
-  bool done = false;
+  Mutex mu;
+  bool done SKEP_GUARDED_BY(mu) = false;
   Subscription watch;
   std::unique_ptr<Timer> timer;
 
   void Finish(T value) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (done) return;
       done = true;
     }

@@ -179,7 +179,7 @@ void Group::Refresh() {
   now.leader_info = std::move(leader);
   bool leadership_changed, managers_changed;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(mu_);
     auto same_leader = [](const std::optional<LeaderInfo>& a, const std::optional<LeaderInfo>& b) {
       if (a.has_value() != b.has_value()) return false;
       return !a || (a->raft_id == b->raft_id && a->addr == b->addr && a->node_id == b->node_id);
@@ -210,7 +210,7 @@ void Group::ApplySettings(const api::Cluster& cluster) {
 }
 
 Leadership Group::leadership() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(mu_);
   return leadership_;
 }
 
@@ -219,7 +219,7 @@ Subscription Group::WatchLeadership(std::function<void(const Leadership&)> f) {
 }
 
 std::vector<api::ManagerPeer> Group::Managers() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(mu_);
   return managers_;
 }
 

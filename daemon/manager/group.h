@@ -11,8 +11,6 @@
 // Its reads (leadership(), Managers(), NoLeaderStatus()...) are thread-safe.
 #pragma once
 
-#include <absl/base/thread_annotations.h>
-#include <absl/synchronization/mutex.h>
 
 #include <atomic>
 #include <functional>
@@ -22,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/common/mutex.h"
 #include "daemon/manager/context.h"
 #include "raft/node.h"
 
@@ -104,9 +103,9 @@ class Group {
   int64_t heartbeat_ms_;
   std::atomic<int64_t> election_ms_;
 
-  mutable absl::Mutex mu_;
-  Leadership leadership_ ABSL_GUARDED_BY(mu_);
-  std::vector<api::ManagerPeer> managers_ ABSL_GUARDED_BY(mu_);
+  mutable Mutex mu_;
+  Leadership leadership_ SKEP_GUARDED_BY(mu_);
+  std::vector<api::ManagerPeer> managers_ SKEP_GUARDED_BY(mu_);
   Observers<const Leadership&> leadership_watchers_;
   Observers<> managers_watchers_;
   Observers<const raft::NodeStatus&> status_watchers_;

@@ -61,13 +61,13 @@ LogBroker::Nodes LogBroker::Subscribe(const std::string& id, const std::string& 
     feed->Finish(Status::Ok());
     return {};
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   subs_[id] = std::move(sub);
   return notify;
 }
 
 LogBroker::Nodes LogBroker::Unsubscribe(const std::string& id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = subs_.find(id);
   if (it == subs_.end()) return {};
   Nodes nodes;
@@ -78,7 +78,7 @@ LogBroker::Nodes LogBroker::Unsubscribe(const std::string& id) {
 }
 
 std::vector<api::LogSubscription> LogBroker::For(const std::string& node_id) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<api::LogSubscription> out;
   for (const auto& [id, sub] : subs_) {
     auto it = sub.tasks.find(node_id);
@@ -101,7 +101,7 @@ Status LogBroker::Publish(const std::string& node_id, const api::PublishLogsMess
   std::shared_ptr<LogFeed> feed;
   api::ServiceLogsMessage out;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = subs_.find(msg.subscription_id());
     if (it == subs_.end()) {
       return NotFound("log subscription " + msg.subscription_id() + " ended");
@@ -133,7 +133,7 @@ Status LogBroker::Publish(const std::string& node_id, const api::PublishLogsMess
   if (!msg.close()) return Status::Ok();
   std::vector<std::shared_ptr<LogFeed>> done;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = subs_.find(msg.subscription_id());
     if (it != subs_.end()) {
       it->second.open.erase(node_id);
@@ -158,7 +158,7 @@ void LogBroker::MaybeComplete(const std::string& id, Nodes* notify,
 
 LogBroker::Nodes LogBroker::OnTask(const api::Task& task) {
   if (task.node_id().empty() || task.status().state() < api::TASK_ASSIGNED) return {};
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Nodes notify;
   for (auto& [id, sub] : subs_) {
     if (!sub.req.follow() || sub.service_id.empty() || sub.service_id != task.service_id()) {
@@ -173,7 +173,7 @@ LogBroker::Nodes LogBroker::OnSessionEnded(const std::string& node_id) {
   Nodes notify;
   std::vector<std::shared_ptr<LogFeed>> warn, done;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     std::vector<std::string> ids;
     for (auto& [id, sub] : subs_) {
       if (sub.req.follow() || !sub.open.erase(node_id)) continue;
@@ -200,7 +200,7 @@ LogBroker::Nodes LogBroker::OnSessionEnded(const std::string& node_id) {
 void LogBroker::EndAll(const Status& status) {
   std::map<std::string, Subscription> subs;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     subs.swap(subs_);
   }
   for (auto& [id, sub] : subs)

@@ -14,12 +14,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "control.pb.h"
+#include "daemon/common/mutex.h"
 #include "daemon/common/status.h"
 #include "dispatcher.pb.h"
 
@@ -71,12 +71,12 @@ class LogBroker {
   void Decorate(const std::string& node_id, api::LogMessage* m) const;
   // Without --follow, a subscription no node owes anything any more is over.
   void MaybeComplete(const std::string& id, Nodes* notify,
-                     std::vector<std::shared_ptr<LogFeed>>* done);
+                     std::vector<std::shared_ptr<LogFeed>>* done) SKEP_REQUIRES(mu_);
 
   const Store* store_;
   std::function<bool(const std::string&)> connected_;
-  mutable std::mutex mu_;
-  std::map<std::string, Subscription> subs_;
+  mutable Mutex mu_;
+  std::map<std::string, Subscription> subs_ SKEP_GUARDED_BY(mu_);
 };
 
 }  // namespace skep::manager

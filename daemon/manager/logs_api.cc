@@ -2,10 +2,10 @@
 // subscription of the dispatcher's broker; a follower relays the leader's stream. Both ends use
 // gRPC's callback API, so a request that follows a service for hours holds no thread.
 #include <deque>
-#include <mutex>
 #include <optional>
 
 #include "daemon/common/grpc_status.h"
+#include "daemon/common/mutex.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/dispatcher.h"
 #include "daemon/manager/on_leader.h"
@@ -31,17 +31,26 @@ class StreamFeed final : public LogFeed {
   void Detach();
 
  private:
-  void Next(std::unique_lock<std::mutex>& lock);
+  // What the stream does next, started once mu_ is released: a write of current_, or its
+  // finish.
+  struct Step {
+    LogStream* stream = nullptr;  // none: nothing
+    bool write = false;
+    grpc::Status finish;
+  };
+  Step NextLocked() SKEP_REQUIRES(mu_);
+  static void Take(const Step& step, const api::ServiceLogsMessage* current);
 
-  std::mutex mu_;
-  LogStream* stream_;  // null once the reactor is done
-  std::deque<api::ServiceLogsMessage> queue_;
-  api::ServiceLogsMessage current_;  // the one being written
-  bool writing_ = false;
-  bool finished_ = false;  // Finish was called on the reactor
-  std::optional<Status> finish_;
-  std::function<void()> cancel_;
-  bool cancelled_ = false;
+  Mutex mu_;
+  LogStream* stream_ SKEP_GUARDED_BY(mu_);  // null once the reactor is done
+  std::deque<api::ServiceLogsMessage> queue_ SKEP_GUARDED_BY(mu_);
+  // The one being written: set under mu_ while no write is in flight, then gRPC's.
+  api::ServiceLogsMessage current_;
+  bool writing_ SKEP_GUARDED_BY(mu_) = false;
+  bool finished_ SKEP_GUARDED_BY(mu_) = false;  // Finish was called on the reactor
+  std::optional<Status> finish_ SKEP_GUARDED_BY(mu_);
+  std::function<void()> cancel_ SKEP_GUARDED_BY(mu_);
+  bool cancelled_ SKEP_GUARDED_BY(mu_) = false;
 };
 
 class LogStream final : public grpc::ServerWriteReactor<api::ServiceLogsMessage> {
@@ -66,62 +75,79 @@ class LogStream final : public grpc::ServerWriteReactor<api::ServiceLogsMessage>
 };
 
 void StreamFeed::Push(api::ServiceLogsMessage m) {
-  std::unique_lock lock(mu_);
-  if (finish_ || !stream_) return;
-  queue_.push_back(std::move(m));
-  Next(lock);
+  Step step;
+  {
+    MutexLock lock(mu_);
+    if (finish_ || !stream_) return;
+    queue_.push_back(std::move(m));
+    step = NextLocked();
+  }
+  Take(step, &current_);
 }
 
 void StreamFeed::Finish(const Status& status) {
-  std::unique_lock lock(mu_);
-  if (finish_) return;
-  finish_ = status;
-  Next(lock);
+  Step step;
+  {
+    MutexLock lock(mu_);
+    if (finish_) return;
+    finish_ = status;
+    step = NextLocked();
+  }
+  Take(step, &current_);
 }
 
-void StreamFeed::Next(std::unique_lock<std::mutex>& lock) {
-  if (writing_ || finished_ || !stream_) return;
-  LogStream* s = stream_;
+StreamFeed::Step StreamFeed::NextLocked() {
+  if (writing_ || finished_ || !stream_) return {};
   if (!queue_.empty()) {
     current_ = std::move(queue_.front());
     queue_.pop_front();
     writing_ = true;
-    lock.unlock();
-    s->StartWrite(&current_);
-    return;
+    return {stream_, true, {}};
   }
-  if (!finish_) return;
+  if (!finish_) return {};
   finished_ = true;
-  const grpc::Status st = ToGrpc(*finish_);
-  lock.unlock();
-  s->Finish(st);
+  return {stream_, false, ToGrpc(*finish_)};
+}
+
+void StreamFeed::Take(const Step& step, const api::ServiceLogsMessage* current) {
+  if (step.stream == nullptr) return;
+  if (step.write) {
+    step.stream->StartWrite(current);
+  } else {
+    step.stream->Finish(step.finish);
+  }
 }
 
 void StreamFeed::WriteDone(bool ok) {
-  std::unique_lock lock(mu_);
-  writing_ = false;
-  if (!ok) {
-    // The client is gone: what is queued goes nowhere.
-    queue_.clear();
-    if (!finish_) finish_ = Status(Code::kCancelled, "the client went away");
+  Step step;
+  {
+    MutexLock lock(mu_);
+    writing_ = false;
+    if (!ok) {
+      // The client is gone: what is queued goes nowhere.
+      queue_.clear();
+      if (!finish_) finish_ = Status(Code::kCancelled, "the client went away");
+    }
+    step = NextLocked();
   }
-  Next(lock);
+  Take(step, &current_);
 }
 
 void StreamFeed::SetCancel(std::function<void()> cancel) {
-  std::unique_lock lock(mu_);
-  if (cancelled_) {
-    lock.unlock();
-    if (cancel) cancel();
-    return;
+  {
+    MutexLock lock(mu_);
+    if (!cancelled_) {
+      cancel_ = std::move(cancel);
+      return;
+    }
   }
-  cancel_ = std::move(cancel);
+  if (cancel) cancel();
 }
 
 void StreamFeed::Cancel() {
   std::function<void()> cancel;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     cancelled_ = true;
     cancel.swap(cancel_);
   }
@@ -129,7 +155,7 @@ void StreamFeed::Cancel() {
 }
 
 void StreamFeed::Detach() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   stream_ = nullptr;
   queue_.clear();
 }
@@ -139,8 +165,8 @@ class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
  public:
   // What the cancel function reaches, valid until the relay is done.
   struct Handle {
-    std::mutex mu;
-    LogRelay* relay = nullptr;
+    Mutex mu;
+    LogRelay* relay SKEP_GUARDED_BY(mu) = nullptr;
   };
 
   LogRelay(std::shared_ptr<grpc::Channel> channel, const api::ServiceLogsRequest& req,
@@ -150,7 +176,10 @@ class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
         req_(req),
         feed_(std::move(feed)),
         handle_(std::move(handle)) {
-    handle_->relay = this;
+    {
+      MutexLock lock(handle_->mu);
+      handle_->relay = this;
+    }
     ctx_.AddMetadata(kForwarded, "1");
     ctx_.AddMetadata(kRequestId, request_id);
     stub_->async()->ServiceLogs(&ctx_, &req_, this);
@@ -165,7 +194,7 @@ class LogRelay final : public grpc::ClientReadReactor<api::ServiceLogsMessage> {
   }
   void OnDone(const grpc::Status& status) override {
     {
-      std::lock_guard lock(handle_->mu);
+      MutexLock lock(handle_->mu);
       handle_->relay = nullptr;
     }
     feed_->Finish(FromSkep(status) || status.ok()
@@ -219,7 +248,7 @@ std::function<void()> ControlApi::ServiceLogs(const api::ServiceLogsRequest& req
     auto handle = std::make_shared<LogRelay::Handle>();
     new LogRelay(ctx_.ChannelTo(l.leader_info->addr), req, call.request_id, feed, handle);
     return [handle] {
-      std::lock_guard lock(handle->mu);
+      MutexLock lock(handle->mu);
       if (handle->relay) handle->relay->Cancel();
     };
   }

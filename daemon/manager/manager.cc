@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "daemon/common/log.h"
+#include "daemon/common/mutex.h"
 #include "daemon/common/pki.h"
 #include "daemon/manager/allocator/component.h"
 #include "daemon/manager/awaitable.h"
@@ -121,8 +122,8 @@ class Manager::Impl {
   std::unique_ptr<grpc::Server> server;
   std::shared_ptr<grpc::ChannelCredentials> credentials;
 
-  std::mutex channels_mu;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
+  Mutex channels_mu;
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels SKEP_GUARDED_BY(channels_mu);
 
   std::atomic<bool> stopped{false};
   // --force-new-cluster: set once the managers it left out are demoted.
@@ -195,6 +196,15 @@ void Manager::Impl::OnLeaderChange(raft::NodeId lead, raft::Term term, bool self
 }
 
 void Manager::Start() {
+  OpenLog();
+  AddComponents(StartRaft());
+  MakeServices();
+  RunThreads();
+  Listen();
+}
+
+// Opens the raft log, and checks it against how this manager starts.
+void Manager::OpenLog() {
   const ManagerOptions& o = options_;
   const auto opening = std::chrono::steady_clock::now();
   impl_->storage = raft::RocksStorage::Open(o.data_dir + "/raft");
@@ -226,6 +236,11 @@ void Manager::Start() {
   }
   impl_->cleanup_pending = std::filesystem::exists(CleanupMarker(o));
 
+}
+
+// The raft transport and node (not started yet).
+std::map<uint64_t, std::string> Manager::StartRaft() {
+  const ManagerOptions& o = options_;
   impl_->credentials = tls::NodeCredentials(o.tls);
   impl_->transport =
       std::make_unique<GrpcRaftTransport>(asio::any_io_executor(impl_->io.get_executor()),
@@ -267,6 +282,12 @@ void Manager::Start() {
     std::_Exit(1);
   });
 
+  return known;
+}
+
+// The manager group and the components it runs.
+void Manager::AddComponents(std::map<uint64_t, std::string> known) {
+  const ManagerOptions& o = options_;
   Group::Options go;
   go.self = self_;
   go.known_peers = std::move(known);
@@ -300,6 +321,10 @@ void Manager::Start() {
   };
   impl_->group->Add(MakeMembership(*this, *this, std::move(mo)));
 
+}
+
+// The gRPC services, and the dispatcher behind one of them.
+void Manager::MakeServices() {
   impl_->dispatcher = std::make_shared<Dispatcher>(*this);
   impl_->control = std::make_unique<ControlApi>(*this, impl_->dispatcher);
   impl_->control_service =
@@ -317,6 +342,10 @@ void Manager::Start() {
       });
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
 
+}
+
+// The manager's threads, the group, the dispatcher and raft.
+void Manager::RunThreads() {
   impl_->blocking.emplace(2);
   impl_->guard.emplace(asio::make_work_guard(impl_->io));
   for (int i = 0; i < 2; ++i)
@@ -339,6 +368,10 @@ void Manager::Start() {
   impl_->dispatcher->Start();
   impl_->raft->Start();
 
+}
+
+void Manager::Listen() {
+  const ManagerOptions& o = options_;
   grpc::ServerBuilder builder;
   tls::ConfigureServer(builder);
   builder.AddListeningPort(o.listen_addr, tls::ServerCredentials(o.tls));
@@ -420,6 +453,8 @@ void Manager::Stop() {
     impl_->server.reset();
   }
   impl_->raft->Stop();
+  // The log is closed now (its lock freed): a new manager may open it in this process.
+  impl_->storage.reset();
   if (impl_->transport) impl_->transport->Stop();
   if (impl_->guard) impl_->guard.reset();
   impl_->io.stop();
@@ -520,7 +555,7 @@ std::chrono::milliseconds Manager::LeaderWait() const {
 }
 
 std::shared_ptr<grpc::Channel> Manager::ChannelTo(const std::string& addr) {
-  std::lock_guard lock(impl_->channels_mu);
+  MutexLock lock(impl_->channels_mu);
   auto& ch = impl_->channels[addr];
   if (!ch) ch = grpc::CreateCustomChannel(addr, impl_->credentials, tls::ChannelArgs());
   return ch;

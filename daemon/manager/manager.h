@@ -102,6 +102,14 @@ class Manager final : public ServiceContext, public RaftMembership {
   class Impl;
 
  private:
+  // Start's steps, in order.
+  void OpenLog();
+  std::map<uint64_t, std::string> StartRaft();  // returns the peers known from the options
+  void AddComponents(std::map<uint64_t, std::string> known_peers);
+  void MakeServices();
+  void RunThreads();
+  void Listen();
+
   ManagerOptions options_;
   Identity self_;
   std::unique_ptr<Impl> impl_;

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <condition_variable>
 #include <deque>
 #include <future>
 #include <map>
@@ -14,6 +13,7 @@
 #include <pthread.h>
 
 #include "daemon/common/log.h"
+#include "daemon/common/mutex.h"
 #include "raft/conf.h"
 
 namespace skep {
@@ -35,20 +35,20 @@ class StorageWriter {
   ~StorageWriter() { Close(); }
   void Post(std::function<void()> job) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (closed_) return;
       jobs_.push_back(std::move(job));
     }
-    cv_.notify_one();
+    cv_.NotifyOne();
   }
   // Runs what is queued, then refuses further jobs.
   void Close() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (closed_) return;
       closed_ = true;
     }
-    cv_.notify_one();
+    cv_.NotifyOne();
     thread_.join();
   }
 
@@ -57,8 +57,11 @@ class StorageWriter {
     for (;;) {
       std::function<void()> job;
       {
-        std::unique_lock lock(mu_);
-        cv_.wait(lock, [&] { return closed_ || !jobs_.empty(); });
+        MutexLock lock(mu_);
+        cv_.Wait(lock, [&] {
+          mu_.AssertHeld();
+          return closed_ || !jobs_.empty();
+        });
         if (jobs_.empty()) return;
         job = std::move(jobs_.front());
         jobs_.pop_front();
@@ -66,10 +69,10 @@ class StorageWriter {
       job();
     }
   }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  bool closed_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> jobs_ SKEP_GUARDED_BY(mu_);
+  bool closed_ SKEP_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 
@@ -97,7 +100,7 @@ class Serializer : public std::enable_shared_from_this<Serializer> {
   void Submit(std::function<void()> task, int budget) {
     if (!inline_) budget = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       tasks_.push_back(std::move(task));
       if (busy_) return;
       busy_ = true;
@@ -113,7 +116,7 @@ class Serializer : public std::enable_shared_from_this<Serializer> {
     for (int n = 0;; ++n) {
       std::function<void()> task;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         if (tasks_.empty()) {
           busy_ = false;
           return;
@@ -130,9 +133,9 @@ class Serializer : public std::enable_shared_from_this<Serializer> {
   }
   asio::io_context& io_;
   const bool inline_;
-  std::mutex mu_;
-  std::deque<std::function<void()>> tasks_;
-  bool busy_ = false;
+  Mutex mu_;
+  std::deque<std::function<void()>> tasks_ SKEP_GUARDED_BY(mu_);
+  bool busy_ SKEP_GUARDED_BY(mu_) = false;
 };
 
 class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
@@ -220,8 +223,8 @@ class RaftNode::Impl : public std::enable_shared_from_this<RaftNode::Impl> {
   std::string membership_digest;  // the serializer's: the last MembershipDigest published
   std::function<void(const std::string&)> on_fatal;
 
-  mutable std::mutex status_mu;
-  raft::NodeStatus status;
+  mutable Mutex status_mu;
+  raft::NodeStatus status SKEP_GUARDED_BY(status_mu);
 };
 
 namespace {
@@ -244,7 +247,7 @@ void RaftNode::Impl::PublishStatus() {
   raft::NodeStatus st = node->GetStatus();
   std::string digest = MembershipDigest(st);
   {
-    std::lock_guard lock(status_mu);
+    MutexLock lock(status_mu);
     status = st;
   }
   // After the status is in place: a watcher's reaction reads it.
@@ -693,7 +696,7 @@ void RaftNode::SetTimeouts(int election_tick, int heartbeat_tick) {
 }
 
 raft::NodeStatus RaftNode::GetStatus() const {
-  std::lock_guard lock(impl_->status_mu);
+  MutexLock lock(impl_->status_mu);
   return impl_->status;
 }
 

@@ -34,7 +34,8 @@ struct GrpcRaftTransport::Endpoint {
 };
 
 // One of a peer's two streams and what waits for it: the log's (appends and snapshot chunks)
-// or the small messages'. Under the peer's mu.
+// or the small messages'. Under the peer's mu (the Peer's members are marked so; a Lane's and
+// a Stream's own, reached through pointers, the analysis cannot tie to it).
 struct GrpcRaftTransport::Lane {
   std::deque<raftpb::Message> queue;
   Stream* stream = nullptr;  // the open stream, if any
@@ -51,22 +52,23 @@ struct GrpcRaftTransport::Lane {
 
 // A peer and its streams. Streams and retry timers keep it (not the transport) alive.
 struct GrpcRaftTransport::Peer : std::enable_shared_from_this<Peer> {
-  uint64_t id = 0;
-  std::shared_ptr<const Endpoint> endpoint;
-  std::mutex mu;
-  // All below: under mu.
-  std::string addr;
-  bool stopped = false;
-  std::shared_ptr<grpc::Channel> channel;  // to addr, made on the first stream
-  std::unique_ptr<raftpb::Raft::Stub> stub;
-  Lane small, log;
+  Peer(uint64_t id, std::shared_ptr<const Endpoint> endpoint, std::string addr)
+      : id(id), endpoint(std::move(endpoint)), addr(std::move(addr)) {}
+  const uint64_t id;
+  const std::shared_ptr<const Endpoint> endpoint;
+  Mutex mu;
+  std::string addr SKEP_GUARDED_BY(mu);
+  bool stopped SKEP_GUARDED_BY(mu) = false;
+  std::shared_ptr<grpc::Channel> channel SKEP_GUARDED_BY(mu);  // to addr, made on the first stream
+  std::unique_ptr<raftpb::Raft::Stub> stub SKEP_GUARDED_BY(mu);
+  Lane small SKEP_GUARDED_BY(mu), log SKEP_GUARDED_BY(mu);
 
-  Lane& LaneFor(const raftpb::Message& m) { return Bulk(m) ? log : small; }
+  Lane& LaneFor(const raftpb::Message& m) SKEP_REQUIRES(mu) { return Bulk(m) ? log : small; }
   // A stream for `lane` if it wants one and may have one now, else a timer at its retry time.
   // The stream returned is to be started (Start) outside mu.
-  Stream* MaybeOpenLocked(Lane& lane);
+  Stream* MaybeOpenLocked(Lane& lane) SKEP_REQUIRES(mu);
   // Both lanes' streams, detached (to Close outside mu), and their timers cancelled.
-  std::vector<Stream*> DetachAllLocked();
+  std::vector<Stream*> DetachAllLocked() SKEP_REQUIRES(mu);
 };
 
 // One client stream to a peer, for one lane. Writes start from whichever thread has a message
@@ -99,7 +101,7 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
     context.TryCancel();
     bool release;
     {
-      std::lock_guard lock(peer_->mu);
+      MutexLock lock(peer_->mu);
       cancelled_ = true;
       release = !writing;
     }
@@ -114,7 +116,7 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
     grpc::WriteOptions reopen_options;
     bool reopen_write = false;
     {
-      std::lock_guard lock(peer_->mu);
+      MutexLock lock(peer_->mu);
       if (closing) {
         writing = false;
         release = cancelled_;  // else Close releases once it has cancelled
@@ -157,7 +159,7 @@ class GrpcRaftTransport::Stream final : public grpc::ClientWriteReactor<raftpb::
 
   void OnDone(const grpc::Status& status) override {
     {
-      std::lock_guard lock(peer_->mu);
+      MutexLock lock(peer_->mu);
       if (lane_->stream == this) lane_->stream = nullptr;
       if (!status.ok() && !peer_->stopped && status.error_code() != grpc::StatusCode::CANCELLED) {
         SKEP_LOG(debug, "raft", "stream to peer {} at {} ended: {}", peer_->id, peer_->addr,
@@ -212,7 +214,7 @@ GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::MaybeOpenLocked(Lane& lane) 
           bool write;
           grpc::WriteOptions options;
           {
-            std::lock_guard lock(self->mu);
+            MutexLock lock(self->mu);
             lane->retry.reset();
             lane->retry_at = {};
             s = self->MaybeOpenLocked(*lane);
@@ -267,7 +269,7 @@ GrpcRaftTransport::~GrpcRaftTransport() {
 void GrpcRaftTransport::Drop(std::shared_ptr<Peer> p) {
   std::vector<Stream*> closing;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     p->stopped = true;
     closing = p->DetachAllLocked();
     p->small.queue.clear();
@@ -280,7 +282,7 @@ void GrpcRaftTransport::Drop(std::shared_ptr<Peer> p) {
 void GrpcRaftTransport::Stop() {
   std::map<uint64_t, std::shared_ptr<Peer>> peers;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_) return;
     stopped_ = true;
     peers.swap(peers_);
@@ -296,15 +298,11 @@ void GrpcRaftTransport::SetPeer(uint64_t raft_id, const std::string& addr) {
 bool GrpcRaftTransport::UpdatePeer(uint64_t raft_id, const std::string& addr) {
   std::shared_ptr<Peer> p;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopped_ || addr.empty()) return false;
     auto it = peers_.find(raft_id);
     if (it == peers_.end()) {
-      p = std::make_shared<Peer>();
-      p->id = raft_id;
-      p->endpoint = endpoint_;
-      p->addr = addr;
-      peers_[raft_id] = p;
+      peers_[raft_id] = std::make_shared<Peer>(raft_id, endpoint_, addr);
       return true;
     }
     p = it->second;
@@ -312,7 +310,7 @@ bool GrpcRaftTransport::UpdatePeer(uint64_t raft_id, const std::string& addr) {
   // A new address: the streams to the old one go, and the next messages open new ones.
   std::vector<Stream*> closing;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (p->addr == addr) return false;
     p->addr = addr;
     p->channel.reset();
@@ -327,7 +325,7 @@ bool GrpcRaftTransport::UpdatePeer(uint64_t raft_id, const std::string& addr) {
 void GrpcRaftTransport::RemovePeer(uint64_t raft_id) {
   std::shared_ptr<Peer> p;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = peers_.find(raft_id);
     if (it == peers_.end()) return;
     p = it->second;
@@ -339,19 +337,19 @@ void GrpcRaftTransport::RemovePeer(uint64_t raft_id) {
 std::string GrpcRaftTransport::PeerAddr(uint64_t raft_id) const {
   std::shared_ptr<Peer> p;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = peers_.find(raft_id);
     if (it == peers_.end()) return "";
     p = it->second;
   }
-  std::lock_guard plock(p->mu);
+  MutexLock plock(p->mu);
   return p->addr;
 }
 
 void GrpcRaftTransport::Send(raftpb::Message m) {
   std::shared_ptr<Peer> p;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = peers_.find(m.to());
     if (it == peers_.end()) return;
     p = it->second;
@@ -361,7 +359,7 @@ void GrpcRaftTransport::Send(raftpb::Message m) {
   bool write = false;
   grpc::WriteOptions options;
   {
-    std::lock_guard lock(p->mu);
+    MutexLock lock(p->mu);
     if (p->stopped) return;
     Lane& lane = p->LaneFor(m);
     if (lane.queue.size() >= kMaxQueued) lane.queue.pop_front();  // raft resends what matters
@@ -388,13 +386,13 @@ void GrpcRaftTransport::Send(raftpb::Message m) {
 }
 
 void GrpcRaftTransport::Heard(uint64_t raft_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   heard_[raft_id] = std::chrono::steady_clock::now();
 }
 
 std::vector<uint64_t> GrpcRaftTransport::Silent(const std::vector<uint64_t>& peers,
                                                 std::chrono::milliseconds window) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const auto now = std::chrono::steady_clock::now();
   std::vector<uint64_t> out;
   for (uint64_t id : peers) {

@@ -20,8 +20,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 
+#include "daemon/common/mutex.h"
 #include "daemon/manager/raft_node.h"
 #include "raft.grpc.pb.h"
 
@@ -69,11 +69,11 @@ class GrpcRaftTransport final : public RaftTransport {
   bool UpdatePeer(uint64_t raft_id, const std::string& addr);
 
   std::shared_ptr<const Endpoint> endpoint_;
-  mutable std::mutex mu_;
-  std::map<uint64_t, std::shared_ptr<Peer>> peers_;
-  std::map<uint64_t, std::chrono::steady_clock::time_point> heard_;
+  mutable Mutex mu_;
+  std::map<uint64_t, std::shared_ptr<Peer>> peers_ SKEP_GUARDED_BY(mu_);
+  std::map<uint64_t, std::chrono::steady_clock::time_point> heard_ SKEP_GUARDED_BY(mu_);
   const std::chrono::steady_clock::time_point started_;
-  bool stopped_ = false;
+  bool stopped_ SKEP_GUARDED_BY(mu_) = false;
   std::function<void()> on_peer_address_;
 };
 

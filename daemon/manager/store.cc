@@ -18,8 +18,8 @@ constexpr std::chrono::milliseconds kSlow(100);
 SlowRead::~SlowRead() {
   const auto held = std::chrono::steady_clock::now() - start;
   if (held > kSlow) {
-    SKEP_LOG(warn, "store", "a read at {}:{} held the store for {} ms", where.file_name(),
-             where.line(), std::chrono::duration_cast<std::chrono::milliseconds>(held).count());
+    SKEP_LOG(warn, "store", "a read at {}:{} held the store for {} ms", file, line,
+             std::chrono::duration_cast<std::chrono::milliseconds>(held).count());
   }
 }
 
@@ -248,102 +248,100 @@ const T* Lookup(const Rows<T>& rows, const std::string& id) {
   return it == rows.end() ? nullptr : it->second.get();
 }
 
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // ReadTx
 
 const api::Cluster* ReadTx::cluster() const {
-  return s_.t_->clusters.empty() ? nullptr : s_.t_->clusters.begin()->second.get();
+  return s_.tables().clusters.empty() ? nullptr : s_.tables().clusters.begin()->second.get();
 }
 const api::Node* ReadTx::node(const std::string& id) const {
-  return Lookup(s_.t_->nodes, id);
+  return Lookup(s_.tables().nodes, id);
 }
 const api::Node* ReadTx::node_by_raft_id(uint64_t raft_id) const {
-  auto it = s_.t_->node_by_raft_id.find(raft_id);
-  return it == s_.t_->node_by_raft_id.end() ? nullptr : node(it->second);
+  auto it = s_.tables().node_by_raft_id.find(raft_id);
+  return it == s_.tables().node_by_raft_id.end() ? nullptr : node(it->second);
 }
 std::vector<const api::Node*> ReadTx::nodes() const {
-  return Collect<const api::Node*>(&s_.t_->nodes);
+  return Collect<const api::Node*>(&s_.tables().nodes);
 }
 const api::Service* ReadTx::service(const std::string& id) const {
-  return Lookup(s_.t_->services, id);
+  return Lookup(s_.tables().services, id);
 }
 const api::Service* ReadTx::service_by_name(const std::string& name) const {
-  auto it = s_.t_->service_by_name.find(name);
-  return it == s_.t_->service_by_name.end() ? nullptr : service(it->second);
+  auto it = s_.tables().service_by_name.find(name);
+  return it == s_.tables().service_by_name.end() ? nullptr : service(it->second);
 }
 std::vector<const api::Service*> ReadTx::services() const {
-  return Collect<const api::Service*>(&s_.t_->services);
+  return Collect<const api::Service*>(&s_.tables().services);
 }
 const api::Task* ReadTx::task(const std::string& id) const {
-  return Lookup(s_.t_->tasks, id);
+  return Lookup(s_.tables().tasks, id);
 }
 std::vector<const api::Task*> ReadTx::tasks() const {
-  return Collect<const api::Task*>(&s_.t_->tasks);
+  return Collect<const api::Task*>(&s_.tables().tasks);
 }
 std::vector<const api::Task*> ReadTx::tasks_of_service(const std::string& service_id) const {
-  return Collect<const api::Task*>(Find(s_.t_->task_by_service, service_id));
+  return Collect<const api::Task*>(Find(s_.tables().task_by_service, service_id));
 }
 std::vector<std::string> ReadTx::services_with_tasks() const {
   std::vector<std::string> out;
-  out.reserve(s_.t_->task_by_service.size());
-  for (const auto& [id, tasks] : s_.t_->task_by_service)
+  out.reserve(s_.tables().task_by_service.size());
+  for (const auto& [id, tasks] : s_.tables().task_by_service)
     out.push_back(id);
   return out;
 }
 std::vector<const api::Task*> ReadTx::tasks_on_node(const std::string& node_id) const {
-  return Collect<const api::Task*>(Find(s_.t_->task_by_node, node_id));
+  return Collect<const api::Task*>(Find(s_.tables().task_by_node, node_id));
 }
 std::vector<const api::Task*> ReadTx::tasks_in_slot(const std::string& service_id,
                                                     uint64_t slot) const {
-  return Collect<const api::Task*>(Find(s_.t_->task_by_slot, std::make_pair(service_id, slot)));
+  return Collect<const api::Task*>(Find(s_.tables().task_by_slot, std::make_pair(service_id, slot)));
 }
 std::vector<const api::Task*> ReadTx::tasks_desired(api::TaskState desired) const {
-  return Collect<const api::Task*>(Find(s_.t_->task_by_desired, static_cast<int>(desired)));
+  return Collect<const api::Task*>(Find(s_.tables().task_by_desired, static_cast<int>(desired)));
 }
 Shared<api::Task> ReadTx::share_task(const std::string& id) const {
-  auto it = s_.t_->tasks.find(id);
-  return it == s_.t_->tasks.end() ? nullptr : it->second;
+  auto it = s_.tables().tasks.find(id);
+  return it == s_.tables().tasks.end() ? nullptr : it->second;
 }
-std::vector<Shared<api::Task>> ReadTx::share_tasks_of_service(
-    const std::string& service_id) const {
-  return Collect<Shared<api::Task>>(Find(s_.t_->task_by_service, service_id));
+std::vector<Shared<api::Task>> ReadTx::share_tasks_of_service(const std::string& service_id) const {
+  return Collect<Shared<api::Task>>(Find(s_.tables().task_by_service, service_id));
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_on_node(const std::string& node_id) const {
-  return Collect<Shared<api::Task>>(Find(s_.t_->task_by_node, node_id));
+  return Collect<Shared<api::Task>>(Find(s_.tables().task_by_node, node_id));
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_waiting() const {
-  return Collect<Shared<api::Task>>(&s_.t_->task_waiting);
+  return Collect<Shared<api::Task>>(&s_.tables().task_waiting);
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_in_state(api::TaskState state) const {
-  return Collect<Shared<api::Task>>(Find(s_.t_->task_by_state, static_cast<int>(state)));
+  return Collect<Shared<api::Task>>(Find(s_.tables().task_by_state, static_cast<int>(state)));
 }
 std::vector<Shared<api::Task>> ReadTx::share_tasks_with_addresses() const {
-  return Collect<Shared<api::Task>>(&s_.t_->task_addressed);
+  return Collect<Shared<api::Task>>(&s_.tables().task_addressed);
 }
 std::vector<Shared<api::Node>> ReadTx::share_nodes() const {
-  return Collect<Shared<api::Node>>(&s_.t_->nodes);
+  return Collect<Shared<api::Node>>(&s_.tables().nodes);
 }
 std::vector<Shared<api::Service>> ReadTx::share_services() const {
-  return Collect<Shared<api::Service>>(&s_.t_->services);
+  return Collect<Shared<api::Service>>(&s_.tables().services);
 }
 std::vector<Shared<api::Network>> ReadTx::share_networks() const {
-  return Collect<Shared<api::Network>>(&s_.t_->networks);
+  return Collect<Shared<api::Network>>(&s_.tables().networks);
 }
 size_t ReadTx::task_count() const {
-  return s_.t_->tasks.size();
+  return s_.tables().tasks.size();
 }
 const api::Network* ReadTx::network(const std::string& id) const {
-  return Lookup(s_.t_->networks, id);
+  return Lookup(s_.tables().networks, id);
 }
 const api::Network* ReadTx::network_by_name(const std::string& name) const {
-  auto it = s_.t_->network_by_name.find(name);
-  return it == s_.t_->network_by_name.end() ? nullptr : network(it->second);
+  auto it = s_.tables().network_by_name.find(name);
+  return it == s_.tables().network_by_name.end() ? nullptr : network(it->second);
 }
 std::vector<const api::Network*> ReadTx::networks() const {
-  return Collect<const api::Network*>(&s_.t_->networks);
+  return Collect<const api::Network*>(&s_.tables().networks);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -360,8 +358,8 @@ std::optional<api::Node> Store::GetNode(const std::string& id) const {
 }
 
 std::vector<api::Node> Store::ListNodes() const {
-  std::shared_lock lock(mu_);
-  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
+  ReaderLock lock(mu_);
+  const SlowRead timer{__FILE__, __LINE__, std::chrono::steady_clock::now()};
   std::vector<api::Node> out;
   out.reserve(t_->nodes.size());
   for (const auto& [id, n] : t_->nodes)
@@ -391,8 +389,8 @@ std::optional<api::Service> Store::GetService(const std::string& id) const {
 }
 
 std::vector<api::Service> Store::ListServices() const {
-  std::shared_lock lock(mu_);
-  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
+  ReaderLock lock(mu_);
+  const SlowRead timer{__FILE__, __LINE__, std::chrono::steady_clock::now()};
   std::vector<api::Service> out;
   for (const auto& [id, s] : t_->services)
     out.push_back(*s);
@@ -416,24 +414,24 @@ std::vector<api::Task> Store::TasksOfService(const std::string& service_id) cons
 }
 
 uint64_t Store::applied_index() const {
-  std::shared_lock lock(mu_);
-  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
+  ReaderLock lock(mu_);
+  const SlowRead timer{__FILE__, __LINE__, std::chrono::steady_clock::now()};
   return applied_;
 }
 
 void Store::ExpectOutcome(const std::string& request_id, std::function<void(const Status&)> done) {
-  std::lock_guard lock(outcomes_mu_);
+  MutexLock lock(outcomes_mu_);
   outcomes_[request_id] = std::move(done);
 }
 
 void Store::ForgetOutcome(const std::string& request_id) {
-  std::lock_guard lock(outcomes_mu_);
+  MutexLock lock(outcomes_mu_);
   outcomes_.erase(request_id);
 }
 
 std::optional<AppliedRequest> Store::Applied(const std::string& client_request_id) const {
   if (client_request_id.empty()) return std::nullopt;
-  std::shared_lock lock(mu_);
+  ReaderLock lock(mu_);
   auto it = applied_requests_.find(client_request_id);
   if (it == applied_requests_.end()) return std::nullopt;
   return it->second;
@@ -453,19 +451,20 @@ Subscription Store::Watch(std::function<void(const StoreEvent&)> watcher) const 
 }
 
 Status Store::Validate(const api::StoreBatch& batch) const {
-  std::shared_lock lock(mu_);
-  const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
+  ReaderLock lock(mu_);
+  const SlowRead timer{__FILE__, __LINE__, std::chrono::steady_clock::now()};
   return CheckLocked(batch);
 }
 
 Status Store::CheckLocked(const api::StoreBatch& batch) const {
+  const Tables& t = *t_;  // for the visitor below, which runs here, under the lock
   Status result;
   for (const auto& a : batch.actions()) {
     bool has_target = VisitTarget(a, [&](const auto& obj) {
       using T = std::decay_t<decltype(obj)>;
       const T* kind = nullptr;
       const std::string what = KindName(kind);
-      const auto& rows = t_->rows(kind);
+      const auto& rows = t.rows(kind);
       if (obj.id().empty()) {
         result = {Code::kInvalidArgument, "a " + what + " without an ID"};
         return;
@@ -479,15 +478,15 @@ Status Store::CheckLocked(const api::StoreBatch& batch) const {
           }
           if constexpr (std::is_same_v<T, api::Node>) {
             // A raft id names one node for good; two would fight over one raft identity.
-            auto taken = t_->node_by_raft_id.find(obj.raft_id());
-            if (obj.raft_id() != 0 && taken != t_->node_by_raft_id.end()) {
+            auto taken = t.node_by_raft_id.find(obj.raft_id());
+            if (obj.raft_id() != 0 && taken != t.node_by_raft_id.end()) {
               result = {Code::kAlreadyExists, "raft id " + std::to_string(obj.raft_id()) +
-                                           " is taken by node " + taken->second};
+                                                  " is taken by node " + taken->second};
               return;
             }
           }
           if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
-            if (NameTaken(t_->by_name(kind), obj)) {
+            if (NameTaken(t.by_name(kind), obj)) {
               result = {Code::kAlreadyExists,
                         what + " name \"" + obj.spec().name() + "\" is already in use"};
               return;
@@ -495,7 +494,7 @@ Status Store::CheckLocked(const api::StoreBatch& batch) const {
           }
           if constexpr (std::is_same_v<T, api::Network>) {
             // Two creates that raced for one subnet or VNI: the later one loses, everywhere.
-            for (const auto& [id, other] : t_->networks) {
+            for (const auto& [id, other] : t.networks) {
               if (std::string why = allocator::AllocationConflict(obj, *other); !why.empty()) {
                 result = {Code::kAlreadyExists, why};
                 return;
@@ -518,7 +517,7 @@ Status Store::CheckLocked(const api::StoreBatch& batch) const {
             return;
           }
           if constexpr (std::is_same_v<T, api::Service> || std::is_same_v<T, api::Network>) {
-            if (a.kind() == api::StoreAction::UPDATE && NameTaken(t_->by_name(kind), obj)) {
+            if (a.kind() == api::StoreAction::UPDATE && NameTaken(t.by_name(kind), obj)) {
               result = {Code::kAlreadyExists,
                         what + " name \"" + obj.spec().name() + "\" is already in use"};
               return;
@@ -533,7 +532,7 @@ Status Store::CheckLocked(const api::StoreBatch& batch) const {
       if constexpr (std::is_same_v<T, api::Service>) {
         if (a.kind() == api::StoreAction::REMOVE) return;
         for (const auto& att : obj.spec().networks()) {
-          if (!t_->networks.count(att.target())) {
+          if (!t.networks.count(att.target())) {
             result = {Code::kNotFound, "network " + att.target() + " not found"};
             return;
           }
@@ -541,7 +540,7 @@ Status Store::CheckLocked(const api::StoreBatch& batch) const {
       }
       if constexpr (std::is_same_v<T, api::Network>) {
         if (a.kind() != api::StoreAction::REMOVE) return;
-        for (const auto& [id, svc] : t_->services) {
+        for (const auto& [id, svc] : t.services) {
           for (const auto& att : svc->spec().networks()) {
             if (att.target() == obj.id()) {
               result = {Code::kConflict, "network " + obj.spec().name() + " is in use by service " +
@@ -568,7 +567,7 @@ void Store::Apply(const raftpb::Entry& entry) {
   }
   {
     const auto asked = std::chrono::steady_clock::now();
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     if (const auto waited = std::chrono::steady_clock::now() - asked; waited > kSlow) {
       SKEP_LOG(warn, "store", "applying entry {} waited {} ms for readers", entry.index(),
                std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
@@ -590,16 +589,17 @@ void Store::Apply(const raftpb::Entry& entry) {
         Remember(batch.client_request_id(), r);
       }
       events.reserve(batch.actions_size());
+      Tables& t = *t_;  // for the visitor below, which runs here, under the lock
       for (auto& a : *batch.mutable_actions()) {
         VisitTarget(a, [&](auto& given) {
           using T = std::decay_t<decltype(given)>;
-          auto& rows = t_->rows(static_cast<const T*>(nullptr));
+          auto& rows = t.rows(static_cast<const T*>(nullptr));
           StoreEvent ev;
           ev.index = entry.index();
           ev.kind = a.kind();
           if (a.kind() == api::StoreAction::REMOVE) {
             auto it = rows.find(given.id());
-            t_->Unindex(*it->second);
+            t.Unindex(*it->second);
             ev.object = std::move(it->second);
             rows.erase(it);
           } else {
@@ -611,12 +611,12 @@ void Store::Apply(const raftpb::Entry& entry) {
             obj->mutable_meta()->set_updated_at(batch.proposed_at());
             obj->mutable_meta()->set_version(entry.index());
             if (!create) {
-              t_->Reindex(*it->second, Shared<T>(obj));
+              t.Reindex(*it->second, Shared<T>(obj));
               ev.old = std::move(it->second);
               it->second = obj;
             } else {
               rows.emplace(obj->id(), obj);
-              t_->Index(Shared<T>(obj));
+              t.Index(Shared<T>(obj));
             }
             ev.object = Shared<T>(std::move(obj));
           }
@@ -628,7 +628,7 @@ void Store::Apply(const raftpb::Entry& entry) {
   }
   std::function<void(const Status&)> done;
   {
-    std::lock_guard lock(outcomes_mu_);
+    MutexLock lock(outcomes_mu_);
     if (is_batch && !batch.request_id().empty()) {
       auto it = outcomes_.find(batch.request_id());
       if (it != outcomes_.end()) {
@@ -662,8 +662,8 @@ std::function<std::string()> Store::Snapshot() {
   };
   auto objects = std::make_shared<Objects>();
   {
-    std::shared_lock lock(mu_);
-    const SlowRead timer{std::source_location::current(), std::chrono::steady_clock::now()};
+    ReaderLock lock(mu_);
+    const SlowRead timer{__FILE__, __LINE__, std::chrono::steady_clock::now()};
     objects->nodes = Collect<Shared<api::Node>>(&t_->nodes);
     objects->clusters = Collect<Shared<api::Cluster>>(&t_->clusters);
     objects->services = Collect<Shared<api::Service>>(&t_->services);
@@ -689,8 +689,7 @@ std::function<std::string()> Store::Snapshot() {
       auto write = [&](int field, const auto& list) {
         for (const auto& obj : list) {
           google::protobuf::internal::WireFormatLite::WriteTag(
-              field, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED,
-              &coded);
+              field, google::protobuf::internal::WireFormatLite::WIRETYPE_LENGTH_DELIMITED, &coded);
           coded.WriteVarint32(static_cast<uint32_t>(obj->ByteSizeLong()));
           obj->SerializeWithCachedSizes(&coded);
         }
@@ -759,7 +758,7 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
   load(snap.mutable_networks());
   std::vector<StoreEvent> events;
   {
-    std::unique_lock lock(mu_);
+    WriterLock lock(mu_);
     const uint64_t index = snapshot.metadata().index();
     DiffRows(t_->nodes, fresh->nodes, index, events);
     DiffRows(t_->clusters, fresh->clusters, index, events);

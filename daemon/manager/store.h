@@ -15,11 +15,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <set>
-#include <shared_mutex>
-#include <source_location>
 #include <string>
 #include <unordered_map>
 #include <variant>
@@ -116,9 +113,11 @@ class ReadTx {
 };
 
 // A read that holds the store for long holds up the raft node's apply (and so its clock): it
-// is logged, with where it was made.
+// is logged, with where it was made. (The builtins, not std::source_location, which Debian 12's
+// clang cannot compile with its libstdc++.)
 struct SlowRead {
-  std::source_location where;
+  const char* file;
+  unsigned line;
   std::chrono::steady_clock::time_point start;
   ~SlowRead();
 };
@@ -131,9 +130,9 @@ class Store final : public RaftStateMachine {
   // A consistent view across kinds: `f(const ReadTx&)` runs under the store's read lock, so it
   // must be quick and must not write.
   template <class F>
-  auto View(F&& f, std::source_location where = std::source_location::current()) const {
-    std::shared_lock lock(mu_);
-    const SlowRead timer{where, std::chrono::steady_clock::now()};
+  auto View(F&& f, const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) const {
+    ReaderLock lock(mu_);
+    const SlowRead timer{file, line, std::chrono::steady_clock::now()};
     return f(ReadTx(*this));
   }
 
@@ -174,21 +173,25 @@ class Store final : public RaftStateMachine {
  private:
   friend class ReadTx;
   struct Tables;
-  Status CheckLocked(const api::StoreBatch& batch) const;
-  void Remember(const std::string& client_request_id, const AppliedRequest& r);
+  // For ReadTx, which exists only inside View, under the read lock (the analysis cannot follow
+  // the lock into View's `f`).
+  const Tables& tables() const SKEP_NO_THREAD_SAFETY_ANALYSIS { return *t_; }
+  Status CheckLocked(const api::StoreBatch& batch) const SKEP_REQUIRES_SHARED(mu_);
+  void Remember(const std::string& client_request_id, const AppliedRequest& r)
+      SKEP_REQUIRES(mu_);
   void Notify(const std::vector<StoreEvent>& events);
 
   mutable WriterFirstMutex mu_;  // Apply, the raft node's, must not wait behind readers
-  std::unique_ptr<Tables> t_;
-  uint64_t applied_ = 0;
+  std::unique_ptr<Tables> t_ SKEP_GUARDED_BY(mu_) SKEP_PT_GUARDED_BY(mu_);
+  uint64_t applied_ SKEP_GUARDED_BY(mu_) = 0;
 
-  // Under mu_: the control requests applied last, oldest first, and by ID.
-  std::deque<std::string> applied_order_;
-  std::unordered_map<std::string, AppliedRequest> applied_requests_;
+  // The control requests applied last, oldest first, and by ID.
+  std::deque<std::string> applied_order_ SKEP_GUARDED_BY(mu_);
+  std::unordered_map<std::string, AppliedRequest> applied_requests_ SKEP_GUARDED_BY(mu_);
 
   mutable Observers<const StoreEvent&> watchers_;
-  std::mutex outcomes_mu_;
-  std::map<std::string, std::function<void(const Status&)>> outcomes_;
+  Mutex outcomes_mu_;
+  std::map<std::string, std::function<void(const Status&)>> outcomes_ SKEP_GUARDED_BY(outcomes_mu_);
 };
 
 }  // namespace skep::manager

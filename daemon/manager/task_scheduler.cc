@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <span>
 #include <string>
 #include <tuple>
 
@@ -117,6 +118,66 @@ class Stopping {
   std::map<std::string, std::map<std::string, const api::Task*>> by_service_;
 };
 
+// A proposal's worth of waiting tasks, placed or told why not, into `batch`; `nodes` keep
+// what each placement takes, for the next chunk.
+void PlaceChunk(std::span<const Shared<api::Task>> waiting,
+                std::vector<scheduler::NodeInfo>& nodes,
+                const std::map<std::string, size_t>& node_index, int64_t now,
+                api::StoreBatch& batch) {
+  // Global tasks come with their node: the scheduler only checks that it can take them.
+  std::vector<scheduler::TaskRequest> free;
+  std::map<std::string, const api::Task*> by_id;
+  std::map<std::string, std::string> assigned, unplaced;
+  for (const auto& task : waiting) {
+    const api::Task* t = task.get();
+    by_id[t->id()] = t;
+    if (t->node_id().empty()) {
+      free.push_back(RequestOf(*t));
+      continue;
+    }
+    auto it = node_index.find(t->node_id());
+    if (it == node_index.end()) continue;  // the orchestrator removes it
+    std::vector<scheduler::NodeInfo> one{nodes[it->second]};
+    auto d = scheduler::Schedule(one, {RequestOf(*t)});
+    if (!d.assignments.empty()) {
+      nodes[it->second] = one.front();
+      assigned[t->id()] = t->node_id();
+    } else {
+      auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
+      unplaced[t->id()] =
+          "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
+    }
+  }
+  auto decisions = scheduler::Schedule(nodes, free);
+  for (const auto& a : decisions.assignments)
+    assigned[a.task_id] = a.node_id;
+  for (const auto& u : decisions.unplaced)
+    unplaced[u.task_id] = u.reason;
+  for (const auto& [id, node] : assigned) {
+    api::Task t = *by_id.at(id);
+    t.set_node_id(node);
+    t.clear_scheduling_error();
+    auto* st = t.mutable_status();
+    st->set_state(api::TASK_ASSIGNED);
+    st->set_timestamp(now);
+    st->set_message("scheduler assigned task to node");
+    st->clear_err();
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_task() = std::move(t);
+  }
+  for (const auto& [id, reason] : unplaced) {
+    const api::Task* old = by_id.at(id);
+    if (old->scheduling_error() == reason) continue;  // nothing new to say
+    api::Task t = *old;
+    t.set_scheduling_error(reason);
+    t.mutable_status()->set_err(reason);
+    auto* a = batch.add_actions();
+    a->set_kind(api::StoreAction::UPDATE);
+    *a->mutable_task() = std::move(t);
+  }
+}
+
 // One pass: every task waiting for a node, placed or told why not, in one batch.
 PassResult SchedulePass(const Store& store, int64_t now) {
   int64_t wake_at = 0;
@@ -168,58 +229,7 @@ PassResult SchedulePass(const Store& store, int64_t now) {
   // the batch in parts): a pass reads the store once for all of them.
   for (size_t from = 0; from < waiting.size(); from += kMaxActionsPerProposal) {
     const size_t to = std::min(waiting.size(), from + kMaxActionsPerProposal);
-    // Global tasks come with their node: the scheduler only checks that it can take them.
-    std::vector<scheduler::TaskRequest> free;
-    std::map<std::string, const api::Task*> by_id;
-    std::map<std::string, std::string> assigned, unplaced;
-    for (size_t i = from; i < to; ++i) {
-      const api::Task* t = waiting[i].get();
-      by_id[t->id()] = t;
-      if (t->node_id().empty()) {
-        free.push_back(RequestOf(*t));
-        continue;
-      }
-      auto it = node_index.find(t->node_id());
-      if (it == node_index.end()) continue;  // the orchestrator removes it
-      std::vector<scheduler::NodeInfo> one{nodes[it->second]};
-      auto d = scheduler::Schedule(one, {RequestOf(*t)});
-      if (!d.assignments.empty()) {
-        nodes[it->second] = one.front();
-        assigned[t->id()] = t->node_id();
-      } else {
-        auto verdict = scheduler::Check(nodes[it->second], RequestOf(*t));
-        unplaced[t->id()] =
-            "no suitable node (" + (verdict ? verdict->reason : std::string("unavailable")) + ")";
-      }
-    }
-    auto decisions = scheduler::Schedule(nodes, free);
-    for (const auto& a : decisions.assignments)
-      assigned[a.task_id] = a.node_id;
-    for (const auto& u : decisions.unplaced)
-      unplaced[u.task_id] = u.reason;
-    for (const auto& [id, node] : assigned) {
-      api::Task t = *by_id.at(id);
-      t.set_node_id(node);
-      t.clear_scheduling_error();
-      auto* st = t.mutable_status();
-      st->set_state(api::TASK_ASSIGNED);
-      st->set_timestamp(now);
-      st->set_message("scheduler assigned task to node");
-      st->clear_err();
-      auto* a = batch.add_actions();
-      a->set_kind(api::StoreAction::UPDATE);
-      *a->mutable_task() = std::move(t);
-    }
-    for (const auto& [id, reason] : unplaced) {
-      const api::Task* old = by_id.at(id);
-      if (old->scheduling_error() == reason) continue;  // nothing new to say
-      api::Task t = *old;
-      t.set_scheduling_error(reason);
-      t.mutable_status()->set_err(reason);
-      auto* a = batch.add_actions();
-      a->set_kind(api::StoreAction::UPDATE);
-      *a->mutable_task() = std::move(t);
-    }
+    PlaceChunk(std::span(waiting).subspan(from, to - from), nodes, node_index, now, batch);
   }
   return {std::move(batch), wake_at};
 }

@@ -1,19 +1,25 @@
 #include "daemon/node/log_publisher.h"
 
 #include <grpcpp/grpcpp.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
-#include <filesystem>
-#include <thread>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 
-#include "daemon/executor/logfile.h"
+#include <atomic>
+#include <deque>
+#include <filesystem>
+
+#include "daemon/common/gate.h"
 #include "daemon/common/log.h"
+#include "daemon/executor/logfile.h"
 #include "dispatcher.grpc.pb.h"
 
 namespace skep::node {
+
+namespace asio = boost::asio;
 
 namespace {
 
@@ -23,59 +29,123 @@ constexpr size_t kBatchBytes = 1 << 20;
 
 }  // namespace
 
-class LogPublishers::Publisher {
+// One subscription's answer. Its state is on its strand; the stream's completions come back to
+// it through a gate (none once it has stopped).
+class LogPublishers::Publisher : public std::enable_shared_from_this<Publisher> {
  public:
-  Publisher(std::string tasks_dir, std::shared_ptr<grpc::Channel> channel, api::LogSubscription sub)
-      : tasks_dir_(std::move(tasks_dir)),
-        channel_(std::move(channel)),
+  Publisher(asio::any_io_executor io, std::string tasks_dir, api::LogSubscription sub)
+      : strand_(asio::make_strand(io)),
+        gate_(std::make_shared<Gate>(strand_)),
+        tasks_dir_(std::move(tasks_dir)),
         sub_(std::move(sub)),
-        wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    wanted_.insert(sub_.task_ids().begin(), sub_.task_ids().end());
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~Publisher() {
-    Cancel();
-    if (thread_.joinable()) thread_.join();
-    if (wake_ >= 0) ::close(wake_);
-  }
+        inotify_(strand_) {}
 
+  void Start(const std::shared_ptr<grpc::Channel>& channel) {
+    gate_->Post([self = shared_from_this(), channel] { self->Begin(channel); });
+  }
   void SetTasks(const api::LogSubscription& sub) {
-    std::lock_guard lock(mu_);
-    wanted_.insert(sub.task_ids().begin(), sub.task_ids().end());
-    Wake();
+    gate_->Post([self = shared_from_this(), sub] {
+      for (const auto& id : sub.task_ids()) {
+        if (self->ok_ && !self->sources_.count(id)) self->Add(id, false);
+      }
+      self->WriteNext();
+    });
   }
+  // Stops reading and cancels the stream.
   void Cancel() {
-    {
-      std::lock_guard lock(mu_);
-      cancelled_ = true;
-    }
-    ctx_.TryCancel();
-    Wake();
+    gate_->Post([self = shared_from_this()] {
+      self->cancelled_ = true;
+      self->context_.TryCancel();
+      self->Release();
+      boost::system::error_code ec;
+      self->inotify_.close(ec);
+    });
   }
-  bool done() const {
-    std::lock_guard lock(mu_);
-    return done_;
-  }
+  // After Cancel: waits (at most `timeout`) until the stream is done; then nothing of it runs.
+  void Drain(std::chrono::milliseconds timeout) { gate_->Drain(timeout); }
+  bool done() const { return done_; }
 
  private:
+  // The PublishLogs stream; it deletes itself when the call is done.
+  class Writer final : public grpc::ClientWriteReactor<api::PublishLogsMessage> {
+   public:
+    explicit Writer(std::shared_ptr<Publisher> p) : p_(std::move(p)) { p_->gate_->Enter(); }
+    void OnWriteDone(bool ok) override {
+      p_->gate_->Post([p = p_, ok] { p->WriteDone(ok); });
+    }
+    void OnDone(const grpc::Status& status) override {
+      p_->gate_->Post([p = p_, status] { p->Ended(status); });
+      p_->done_ = true;
+      auto gate = p_->gate_;
+      delete this;
+      gate->Leave();
+    }
+
+   private:
+    std::shared_ptr<Publisher> p_;
+  };
+
   struct Source {
     std::unique_ptr<executor::LogReader> reader;
     int wd = -1;
   };
 
-  void Wake() {
-    const uint64_t one = 1;
-    (void)!::write(wake_, &one, sizeof(one));
+  void Begin(const std::shared_ptr<grpc::Channel>& channel) {
+    if (cancelled_) return;
+    stub_ = api::Dispatcher::NewStub(channel);
+    writer_ = new Writer(shared_from_this());
+    stub_->async()->PublishLogs(&context_, &response_, writer_);
+    // Held while this strand may still start a write: without it gRPC would end the reactor
+    // (OnDone) as soon as the manager finishes the call between two writes.
+    writer_->AddHold();
+    held_ = true;
+    writer_->StartCall();
+    const bool follow = sub_.follow();
+    if (follow) {
+      const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+      if (fd >= 0) {
+        inotify_.assign(fd);
+        // New task directories appear under tasks_dir (a task that is just starting), which
+        // may not exist yet on a node that never ran a task.
+        std::error_code ec;
+        std::filesystem::create_directories(tasks_dir_, ec);
+        parent_wd_ = ::inotify_add_watch(fd, tasks_dir_.c_str(), IN_CREATE | IN_ONLYDIR);
+      }
+    }
+    for (const auto& id : sub_.task_ids()) {
+      if (!ok_) break;
+      Add(id, true);
+    }
+    if (!follow) {
+      api::PublishLogsMessage close;
+      close.set_subscription_id(sub_.id());
+      close.set_close(true);
+      queue_.push_back(std::move(close));
+      closing_ = true;
+    } else {
+      WaitForChanges();
+    }
+    WriteNext();
   }
 
-  bool Cancelled() const {
-    std::lock_guard lock(mu_);
-    return cancelled_;
+  void Watch(const std::string& id, Source& s) {
+    if (!inotify_.is_open() || s.wd >= 0) return;
+    const std::string dir = tasks_dir_ + "/" + id;
+    s.wd = ::inotify_add_watch(inotify_.native_handle(), dir.c_str(),
+                               IN_MODIFY | IN_CREATE | IN_MOVED_TO);
   }
 
-  // Sends the records of a task; false once the stream is broken.
-  bool Send(grpc::ClientWriter<api::PublishLogsMessage>* w, const std::string& task_id,
-            std::vector<executor::LogRecord> records) {
+  // A task's log from its start (`first`: the subscription's tail and since) or from its first
+  // line (a task the subscription gained).
+  void Add(const std::string& id, bool first) {
+    Source s;
+    s.reader = std::make_unique<executor::LogReader>(tasks_dir_ + "/" + id);
+    Watch(id, s);  // before reading: an append in between is not missed
+    Queue(id, s.reader->ReadExisting(first ? sub_.tail() : -1, sub_.since_ns()));
+    sources_.emplace(id, std::move(s));
+  }
+
+  void Queue(const std::string& task_id, std::vector<executor::LogRecord> records) {
     api::PublishLogsMessage msg;
     msg.set_subscription_id(sub_.id());
     size_t bytes = 0;
@@ -89,169 +159,158 @@ class LogPublishers::Publisher {
       bytes += r.data.size();
       m->set_data(std::move(r.data));
       if (static_cast<size_t>(msg.messages_size()) >= kBatchRecords || bytes >= kBatchBytes) {
-        if (!w->Write(msg)) return false;
-        msg.clear_messages();
+        queue_.push_back(std::move(msg));
+        msg = api::PublishLogsMessage();
+        msg.set_subscription_id(sub_.id());
         bytes = 0;
       }
     }
-    return msg.messages_size() == 0 || w->Write(msg);
+    if (msg.messages_size() > 0) queue_.push_back(std::move(msg));
   }
 
-  void Run() {
-    grpc::ClientContext* ctx = &ctx_;
-    auto stub = api::Dispatcher::NewStub(channel_);
-    api::PublishLogsResponse resp;
-    auto writer = stub->PublishLogs(ctx, &resp);
-    const bool follow = sub_.follow();
-    const int ino = follow ? ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
-    // New task directories appear under tasks_dir (a task that is just starting), which may
-    // not exist yet on a node that never ran a task.
-    if (ino >= 0) {
-      std::error_code ec;
-      std::filesystem::create_directories(tasks_dir_, ec);
-    }
-    const int parent_wd =
-        ino >= 0 ? ::inotify_add_watch(ino, tasks_dir_.c_str(), IN_CREATE | IN_ONLYDIR) : -1;
-    std::map<std::string, Source> sources;
-    std::map<int, std::string> by_wd;
-    bool ok = true;
-    auto watch = [&](const std::string& id, Source& s) {
-      if (ino < 0 || s.wd >= 0) return;
-      const std::string dir = tasks_dir_ + "/" + id;
-      s.wd = ::inotify_add_watch(ino, dir.c_str(), IN_MODIFY | IN_CREATE | IN_MOVED_TO);
-      if (s.wd >= 0) by_wd[s.wd] = id;
-    };
-    auto add = [&](const std::string& id, bool first) {
-      Source s;
-      s.reader = std::make_unique<executor::LogReader>(tasks_dir_ + "/" + id);
-      watch(id, s);  // before reading: an append in between is not missed
-      // Tasks added to a following subscription later are read from their first line.
-      auto records = s.reader->ReadExisting(first ? sub_.tail() : -1, sub_.since_ns());
-      if (ok) ok = Send(writer.get(), id, std::move(records));
-      sources.emplace(id, std::move(s));
-    };
-    std::set<std::string> initial;
-    {
-      std::lock_guard lock(mu_);
-      initial = wanted_;
-    }
-    for (const auto& id : initial) {
-      if (!ok || Cancelled()) break;
-      add(id, true);
-    }
-    if (!follow && ok) {
-      api::PublishLogsMessage close;
-      close.set_subscription_id(sub_.id());
-      close.set_close(true);
-      ok = writer->Write(close);
-    }
-    while (follow && ok && !Cancelled()) {
-      pollfd fds[2] = {{ino, POLLIN, 0}, {wake_, POLLIN, 0}};
-      if (::poll(fds, 2, -1) < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      if (fds[1].revents & POLLIN) {
-        uint64_t n;
-        (void)!::read(wake_, &n, sizeof(n));
-        std::set<std::string> wanted;
-        {
-          std::lock_guard lock(mu_);
-          if (cancelled_) break;
-          wanted = wanted_;
+  void WaitForChanges() {
+    if (!inotify_.is_open() || cancelled_) return;
+    inotify_.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [self = shared_from_this()](const boost::system::error_code& ec) {
+                          if (ec || self->cancelled_) return;
+                          self->Changed();
+                        });
+  }
+
+  void Changed() {
+    alignas(inotify_event) char buf[16 << 10];
+    for (;;) {
+      const ssize_t n = ::read(inotify_.native_handle(), buf, sizeof(buf));
+      if (n <= 0) break;
+      for (ssize_t off = 0; off < n;) {
+        const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
+        if (ev->wd == parent_wd_ && ev->len > 0) {
+          auto it = sources_.find(ev->name);
+          if (it != sources_.end()) Watch(it->first, it->second);  // its directory is here
         }
-        for (const auto& id : wanted) {
-          if (ok && !sources.count(id)) add(id, false);
-        }
-      }
-      if (fds[0].revents & POLLIN) {
-        alignas(inotify_event) char buf[16 << 10];
-        for (;;) {
-          const ssize_t n = ::read(ino, buf, sizeof(buf));
-          if (n <= 0) break;
-          for (ssize_t off = 0; off < n;) {
-            const auto* ev = reinterpret_cast<const inotify_event*>(buf + off);
-            if (ev->wd == parent_wd && ev->len > 0) {
-              auto it = sources.find(ev->name);
-              if (it != sources.end()) watch(it->first, it->second);  // its directory is here
-            }
-            off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
-          }
-        }
-        for (auto& [id, s] : sources) {
-          if (ok) ok = Send(writer.get(), id, s.reader->ReadNew());
-        }
+        off += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
       }
     }
-    if (ino >= 0) ::close(ino);
-    if (ok && !Cancelled()) writer->WritesDone();
-    const grpc::Status st = writer->Finish();
+    for (auto& [id, s] : sources_)
+      Queue(id, s.reader->ReadNew());
+    WriteNext();
+    WaitForChanges();
+  }
+
+  void WriteNext() {
+    if (writing_ || !ok_ || cancelled_ || !held_) return;  // !held_: no more writes start
+    if (queue_.empty()) {
+      if (closing_ && !writes_done_) {
+        writes_done_ = true;
+        writer_->StartWritesDone();
+        Release();  // nothing more starts from here
+      }
+      return;
+    }
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    writer_->StartWrite(&current_);
+  }
+
+  void WriteDone(bool ok) {
+    writing_ = false;
+    if (!ok) {
+      ok_ = false;  // the stream broke; OnDone says why
+      Release();
+      return;
+    }
+    WriteNext();
+  }
+
+  // Lets the call end once nothing more will start on it.
+  void Release() {
+    if (!held_) return;
+    held_ = false;
+    writer_->RemoveHold();
+  }
+
+  void Ended(const grpc::Status& st) {
+    writer_ = nullptr;
+    ok_ = false;
+    boost::system::error_code ec;
+    inotify_.close(ec);
     if (!st.ok() && st.error_code() != grpc::StatusCode::CANCELLED) {
-      SKEP_LOG(debug, "agent", "log subscription {} ended: {}", sub_.id(), st.error_message());
+      SKEP_LOG(debug, "logs", "log subscription {} ended: {}", sub_.id(), st.error_message());
     }
-    std::lock_guard lock(mu_);
-    done_ = true;
   }
 
+  asio::strand<asio::any_io_executor> strand_;
+  std::shared_ptr<Gate> gate_;
   const std::string tasks_dir_;
-  const std::shared_ptr<grpc::Channel> channel_;
   const api::LogSubscription sub_;
-  const int wake_;
-  grpc::ClientContext ctx_;
-  mutable std::mutex mu_;
-  std::set<std::string> wanted_;
+  std::unique_ptr<api::Dispatcher::Stub> stub_;
+  grpc::ClientContext context_;
+  api::PublishLogsResponse response_;
+  std::atomic<bool> done_{false};  // the stream is over
+  // All below: on the strand.
+  Writer* writer_ = nullptr;  // until its OnDone
+  asio::posix::stream_descriptor inotify_;
+  int parent_wd_ = -1;
+  std::map<std::string, Source> sources_;
+  std::deque<api::PublishLogsMessage> queue_;
+  api::PublishLogsMessage current_;  // the message being written
+  bool writing_ = false;
+  bool ok_ = true;        // the stream works
+  bool closing_ = false;  // after what is queued, the stream is closed (without --follow)
+  bool writes_done_ = false;
   bool cancelled_ = false;
-  bool done_ = false;
-  std::thread thread_;
+  bool held_ = false;  // the writer's hold: operations may still start on it
 };
 
-LogPublishers::LogPublishers(std::string tasks_dir,
-                             std::function<std::shared_ptr<grpc::Channel>()> channel)
-    : tasks_dir_(std::move(tasks_dir)), channel_(std::move(channel)) {}
+LogPublishers::LogPublishers(asio::any_io_executor io, std::string tasks_dir)
+    : io_(std::move(io)), tasks_dir_(std::move(tasks_dir)) {}
 
-LogPublishers::~LogPublishers() {
-  StopAll();
-}
+LogPublishers::~LogPublishers() = default;
 
-void LogPublishers::Update(const std::vector<api::LogSubscription>& subs) {
-  std::vector<std::shared_ptr<Publisher>> stopped;  // joined outside the lock
-  {
-    std::lock_guard lock(mu_);
-    std::set<std::string> listed;
-    for (const auto& s : subs)
-      listed.insert(s.id());
-    for (auto it = running_.begin(); it != running_.end();) {
-      if (!listed.count(it->first) || it->second->done()) {
-        if (listed.count(it->first)) finished_.insert(it->first);
-        stopped.push_back(std::move(it->second));
-        it = running_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    std::erase_if(finished_, [&](const std::string& id) { return !listed.count(id); });
-    for (const auto& s : subs) {
-      if (finished_.count(s.id())) continue;
-      if (auto it = running_.find(s.id()); it != running_.end()) {
-        it->second->SetTasks(s);
-        continue;
-      }
-      auto channel = channel_();
-      if (!channel) continue;
-      running_[s.id()] = std::make_shared<Publisher>(tasks_dir_, std::move(channel), s);
+void LogPublishers::Update(const std::vector<api::LogSubscription>& subs,
+                           const std::shared_ptr<grpc::Channel>& channel) {
+  std::set<std::string> listed;
+  for (const auto& s : subs)
+    listed.insert(s.id());
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (!listed.count(it->first) || it->second->done()) {
+      if (listed.count(it->first)) finished_.insert(it->first);
+      it->second->Cancel();
+      retired_.push_back(std::move(it->second));
+      it = running_.erase(it);
+    } else {
+      ++it;
     }
   }
-  stopped.clear();
+  std::erase_if(finished_, [&](const std::string& id) { return !listed.count(id); });
+  std::erase_if(retired_, [](const auto& p) { return p->done(); });
+  for (const auto& s : subs) {
+    if (finished_.count(s.id())) continue;
+    if (auto it = running_.find(s.id()); it != running_.end()) {
+      it->second->SetTasks(s);
+      continue;
+    }
+    if (!channel) continue;
+    auto p = std::make_shared<Publisher>(io_, tasks_dir_, s);
+    p->Start(channel);
+    running_[s.id()] = std::move(p);
+  }
 }
 
 void LogPublishers::StopAll() {
-  std::map<std::string, std::shared_ptr<Publisher>> running;
-  {
-    std::lock_guard lock(mu_);
-    running.swap(running_);
-    finished_.clear();
+  for (auto& [id, p] : running_) {
+    p->Cancel();
+    retired_.push_back(std::move(p));
   }
-  running.clear();
+  running_.clear();
+  finished_.clear();
+}
+
+void LogPublishers::Drain(std::chrono::milliseconds timeout) {
+  for (auto& p : retired_)
+    p->Drain(timeout);
+  retired_.clear();
 }
 
 }  // namespace skep::node

@@ -1,22 +1,26 @@
-// What skepd is on one machine: the local control socket for `skep`, the node's membership of a
-// swarm (state on disk, certificates), its agent, and — on managers — the manager. It creates a
-// swarm (init), joins one (join), leaves, switches between worker and manager when the swarm
-// promotes or demotes it, and resumes all of that after a restart.
+// What every machine of a swarm runs, whatever its role: its state on disk (state.h), its
+// session with the managers (session_client.h), the worker that runs its tasks (worker.h), and
+// the gossip agent that carries the overlay networks' endpoint tables. The host (daemon/host)
+// composes it with a manager on the machines that are managers; nothing here knows of one.
+//
+// Where it runs: the host calls it from its strand; the session's news comes on the session's
+// strand (SessionCallbacks); Stop and Leave block (they end the session, the worker and the
+// gossip agent), so the host calls them on its blocking pool.
 #pragma once
 
-#include <grpcpp/grpcpp.h>
+#include <boost/asio/any_io_executor.hpp>
 
+#include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
+#include <vector>
 
-#include "control.grpc.pb.h"
-#include "daemon/manager/manager.h"
+#include "control.pb.h"
+#include "daemon/common/status.h"
+#include "daemon/executor/registry.h"
 #include "daemon/node/session_client.h"
 #include "daemon/node/state.h"
-#include "daemon/node/worker.h"
 
 namespace skep::node {
 
@@ -28,55 +32,55 @@ struct NodeOptions {
   std::string containerd_socket = "/run/containerd/containerd.sock";
   std::vector<std::string> registry_mirrors;     // for docker.io names, e.g. http://10.0.0.5:5000
   std::vector<std::string> insecure_registries;  // host[:port] spoken to over plain HTTP
-  std::string registry_ca;  // a PEM bundle trusted for registries besides the system's CAs
+  std::string registry_ca;      // a PEM bundle trusted for registries besides the system's CAs
   uint16_t gossip_port = 7946;  // every node's, UDP and TCP: the managers' is the seed
 };
 
-struct GossipHost;  // the gossip agent with its thread
+class GossipHost;
+class Worker;
 
-class NodeRuntime {
+class Node {
  public:
-  explicit NodeRuntime(NodeOptions options);
-  ~NodeRuntime();
+  Node(NodeOptions options, boost::asio::any_io_executor io, boost::asio::any_io_executor blocking);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
 
-  // Resumes the node's role from its data directory and opens the control socket. Throws
-  // std::runtime_error with a message for the operator.
-  void Start();
+  const NodeOptions& options() const { return options_; }
+  const DataDir& dir() const { return dir_; }
+  // What this machine is, for the managers.
+  api::NodeDescription Describe() const;
+  executor::RegistryConfig Registries() const;
+
+  // Starts the gossip agent, the worker and the session for the swarm `state` names; the
+  // session's news goes to `events` after the node took what concerns it. Not twice.
+  void Start(const api::LocalState& state, SessionCallbacks events);
+  // Stops them; the containers keep running (a restarted skepd re-attaches to them).
   void Stop();
+  // The node leaves the swarm: the session ends, every container is stopped and removed (at
+  // most `timeout`), the gossip cluster is told, and then all of it stops.
+  void Leave(std::chrono::milliseconds timeout);
+  bool started() const { return session_ != nullptr; }
+  // The manager the session is with, empty when there is none. Thread-safe.
+  std::string Manager() const;
 
-  grpc::Status Init(const api::InitRequest& req, api::InitResponse* resp);
-  grpc::Status Join(const api::JoinRequest& req, api::JoinResponse* resp);
-  grpc::Status Leave(const api::LeaveRequest& req, api::Empty* resp);
-  grpc::Status Info(api::InfoResponse* resp);
-  // Checks a registry login with this node's registry settings (`skep login`).
-  grpc::Status Login(const api::LoginRequest& req, api::LoginResponse* resp);
-
-  // The local manager, or the error `skep` shows on a node that is not one.
-  grpc::Status LocalManager(std::shared_ptr<manager::Manager>* out) const;
-  std::string node_id() const;
+  // Checks a registry login with this node's registry settings (`skep login`). Blocks on the
+  // registry: from the blocking pool.
+  Status Login(const api::LoginRequest& req, api::LoginResponse* resp) const;
 
  private:
-  api::NodeDescription Describe() const;
-  void StartAgent(const std::vector<api::ManagerPeer>& managers);
-  executor::RegistryConfig Registries() const;
-  void StartManager(manager::ManagerOptions::Start mode,
-                    const std::vector<api::ManagerPeer>& peers);
-  void OnSession(const api::SessionMessage& msg);
-  void OnRole(api::NodeRole role);
+  // What a session message means for the node: the gossip cluster's keys and seeds, and the
+  // worker's networks and tasks. On the session's strand.
+  void Apply(const api::SessionMessage& msg);
 
-  NodeOptions options_;
-  DataDir dir_;
-  mutable std::mutex mu_;  // Init, Join, Leave and role changes one at a time
-  std::optional<api::LocalState> state_;
-  std::shared_ptr<manager::Manager> manager_;
-  std::shared_ptr<Agent> agent_;
+  const NodeOptions options_;
+  const DataDir dir_;
+  boost::asio::any_io_executor io_;
+  boost::asio::any_io_executor blocking_;
+  std::string node_id_;
   std::unique_ptr<GossipHost> gossip_;  // outlives worker_
   std::unique_ptr<Worker> worker_;
-  std::unique_ptr<grpc::Server> local_server_;
-  std::unique_ptr<grpc::Service> local_node_service_;
-  std::unique_ptr<grpc::Service> local_control_service_;
-  std::string error_;    // this node's own failure (its manager did not start)
-  std::string removed_;  // the swarm says it does not know this node
+  std::shared_ptr<SessionClient> session_;
 };
 
 }  // namespace skep::node

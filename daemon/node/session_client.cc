@@ -2,23 +2,76 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
-#include <random>
+#include <boost/asio/post.hpp>
+
+#include <future>
 
 #include "ca.grpc.pb.h"
 #include "daemon/common/grpc_status.h"
 #include "daemon/common/log.h"
-#include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
+#include "daemon/node/log_publisher.h"
 #include "dispatcher.grpc.pb.h"
 
 namespace skep::node {
 
+namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-Agent::Agent(const DataDir& dir, api::NodeDescription description,
-             std::vector<api::ManagerPeer> managers, AgentCallbacks callbacks)
-    : dir_(dir),
+std::chrono::system_clock::time_point RenewalTime(std::chrono::system_clock::time_point not_before,
+                                                  std::chrono::system_clock::time_point not_after,
+                                                  double fraction) {
+  const auto lifetime = not_after - not_before;
+  return not_before +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(lifetime * fraction);
+}
+
+// One session's stream of messages from the dispatcher. Its completions go onto the client's
+// strand while the gate is open; it deletes itself when the call is done.
+class SessionClient::Stream final : public grpc::ClientReadReactor<api::SessionMessage> {
+ public:
+  Stream(std::shared_ptr<SessionClient> client, uint64_t attempt,
+         std::shared_ptr<grpc::ClientContext> context)
+      : client_(std::move(client)), attempt_(attempt), context_(std::move(context)) {
+    client_->gate_->Enter();
+  }
+
+  void Begin(api::Dispatcher::Stub* stub) {
+    *request_.mutable_description() = client_->description_;
+    stub->async()->Session(context_.get(), &request_, this);
+    StartRead(&message_);
+    StartCall();
+  }
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // OnDone follows with the status
+    client_->gate_->Post([c = client_, a = attempt_, m = std::move(message_)]() mutable {
+      c->OnMessage(a, std::move(m));
+    });
+    message_ = api::SessionMessage();
+    StartRead(&message_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    client_->gate_->Post([c = client_, a = attempt_, status] { c->OnEnded(a, status); });
+    auto gate = client_->gate_;
+    delete this;
+    gate->Leave();
+  }
+
+ private:
+  std::shared_ptr<SessionClient> client_;
+  const uint64_t attempt_;
+  std::shared_ptr<grpc::ClientContext> context_;
+  api::SessionRequest request_;
+  api::SessionMessage message_;
+};
+
+SessionClient::SessionClient(asio::any_io_executor io, asio::any_io_executor blocking,
+                             const DataDir& dir, api::NodeDescription description,
+                             std::vector<api::ManagerPeer> managers, SessionCallbacks callbacks)
+    : strand_(asio::make_strand(io)),
+      blocking_(std::move(blocking)),
+      gate_(std::make_shared<Gate>(strand_)),
+      dir_(dir),
       description_(std::move(description)),
       callbacks_(std::move(callbacks)),
       managers_(std::move(managers)) {
@@ -27,263 +80,324 @@ Agent::Agent(const DataDir& dir, api::NodeDescription description,
   jitter_.seed(rd());
 }
 
-Agent::~Agent() {
-  Stop();
-}
+SessionClient::~SessionClient() = default;
 
-void Agent::Start() {
+void SessionClient::Start() {
   credentials_ = tls::NodeCredentials(dir_.Certs());
-  logs_ = std::make_unique<LogPublishers>(
-      dir_.path() + "/tasks", [this]() -> std::shared_ptr<grpc::Channel> {
-        const std::string addr = Manager();
-        if (addr.empty()) return nullptr;
-        return grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
-      });
-  thread_ = std::thread([this] { Run(); });
-  renew_thread_ = std::thread([this] { Renewals(); });
+  logs_ = std::make_unique<LogPublishers>(strand_.get_inner_executor(), dir_.path() + "/tasks");
+  gate_->Post([self = shared_from_this()] {
+    self->Connect();
+    self->RenewIfDue(false);
+  });
 }
 
-void Agent::Stop() {
-  if (stop_.exchange(true)) return;
-  {
-    std::lock_guard lock(mu_);
-    if (session_) session_->TryCancel();
+void SessionClient::Stop() {
+  auto stopped = std::make_shared<std::promise<void>>();
+  auto future = stopped->get_future();
+  // The last thing the strand runs for this client that does anything: every later one finds
+  // it stopped. Then the calls it cancelled end.
+  if (!gate_->Post([self = shared_from_this(), stopped] {
+        self->stopped_ = true;
+        if (self->session_) self->session_->TryCancel();
+        self->reconnect_.reset();
+        self->heartbeat_.reset();
+        self->renewal_.reset();
+        if (self->logs_) self->logs_->StopAll();
+        stopped->set_value();
+      })) {
+    return;  // stopped already
   }
-  {
-    std::lock_guard lock(renew_mu_);
-    renew_cv_.notify_all();
-  }
-  if (thread_.joinable()) thread_.join();
-  if (renew_thread_.joinable()) renew_thread_.join();
-  if (logs_) logs_->StopAll();
+  // Bounded: the io_context runs while the node stops its parts.
+  future.wait_for(10s);
+  gate_->Drain(10s);
+  if (logs_) logs_->Drain(10s);
 }
 
-void Agent::Renewals() {
-  std::unique_lock lock(renew_mu_);
-  while (!stop_) {
-    // Woken by a session message; otherwise the certificate's age is checked every few seconds.
-    renew_cv_.wait_for(lock, std::chrono::seconds(3), [&] { return stop_ || renew_due_; });
-    if (stop_) return;
-    renew_due_ = false;
-    const std::string addr = Manager();
-    if (addr.empty()) continue;
-    lock.unlock();
-    const bool ok = MaybeRenew(addr);
-    lock.lock();
-    // A refused or failed renewal (a demoted manager still in the raft group) is tried again.
-    if (!ok) renew_cv_.wait_for(lock, std::chrono::seconds(1), [&] { return stop_.load(); });
-  }
-}
-
-std::string Agent::Manager() const {
-  std::lock_guard lock(mu_);
+std::string SessionClient::Manager() const {
+  MutexLock lock(mu_);
   return connected_;
 }
 
-bool Agent::ReportStatus(const std::vector<api::TaskStatusUpdate>& updates) {
-  std::string addr, session;
-  {
-    std::lock_guard lock(mu_);
-    addr = connected_;
-    session = session_id_;
-  }
-  if (addr.empty() || session.empty()) return false;
-  auto stub =
-      api::Dispatcher::NewStub(grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-  api::UpdateTaskStatusRequest req;
-  req.set_session_id(session);
-  for (const auto& u : updates)
-    *req.add_updates() = u;
-  api::UpdateTaskStatusResponse resp;
-  const grpc::Status st = stub->UpdateTaskStatus(&ctx, req, &resp);
-  if (!st.ok()) {
-    SKEP_LOG(debug, "agent", "task status to {} not taken: {}", addr, st.error_message());
-  }
-  return st.ok();
-}
+// ---- the session ------------------------------------------------------------------------------
 
-std::string Agent::NextManager() {
-  std::lock_guard lock(mu_);
+void SessionClient::Connect() {
+  if (stopped_) return;
+  std::string addr;
   if (!leader_hint_.empty()) {
-    std::string addr = std::move(leader_hint_);
+    addr = std::move(leader_hint_);
     leader_hint_.clear();
-    return addr;
+  } else if (!managers_.empty()) {
+    addr = managers_[next_++ % managers_.size()].addr();
   }
-  if (managers_.empty()) return "";
-  return managers_[next_++ % managers_.size()].addr();
+  if (addr.empty()) {
+    reconnect_ = clock_.After(strand_, 500ms, [this] { Connect(); });
+    return;
+  }
+  const uint64_t attempt = ++attempt_;
+  channel_ = grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
+  session_ = std::make_shared<grpc::ClientContext>();
+  auto stub = api::Dispatcher::NewStub(channel_);
+  auto* stream = new Stream(shared_from_this(), attempt, session_);
+  stream->Begin(stub.get());
+  pending_addr_ = addr;
 }
 
-void Agent::Run() {
-  auto backoff = 100ms;
-  while (!stop_) {
-    const std::string addr = NextManager();
-    if (addr.empty()) {
-      std::this_thread::sleep_for(500ms);
-      continue;
-    }
-    auto channel = grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs());
-    auto stub = api::Dispatcher::NewStub(channel);
-    grpc::ClientContext ctx;
+void SessionClient::OnMessage(uint64_t attempt, api::SessionMessage msg) {
+  if (stopped_ || attempt != attempt_) return;
+  if (session_id_.empty()) {
+    backoff_ = 100ms;
     {
-      std::lock_guard lock(mu_);
-      if (stop_) return;
-      session_ = &ctx;
+      MutexLock lock(mu_);
+      connected_ = pending_addr_;
     }
-    api::SessionRequest req;
-    *req.mutable_description() = description_;
-    auto reader = stub->Session(&ctx, req);
-    api::SessionMessage msg;
-    std::thread heartbeats;
-    if (reader->Read(&msg)) {
-      backoff = 100ms;
-      {
-        std::lock_guard lock(mu_);
-        connected_ = addr;
-      }
-      SKEP_LOG(info, "agent", "session {} with the leader at {}", msg.session_id(), addr);
-      heartbeats = std::thread([this, addr, id = msg.session_id(),
-                                period = std::chrono::milliseconds(msg.heartbeat_period_ms()),
-                                &ctx] { Heartbeats(addr, id, period, &ctx); });
-      Handle(addr, msg);
-      while (!stop_ && reader->Read(&msg))
-        Handle(addr, msg);
-      ctx.TryCancel();  // stops the heartbeats too
+    SKEP_LOG(info, "session", "session {} with the leader at {}", msg.session_id(), pending_addr_);
+    if (msg.heartbeat_period_ms() > 0) {
+      // A little more often than asked, so that one slow round trip is not a missed beat.
+      heartbeat_interval_ = std::chrono::milliseconds(msg.heartbeat_period_ms()) / 2;
     }
-    const grpc::Status st = reader->Finish();
-    if (heartbeats.joinable()) heartbeats.join();
-    {
-      std::lock_guard lock(mu_);
-      session_ = nullptr;
-      connected_.clear();
-      session_id_.clear();
-      if (const Status why = FromGrpc(st); !why.leader_addr().empty()) {
-        leader_hint_ = why.leader_addr();  // that manager is not the leader; this one is
-      }
-    }
-    if (stop_) return;
-    if (!FromGrpc(st).leader_addr().empty()) {
-      // Pointed at the leader: go there now, but not in a tight loop if the hints go round.
-      std::this_thread::sleep_for(20ms);
-      continue;
-    }
-    if (st.error_code() == grpc::StatusCode::NOT_FOUND) {
-      SKEP_LOG(error, "agent", "the swarm does not know this node: {}", st.error_message());
-      if (callbacks_.on_removed) callbacks_.on_removed(st.error_message());
-      std::this_thread::sleep_for(5s);
-      continue;
-    }
-    SKEP_LOG(debug, "agent", "no session with {}: {}", addr, st.error_message());
-    // Spread over half to one and a half times the backoff: nodes that lost the same leader
-    // at the same moment do not come back to the next one in step.
-    const double spread = std::uniform_real_distribution<double>(0.5, 1.5)(jitter_);
-    std::this_thread::sleep_for(
-        std::chrono::duration_cast<std::chrono::milliseconds>(backoff * spread));
-    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2s);
-  }
-}
-
-void Agent::Heartbeats(std::string addr, std::string session_id, std::chrono::milliseconds period,
-                       grpc::ClientContext* session) {
-  auto stub =
-      api::Dispatcher::NewStub(grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
-  if (period <= 0ms) period = 5s;
-  // Heartbeat a little more often than asked, so one slow round trip is not a missed beat.
-  auto interval = period / 2;
-  while (!stop_) {
-    grpc::ClientContext ctx;
-    // Two periods: the leader, if busy, may answer late (it counts the beat when it arrives,
-    // and marks the node down only after three periods); a leader that does not answer at
-    // all ends the session.
-    ctx.set_deadline(std::chrono::system_clock::now() + 2 * period);
-    api::HeartbeatRequest req;
-    req.set_session_id(session_id);
-    api::HeartbeatResponse resp;
-    const grpc::Status st = stub->Heartbeat(&ctx, req, &resp);
-    if (!st.ok()) {
-      SKEP_LOG(debug, "agent", "heartbeat to {} failed: {}", addr, st.error_message());
-      session->TryCancel();
-      return;
-    }
-    if (resp.period_ms() > 0) interval = std::chrono::milliseconds(resp.period_ms()) / 2;
-    // Sleep in small steps so that a cancelled session is noticed quickly.
-    const auto until = std::chrono::steady_clock::now() + interval;
-    while (!stop_ && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(50ms, interval));
-      std::lock_guard lock(mu_);
-      if (session_ != session) return;
-    }
-  }
-}
-
-void Agent::Handle(const std::string& addr, const api::SessionMessage& msg) {
-  {
-    std::lock_guard lock(mu_);
-    if (msg.managers_size() > 0) managers_.assign(msg.managers().begin(), msg.managers().end());
     session_id_ = msg.session_id();
-    if (msg.has_node()) {
-      desired_role_ = msg.node().spec().desired_role();
-      desired_known_ = true;
-    }
+    heartbeat_ =
+        clock_.After(strand_, heartbeat_interval_, [this, attempt] { Heartbeat(attempt); });
+  }
+  if (msg.managers_size() > 0) managers_.assign(msg.managers().begin(), msg.managers().end());
+  if (msg.has_node()) {
+    const api::NodeRole desired = msg.node().spec().desired_role();
+    const bool changed = desired_role_ != desired;
+    desired_role_ = desired;
+    if (changed) RenewIfDue(false);
   }
   if (callbacks_.on_session) callbacks_.on_session(msg);
-  logs_->Update({msg.log_subscriptions().begin(), msg.log_subscriptions().end()});
-  (void)addr;
-  std::lock_guard lock(renew_mu_);
-  renew_due_ = true;
-  renew_cv_.notify_all();
+  logs_->Update({msg.log_subscriptions().begin(), msg.log_subscriptions().end()}, channel_);
 }
 
-bool Agent::MaybeRenew(const std::string& addr) {
-  std::string cert_pem;
-  pki::CertInfo info;
-  try {
-    cert_pem = dir_.ReadFile(dir_.Certs().cert);
-    info = pki::ParseCertificate(cert_pem);
-  } catch (const std::exception& e) {
-    SKEP_LOG(error, "agent", "cannot read this node's certificate: {}", e.what());
-    return false;
-  }
-  const api::NodeRole cert_role =
-      info.role == pki::kManagerRole ? api::ROLE_MANAGER : api::ROLE_WORKER;
-  const auto now = std::chrono::system_clock::now();
-  const auto lifetime = info.not_after - info.not_before;
-  const bool aging = now > info.not_before + std::chrono::duration_cast<std::chrono::seconds>(
-                                                 lifetime * renew_fraction_);
-  bool role_differs;
+void SessionClient::OnEnded(uint64_t attempt, const grpc::Status& status) {
+  if (stopped_ || attempt != attempt_) return;
+  heartbeat_.reset();
+  session_.reset();
+  session_id_.clear();
   {
-    std::lock_guard lock(mu_);
-    role_differs = desired_known_ && desired_role_ != cert_role;
-    if (!aging && !role_differs) return true;
+    MutexLock lock(mu_);
+    connected_.clear();
   }
-  auto stub = api::CA::NewStub(grpc::CreateCustomChannel(addr, credentials_, tls::ChannelArgs()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + 10s);
-  api::RenewCertificateRequest req;
+  const Status why = FromGrpc(status);
+  if (!why.leader_addr().empty()) {
+    // That manager is not the leader; this one is. Not in a tight loop if the hints go round.
+    leader_hint_ = why.leader_addr();
+    reconnect_ = clock_.After(strand_, 20ms, [this] { Connect(); });
+    return;
+  }
+  if (why.code() == Code::kNotFound) {
+    SKEP_LOG(error, "session", "the swarm does not know this node: {}", why.message());
+    if (callbacks_.on_removed) callbacks_.on_removed(why.message());
+    reconnect_ = clock_.After(strand_, 5s, [this] { Connect(); });
+    return;
+  }
+  SKEP_LOG(debug, "session", "no session with {}: {}", pending_addr_, status.error_message());
+  // Spread over half to one and a half times the backoff: nodes that lost the same leader at
+  // the same moment do not come back to the next one in step.
+  const double spread = std::uniform_real_distribution<double>(0.5, 1.5)(jitter_);
+  reconnect_ = clock_.After(
+      strand_, std::chrono::duration_cast<std::chrono::milliseconds>(backoff_ * spread),
+      [this] { Connect(); });
+  backoff_ = std::min<std::chrono::milliseconds>(backoff_ * 2, 2s);
+}
+
+void SessionClient::Heartbeat(uint64_t attempt) {
+  if (stopped_ || attempt != attempt_ || !session_) return;
+  struct Call {
+    grpc::ClientContext context;
+    api::HeartbeatRequest request;
+    api::HeartbeatResponse response;
+    std::unique_ptr<api::Dispatcher::Stub> stub;
+  };
+  auto call = std::make_shared<Call>();
+  // Two periods: the leader, if busy, may answer late (it counts the beat when it arrives, and
+  // marks the node down only after three periods); a leader that does not answer at all ends
+  // the session.
+  call->context.set_deadline(std::chrono::system_clock::now() + 4 * heartbeat_interval_);
+  call->request.set_session_id(session_id_);
+  call->stub = api::Dispatcher::NewStub(channel_);
+  gate_->Enter();
+  call->stub->async()->Heartbeat(
+      &call->context, &call->request, &call->response,
+      [self = shared_from_this(), call, attempt](grpc::Status st) {
+        auto gate = self->gate_;
+        gate->Post([self, call, attempt, st] {
+          if (self->stopped_ || attempt != self->attempt_ || !self->session_) return;
+          if (!st.ok()) {
+            SKEP_LOG(debug, "session", "heartbeat failed: {}", st.error_message());
+            self->session_->TryCancel();  // the session ends, and another one starts
+            return;
+          }
+          if (call->response.period_ms() > 0) {
+            self->heartbeat_interval_ = std::chrono::milliseconds(call->response.period_ms()) / 2;
+          }
+          self->heartbeat_ =
+              self->clock_.After(self->strand_, self->heartbeat_interval_,
+                                 [s = self.get(), attempt] { s->Heartbeat(attempt); });
+        });
+        gate->Leave();
+      });
+}
+
+void SessionClient::ReportStatus(std::vector<api::TaskStatusUpdate> updates,
+                                 std::function<void(bool)> report_done) {
+  auto done = std::make_shared<std::function<void(bool)>>(std::move(report_done));
+  const bool posted = gate_->Post([self = shared_from_this(), updates = std::move(updates), done] {
+    auto report = [done](bool ok) { (*done)(ok); };
+    if (self->stopped_ || self->session_id_.empty() || !self->channel_) return report(false);
+    struct Call {
+      grpc::ClientContext context;
+      api::UpdateTaskStatusRequest request;
+      api::UpdateTaskStatusResponse response;
+      std::unique_ptr<api::Dispatcher::Stub> stub;
+    };
+    auto call = std::make_shared<Call>();
+    call->context.set_deadline(std::chrono::system_clock::now() + 10s);
+    call->request.set_session_id(self->session_id_);
+    for (const auto& u : updates)
+      *call->request.add_updates() = u;
+    call->stub = api::Dispatcher::NewStub(self->channel_);
+    self->gate_->Enter();
+    call->stub->async()->UpdateTaskStatus(
+        &call->context, &call->request, &call->response, [self, call, report](grpc::Status st) {
+          if (!st.ok()) {
+            SKEP_LOG(debug, "session", "task status not taken: {}", st.error_message());
+          }
+          auto gate = self->gate_;
+          gate->Post([report, ok = st.ok()] { report(ok); });
+          gate->Leave();
+        });
+  });
+  // A stopped session takes nothing.
+  if (!posted) (*done)(false);
+}
+
+// ---- certificate renewals ---------------------------------------------------------------------
+
+void SessionClient::ScheduleRenewal(const pki::CertInfo& cert) {
+  const auto at = RenewalTime(cert.not_before, cert.not_after, renew_fraction_);
+  const auto delay = std::max<std::chrono::system_clock::duration>(
+      at - std::chrono::system_clock::now(), std::chrono::seconds(0));
+  renewal_ = clock_.After(strand_, delay, [this] { RenewIfDue(true); });
+}
+
+void SessionClient::RenewSoon() {
+  // A refused or failed renewal (a demoted manager still in the raft group) is tried again.
+  renewal_ = clock_.After(strand_, 1s, [this] { RenewIfDue(false); });
+}
+
+// One renewal: what was read of the current certificate, and the call to the CA.
+struct SessionClient::Renewal {
+  bool aged = false;  // renew whatever the certificate's age
+  std::string cert_pem, key_pem;
+  pki::CertInfo info;
+  api::NodeRole cert_role = api::ROLE_WORKER;
+  bool due = false;
+  std::string error;
+  grpc::ClientContext context;
+  api::RenewCertificateRequest request;
+  api::RenewCertificateResponse response;
+  std::unique_ptr<api::CA::Stub> stub;
+};
+
+// Renews the certificate at the manager the session is with when its age (`aged`) or the
+// role the swarm wants call for it; otherwise waits for its renewal time. The files are read
+// and written off the strand; each step comes back to it.
+void SessionClient::RenewIfDue(bool aged) {
+  if (stopped_ || renewing_) return;
+  renewing_ = true;
+  auto r = std::make_shared<Renewal>();
+  r->aged = aged;
+  asio::post(blocking_, [self = shared_from_this(), r] {
+    try {
+      r->cert_pem = self->dir_.ReadFile(self->dir_.Certs().cert);
+      r->info = pki::ParseCertificate(r->cert_pem);
+      r->key_pem = self->dir_.ReadFile(self->dir_.Certs().key);
+    } catch (const std::exception& e) {
+      r->error = e.what();
+    }
+    self->gate_->Post([self, r] { self->OnCertificateRead(r); });
+  });
+}
+
+void SessionClient::OnCertificateRead(const std::shared_ptr<Renewal>& r) {
+  if (stopped_) return;
+  renewing_ = false;
+  if (!r->error.empty()) {
+    SKEP_LOG(error, "session", "cannot read this node's certificate: {}", r->error);
+    return RenewSoon();
+  }
+  r->cert_role = r->info.role == pki::kManagerRole ? api::ROLE_MANAGER : api::ROLE_WORKER;
+  r->due = r->aged || std::chrono::system_clock::now() >=
+                          RenewalTime(r->info.not_before, r->info.not_after, renew_fraction_);
+  const bool role_differs = desired_role_ && *desired_role_ != r->cert_role;
+  if (!r->due && !role_differs) return ScheduleRenewal(r->info);
+  if (!channel_ || session_id_.empty()) return RenewSoon();
   try {
-    req.set_csr_pem(pki::CreateRequest(dir_.ReadFile(dir_.Certs().key)));
+    r->request.set_csr_pem(pki::CreateRequest(r->key_pem));
   } catch (const std::exception& e) {
-    SKEP_LOG(error, "agent", "cannot make a certificate request: {}", e.what());
-    return false;
+    SKEP_LOG(error, "session", "cannot make a certificate request: {}", e.what());
+    return RenewSoon();
   }
-  api::RenewCertificateResponse resp;
-  const grpc::Status st = stub->RenewCertificate(&ctx, req, &resp);
-  if (!st.ok()) {
-    SKEP_LOG(warn, "agent", "certificate renewal at {} failed: {}", addr, st.error_message());
-    return false;
+  renewing_ = true;
+  r->context.set_deadline(std::chrono::system_clock::now() + 10s);
+  r->stub = api::CA::NewStub(channel_);
+  gate_->Enter();
+  r->stub->async()->RenewCertificate(
+      &r->context, &r->request, &r->response, [self = shared_from_this(), r](grpc::Status st) {
+        self->OnRenewed(r, st);
+        self->gate_->Leave();
+      });
+}
+
+// On gRPC's thread.
+void SessionClient::OnRenewed(const std::shared_ptr<Renewal>& r, const grpc::Status& st) {
+  auto self = shared_from_this();
+  if (!st.ok() || (r->response.role() == r->cert_role && !r->due)) {
+    // Failed; or not yet: the leader is still at it (a demoted manager leaving the raft group).
+    gate_->Post([self, st] {
+      if (self->stopped_) return;
+      self->renewing_ = false;
+      if (!st.ok()) {
+        SKEP_LOG(warn, "session", "certificate renewal failed: {}", st.error_message());
+      }
+      self->RenewSoon();
+    });
+    return;
   }
-  if (resp.role() == cert_role && !aging) return false;  // not yet: the leader is still at it
-  try {
-    dir_.SaveCertificate(resp.cert_pem());
-  } catch (const std::exception& e) {
-    SKEP_LOG(error, "agent", "cannot store the renewed certificate: {}", e.what());
-    return false;
+  gate_->Enter();
+  asio::post(blocking_, [self, r] {
+    std::string error;
+    pki::CertInfo renewed;
+    try {
+      self->dir_.SaveCertificate(r->response.cert_pem());
+      renewed = pki::ParseCertificate(r->response.cert_pem());
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    self->gate_->Post([self, r, error, renewed] { self->OnCertificateSaved(r, error, renewed); });
+    self->gate_->Leave();
+  });
+}
+
+void SessionClient::OnCertificateSaved(const std::shared_ptr<Renewal>& r, const std::string& error,
+                                       const pki::CertInfo& renewed) {
+  if (stopped_) return;
+  renewing_ = false;
+  if (!error.empty()) {
+    SKEP_LOG(error, "session", "cannot store the renewed certificate: {}", error);
+    return RenewSoon();
   }
-  SKEP_LOG(info, "agent", "renewed the node certificate ({})",
-           resp.role() == api::ROLE_MANAGER ? pki::kManagerRole : pki::kWorkerRole);
-  if (resp.role() != cert_role && callbacks_.on_role) callbacks_.on_role(resp.role());
-  return true;
+  const api::NodeRole role = r->response.role();
+  SKEP_LOG(info, "session", "renewed the node certificate ({})",
+           role == api::ROLE_MANAGER ? pki::kManagerRole : pki::kWorkerRole);
+  if (desired_role_ && *desired_role_ != role) {
+    RenewSoon();  // the swarm changed the role while this renewal was under way
+  } else {
+    ScheduleRenewal(renewed);
+  }
+  if (role != r->cert_role && callbacks_.on_role) callbacks_.on_role(role);
 }
 
 }  // namespace skep::node

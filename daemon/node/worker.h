@@ -12,7 +12,10 @@
 //
 // State lives on one strand; containerd and registry calls, which block, run on a small pool
 // and post their outcome back. Status updates go to the leader in batches, and again after a
-// reconnection until one is accepted.
+// reconnection until one is accepted. Its parts: the task lifecycle (worker.cc), starting a
+// container (task_starter.h), health checks (health_check.h), the overlay networks, service
+// mesh and DNS of its tasks (task_networks.h, task_dns.h), and the reports
+// (status_reporter.h).
 #pragma once
 
 #include <chrono>
@@ -48,17 +51,11 @@ struct WorkerOptions {
   gossip::Agent* gossip = nullptr;
 };
 
-// The check a task runs with: the image's HEALTHCHECK, with what the service sets in its place
-// (its command, and each duration or the retries it gives); none when the service says NONE
-// (`--no-healthcheck`), or the image does and the service gives no command, or neither has one.
-std::optional<api::HealthConfig> EffectiveHealthcheck(
-    const api::ContainerSpec& spec, const std::optional<executor::Healthcheck>& image);
-
 class Worker {
  public:
-  // `report` sends a batch of status updates to the leader and says whether it was taken; it
-  // may block (it runs on the worker's pool).
-  using Report = std::function<bool(const std::vector<api::TaskStatusUpdate>&)>;
+  // `report(updates, done)` sends a batch of status updates to the leader and calls `done` with
+  // whether it was taken; it must not block.
+  using Report = std::function<void(std::vector<api::TaskStatusUpdate>, std::function<void(bool)>)>;
   Worker(WorkerOptions options, Report report);
   ~Worker();
   Worker(const Worker&) = delete;

@@ -166,12 +166,12 @@ std::string OverlayDataplane::SandboxPath(const std::string& network_id) const {
 }
 
 void OverlayDataplane::SetPort(uint16_t port) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   port_ = port ? port : 4789;
 }
 
 void OverlayDataplane::EnsureNetwork(const OverlayNetworkInfo& n) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string path = SandboxPath(n.id);
   fs::create_directories(data_dir_ + "/netns");
   const std::string prefix_len = n.subnet.substr(n.subnet.find('/'));
@@ -237,7 +237,7 @@ void OverlayDataplane::EnsureNetwork(const OverlayNetworkInfo& n) {
 }
 
 void OverlayDataplane::RemoveNetwork(const std::string& network_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string path = SandboxPath(network_id);
   // The devices go with the namespace once nothing holds it (the tasks' veths with them).
   umount2(path.c_str(), MNT_DETACH);
@@ -248,7 +248,7 @@ void OverlayDataplane::RemoveNetwork(const std::string& network_id) {
 
 void OverlayDataplane::AttachTask(const std::string& network_id, const std::string& task_netns,
                                   const std::string& ifname, const std::string& cidr) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string ip = IpOf(cidr);
   const std::string end = SandboxEnd(ip);
   const int task_ns = open(task_netns.c_str(), O_RDONLY | O_CLOEXEC);
@@ -285,7 +285,7 @@ void OverlayDataplane::AttachTask(const std::string& network_id, const std::stri
 }
 
 void OverlayDataplane::DetachTask(const std::string& network_id, const std::string& cidr) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string path = SandboxPath(network_id);
   if (!fs::exists(path)) return;
   InNamespace(path, [&] {
@@ -296,7 +296,7 @@ void OverlayDataplane::DetachTask(const std::string& network_id, const std::stri
 
 void OverlayDataplane::SetPeers(const std::string& network_id,
                                 const std::vector<OverlayPeer>& peers) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string path = SandboxPath(network_id);
   const std::vector<OverlayPeer> installed = ReadPeers(path + ".peers");
   auto has = [](const std::vector<OverlayPeer>& v, const OverlayPeer& p) {

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "daemon/common/mutex.h"
+
 namespace skep::dataplane {
 
 struct OverlayNetworkInfo {
@@ -66,8 +68,8 @@ class OverlayDataplane {
   std::string data_dir_;
   std::string vtep_;
   int mtu_;
-  uint16_t port_;
-  std::mutex mu_;
+  Mutex mu_;  // one change of the kernel's state at a time
+  uint16_t port_ SKEP_GUARDED_BY(mu_);
 };
 
 }  // namespace skep::dataplane

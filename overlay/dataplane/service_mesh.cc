@@ -34,7 +34,7 @@ ServiceMesh::ServiceMesh(std::string vtep, OverlayDataplane* overlay, TaskNetwor
     : vtep_(std::move(vtep)), overlay_(overlay), network_(network) {}
 
 void ServiceMesh::SetNetworks(std::vector<MeshNetwork> networks) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   wanted_.networks.clear();
   for (auto& n : networks)
     wanted_.networks[n.info.id] = std::move(n);
@@ -42,20 +42,20 @@ void ServiceMesh::SetNetworks(std::vector<MeshNetwork> networks) {
 
 void ServiceMesh::AddTask(const std::string& task_id, const std::string& netns,
                           std::vector<std::string> network_ids) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   wanted_.tasks[task_id] = {netns, std::move(network_ids)};
 }
 
 void ServiceMesh::RemoveTask(const std::string& task_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   wanted_.tasks.erase(task_id);
 }
 
 void ServiceMesh::Apply() {
-  std::lock_guard apply(apply_mu_);
+  MutexLock apply(apply_mu_);
   Wanted w;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     w = wanted_;
   }
   ApplyTasks(w);

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/common/mutex.h"
 #include "overlay/dataplane/overlay_dataplane.h"
 #include "overlay/dataplane/task_network.h"
 #include "overlay/discovery.h"
@@ -63,18 +64,18 @@ class ServiceMesh {
     std::string script;
     Names names;
   };
-  void ApplyTasks(const Wanted& w);
-  void ApplyIngress(const Wanted& w);
+  void ApplyTasks(const Wanted& w) SKEP_REQUIRES(apply_mu_);
+  void ApplyIngress(const Wanted& w) SKEP_REQUIRES(apply_mu_);
 
   const std::string vtep_;
   OverlayDataplane* overlay_;
   TaskNetwork* network_;
 
-  std::mutex mu_;  // guards wanted_
-  Wanted wanted_;
+  Mutex mu_;
+  Wanted wanted_ SKEP_GUARDED_BY(mu_);
 
-  std::mutex apply_mu_;  // one Apply at a time; guards what follows
-  std::map<std::string, Applied> applied_;  // per task
+  Mutex apply_mu_;  // one Apply at a time
+  std::map<std::string, Applied> applied_ SKEP_GUARDED_BY(apply_mu_);  // per task
   struct Sandbox {
     std::string network_id;
     std::string cidr;
@@ -82,7 +83,7 @@ class ServiceMesh {
     std::string script;
     std::vector<PublishedPort> ports;
   };
-  std::optional<Sandbox> sandbox_;
+  std::optional<Sandbox> sandbox_ SKEP_GUARDED_BY(apply_mu_);
 };
 
 }  // namespace skep::dataplane

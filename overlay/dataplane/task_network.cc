@@ -101,7 +101,7 @@ void TaskNetwork::WriteNat() {
 
 TaskNetwork::Attachment TaskNetwork::Attach(const std::string& task_id,
                                             const std::vector<PublishedPort>& ports) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   fs::create_directories(Dir());
   EnsureBridge();
   const std::string path = Dir() + "/" + task_id;
@@ -173,7 +173,7 @@ TaskNetwork::Attachment TaskNetwork::Attach(const std::string& task_id,
 }
 
 void TaskNetwork::SetPorts(const std::string& task_id, const std::vector<PublishedPort>& ports) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string path = Dir() + "/" + task_id;
   std::string addr;
   {
@@ -191,7 +191,7 @@ void TaskNetwork::SetPorts(const std::string& task_id, const std::vector<Publish
 }
 
 void TaskNetwork::Detach(const std::string& task_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const std::string path = Dir() + "/" + task_id;
   std::error_code ec;
   const bool had_ports = [&] {

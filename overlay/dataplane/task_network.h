@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "daemon/common/mutex.h"
+
 namespace skep::dataplane {
 
 struct PublishedPort {
@@ -41,13 +43,13 @@ class TaskNetwork {
   void Detach(const std::string& task_id);
 
  private:
-  void EnsureBridge();
-  void WriteNat();
+  void EnsureBridge() SKEP_REQUIRES(mu_);
+  void WriteNat() SKEP_REQUIRES(mu_);
   std::string Dir() const { return data_dir_ + "/netns"; }
 
   std::string data_dir_;
-  std::mutex mu_;
-  bool bridge_ready_ = false;
+  Mutex mu_;  // one change at a time
+  bool bridge_ready_ SKEP_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace skep::dataplane

@@ -19,6 +19,9 @@
 #include <sstream>
 #include <thread>
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
 #include "daemon/executor/containerd.h"
 #include "daemon/executor/errors.h"
 #include "daemon/executor/oci_spec.h"
@@ -123,6 +126,18 @@ class Lab {
 };
 
 // Collects exit notifications; Wait gives up after a minute (a failure bound, not a timing check).
+// Where the exit subscriptions run: one io_context for the whole test run, never stopped (a
+// subscription is stopped by its client's destructor, on the io_context's thread).
+boost::asio::any_io_executor Events() {
+  static auto* io = [] {
+    auto* io = new boost::asio::io_context;
+    static auto guard = boost::asio::make_work_guard(*io);
+    std::thread([io] { io->run(); }).detach();
+    return io;
+  }();
+  return io->get_executor();
+}
+
 class Exits {
  public:
   ExitCallback Callback() {
@@ -277,7 +292,7 @@ TEST_CASE("a command's output lands in the stdout file and its exit code is repo
   Registry registry(lab.Config());
   Containerd cd(lab.socket, "skep");
   Exits exits;
-  cd.SubscribeExits(exits.Callback());
+  cd.SubscribeExits(Events(), exits.Callback());
   ImageInfo busybox = cd.Pull(lab.Ref("busybox:1"), registry);
   Run r = Start(cd, lab, "exit3", busybox, Shell("echo out; echo err >&2; exit 3"));
   CHECK(r.pid > 0);
@@ -304,7 +319,7 @@ TEST_CASE("the spec's env and working dir and user are applied in the container"
   Registry registry(lab.Config());
   Containerd cd(lab.socket, "skep");
   Exits exits;
-  cd.SubscribeExits(exits.Callback());
+  cd.SubscribeExits(Events(), exits.Callback());
   ImageInfo busybox = cd.Pull(lab.Ref("busybox:1"), registry);
   ContainerSpec spec =
       Shell("id -u; id -g; id -G; pwd; echo \"$GREETING\"; echo \"$HOME\"; echo \"$HOSTNAME\"");
@@ -325,7 +340,7 @@ TEST_CASE("a bind mount and a tmpfs mount are visible in the container", "[integ
   Registry registry(lab.Config());
   Containerd cd(lab.socket, "skep");
   Exits exits;
-  cd.SubscribeExits(exits.Callback());
+  cd.SubscribeExits(Events(), exits.Callback());
   ImageInfo busybox = cd.Pull(lab.Ref("busybox:1"), registry);
   fs::create_directories(lab.dir + "/host");
   std::ofstream(lab.dir + "/host/hello") << "from host\n";
@@ -349,7 +364,7 @@ TEST_CASE("SIGTERM stops a container that handles it but one that ignores it nee
   Registry registry(lab.Config());
   Containerd cd(lab.socket, "skep");
   Exits exits;
-  cd.SubscribeExits(exits.Callback());
+  cd.SubscribeExits(Events(), exits.Callback());
   ImageInfo stubborn = cd.Pull(lab.Ref("stubborn:1"), registry);
   ImageInfo web = cd.Pull(lab.Ref("web:1"), registry);
 
@@ -387,14 +402,14 @@ TEST_CASE("a second client finds the running container with the same pid and its
     r = Start(first, lab, "reattach", web, spec, {{"skep.test", "reattach"}, {"skep.slot", "1"}});
     // One that exits while the first client is still there.
     Exits first_exits;
-    first.SubscribeExits(first_exits.Callback());
+    first.SubscribeExits(Events(), first_exits.Callback());
     ImageInfo busybox = first.Pull(lab.Ref("busybox:1"), registry);
     Start(first, lab, "quick", busybox, Shell("exit 5"), {{"skep.test", "quick"}});
     REQUIRE(first_exits.Wait("quick") == 5u);
   }  // skepd "restarts": the first client is gone, the containers stay
   Containerd second(lab.socket, "skep");
   Exits exits;
-  second.SubscribeExits(exits.Callback());
+  second.SubscribeExits(Events(), exits.Callback());
   // A task that stopped before the subscription is reported once the subscription is up.
   REQUIRE(exits.Wait("quick") == 5u);
   second.Delete("quick");
@@ -423,7 +438,7 @@ TEST_CASE("the exit subscription reconnects after containerd restarts", "[integr
   Registry registry(lab.Config());
   Containerd cd(lab.socket, "skep");
   Exits exits;
-  cd.SubscribeExits(exits.Callback());
+  cd.SubscribeExits(Events(), exits.Callback());
   ImageInfo stubborn = cd.Pull(lab.Ref("stubborn:1"), registry);
   Run r = Start(cd, lab, "survivor", stubborn, ContainerSpec{});
   // Stop containerd alone (its shims and containers keep running), then start it again.
@@ -445,7 +460,7 @@ TEST_CASE("Delete removes the task and the container and its snapshot and may be
   Registry registry(lab.Config());
   Containerd cd(lab.socket, "skep");
   Exits exits;
-  cd.SubscribeExits(exits.Callback());
+  cd.SubscribeExits(Events(), exits.Callback());
   ImageInfo busybox = cd.Pull(lab.Ref("busybox:1"), registry);
 
   Start(cd, lab, "running", busybox, Shell("sleep 600"));

@@ -140,89 +140,116 @@ class Orchestrator final : public std::enable_shared_from_this<Orchestrator> {
     }
   }
 
+  // What a service's plan is made from.
+  struct Inputs {
+    int64_t history = kDefaultTaskHistory;
+    std::vector<manager::Shared<api::Task>> tasks;
+    std::optional<api::Service> service;  // none: removed
+    std::map<std::string, NodeView> nodes;
+  };
+
   void Reconcile(const std::string& service_id) {
     const int64_t now = ctx_.clock().Now();
+    const Inputs in = Read(service_id, now);
     api::StoreBatch batch;
-    int64_t history = kDefaultTaskHistory;
     int64_t wake_at = 0;
-    // What the plan needs is taken under the store's lock (the tasks are the store's own,
-    // immutable objects), and the plan made after: the raft node's apply waits for readers,
-    // and planning a large service takes a while.
-    std::vector<manager::Shared<api::Task>> tasks;
-    std::optional<api::Service> service;
-    std::map<std::string, NodeView> nodes;
+    if (!in.service) {
+      batch = RemovedServiceBatch(in.tasks);
+    } else {
+      batch = PlanBatch(in, now, &wake_at);
+    }
+    if (wake_at) WakeAt(service_id, wake_at);
+    if (batch.actions_size() == 0) return;
+    Propose(service_id, std::move(batch));
+  }
+
+  // What the plan needs is taken under the store's lock (the tasks are the store's own,
+  // immutable objects), and the plan made after: the raft node's apply waits for readers, and
+  // planning a large service takes a while.
+  Inputs Read(const std::string& service_id, int64_t now) {
+    Inputs in;
     ctx_.store().View([&](const ReadTx& tx) {
       if (const auto* c = tx.cluster(); c && c->spec().orchestration().has_task_history_limit()) {
-        history = c->spec().orchestration().task_history_limit();
+        in.history = c->spec().orchestration().task_history_limit();
       }
-      tasks = tx.share_tasks_of_service(service_id);
+      in.tasks = tx.share_tasks_of_service(service_id);
       const api::Service* s = tx.service(service_id);
       if (s == nullptr) return;
-      service = *s;
+      in.service = *s;
       for (const auto* n : tx.nodes()) {
         NodeView v;
         v.id = n->id();
         v.ready = n->status().state() != api::NODE_STATE_DOWN;
         v.availability = n->spec().availability();
         v.eligible = !s->spec().has_global() || Eligible(*s, *n);
-        nodes[n->id()] = v;
+        in.nodes[n->id()] = v;
       }
       if (Rebalances(*s) && !s->spec().has_global()) {
         const api::ExplainServiceResponse verdicts = manager::ExplainPlacement(tx, *s, now);
         for (const auto& verdict : verdicts.nodes()) {
-          if (auto it = nodes.find(verdict.node_id()); it != nodes.end())
+          if (auto it = in.nodes.find(verdict.node_id()); it != in.nodes.end())
             it->second.fits = verdict.fits();
         }
       }
     });
-    if (!service) {
-      // A removed service's tasks go once stopped (the agents stop them).
-      for (const auto& t : tasks) {
-        if (t->node_id().empty() || Terminal(t->status().state())) {
-          auto* a = batch.add_actions();
-          a->set_kind(api::StoreAction::REMOVE);
-          *a->mutable_task() = *t;
-        } else if (t->desired_state() < api::TASK_REMOVE) {
-          auto* a = batch.add_actions();
-          a->set_kind(api::StoreAction::UPDATE);
-          *a->mutable_task() = *t;
-          a->mutable_task()->set_desired_state(api::TASK_REMOVE);
-        }
-      }
-    } else {
-      const api::Service& svc = *service;
-      Plan plan = svc.spec().has_global() ? ReconcileGlobal(svc, tasks, nodes, now)
-                                          : ReconcileReplicated(svc, tasks, nodes, now);
-      if (plan.service) {
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_service() = std::move(*plan.service);
-      }
-      if (plan.wake_at) wake_at = plan.wake_at;
-      for (auto& t : plan.update) {
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::UPDATE);
-        *a->mutable_task() = std::move(t);
-      }
-      for (auto& t : plan.create) {
-        t.set_id(pki::RandomId());
-        auto* a = batch.add_actions();
-        a->set_kind(api::StoreAction::CREATE);
-        *a->mutable_task() = std::move(t);
-      }
-      std::set<std::string> changed;
-      for (const auto& a : batch.actions())
-        changed.insert(a.task().id());
-      for (auto& t : Prune(tasks, history)) {
-        if (changed.count(t.id())) continue;
+    return in;
+  }
+
+  // A removed service's tasks go once stopped (the agents stop them).
+  static api::StoreBatch RemovedServiceBatch(const std::vector<manager::Shared<api::Task>>& tasks) {
+    api::StoreBatch batch;
+    for (const auto& t : tasks) {
+      if (t->node_id().empty() || Terminal(t->status().state())) {
         auto* a = batch.add_actions();
         a->set_kind(api::StoreAction::REMOVE);
-        *a->mutable_task() = std::move(t);
+        *a->mutable_task() = *t;
+      } else if (t->desired_state() < api::TASK_REMOVE) {
+        auto* a = batch.add_actions();
+        a->set_kind(api::StoreAction::UPDATE);
+        *a->mutable_task() = *t;
+        a->mutable_task()->set_desired_state(api::TASK_REMOVE);
       }
     }
-    if (wake_at) WakeAt(service_id, wake_at);
-    if (batch.actions_size() == 0) return;
-    // A large plan goes out in parts, in order; the service is planned again after the last.
+    return batch;
+  }
+
+  // The service's plan as a batch, with the history beyond its limit pruned.
+  static api::StoreBatch PlanBatch(const Inputs& in, int64_t now, int64_t* wake_at) {
+    const api::Service& svc = *in.service;
+    Plan plan = svc.spec().has_global() ? ReconcileGlobal(svc, in.tasks, in.nodes, now)
+                                        : ReconcileReplicated(svc, in.tasks, in.nodes, now);
+    api::StoreBatch batch;
+    if (plan.service) {
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_service() = std::move(*plan.service);
+    }
+    if (plan.wake_at) *wake_at = plan.wake_at;
+    for (auto& t : plan.update) {
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::UPDATE);
+      *a->mutable_task() = std::move(t);
+    }
+    for (auto& t : plan.create) {
+      t.set_id(pki::RandomId());
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::CREATE);
+      *a->mutable_task() = std::move(t);
+    }
+    std::set<std::string> changed;
+    for (const auto& a : batch.actions())
+      changed.insert(a.task().id());
+    for (auto& t : Prune(in.tasks, in.history)) {
+      if (changed.count(t.id())) continue;
+      auto* a = batch.add_actions();
+      a->set_kind(api::StoreAction::REMOVE);
+      *a->mutable_task() = std::move(t);
+    }
+    return batch;
+  }
+
+  // A large plan goes out in parts, in order; the service is planned again after the last.
+  void Propose(const std::string& service_id, api::StoreBatch batch) {
     in_flight_.insert(service_id);
     manager::ProposeInParts(ctx_, std::move(batch), term_, live_,
                             [self = shared_from_this(), service_id,
