@@ -31,7 +31,18 @@ ControlApi::Task ControlApi::Write(api::StoreBatch batch, const Call& call) {
   batch.set_client_request_id(call.request_id);
   const Leadership l = ctx_.leadership();
   auto write = ProposeUntil(ctx_, std::move(batch), l.term, DeadlineOf(ctx_, call));
-  co_return co_await std::move(write);
+  const Status st = co_await std::move(write);
+  // Another run of the same request (one a forwarding manager abandoned) applied it first:
+  // this one's proposal was refused, or skipped at apply, but the request is done.
+  if (!st.ok() && !call.request_id.empty() && ctx_.store().Applied(call.request_id)) {
+    co_return Status::Ok();
+  }
+  co_return st;
+}
+
+std::string ControlApi::CreatedId(const Call& call, const std::string& proposed) const {
+  const auto applied = ctx_.store().Applied(call.request_id);
+  return applied && !applied->created_id.empty() ? applied->created_id : proposed;
 }
 
 ControlApi::Task ControlApi::UpdateNodeObject(const std::string& id,

@@ -79,6 +79,9 @@ class ControlApi {
   // Proposes a write of this request, given up as kOutcomeUnknown when leadership is lost or
   // the deadline passes first.
   Task Write(api::StoreBatch batch, const Call& call);
+  // The ID of what a create applied with the request's ID made: `proposed`, unless another
+  // run of the same request made it first.
+  std::string CreatedId(const Call& call, const std::string& proposed) const;
 
   // The leader's part of each call.
   Task InspectSwarmHere(api::ClusterView* resp);

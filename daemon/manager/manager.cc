@@ -448,11 +448,13 @@ void Manager::Stop() {
   if (impl_->group) impl_->group->Stop();
   // Sessions end now rather than at the server's deadline.
   if (impl_->dispatcher) impl_->dispatcher->Stop();
+  // Raft first: its pending proposals fail (outcome unknown), so that no call waits for a
+  // commit that cannot come any more (the server's shutdown waits for every call to finish).
+  impl_->raft->Stop();
   if (impl_->server) {
     impl_->server->Shutdown(std::chrono::system_clock::now() + 1s);
     impl_->server.reset();
   }
-  impl_->raft->Stop();
   // The log is closed now (its lock freed): a new manager may open it in this process.
   impl_->storage.reset();
   if (impl_->transport) impl_->transport->Stop();

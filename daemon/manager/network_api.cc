@@ -113,7 +113,7 @@ ControlApi::Task ControlApi::CreateNetworkHere(const api::CreateNetworkRequest& 
     // Another network took the same subnet or VNI meanwhile: allocate again.
     if (st.code() == Code::kAlreadyExists && attempt < 3 && req.spec().ipam_size() == 0) continue;
     if (!st.ok()) co_return st;
-    resp->set_id(n.id());
+    resp->set_id(CreatedId(call, n.id()));
     co_return Status::Ok();
   }
 }

@@ -46,13 +46,46 @@ inline bool AskNextLeader(const Status& st) {
 // one is elected first.
 inline constexpr std::chrono::milliseconds kRetryPause(100);
 
+// A forwarded request ends this much before the forwarding manager gives up on it, so that
+// the leader's own answer (done, refused, or outcome unknown) gets back in time.
+inline constexpr std::chrono::milliseconds kForwardMargin(250);
+
+// An attempt after which the request may have been carried out although no answer said so: a
+// proposal whose outcome is unknown, or a forward abandoned or timed out after it was sent.
+inline bool MaybeCarriedOut(const Status& st) { return st.code() == Code::kOutcomeUnknown; }
+inline bool MaybeCarriedOut(const grpc::Status& st) {
+  if (FromSkep(st)) return FromGrpc(st).code() == Code::kOutcomeUnknown;
+  return st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+         st.error_code() == grpc::StatusCode::CANCELLED;
+}
+
+// A request that failed here although another run of it (one a forwarding manager abandoned
+// and sent again) has carried it out: it is done, and a create answers with what it made.
+template <class Resp>
+void DoneBefore(ServiceContext& ctx, const CallInfo& call, Resp* resp, Status* st) {
+  const auto done = ctx.store().Applied(call.request_id);
+  if (!done) return;
+  if constexpr (requires { resp->set_id(done->created_id); }) {
+    if (!done->created_id.empty()) resp->set_id(done->created_id);
+  }
+  *st = Status::Ok();
+}
+
+inline Status GaveUp(const Status& last, bool maybe_carried_out) {
+  if (!maybe_carried_out) return last;
+  return Status(Code::kOutcomeUnknown,
+                "the leader was lost before it answered, and no new one answered in time: the "
+                "request may have been carried out (" + last.message() + ")");
+}
+
 }  // namespace detail
 
 // How long a request waits at most for a leader: a few election timeouts, and no longer than
 // its client waits.
 inline Clock::Steady DeadlineOf(ServiceContext& ctx, const CallInfo& call) {
   const Clock::Steady wait = ctx.clock().SteadyNow() + ctx.LeaderWait();
-  return call.deadline ? std::min(*call.deadline, wait) : wait;
+  if (!call.deadline) return wait;
+  return std::min(wait, call.forwarded ? *call.deadline - detail::kForwardMargin : *call.deadline);
 }
 
 // The callback API's method of a request: `remote(stub->async(), context, req, resp, done)`.
@@ -62,11 +95,13 @@ inline Clock::Steady DeadlineOf(ServiceContext& ctx, const CallInfo& call) {
 
 // Sends the request to the leader at `addr`, elected in `term`; abandons it if another leader
 // is elected meanwhile. kUnavailable when it may be sent again (to the next leader, or to this
-// one a moment later).
+// one a moment later); `*maybe_carried_out` is set when the leader may have carried it out
+// without saying so.
 template <class Service, class Req, class Resp, class Remote>
 boost::asio::awaitable<Status> Forward(ServiceContext& ctx, Remote remote, const std::string& addr,
                                        uint64_t term, const Req& req, Resp* resp,
-                                       const CallInfo& call, Clock::Steady deadline) {
+                                       const CallInfo& call, Clock::Steady deadline,
+                                       bool* maybe_carried_out) {
   auto context = std::make_shared<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() + (deadline - ctx.clock().SteadyNow()));
   context->AddMetadata(kForwarded, "1");
@@ -82,6 +117,7 @@ boost::asio::awaitable<Status> Forward(ServiceContext& ctx, Remote remote, const
   });
   const grpc::Status st = co_await std::move(answer);
   moved.Cancel();
+  if (detail::MaybeCarriedOut(st)) *maybe_carried_out = true;
   if (!detail::SendAgain(st)) co_return FromGrpc(st);
   if (FromSkep(st)) co_return Unavailable(FromGrpc(st).message());
   // The leader may be back in a moment: the next attempt connects at once rather than after
@@ -95,13 +131,19 @@ template <class Service, class Req, class Resp, class Remote, class Local>
 boost::asio::awaitable<Status> OnLeader(ServiceContext& ctx, Remote remote, const Req& req,
                                         Resp* resp, CallInfo call, Local local) {
   const Clock::Steady deadline = DeadlineOf(ctx, call);
-  Status last;
+  // Once an attempt may have carried the request out, giving up says so: the client must not
+  // take it for undone. (Within the deadline, attempting again is safe: a write carries the
+  // request's ID and applies once.)
+  bool maybe_carried_out = false;
   for (;;) {
     const Leadership l = ctx.leadership();
     const bool time_left = ctx.clock().SteadyNow() < deadline;
     if (l.leader) {
       if (!l.serving) {
-        if (!time_left) co_return Unavailable("the new leader is still catching up; try again");
+        if (!time_left) {
+          co_return detail::GaveUp(Unavailable("the new leader is still catching up; try again"),
+                                   maybe_carried_out);
+        }
         auto serving = AwaitLeadership(
             ctx, [](const Leadership& x) { return x.serving || !x.leader; }, deadline);
         co_await std::move(serving);
@@ -109,9 +151,11 @@ boost::asio::awaitable<Status> OnLeader(ServiceContext& ctx, Remote remote, cons
       }
       auto here = local();
       Status st = co_await std::move(here);
-      if (!detail::AskNextLeader(st) || ctx.clock().SteadyNow() >= deadline) co_return st;
+      if (!st.ok()) detail::DoneBefore(ctx, call, resp, &st);
+      if (detail::MaybeCarriedOut(st)) maybe_carried_out = true;
+      if (!detail::AskNextLeader(st)) co_return st;
+      if (ctx.clock().SteadyNow() >= deadline) co_return detail::GaveUp(st, maybe_carried_out);
       // Leadership was lost during the request: the next leader answers it.
-      last = st;
       auto next_term = AwaitLeadership(
           ctx, [term = l.term](const Leadership& x) { return x.term != term; }, deadline);
       co_await std::move(next_term);
@@ -124,11 +168,11 @@ boost::asio::awaitable<Status> OnLeader(ServiceContext& ctx, Remote remote, cons
     }
     if (l.Reachable()) {
       const LeaderInfo leader = *l.leader_info;
-      auto forward =
-          Forward<Service>(ctx, remote, leader.addr, l.term, req, resp, call, deadline);
+      auto forward = Forward<Service>(ctx, remote, leader.addr, l.term, req, resp, call,
+                                      deadline, &maybe_carried_out);
       Status st = co_await std::move(forward);
-      if (st.code() != Code::kUnavailable || ctx.clock().SteadyNow() >= deadline) co_return st;
-      last = st;
+      if (st.code() != Code::kUnavailable) co_return st;
+      if (ctx.clock().SteadyNow() >= deadline) co_return detail::GaveUp(st, maybe_carried_out);
       // Another leader, or the same one a moment later (it may have been restarting).
       const auto pause = std::min(deadline, ctx.clock().SteadyNow() + detail::kRetryPause);
       auto moved = AwaitLeadership(
@@ -142,7 +186,9 @@ boost::asio::awaitable<Status> OnLeader(ServiceContext& ctx, Remote remote, cons
     }
     const Status why = ctx.NoLeaderStatus();
     // Gone for good until an operator acts: no point waiting.
-    if (why.code() == Code::kNoQuorum || !time_left) co_return why;
+    if (why.code() == Code::kNoQuorum || !time_left) {
+      co_return detail::GaveUp(why, maybe_carried_out);
+    }
     auto elected = AwaitLeadership(
         ctx, [](const Leadership& x) { return x.leader || x.Reachable(); }, deadline);
     co_await std::move(elected);

@@ -396,7 +396,7 @@ ControlApi::Task ControlApi::CreateServiceHere(const api::CreateServiceRequest& 
   *a->mutable_service() = s;
   auto write = Write(std::move(batch), call);
   if (Status st = co_await std::move(write); !st.ok()) co_return st;
-  resp->set_id(s.id());
+  resp->set_id(CreatedId(call, s.id()));
   co_return Status::Ok();
 }
 
