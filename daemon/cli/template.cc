@@ -18,8 +18,6 @@ namespace json = boost::json;
 namespace tmpl {
 namespace {
 
-constexpr size_t kNpos = std::string_view::npos;
-
 // ---- Values as Go prints them ----
 
 std::string GoType(const json::value& v) {

@@ -5,6 +5,12 @@
 // Subscribe: so the subscription publishes an event of its own on a topic only it listens to,
 // and lists once that event comes back. The event is published again every 250 ms (a timer)
 // until it does (the first one nearly always suffices). All of it on one strand; no thread.
+//
+// gRPC 1.51 runs callbacks of client calls on threads it shares among channels, and shuts them
+// down, joining them, when the last such channel goes. So the last reference to this object
+// (and to the channel its stubs hold) must never be dropped on one of those threads: every
+// callback lets go of it before leaving the gate, and Stop cancels every call in flight so
+// that draining the gate never times out.
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -13,9 +19,10 @@
 
 #include <future>
 #include <memory>
-#include <mutex>
+#include <set>
 
 #include "daemon/common/gate.h"
+#include "daemon/common/mutex.h"
 
 #include "daemon/executor/containerd_internal.h"
 #include "daemon/executor/errors.h"
@@ -63,6 +70,7 @@ class Containerd::Impl::ExitSubscription
     if (!gate_->Post([self = shared_from_this(), stopped] {
           self->stopped_ = true;
           if (self->context_) self->context_->TryCancel();
+          self->CancelCalls();
           self->retry_.cancel();
           self->publish_.cancel();
           stopped->set_value();
@@ -70,7 +78,8 @@ class Containerd::Impl::ExitSubscription
       return;
     }
     future.wait_for(std::chrono::seconds(5));
-    gate_->Drain(std::chrono::seconds(5));
+    if (!gate_->Drain(std::chrono::seconds(5)))
+      LogWarn("containerd calls of the exit subscription still in flight after 5 s");
   }
 
  private:
@@ -92,7 +101,7 @@ class Containerd::Impl::ExitSubscription
     void OnDone(const grpc::Status& status) override {
       s_->Post([s = s_, a = attempt_, status] { s->OnEnded(a, status); });
       auto gate = s_->gate_;
-      delete this;
+      delete this;  // lets go of the subscription first (see the top)
       gate->Leave();
     }
     cdapi::events::SubscribeRequest request_;
@@ -110,6 +119,22 @@ class Containerd::Impl::ExitSubscription
     ctx->AddMetadata("containerd-namespace", ns_);
     if (timeout.count() > 0) ctx->set_deadline(std::chrono::system_clock::now() + timeout);
     return ctx;
+  }
+
+  // A unary call starts (on the strand) or is done (on a gRPC thread); Stop cancels the calls
+  // in flight.
+  void Begin(grpc::ClientContext* context) {
+    MutexLock lock(calls_mu_);
+    gate_->Enter();
+    calls_.insert(context);
+  }
+  void End(grpc::ClientContext* context) {
+    MutexLock lock(calls_mu_);
+    calls_.erase(context);
+  }
+  void CancelCalls() {
+    MutexLock lock(calls_mu_);
+    for (grpc::ClientContext* context : calls_) context->TryCancel();
   }
 
   // Onto the strand, unless stopped.
@@ -152,12 +177,15 @@ class Containerd::Impl::ExitSubscription
     call->context->set_wait_for_ready(true);
     call->request.set_topic(sentinel_);
     call->request.mutable_event()->set_type_url("skep.executor.Subscribed");
-    gate_->Enter();
+    Begin(call->context.get());
     events_->async()->Publish(
         call->context.get(), &call->request, &call->response,
-        [self = shared_from_this(), call, attempt](grpc::Status s) {
-          self->Post([self, attempt, s] { self->Published(attempt, s); });
-          self->gate_->Leave();
+        [self = shared_from_this(), call, attempt](grpc::Status s) mutable {
+          self->End(call->context.get());
+          auto gate = self->gate_;
+          gate->Post([self, attempt, s] { self->Published(attempt, s); });
+          self.reset();  // see the top
+          gate->Leave();
         });
   }
 
@@ -219,12 +247,13 @@ class Containerd::Impl::ExitSubscription
     };
     auto call = std::make_shared<Call>();
     call->context = Context(std::chrono::seconds(30));
-    gate_->Enter();
+    Begin(call->context.get());
     tasks_->async()->List(
         call->context.get(), &call->request, &call->response,
-        [self = shared_from_this(), call](grpc::Status s) {
+        [self = shared_from_this(), call](grpc::Status s) mutable {
+          self->End(call->context.get());
           auto gate = self->gate_;
-          self->Post([self, call, s] {
+          gate->Post([self, call, s] {
             if (self->stopped_) return;
             if (!s.ok()) {
               LogWarn(fmt::format("containerd Tasks.List after subscribing: {}", s.error_message()));
@@ -238,6 +267,7 @@ class Containerd::Impl::ExitSubscription
               }
             }
           });
+          self.reset();  // see the top
           gate->Leave();
         });
   }
@@ -262,6 +292,8 @@ class Containerd::Impl::ExitSubscription
   const std::shared_ptr<Gate> gate_;
   const ExitCallback on_exit_;
   const OomCallback on_oom_;
+  Mutex calls_mu_;
+  std::set<grpc::ClientContext*> calls_ SKEP_GUARDED_BY(calls_mu_);  // unary calls in flight
   // All below: on the strand.
   bool stopped_ = false;
   std::shared_ptr<grpc::ClientContext> context_;  // the open Subscribe call
