@@ -243,6 +243,7 @@ void Dispatcher::Ended(const SessionPtr& s) {
   auto it = sessions_.find(s->node_id);
   if (it == sessions_.end() || it->second != s) return;  // replaced by a newer one
   sessions_.erase(it);
+  heard_.Close(s->node_id, s->id);
   Touch(logs_.OnSessionEnded(s->node_id));
 }
 
@@ -258,9 +259,9 @@ void Dispatcher::Touch(const LogBroker::Nodes& nodes) {
 }
 
 bool Dispatcher::Connected(const std::string& node_id) const {
-  auto heard = heard_.find(node_id);
-  return serving_ && sessions_.count(node_id) && heard != heard_.end() &&
-         ctx_.clock().SteadyNow() - heard->second < Grace();
+  const std::optional<Clock::Steady> heard = heard_.Heard(node_id);
+  return serving_ && sessions_.count(node_id) && heard &&
+         ctx_.clock().SteadyNow() - *heard < Grace();
 }
 
 void Dispatcher::MarkReady(const std::string& node_id, const std::string& addr) {
@@ -300,7 +301,7 @@ void Dispatcher::Register(const SessionPtr& s, const api::NodeDescription& descr
   auto& slot = sessions_[s->node_id];
   if (slot) End(slot, {Code::kFailedPrecondition, "a newer session replaced this one"});
   slot = s;
-  heard_[s->node_id] = ctx_.clock().SteadyNow();
+  heard_.Open(s->node_id, s->id, ctx_.clock().SteadyNow());
   // What the node reports about itself (hostname, version, labels) is kept up to date.
   UpdateNode(ctx_, strand_, s->node_id, [description](api::Node& n) {
     *n.mutable_description() = description;
@@ -316,33 +317,67 @@ grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* con
                                                 api::HeartbeatResponse* response) {
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate) return Answer(context, NoCertificate("a heartbeat"));
-  auto* reactor = context->DefaultReactor();
-  asio::post(strand_, [self = shared_from_this(), reactor, node = peer.node_id,
-                       addr = peer.address, session = request->session_id(), response] {
-    if (!self->ctx_.leadership().serving) {
-      reactor->Finish(ToGrpc(self->NotLeader()));
-      return;
-    }
-    auto it = self->sessions_.find(node);
-    if (it == self->sessions_.end() || it->second->id != session) {
-      reactor->Finish(ToGrpc(NotFound("no such session; open a new one")));
-      return;
-    }
-    self->heard_[node] = self->ctx_.clock().SteadyNow();
-    response->set_period_ms(self->Period().count());
-    // A node marked down (a race with the check, a shortened period) is ready again the moment
-    // it heartbeats.
-    const bool ready = self->ctx_.store().View([&](const ReadTx& tx) {
-      const api::Node* n = tx.node(node);
-      return n == nullptr || n->status().state() == api::NODE_STATE_READY;
-    });
-    if (!ready) self->MarkReady(node, addr);
-    reactor->Finish(grpc::Status::OK);
+  // Answered here, not on the strand (see the header).
+  if (!ctx_.leadership().serving) return Answer(context, NotLeader());
+  if (!heard_.Beat(peer.node_id, request->session_id(), ctx_.clock().SteadyNow()))
+    return Answer(context, NotFound("no such session; open a new one"));
+  response->set_period_ms(Period().count());
+  // A node marked down (a race with the check, a shortened period) is ready again the moment
+  // it heartbeats.
+  const bool ready = ctx_.store().View([&](const ReadTx& tx) {
+    const api::Node* n = tx.node(peer.node_id);
+    return n == nullptr || n->status().state() == api::NODE_STATE_READY;
   });
-  return reactor;
+  if (!ready) {
+    asio::post(strand_, [self = shared_from_this(), node = peer.node_id, addr = peer.address] {
+      self->MarkReady(node, addr);
+    });
+  }
+  return Answer(context, Status::Ok());
 }
 
 // ---- liveness ---------------------------------------------------------------------------------
+
+void HeardTable::Open(const std::string& node, const std::string& session, Clock::Steady now) {
+  MutexLock lock(mu_);
+  nodes_[node] = {session, now};
+}
+
+void HeardTable::Close(const std::string& node, const std::string& session) {
+  MutexLock lock(mu_);
+  if (auto it = nodes_.find(node); it != nodes_.end() && it->second.session == session)
+    it->second.session.clear();
+}
+
+bool HeardTable::Beat(const std::string& node, const std::string& session, Clock::Steady now) {
+  MutexLock lock(mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end() || session.empty() || it->second.session != session) return false;
+  it->second.heard = now;
+  return true;
+}
+
+Clock::Steady HeardTable::HeardOrNow(const std::string& node, Clock::Steady now) {
+  MutexLock lock(mu_);
+  return nodes_.try_emplace(node, Entry{"", now}).first->second.heard;
+}
+
+std::optional<Clock::Steady> HeardTable::Heard(const std::string& node) const {
+  MutexLock lock(mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) return std::nullopt;
+  return it->second.heard;
+}
+
+void HeardTable::Forget(const std::string& node) {
+  MutexLock lock(mu_);
+  nodes_.erase(node);
+}
+
+void HeardTable::Clear() {
+  MutexLock lock(mu_);
+  nodes_.clear();
+}
 
 void Dispatcher::ArmLiveness(Clock::Steady at) {
   if (liveness_ && liveness_at_ <= at) return;
@@ -362,8 +397,8 @@ void Dispatcher::CheckNodes() {
   ctx_.store().View([&](const ReadTx& tx) {
     for (const auto* n : tx.nodes()) {
       // A node first seen now (it just joined) has a grace from now.
-      auto [it, fresh] = heard_.try_emplace(n->id(), now);
-      nodes.push_back({n->id(), n->status().state() == api::NODE_STATE_DOWN, it->second});
+      nodes.push_back({n->id(), n->status().state() == api::NODE_STATE_DOWN,
+                       heard_.HeardOrNow(n->id(), now)});
     }
   });
   const auto grace = Grace();
@@ -372,8 +407,8 @@ void Dispatcher::CheckNodes() {
     UpdateNode(ctx_, strand_, id, [this, id, grace](api::Node& node) {
       if (node.status().state() == api::NODE_STATE_DOWN) return Status::Ok();
       // Heard from since the check (a session opened, a heartbeat came): not down.
-      auto it = heard_.find(id);
-      if (it != heard_.end() && ctx_.clock().SteadyNow() - it->second < grace) return Status::Ok();
+      const std::optional<Clock::Steady> heard = heard_.Heard(id);
+      if (heard && ctx_.clock().SteadyNow() - *heard < grace) return Status::Ok();
       node.mutable_status()->set_state(api::NODE_STATE_DOWN);
       node.mutable_status()->set_message("heartbeat failure");
       SKEP_LOG(info, "dispatcher", "node {} ({}) is down: no heartbeat for {} ms", id,
@@ -397,7 +432,7 @@ void Dispatcher::OnLeadership(const Leadership& l) {
     for (auto& [id, s] : sessions_)
       End(s, NotLeader());
     sessions_.clear();
-    heard_.clear();
+    heard_.Clear();
     liveness_.reset();
     return;
   }
@@ -406,7 +441,7 @@ void Dispatcher::OnLeadership(const Leadership& l) {
   const Clock::Steady now = ctx_.clock().SteadyNow();
   const size_t nodes = ctx_.store().View([](const ReadTx& tx) { return tx.nodes().size(); });
   quiet_until_ = now + Grace() * kLeaderChangeGraces + kLeaderChangePerNode * nodes;
-  heard_.clear();
+  heard_.Clear();
   CheckNodes();
   ArmLiveness(quiet_until_);
 }
@@ -427,7 +462,7 @@ void Dispatcher::OnEvents(const std::vector<StoreEvent>& events) {
             node->spec().desired_role() == api::ROLE_MANAGER;
       nodes.insert(node->id());
       if (event.kind == api::StoreAction::REMOVE) {
-        heard_.erase(node->id());
+        heard_.Forget(node->id());
       } else if (event.kind == api::StoreAction::CREATE) {
         new_node = true;
       }

@@ -10,9 +10,11 @@
 // longer the node's. Heartbeats live in the leader's memory: only a change of a node's state is
 // a raft write, proposed without waiting.
 //
-// Where things run: the dispatcher's state (the sessions by node, when each node was last
-// heard from, the task status reports waiting for a proposal, the liveness timer) is owned by
-// its strand, which the gRPC reactors, the store's events and leadership changes post to. Each
+// Where things run: the dispatcher's state (the sessions by node, the task status reports
+// waiting for a proposal, the liveness timer) is owned by its strand, which the gRPC reactors,
+// the store's events and leadership changes post to. Heartbeats are the exception: they are
+// answered on gRPC's threads against a table under a lock of its own (HeardTable), so that a
+// strand busy with a large rollout never makes a node miss its heartbeat's deadline. Each
 // session has a strand of its own for its stream and what it last sent, so that composing a
 // thousand nodes' messages is spread over the manager's threads. The log broker keeps its own
 // lock (log_broker.h). Nothing blocks.
@@ -29,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/common/mutex.h"
 #include "daemon/manager/context.h"
 #include "daemon/manager/log_broker.h"
 #include "dispatcher.grpc.pb.h"
@@ -49,6 +52,31 @@ struct NodeHeard {
 };
 LivenessPlan PlanLiveness(const std::vector<NodeHeard>& nodes, Clock::Steady now,
                           Clock::duration grace, Clock::Steady quiet_until);
+
+// When each node was last heard from (a heartbeat, its session opening, its first sighting by
+// the liveness check) and which session it holds: written on the dispatcher's strand and by
+// heartbeats on gRPC's threads.
+class HeardTable {
+ public:
+  // A session opened (`now` counts as heard), or ended: the node keeps its last time.
+  void Open(const std::string& node, const std::string& session, Clock::Steady now);
+  void Close(const std::string& node, const std::string& session);
+  // A heartbeat of `session`; false (and nothing recorded) if the node holds no such session.
+  bool Beat(const std::string& node, const std::string& session, Clock::Steady now);
+  // The node's last time, or `now` for a node never heard from (its grace starts now).
+  Clock::Steady HeardOrNow(const std::string& node, Clock::Steady now);
+  std::optional<Clock::Steady> Heard(const std::string& node) const;
+  void Forget(const std::string& node);
+  void Clear();
+
+ private:
+  struct Entry {
+    std::string session;  // empty: none open
+    Clock::Steady heard;
+  };
+  mutable Mutex mu_;
+  std::map<std::string, Entry> nodes_ SKEP_GUARDED_BY(mu_);
+};
 
 class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
  public:
@@ -131,12 +159,13 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool serving_ = false;
   bool stopped_ = false;
   std::map<std::string, SessionPtr> sessions_;     // by node ID; the last one each node opened
-  std::map<std::string, Clock::Steady> heard_;     // by node ID: last heartbeat, or first sight
   Clock::Steady quiet_until_{};                    // no node goes down before (a new leader)
   std::unique_ptr<Timer> liveness_;
   Clock::Steady liveness_at_{};
   std::deque<std::shared_ptr<StatusCall>> status_queue_;  // not yet in a proposal
   bool status_in_flight_ = false;
+  // Its own lock.
+  HeardTable heard_;
 };
 
 class DispatcherService final : public api::Dispatcher::CallbackService {

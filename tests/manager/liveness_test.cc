@@ -95,3 +95,37 @@ TEST_CASE("dispatcher: nodes that never heartbeat a new leader go down after its
   d->Stop();
   io.poll();
 }
+
+TEST_CASE("heard table: a heartbeat counts only for the node's open session; a closed one keeps "
+          "its last time",
+          "[liveness]") {
+  const Clock::Steady t0{std::chrono::hours(1)};
+  HeardTable heard;
+  CHECK_FALSE(heard.Heard("w1"));
+  CHECK_FALSE(heard.Beat("w1", "s1", t0));  // no session opened
+  CHECK_FALSE(heard.Heard("w1"));
+
+  heard.Open("w1", "s1", t0);
+  CHECK(heard.Beat("w1", "s1", t0 + 1s));
+  CHECK(*heard.Heard("w1") == t0 + 1s);
+  CHECK_FALSE(heard.Beat("w1", "s0", t0 + 2s));  // an older session's heartbeat
+  CHECK_FALSE(heard.Beat("w1", "", t0 + 2s));
+  CHECK(*heard.Heard("w1") == t0 + 1s);
+
+  // A newer session replaces it; the older one's end does not close the newer.
+  heard.Open("w1", "s2", t0 + 3s);
+  heard.Close("w1", "s1");
+  CHECK(heard.Beat("w1", "s2", t0 + 4s));
+  heard.Close("w1", "s2");
+  CHECK_FALSE(heard.Beat("w1", "s2", t0 + 5s));
+  CHECK(*heard.Heard("w1") == t0 + 4s);
+
+  // First sighting: now, kept; a node heard from keeps its own time.
+  CHECK(heard.HeardOrNow("w2", t0 + 6s) == t0 + 6s);
+  CHECK(heard.HeardOrNow("w2", t0 + 9s) == t0 + 6s);
+  CHECK(heard.HeardOrNow("w1", t0 + 9s) == t0 + 4s);
+  heard.Forget("w2");
+  CHECK_FALSE(heard.Heard("w2"));
+  heard.Clear();
+  CHECK_FALSE(heard.Heard("w1"));
+}
