@@ -134,6 +134,7 @@ void Dispatcher::SessionState::FinishNow() {
 Dispatcher::Dispatcher(Context& ctx)
     : ctx_(ctx),
       strand_(ctx.MakeStrand()),
+      status_strand_(ctx.MakeStrand()),
       period_ms_(kDispatcherHeartbeatMs),
       logs_(&ctx.store(), [this](const std::string& node_id) { return Connected(node_id); }) {}
 
@@ -506,7 +507,7 @@ grpc::ServerUnaryReactor* Dispatcher::UpdateTaskStatus(grpc::CallbackServerConte
   if (!ctx_.leadership().leader) return Answer(context, NotLeader());
   auto* reactor = context->DefaultReactor();
   auto call = std::make_shared<StatusCall>(StatusCall{reactor, request, peer.node_id});
-  asio::post(strand_, [self = shared_from_this(), call] { self->QueueStatus(call); });
+  asio::post(status_strand_, [self = shared_from_this(), call] { self->QueueStatus(call); });
   return reactor;
 }
 
@@ -577,7 +578,7 @@ void Dispatcher::FlushStatus() {
     return;
   }
   ctx_.Propose(std::move(batch), [self = shared_from_this(), calls](const Status& r) {
-    asio::post(self->strand_, [self, calls, r] { self->StatusWritten(calls, r); });
+    asio::post(self->status_strand_, [self, calls, r] { self->StatusWritten(calls, r); });
   });
 }
 

@@ -10,11 +10,12 @@
 // longer the node's. Heartbeats live in the leader's memory: only a change of a node's state is
 // a raft write, proposed without waiting.
 //
-// Where things run: the dispatcher's state (the sessions by node, the task status reports
-// waiting for a proposal, the liveness timer) is owned by its strand, which the gRPC reactors,
-// the store's events and leadership changes post to. Heartbeats are the exception: they are
-// answered on gRPC's threads against a table under a lock of its own (HeardTable), so that a
-// strand busy with a large rollout never makes a node miss its heartbeat's deadline. Each
+// Where things run: the dispatcher's state (the sessions by node, the liveness timer) is owned
+// by its strand, which the gRPC reactors, the store's events and leadership changes post to.
+// The task status reports waiting for a proposal have a strand of their own; heartbeats are
+// answered on gRPC's threads against a table under a lock of its own (HeardTable): a strand busy
+// with a large rollout never makes a node miss its heartbeat's deadline, nor holds up the
+// reports. Each
 // session has a strand of its own for its stream and what it last sent, so that composing a
 // thousand nodes' messages is spread over the manager's threads. The log broker keeps its own
 // lock (log_broker.h). Nothing blocks.
@@ -132,10 +133,13 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   bool Connected(const std::string& node_id) const;
   void CheckNodes();
   void ArmLiveness(Clock::Steady at);
+  Clock::duration Grace() const;
+
+  // On status_strand_: the task status reports' queue is apart from the sessions' work, so
+  // that a rollout's store events never hold up the reports that tell it tasks run.
   void QueueStatus(std::shared_ptr<StatusCall> call);
   void FlushStatus();
   void StatusWritten(std::vector<std::shared_ptr<StatusCall>> calls, const Status& r);
-  Clock::duration Grace() const;
 
   // On the session's strand.
   void Wake(const SessionPtr& s);
@@ -147,6 +151,7 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
 
   Context& ctx_;
   Strand strand_;
+  Strand status_strand_;
   std::atomic<int64_t> period_ms_;  // written on strand_, read anywhere
   LogBroker logs_;
   Subscription store_events_;
@@ -162,6 +167,8 @@ class Dispatcher : public std::enable_shared_from_this<Dispatcher> {
   Clock::Steady quiet_until_{};                    // no node goes down before (a new leader)
   std::unique_ptr<Timer> liveness_;
   Clock::Steady liveness_at_{};
+
+  // On status_strand_.
   std::deque<std::shared_ptr<StatusCall>> status_queue_;  // not yet in a proposal
   bool status_in_flight_ = false;
   // Its own lock.
