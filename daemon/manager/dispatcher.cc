@@ -174,6 +174,7 @@ void Dispatcher::Stop() {
     for (auto& [id, s] : self->sessions_)
       self->End(s, Unavailable("the manager is shutting down"));
     self->sessions_.clear();
+    self->heard_.Clear();  // no heartbeat of an ended session is answered OK
   });
 }
 
