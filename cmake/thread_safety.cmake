@@ -32,7 +32,9 @@ function(skep_thread_safety_check)
           "$<$<BOOL:${defines}>:-D$<JOIN:${defines},;-D>>"
           -MD -MF ${stamp}.d -MT ${stamp} ${path}
         COMMAND ${CMAKE_COMMAND} -E touch ${stamp}
-        DEPENDS ${path} skep_proto
+        # The generated protobuf/gRPC headers (ours and containerd's) exist before any
+        # source that includes them is read.
+        DEPENDS ${path} skep_proto skep_containerd_proto
         DEPFILE ${stamp}.d
         COMMAND_EXPAND_LISTS VERBATIM
         COMMENT "thread-safety: ${rel}")
