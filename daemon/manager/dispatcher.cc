@@ -281,10 +281,7 @@ grpc::ServerWriteReactor<api::SessionMessage>* Dispatcher::Session(
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate) return new Refused(NoCertificate("a session"));
   if (!ctx_.leadership().serving) return new Refused(NotLeader());
-  if (!ctx_.store().GetNode(peer.node_id)) {
-    return new Refused(
-        NotFound("node " + peer.node_id + " is not a member of this swarm (it was removed)"));
-  }
+  // Whether the node is a member is asked on the strand (Register): not on gRPC's threads.
   auto s = std::make_shared<SessionState>(pki::RandomId(), peer.node_id, ctx_.MakeStrand());
   auto* stream = new SessionStream(shared_from_this(), s);
   s->stream = stream;
@@ -300,10 +297,16 @@ void Dispatcher::Register(const SessionPtr& s, const api::NodeDescription& descr
     End(s, stopped_ ? Unavailable("the manager is shutting down") : NotLeader());
     return;
   }
+  const std::optional<api::Node> node = ctx_.store().GetNode(s->node_id);
+  if (!node) {
+    End(s, NotFound("node " + s->node_id + " is not a member of this swarm (it was removed)"));
+    return;
+  }
   auto& slot = sessions_[s->node_id];
   if (slot) End(slot, {Code::kFailedPrecondition, "a newer session replaced this one"});
   slot = s;
   heard_.Open(s->node_id, s->id, ctx_.clock().SteadyNow());
+  heard_.SetReady(s->node_id, node->status().state() == api::NODE_STATE_READY);
   // What the node reports about itself (hostname, version, labels) is kept up to date.
   UpdateNode(ctx_, strand_, s->node_id, [description](api::Node& n) {
     *n.mutable_description() = description;
@@ -321,16 +324,14 @@ grpc::ServerUnaryReactor* Dispatcher::Heartbeat(grpc::CallbackServerContext* con
   if (!peer.has_certificate) return Answer(context, NoCertificate("a heartbeat"));
   // Answered here, not on the strand (see the header).
   if (!ctx_.leadership().serving) return Answer(context, NotLeader());
-  if (!heard_.Beat(peer.node_id, request->session_id(), ctx_.clock().SteadyNow()))
+  const HeardTable::BeatResult beat =
+      heard_.Beat(peer.node_id, request->session_id(), ctx_.clock().SteadyNow());
+  if (beat == HeardTable::BeatResult::kNoSession)
     return Answer(context, NotFound("no such session; open a new one"));
   response->set_period_ms(Period().count());
   // A node marked down (a race with the check, a shortened period) is ready again the moment
   // it heartbeats.
-  const bool ready = ctx_.store().View([&](const ReadTx& tx) {
-    const api::Node* n = tx.node(peer.node_id);
-    return n == nullptr || n->status().state() == api::NODE_STATE_READY;
-  });
-  if (!ready) {
+  if (beat == HeardTable::BeatResult::kNotReady) {
     asio::post(strand_, [self = shared_from_this(), node = peer.node_id, addr = peer.address] {
       self->MarkReady(node, addr);
     });
@@ -351,12 +352,19 @@ void HeardTable::Close(const std::string& node, const std::string& session) {
     it->second.session.clear();
 }
 
-bool HeardTable::Beat(const std::string& node, const std::string& session, Clock::Steady now) {
+HeardTable::BeatResult HeardTable::Beat(const std::string& node, const std::string& session,
+                                        Clock::Steady now) {
   MutexLock lock(mu_);
   auto it = nodes_.find(node);
-  if (it == nodes_.end() || session.empty() || it->second.session != session) return false;
+  if (it == nodes_.end() || session.empty() || it->second.session != session)
+    return BeatResult::kNoSession;
   it->second.heard = now;
-  return true;
+  return it->second.ready ? BeatResult::kReady : BeatResult::kNotReady;
+}
+
+void HeardTable::SetReady(const std::string& node, bool ready) {
+  MutexLock lock(mu_);
+  if (auto it = nodes_.find(node); it != nodes_.end()) it->second.ready = ready;
 }
 
 Clock::Steady HeardTable::HeardOrNow(const std::string& node, Clock::Steady now) {
@@ -465,8 +473,9 @@ void Dispatcher::OnEvents(const std::vector<StoreEvent>& events) {
       nodes.insert(node->id());
       if (event.kind == api::StoreAction::REMOVE) {
         heard_.Forget(node->id());
-      } else if (event.kind == api::StoreAction::CREATE) {
-        new_node = true;
+      } else {
+        heard_.SetReady(node->id(), node->status().state() == api::NODE_STATE_READY);
+        if (event.kind == api::StoreAction::CREATE) new_node = true;
       }
     } else if (event.cluster()) {
       ReadPeriod();

@@ -55,15 +55,23 @@ LivenessPlan PlanLiveness(const std::vector<NodeHeard>& nodes, Clock::Steady now
                           Clock::duration grace, Clock::Steady quiet_until);
 
 // When each node was last heard from (a heartbeat, its session opening, its first sighting by
-// the liveness check) and which session it holds: written on the dispatcher's strand and by
-// heartbeats on gRPC's threads.
+// the liveness check), which session it holds and whether the store has it READY: written on
+// the dispatcher's strand and by heartbeats on gRPC's threads. Heartbeats read only this table:
+// gRPC runs every callback of the process on a couple of threads, and one waiting for the
+// store's lock (behind the raft node applying a batch, itself behind a long pass) holds up the
+// raft messages from the other managers too, until the leader steps down for want of them.
 class HeardTable {
  public:
   // A session opened (`now` counts as heard), or ended: the node keeps its last time.
   void Open(const std::string& node, const std::string& session, Clock::Steady now);
   void Close(const std::string& node, const std::string& session);
-  // A heartbeat of `session`; false (and nothing recorded) if the node holds no such session.
-  bool Beat(const std::string& node, const std::string& session, Clock::Steady now);
+  // A heartbeat of `session`: kNoSession (and nothing recorded) if the node holds no such
+  // session, else whether the store last said the node is READY (SetReady).
+  enum class BeatResult { kNoSession, kReady, kNotReady };
+  BeatResult Beat(const std::string& node, const std::string& session, Clock::Steady now);
+  // What the store says of a node that is in the table: READY or not (a heartbeat then marks it
+  // ready again), so that heartbeats never read the store.
+  void SetReady(const std::string& node, bool ready);
   // The node's last time, or `now` for a node never heard from (its grace starts now).
   Clock::Steady HeardOrNow(const std::string& node, Clock::Steady now);
   std::optional<Clock::Steady> Heard(const std::string& node) const;
@@ -74,6 +82,7 @@ class HeardTable {
   struct Entry {
     std::string session;  // empty: none open
     Clock::Steady heard;
+    bool ready = true;  // the store's word, as the dispatcher last heard it
   };
   mutable Mutex mu_;
   std::map<std::string, Entry> nodes_ SKEP_GUARDED_BY(mu_);

@@ -101,23 +101,25 @@ TEST_CASE("heard table: a heartbeat counts only for the node's open session; a c
           "[liveness]") {
   const Clock::Steady t0{std::chrono::hours(1)};
   HeardTable heard;
+  constexpr auto kNoSession = HeardTable::BeatResult::kNoSession;
+  constexpr auto kReady = HeardTable::BeatResult::kReady;
   CHECK_FALSE(heard.Heard("w1"));
-  CHECK_FALSE(heard.Beat("w1", "s1", t0));  // no session opened
+  CHECK(kNoSession == heard.Beat("w1", "s1", t0));  // no session opened
   CHECK_FALSE(heard.Heard("w1"));
 
   heard.Open("w1", "s1", t0);
-  CHECK(heard.Beat("w1", "s1", t0 + 1s));
+  CHECK(kReady == heard.Beat("w1", "s1", t0 + 1s));
   CHECK(*heard.Heard("w1") == t0 + 1s);
-  CHECK_FALSE(heard.Beat("w1", "s0", t0 + 2s));  // an older session's heartbeat
-  CHECK_FALSE(heard.Beat("w1", "", t0 + 2s));
+  CHECK(kNoSession == heard.Beat("w1", "s0", t0 + 2s));  // an older session's heartbeat
+  CHECK(kNoSession == heard.Beat("w1", "", t0 + 2s));
   CHECK(*heard.Heard("w1") == t0 + 1s);
 
   // A newer session replaces it; the older one's end does not close the newer.
   heard.Open("w1", "s2", t0 + 3s);
   heard.Close("w1", "s1");
-  CHECK(heard.Beat("w1", "s2", t0 + 4s));
+  CHECK(kReady == heard.Beat("w1", "s2", t0 + 4s));
   heard.Close("w1", "s2");
-  CHECK_FALSE(heard.Beat("w1", "s2", t0 + 5s));
+  CHECK(kNoSession == heard.Beat("w1", "s2", t0 + 5s));
   CHECK(*heard.Heard("w1") == t0 + 4s);
 
   // First sighting: now, kept; a node heard from keeps its own time.
@@ -128,4 +130,23 @@ TEST_CASE("heard table: a heartbeat counts only for the node's open session; a c
   CHECK_FALSE(heard.Heard("w2"));
   heard.Clear();
   CHECK_FALSE(heard.Heard("w1"));
+}
+
+TEST_CASE("heard table: a heartbeat tells whether the store has the node READY, as last set",
+          "[liveness]") {
+  const Clock::Steady t0{std::chrono::hours(1)};
+  HeardTable heard;
+  heard.SetReady("w1", false);  // not in the table: nothing kept
+  heard.Open("w1", "s1", t0);
+  CHECK(heard.Beat("w1", "s1", t0 + 1s) == HeardTable::BeatResult::kReady);
+  heard.SetReady("w1", false);  // marked down while its session lives
+  CHECK(heard.Beat("w1", "s1", t0 + 2s) == HeardTable::BeatResult::kNotReady);
+  CHECK(*heard.Heard("w1") == t0 + 2s);  // still heard
+  heard.SetReady("w1", true);
+  CHECK(heard.Beat("w1", "s1", t0 + 3s) == HeardTable::BeatResult::kReady);
+  // A new session starts from READY until told otherwise.
+  heard.SetReady("w1", false);
+  heard.Open("w1", "s2", t0 + 4s);
+  CHECK(heard.Beat("w1", "s2", t0 + 5s) == HeardTable::BeatResult::kReady);
+  CHECK(heard.Beat("w1", "s1", t0 + 5s) == HeardTable::BeatResult::kNoSession);
 }
