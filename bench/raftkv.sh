@@ -4,11 +4,13 @@
 # 256-byte values and 1, 64 and 1,000 concurrent clients. Both sync every write to disk, and
 # both encrypt the traffic between members with mutual TLS.
 #
-#   bench/raftkv.sh [--seconds S] [--clients "1 64 1000"] [--rounds R]
+#   bench/raftkv.sh [--seconds S] [--clients "1 64 1000"] [--rounds R] [--baseline BUILD]
 #
 # The two systems take turns, R rounds each (default 3), so that both meet the same moments of
 # a noisy machine; the table shows each figure's median over the rounds, and the ratio skep/etcd
-# of the median throughputs.
+# of the median throughputs. With --baseline, the raftkv_server of another build directory (an
+# earlier commit, say) takes its turn in every round too, first or second by turns, and a second
+# table compares the two skep builds.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,12 +18,17 @@ build="${SKEP_BUILD:-$here/build}"
 seconds=10
 clients="1 64 1000"
 rounds=3
-usage() { echo "usage: bench/raftkv.sh [--seconds S] [--clients \"1 64 1000\"] [--rounds R]" >&2; exit 2; }
+baseline=""
+usage() {
+  echo "usage: bench/raftkv.sh [--seconds S] [--clients \"1 64 1000\"] [--rounds R] [--baseline BUILD]" >&2
+  exit 2
+}
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=${2:?}; shift 2 ;;
     --clients) clients=${2:?}; shift 2 ;;
     --rounds) rounds=${2:?}; shift 2 ;;
+    --baseline) baseline=${2:?}; shift 2 ;;
     *) usage ;;
   esac
 done
@@ -31,6 +38,10 @@ command -v openssl >/dev/null || { echo "raftkv: openssl is missing" >&2; exit 1
 for b in raftkv_server kvload; do
   [ -x "$build/bench/$b" ] || { echo "raftkv: build $b first (cmake --build build)" >&2; exit 1; }
 done
+if [ -n "$baseline" ] && [ ! -x "$baseline/bench/raftkv_server" ]; then
+  echo "raftkv: no $baseline/bench/raftkv_server for --baseline" >&2
+  exit 1
+fi
 
 net=10.90.0
 br=rkv-br
@@ -84,15 +95,16 @@ measure() {
 # skep raftkv, with the certificates its members present to each other.
 "$build/bench/raftkv_server" gencerts "$work/certs" 3
 peers="1=$(ip_of 1):2380,2=$(ip_of 2):2380,3=$(ip_of 3):2380"
+# run_skep SYSTEM SERVER: the members are SERVER (a raftkv_server binary), reported as SYSTEM.
 run_skep() {
   rm -rf "$work"/raftkv-*
   for i in 1 2 3; do
     # In a subshell, so that this shell does not report the members' deaths at teardown.
-    (ip netns exec "rkv-$i" "$build/bench/raftkv_server" --id "$i" --peers "$peers" \
+    (ip netns exec "rkv-$i" "$2" --id "$i" --peers "$peers" \
       --client-listen "$(ip_of "$i"):2379" --data-dir "$work/raftkv-$i" --certs "$work/certs" \
       >"$work/raftkv-$i.log" 2>&1 & echo $! >"$work/pid$i")
   done
-  measure skep
+  measure "$1"
   teardown
 }
 
@@ -130,7 +142,15 @@ run_etcd() {
 echo "skep raftkv vs etcd $(etcd --version | awk '/etcd Version/{print $3}'), $rounds rounds" >&2
 for round in $(seq "$rounds"); do
   echo "round $round" >&2
-  run_skep
+  if [ -z "$baseline" ]; then
+    run_skep skep "$build/bench/raftkv_server"
+  elif [ $((round % 2)) -eq 1 ]; then
+    run_skep skep "$build/bench/raftkv_server"
+    run_skep base "$baseline/bench/raftkv_server"
+  else
+    run_skep base "$baseline/bench/raftkv_server"
+    run_skep skep "$build/bench/raftkv_server"
+  fi
   run_etcd
 done
 
@@ -149,3 +169,16 @@ for c in $clients; do
     "$(median skep "$c" p99_ms)" "$ew" "$(median etcd "$c" p50_ms)" "$(median etcd "$c" p99_ms)" \
     "$ratio"
 done
+if [ -n "$baseline" ]; then
+  printf "\nskep (%s) against the baseline (%s)\n" "$build" "$baseline"
+  printf "%-8s %11s %9s %9s %11s %9s %9s %10s\n" CLIENTS "SKEP W/S" "P50 MS" "P99 MS" \
+    "BASE W/S" "P50 MS" "P99 MS" "SKEP/BASE"
+  for c in $clients; do
+    sw=$(median skep "$c" writes_per_sec)
+    bw=$(median base "$c" writes_per_sec)
+    ratio=$(awk -v a="$sw" -v b="$bw" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+    printf "%-8s %11.0f %9s %9s %11.0f %9s %9s %10s\n" "$c" "$sw" "$(median skep "$c" p50_ms)" \
+      "$(median skep "$c" p99_ms)" "$bw" "$(median base "$c" p50_ms)" "$(median base "$c" p99_ms)" \
+      "$ratio"
+  done
+fi

@@ -108,7 +108,21 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
   lab.Stop("w1");
   lab.Start("w1");
   CHECK(Eventually([&] { return lab.Nodes("m1").at("w1").status == "Ready"; }));
-  CHECK(lab.Containers("w1") == before);
+  const auto after = lab.Containers("w1");
+  if (after != before) {
+    // Which containers changed, and what the nodes said meanwhile.
+    auto show = [](const std::map<std::string, std::string>& m) {
+      std::string out;
+      for (const auto& [id, what] : m)
+        out += "  " + id + " " + what + "\n";
+      return out;
+    };
+    std::string ps;
+    for (const auto& r : Tasks(lab, "web"))
+      ps += r.id + " " + r.node + " " + r.desired + " " + r.state + " " + r.error + "\n";
+    FAIL_CHECK("w1's containers changed across its restart; before:\n"
+               << show(before) << "after:\n" << show(after) << ps << lab.Logs(40));
+  }
   CHECK(AllRunning(Tasks(lab, "web", true), 3));
 
   // kill -9 of a worker's skepd: its tasks run elsewhere; back, its old containers stop and
