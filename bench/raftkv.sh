@@ -159,26 +159,24 @@ median() {
   printf "%s" "${result["$1,$2"]}" | sed -n "s/.*$3=\([^ ]*\).*/\1/p" | sort -g |
     awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-printf "\n%-8s %11s %9s %9s %11s %9s %9s %10s\n" CLIENTS "SKEP W/S" "P50 MS" "P99 MS" \
-  "ETCD W/S" "P50 MS" "P99 MS" "SKEP/ETCD"
-for c in $clients; do
-  sw=$(median skep "$c" writes_per_sec)
-  ew=$(median etcd "$c" writes_per_sec)
-  ratio=$(awk -v a="$sw" -v b="$ew" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
-  printf "%-8s %11.0f %9s %9s %11.0f %9s %9s %10s\n" "$c" "$sw" "$(median skep "$c" p50_ms)" \
-    "$(median skep "$c" p99_ms)" "$ew" "$(median etcd "$c" p50_ms)" "$(median etcd "$c" p99_ms)" \
-    "$ratio"
-done
-if [ -n "$baseline" ]; then
-  printf "\nskep (%s) against the baseline (%s)\n" "$build" "$baseline"
+# table OTHER LABEL: skep's medians beside OTHER's (a system of `result`), with the ratio of
+# the throughputs.
+table() {
   printf "%-8s %11s %9s %9s %11s %9s %9s %10s\n" CLIENTS "SKEP W/S" "P50 MS" "P99 MS" \
-    "BASE W/S" "P50 MS" "P99 MS" "SKEP/BASE"
+    "$2 W/S" "P50 MS" "P99 MS" "SKEP/$2"
+  local c sw ow ratio
   for c in $clients; do
     sw=$(median skep "$c" writes_per_sec)
-    bw=$(median base "$c" writes_per_sec)
-    ratio=$(awk -v a="$sw" -v b="$bw" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+    ow=$(median "$1" "$c" writes_per_sec)
+    ratio=$(awk -v a="$sw" -v b="$ow" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
     printf "%-8s %11.0f %9s %9s %11.0f %9s %9s %10s\n" "$c" "$sw" "$(median skep "$c" p50_ms)" \
-      "$(median skep "$c" p99_ms)" "$bw" "$(median base "$c" p50_ms)" "$(median base "$c" p99_ms)" \
+      "$(median skep "$c" p99_ms)" "$ow" "$(median "$1" "$c" p50_ms)" "$(median "$1" "$c" p99_ms)" \
       "$ratio"
   done
+}
+echo
+table etcd ETCD
+if [ -n "$baseline" ]; then
+  printf "\nskep (%s) against the baseline (%s)\n" "$build" "$baseline"
+  table base BASE
 fi

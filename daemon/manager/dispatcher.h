@@ -15,9 +15,8 @@
 // The task status reports waiting for a proposal have a strand of their own; heartbeats are
 // answered on gRPC's threads against a table under a lock of its own (HeardTable): a strand busy
 // with a large rollout never makes a node miss its heartbeat's deadline, nor holds up the
-// reports. Each
-// session has a strand of its own for its stream and what it last sent, so that composing a
-// thousand nodes' messages is spread over the manager's threads. The log broker keeps its own
+// reports. Each session has a strand of its own for its stream and what it last sent, so that
+// composing a thousand nodes' messages is spread over the manager's threads. The log broker keeps its own
 // lock (log_broker.h). Nothing blocks.
 #pragma once
 

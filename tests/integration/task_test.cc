@@ -62,6 +62,15 @@ bool AllRunning(const std::vector<Row>& rows, size_t n) {
   return true;
 }
 
+// Every task of a service, a line each (ID, node, desired and current state, error), for a
+// failure's message.
+std::string TaskLines(const Lab& lab, const std::string& service) {
+  std::string out;
+  for (const auto& r : Tasks(lab, service))
+    out += r.id + " " + r.node + " " + r.desired + " " + r.state + " " + r.error + "\n";
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("tasks run as containers where the constraints allow, and follow node failures",
@@ -117,11 +126,9 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
         out += "  " + id + " " + what + "\n";
       return out;
     };
-    std::string ps;
-    for (const auto& r : Tasks(lab, "web"))
-      ps += r.id + " " + r.node + " " + r.desired + " " + r.state + " " + r.error + "\n";
     FAIL_CHECK("w1's containers changed across its restart; before:\n"
-               << show(before) << "after:\n" << show(after) << ps << lab.Logs(40));
+               << show(before) << "after:\n" << show(after) << TaskLines(lab, "web")
+               << lab.Logs(40));
   }
   CHECK(AllRunning(Tasks(lab, "web", true), 3));
 
@@ -138,12 +145,9 @@ TEST_CASE("tasks run as containers where the constraints allow, and follow node 
   });
   if (!moved) {
     // What the nodes said meanwhile, for a failure that does not show alone.
-    std::string ps;
-    for (const auto& r : Tasks(lab, "web"))
-      ps += r.id + " " + r.node + " " + r.desired + " " + r.state + " " + r.error + "\n";
     // Whether each skepd still runs (a crash and a hang look alike in the logs).
     FAIL_CHECK("the tasks did not all move to w1:\n"
-               << ps << lab.Lab_({"status"}).text() << lab.Logs(60));
+               << TaskLines(lab, "web") << lab.Lab_({"status"}).text() << lab.Logs(60));
   }
   lab.Start("w2");
   CHECK(Eventually([&] { return RunningOn(lab, {"w2"})["w2"].empty(); }));
