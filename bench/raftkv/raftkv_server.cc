@@ -210,7 +210,7 @@ int main(int argc, char** argv) {
   RaftNode raft(io, o, storage.get(), &transport, &kv);
   raft.Start();
 
-  manager::RaftService raft_service(&raft, &transport, nullptr);
+  manager::RaftService raft_service(&raft, &transport, nullptr, io.get_executor());
   grpc::ServerBuilder peer_builder;
   tls::ConfigureServer(peer_builder);
   peer_builder.AddListeningPort(peers[id], tls::ServerCredentials(certs));

@@ -1,11 +1,11 @@
 #include "daemon/manager/manager.h"
 
+#include <grpcpp/grpcpp.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <grpcpp/grpcpp.h>
 
 #include <cerrno>
 #include <cstring>
@@ -169,7 +169,8 @@ void Manager::Impl::RewriteForNewCluster() {
   storage->Save(&hs, {e}, nullptr);
   // Until the other managers are demoted in the store (the first thing this manager does as
   // leader), a restart must not forget that they have to be.
-  std::ofstream(CleanupMarker(m->options_)) << "demote the managers left out by --force-new-cluster\n";
+  std::ofstream(CleanupMarker(m->options_))
+      << "demote the managers left out by --force-new-cluster\n";
   SKEP_LOG(warn, "manager",
            "forced a new cluster: this manager is now the only raft member "
            "(log up to index {} kept)",
@@ -235,7 +236,6 @@ void Manager::OpenLog() {
       break;
   }
   impl_->cleanup_pending = std::filesystem::exists(CleanupMarker(o));
-
 }
 
 // The raft transport and node (not started yet).
@@ -320,18 +320,17 @@ void Manager::AddComponents(std::map<uint64_t, std::string> known) {
     impl_->transport->SetPeer(id, addr);
   };
   impl_->group->Add(MakeMembership(*this, *this, std::move(mo)));
-
 }
 
 // The gRPC services, and the dispatcher behind one of them.
 void Manager::MakeServices() {
   impl_->dispatcher = std::make_shared<Dispatcher>(*this);
   impl_->control = std::make_unique<ControlApi>(*this, impl_->dispatcher);
-  impl_->control_service =
-      std::make_unique<ControlService>(PeerResolver(*this, *impl_->control));
+  impl_->control_service = std::make_unique<ControlService>(PeerResolver(*this, *impl_->control));
   impl_->ca_service = std::make_unique<CAService>(*this);
   impl_->raft_service = std::make_unique<RaftService>(
-      impl_->raft.get(), impl_->transport.get(), [this](const std::string& node_id) {
+      impl_->raft.get(), impl_->transport.get(),
+      [this](const std::string& node_id) {
         RaftPeerCheck check;
         if (auto n = impl_->store.GetNode(node_id)) {
           check.verdict = n->role() == api::ROLE_MANAGER ? RaftPeerCheck::Verdict::kManager
@@ -339,9 +338,9 @@ void Manager::MakeServices() {
           check.raft_id = n->raft_id();
         }
         return check;
-      });
+      },
+      impl_->io.get_executor());
   impl_->dispatcher_service = std::make_unique<DispatcherService>(impl_->dispatcher.get());
-
 }
 
 // The manager's threads, the group, the dispatcher and raft.
@@ -367,7 +366,6 @@ void Manager::RunThreads() {
   impl_->group->Start();
   impl_->dispatcher->Start();
   impl_->raft->Start();
-
 }
 
 void Manager::Listen() {
@@ -395,7 +393,8 @@ void Manager::Listen() {
 
 asio::awaitable<Status> Manager::Impl::Ready(std::chrono::milliseconds timeout) {
   const Clock::Steady deadline = m->clock().SteadyNow() + timeout;
-  auto serving = AwaitLeadership(*m, [](const Leadership& x) { return x.serving; }, deadline);
+  auto serving = AwaitLeadership(
+      *m, [](const Leadership& x) { return x.serving; }, deadline);
   const Leadership l = co_await std::move(serving);
   if (!l.serving) co_return Unavailable("this manager did not become the leader in time");
   if (m->options_.start == ManagerOptions::Start::kNewCluster && !store.GetCluster()) {
@@ -432,8 +431,9 @@ asio::awaitable<Status> Manager::Impl::Ready(std::chrono::milliseconds timeout) 
     });
     co_await std::move(cleaned);
     if (cleanup_pending) {
-      co_return Unavailable("the other managers could not be demoted yet; this manager keeps "
-                            "trying");
+      co_return Unavailable(
+          "the other managers could not be demoted yet; this manager keeps "
+          "trying");
     }
   }
   co_return Status::Ok();
@@ -583,16 +583,14 @@ Subscription Manager::WatchStatus(std::function<void(const raft::NodeStatus&)> f
 
 void Manager::ChangeMembers(raftpb::ConfChangeType type, uint64_t raft_id, std::string addr,
                             Done done) {
-  impl_->raft->ProposeConfChange(type, raft_id, std::move(addr),
-                                 [done = std::move(done)](const raft::Status& st) {
-                                   done(FromRaft(st));
-                                 });
+  impl_->raft->ProposeConfChange(
+      type, raft_id, std::move(addr),
+      [done = std::move(done)](const raft::Status& st) { done(FromRaft(st)); });
 }
 
 void Manager::TransferLeadership(uint64_t raft_id, Done done) {
-  impl_->raft->TransferLeadership(raft_id, [done = std::move(done)](const raft::Status& st) {
-    done(FromRaft(st));
-  });
+  impl_->raft->TransferLeadership(
+      raft_id, [done = std::move(done)](const raft::Status& st) { done(FromRaft(st)); });
 }
 
 bool Manager::Reachable(uint64_t raft_id) const {

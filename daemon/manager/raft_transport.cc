@@ -1,5 +1,6 @@
 #include "daemon/manager/raft_transport.h"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
@@ -14,7 +15,7 @@ namespace skep::manager {
 namespace asio = boost::asio;
 
 namespace {
-constexpr size_t kMaxQueued = 8192;  // per lane
+constexpr size_t kMaxQueued = 8192;               // per lane
 constexpr char kFromHeader[] = "skep-raft-from";  // "<raft id> <ip:port>"
 // After a stream to a peer that was not there, the next is opened no sooner than this.
 constexpr std::chrono::milliseconds kRetryPause{100};
@@ -235,8 +236,7 @@ GrpcRaftTransport::Stream* GrpcRaftTransport::Peer::MaybeOpenLocked(Lane& lane) 
   }
   auto* s = new Stream(shared_from_this(), &lane);
   if (!endpoint->self_addr.empty()) {
-    s->context.AddMetadata(kFromHeader,
-                           std::to_string(endpoint->self) + " " + endpoint->self_addr);
+    s->context.AddMetadata(kFromHeader, std::to_string(endpoint->self) + " " + endpoint->self_addr);
   }
   stub->async()->Stream(&s->context, &s->ack, s);
   s->AddHold();
@@ -405,22 +405,17 @@ std::vector<uint64_t> GrpcRaftTransport::Silent(const std::vector<uint64_t>& pee
   return out;
 }
 
-namespace {
-// Answers a stream it refuses at once.
-class Refusal final : public grpc::ServerReadReactor<raftpb::Message> {
- public:
-  explicit Refusal(grpc::Status status) { Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-}  // namespace
-
-// Steps each message into the node on the gRPC thread that read it.
+// Steps each message into the node on the gRPC thread that read it, once the lookup of the
+// peer has let the stream in (Admit) or refused it (Refuse).
 class RaftService::Reader final : public grpc::ServerReadReactor<raftpb::Message> {
  public:
-  Reader(RaftService* service, bool known, uint64_t raft_id)
-      : service_(service), known_(known), raft_id_(raft_id) {
+  explicit Reader(RaftService* service) : service_(service) {}
+  void Admit(bool known, uint64_t raft_id) {
+    known_ = known;
+    raft_id_ = raft_id;
     StartRead(&m_);
   }
+  void Refuse(grpc::Status status) { Finish(std::move(status)); }
   void OnReadDone(bool ok) override {
     if (!ok) {
       Finish(grpc::Status::OK);
@@ -437,38 +432,44 @@ class RaftService::Reader final : public grpc::ServerReadReactor<raftpb::Message
 
  private:
   RaftService* service_;
-  bool known_;
-  uint64_t raft_id_;
+  bool known_ = false;
+  uint64_t raft_id_ = 0;
   raftpb::Message m_;
 };
 
 grpc::ServerReadReactor<raftpb::Message>* RaftService::Stream(grpc::CallbackServerContext* context,
                                                               raftpb::StreamAck*) {
+  auto* reader = new Reader(this);
   const tls::Peer peer = tls::PeerOf(*context);
   if (!peer.has_certificate || peer.role != pki::kManagerRole) {
-    return new Refusal(
+    reader->Refuse(
         {grpc::StatusCode::PERMISSION_DENIED, "raft traffic needs a manager certificate"});
+    return reader;
   }
-  const RaftPeerCheck check = lookup_ ? lookup_(peer.node_id) : RaftPeerCheck{};
-  if (check.verdict == RaftPeerCheck::Verdict::kNotManager) {
-    return new Refusal({grpc::StatusCode::PERMISSION_DENIED,
-                        "node " + peer.node_id + " is not a manager of this swarm any more"});
-  }
-  const bool known = check.verdict == RaftPeerCheck::Verdict::kManager;
+  std::string announced;  // "<raft id> <address>", if the peer sent it
   auto from = context->client_metadata().find(kFromHeader);
-  if (from != context->client_metadata().end()) {
-    const std::string v(from->second.data(), from->second.size());
-    const size_t space = v.find(' ');
+  if (from != context->client_metadata().end())
+    announced.assign(from->second.data(), from->second.size());
+  asio::post(lookup_executor_, [this, reader, node_id = peer.node_id, announced] {
+    const RaftPeerCheck check = lookup_ ? lookup_(node_id) : RaftPeerCheck{};
+    if (check.verdict == RaftPeerCheck::Verdict::kNotManager) {
+      reader->Refuse({grpc::StatusCode::PERMISSION_DENIED,
+                      "node " + node_id + " is not a manager of this swarm any more"});
+      return;
+    }
+    const bool known = check.verdict == RaftPeerCheck::Verdict::kManager;
+    const size_t space = announced.find(' ');
     if (space != std::string::npos) {
       try {
-        const uint64_t id = std::stoull(v.substr(0, space));
-        if (!known || id == check.raft_id) transport_->SetPeer(id, v.substr(space + 1));
+        const uint64_t id = std::stoull(announced.substr(0, space));
+        if (!known || id == check.raft_id) transport_->SetPeer(id, announced.substr(space + 1));
       } catch (const std::exception&) {
         // a malformed announcement is ignored; the address comes from the store then
       }
     }
-  }
-  return new Reader(this, known, check.raft_id);
+    reader->Admit(known, check.raft_id);
+  });
+  return reader;
 }
 
 }  // namespace skep::manager

@@ -91,11 +91,17 @@ using RaftPeerLookup = std::function<RaftPeerCheck(const std::string& node_id)>;
 
 // Receives peers' streams and steps their messages into the local node; learns the address
 // each peer announces. A stream needs a manager certificate, and its node must not be known as
-// anything but a manager; a known node may only speak for its own raft id.
+// anything but a manager; a known node may only speak for its own raft id. The lookup reads the
+// store, so it runs on `lookup_executor` (never on a gRPC thread, which carries every stream's
+// messages); the stream is read once it has answered.
 class RaftService final : public raftpb::Raft::CallbackService {
  public:
-  RaftService(RaftNode* node, GrpcRaftTransport* transport, RaftPeerLookup lookup)
-      : node_(node), transport_(transport), lookup_(std::move(lookup)) {}
+  RaftService(RaftNode* node, GrpcRaftTransport* transport, RaftPeerLookup lookup,
+              boost::asio::any_io_executor lookup_executor)
+      : node_(node),
+        transport_(transport),
+        lookup_(std::move(lookup)),
+        lookup_executor_(std::move(lookup_executor)) {}
   grpc::ServerReadReactor<raftpb::Message>* Stream(grpc::CallbackServerContext* context,
                                                    raftpb::StreamAck* ack) override;
 
@@ -104,6 +110,7 @@ class RaftService final : public raftpb::Raft::CallbackService {
   RaftNode* node_;
   GrpcRaftTransport* transport_;
   RaftPeerLookup lookup_;
+  boost::asio::any_io_executor lookup_executor_;
 };
 
 }  // namespace skep::manager

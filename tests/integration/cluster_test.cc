@@ -9,6 +9,7 @@
 #include "control.grpc.pb.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/tls.h"
+#include "raft.grpc.pb.h"
 #include "tests/integration/lab.h"
 
 using namespace skep::testing;
@@ -122,6 +123,25 @@ TEST_CASE("nodes are promoted and demoted, never at the cost of quorum", "[integ
     const grpc::Status st = stub->ListNodes(&ctx, {}, &resp);
     CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
   }
+  // Nor may it speak raft, and a worker's certificate never could.
+  auto raft_stream = [&](const std::string& certs) {
+    auto stub = skep::raftpb::Raft::NewStub(
+        grpc::CreateCustomChannel(lab.Ip("m1") + ":2377",
+                                  skep::tls::NodeCredentials(skep::tls::Files::In(certs)),
+                                  skep::tls::ChannelArgs()));
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    skep::raftpb::StreamAck ack;
+    auto writer = stub->Stream(&ctx, &ack);
+    writer->WritesDone();
+    return writer->Finish();
+  };
+  grpc::Status st = raft_stream(kept);
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message().find("is not a manager of this swarm any more") != std::string::npos);
+  st = raft_stream(lab.CertDir("w2"));
+  CHECK(st.error_code() == grpc::StatusCode::PERMISSION_DENIED);
+  CHECK(st.error_message() == "raft traffic needs a manager certificate");
 
   // Managers are now m1, m2, w1. With w1 cut off, demoting m2 would leave m1 alone with an
   // unreachable w1: no quorum. It is refused, with the reason.
