@@ -5,9 +5,11 @@
 #include <iostream>
 #include <map>
 
-#include "daemon/executor/logfile.h"
 #include "daemon/common/log.h"
 #include "daemon/common/runtime.h"
+#include "daemon/common/service_notify.h"
+#include "daemon/common/version.h"
+#include "daemon/executor/logfile.h"
 #include "daemon/host/host.h"
 #include "daemon/node/node.h"
 
@@ -57,7 +59,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (vm.count("version")) {
-    std::cout << "skepd version " << SKEP_VERSION << "\n";
+    std::cout << "skepd version " << skep::Version() << " (linux/" << skep::Architecture() << ")\n";
     return 0;
   }
   for (const auto& l : labels) {
@@ -90,10 +92,14 @@ int main(int argc, char** argv) {
     SKEP_LOG(critical, "skepd", "cannot start: {}", e.what());
     return 1;
   }
-  SKEP_LOG(info, "skepd", "skepd {} started (data dir {})", SKEP_VERSION, opt.data_dir);
+  SKEP_LOG(info, "skepd", "skepd {} ({}) started (data dir {})", skep::Version(),
+           skep::Architecture(), opt.data_dir);
+  // Under systemd (Type=notify): ready once the control socket serves.
+  skep::NotifyServiceManager("READY=1\nSTATUS=serving on " + opt.control_socket);
   int sig = 0;
   sigwait(&signals, &sig);
   SKEP_LOG(info, "skepd", "signal {}: shutting down", sig);
+  skep::NotifyServiceManager("STOPPING=1");
   node.Stop();
   SKEP_LOG(info, "skepd", "stopped");
   return 0;

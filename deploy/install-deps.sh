@@ -17,6 +17,8 @@ packages=(
   # the fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes, and
   # llvm-symbolizer so that their crash reports name files and lines
   clang libclang-rt-14-dev llvm
+  # the Debian package (deploy/package.sh)
+  dpkg-dev file
   # runtime and the local lab
   iproute2 nftables procps containerd runc
   # the executor's integration tests: a local registry and test images from busybox

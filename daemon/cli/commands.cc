@@ -1,6 +1,8 @@
 #include <iostream>
 
 #include "daemon/cli/command.h"
+#include "daemon/cli/completion.h"
+#include "daemon/common/version.h"
 
 namespace skep::cli {
 
@@ -53,8 +55,17 @@ int Info(const Invocation& inv) {
   return 0;
 }
 
+int Completion(const Invocation& inv) {
+  if (inv.args[0] != "bash") {
+    throw UsageError("no completion for \"" + inv.args[0] +
+                     "\": skep completes in bash only.\nSee 'skep completion --help'.");
+  }
+  std::cout << BashCompletion(AllCommands());
+  return 0;
+}
+
 int Version(const Invocation&) {
-  std::cout << "skep version " << SKEP_VERSION << "\n";
+  std::cout << "skep version " << skep::Version() << " (linux/" << skep::Architecture() << ")\n";
   return 0;
 }
 
@@ -74,6 +85,13 @@ std::vector<Command> AllCommands() {
     all.push_back(std::move(c));
   all.push_back({"info", "", "Display this node's view of the swarm", {}, 0, 0, Info});
   all.push_back({"version", "", "Show the skep version", {}, 0, 0, Version});
+  all.push_back({"completion",
+                 "SHELL",
+                 "Print the completion script for a shell (bash)",
+                 {},
+                 1,
+                 1,
+                 Completion});
   return all;
 }
 

@@ -21,6 +21,7 @@
 #include "daemon/common/log.h"
 #include "daemon/common/pki.h"
 #include "daemon/common/proto_bytes.h"
+#include "daemon/common/version.h"
 #include "daemon/manager/bootstrap.h"
 #include "daemon/manager/control_api.h"
 #include "daemon/manager/manager.h"
@@ -718,7 +719,7 @@ void Host::Impl::Leave(const api::LeaveRequest& req, Finish finish) {
 
 void Host::Impl::Info(api::InfoResponse* resp, Finish finish) {
   asio::post(strand_, [self = shared_from_this(), resp, finish = std::move(finish)] {
-    resp->set_engine_version(SKEP_VERSION);
+    resp->set_engine_version(std::string(Version()));
     if (!self->state_) {
       resp->set_local_state("inactive");
       return finish(Status::Ok());

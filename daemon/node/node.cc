@@ -12,14 +12,11 @@
 #include <thread>
 
 #include "daemon/common/log.h"
+#include "daemon/common/version.h"
 #include "daemon/executor/errors.h"
 #include "daemon/executor/image_ref.h"
 #include "daemon/node/worker.h"
 #include "overlay/gossip/agent.h"
-
-#ifndef SKEP_VERSION
-#define SKEP_VERSION "0.1.0"
-#endif
 
 namespace skep::node {
 
@@ -116,7 +113,7 @@ Node::~Node() {
 api::NodeDescription Node::Describe() const {
   api::NodeDescription d;
   d.set_hostname(options_.hostname);
-  d.set_engine_version(SKEP_VERSION);
+  d.set_engine_version(std::string(Version()));
   struct utsname u {};
   uname(&u);
   d.set_os("linux");

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <string_view>
+
+namespace skep {
+
+// skep's version: the project's, and in a build from a git checkout the commits since it and
+// the commit (0.1.0+git130.g6a04cdb, as dpkg sorts versions). Made at build time
+// (cmake/version.cmake).
+std::string_view Version();
+
+// The Debian name of the architecture the binary was built for.
+constexpr std::string_view Architecture() {
+#if defined(__x86_64__)
+  return "amd64";
+#elif defined(__aarch64__)
+  return "arm64";
+#else
+#error "skep is built for amd64 and arm64"
+#endif
+}
+
+}  // namespace skep
