@@ -27,7 +27,10 @@ esac
 for b in skepd skep; do
   [ -x "$build/daemon/$b" ] || die "no $build/daemon/$b: build first (deploy/test.sh or cmake --build)"
 done
-file -b "$build/daemon/skepd" | grep -q "x86-64" || die "$build/daemon/skepd is not an $arch binary"
+case "$(file -b "$build/daemon/skepd")" in
+  *x86-64*) ;;
+  *) die "$build/daemon/skepd is not an $arch binary" ;;
+esac
 version="$("$build/daemon/skep" version | awk '{print $3}')"
 [ -n "$version" ] || die "cannot read the version from $build/daemon/skep"
 
