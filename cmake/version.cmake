@@ -1,6 +1,6 @@
-# Writes OUT (a C++ source defining skep::Version) from the project
-# version and, in a git checkout, the distance from the last release tag (or from the first
-# commit when there is no tag) and the commit, in a form dpkg sorts: 0.1.0+git130.g6a04cdb.
+# Writes OUT (a C++ source defining skep::Version) from the project version and, in a git
+# checkout, the distance from the last release tag (or from the first commit when there is no
+# tag) and the commit, in a form dpkg sorts: 0.1.0+git130.g6a04cdb.
 # Runs at every build (cmake -P, from daemon/common/CMakeLists.txt); the file is rewritten only
 # when the text changes, so a build after a new commit recompiles this one file.
 #   -DBASE=0.1.0 -DSOURCE_DIR=... -DOUT=.../version.cc

@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (vm.count("version")) {
-    std::cout << "skepd version " << skep::Version() << " (linux/" << skep::Architecture() << ")\n";
+    std::cout << skep::VersionLine("skepd") << "\n";
     return 0;
   }
   for (const auto& l : labels) {

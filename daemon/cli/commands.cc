@@ -65,7 +65,7 @@ int Completion(const Invocation& inv) {
 }
 
 int Version(const Invocation&) {
-  std::cout << "skep version " << skep::Version() << " (linux/" << skep::Architecture() << ")\n";
+  std::cout << skep::VersionLine("skep") << "\n";
   return 0;
 }
 

@@ -75,7 +75,7 @@ int Dispatch(int argc, char** argv) {
       host = w.substr(7);
       ++i;
     } else if (w == "-v" || w == "--version") {
-      std::cout << "skep version " << skep::Version() << " (linux/" << skep::Architecture() << ")\n";
+      std::cout << skep::VersionLine("skep") << "\n";
       return 0;
     } else {
       Usage("unknown flag: " + w, "");

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace skep {
@@ -18,6 +19,12 @@ constexpr std::string_view Architecture() {
 #else
 #error "skep is built for amd64 and arm64"
 #endif
+}
+
+// What `PROGRAM --version` prints: "skepd version 0.1.0+git130.g6a04cdb (linux/amd64)".
+inline std::string VersionLine(std::string_view program) {
+  return std::string(program) + " version " + std::string(Version()) + " (linux/" +
+         std::string(Architecture()) + ")";
 }
 
 }  // namespace skep
