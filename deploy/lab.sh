@@ -17,7 +17,9 @@
 # 10.88.0), SKEP_LAB_ROOT (state, default /var/lib/skep-lab/$SKEP_LAB), SKEP_LAB_BIN (where
 # skepd and skep are, default build/daemon), SKEP_LAB_NO_BUILD=1 (use the binaries as they are),
 # SKEP_LAB_NO_SERVICE=1 (do not create the demo service), SKEP_LAB_INIT_ARGS (more flags for
-# `swarm init`), SKEP_LAB_SKEPD_ARGS (more flags for every skepd). Every node runs a containerd
+# `swarm init`), SKEP_LAB_SKEPD_ARGS (more flags for every skepd), SKEP_LAB_DATA_NET (a second
+# /24: every node also gets an eth1 there, on a bridge of its own, and carries its overlay
+# (VXLAN) traffic on it: `--data-path-addr eth1`). Every node runs a containerd
 # of its own; a registry on the bridge ($SKEP_LAB_NET.1:5000) holds the test images and mirrors
 # docker.io for the nodes.
 set -euo pipefail
@@ -28,12 +30,16 @@ net="${SKEP_LAB_NET:-10.88.0}"
 root="${SKEP_LAB_ROOT:-/var/lib/skep-lab/$lab}"
 bin="${SKEP_LAB_BIN:-$here/build/daemon}"
 bridge="${lab}-br"
+data_net="${SKEP_LAB_DATA_NET:-}"
+data_bridge="${lab}-dp"
 
 die() { echo "lab: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root: the lab creates network namespaces"
 
 ns_of() { echo "${lab}-$1"; }
+# NODE's address on the lab's net (or, with a second argument, on another /24 prefix).
 ip_of() {
+  local net=${2:-$net}
   case "$1" in
     m[0-9]*) echo "$net.$((10 + ${1#m}))" ;;
     w[0-9]*) echo "$net.$((100 + ${1#w}))" ;;
@@ -108,6 +114,8 @@ add_node() {
   ip=$(ip_of "$node")
   host_if="${lab}-${node}"
   [ ${#host_if} -le 15 ] || die "interface name $host_if is too long; use a shorter SKEP_LAB"
+  [ -z "$data_net" ] || [ ${#host_if} -le 14 ] ||
+    die "interface name ${host_if}d is too long; use a shorter SKEP_LAB"
   mkdir -p "$root/$node"
   # A leftover of an earlier lab (see cmd_down) must not make this one fail.
   ip link del "$host_if" 2>/dev/null || true
@@ -119,12 +127,20 @@ add_node() {
   ip -n "$ns" addr add "$ip/24" dev eth0
   ip -n "$ns" link set eth0 up
   ip -n "$ns" route add default via "$net.1"
+  if [ -n "$data_net" ]; then
+    ip link del "${host_if}d" 2>/dev/null || true
+    ip link add "${host_if}d" type veth peer name eth1 netns "$ns"
+    ip link set "${host_if}d" master "$data_bridge" up
+    ip -n "$ns" addr add "$(ip_of "$node" "$data_net")/24" dev eth1
+    ip -n "$ns" link set eth1 up
+  fi
 }
 
-# The host-side ends of the nodes' veth pairs (named <lab>-<node>).
+# The host-side ends of the nodes' veth pairs (named <lab>-<node>, and <lab>-<node>d on the
+# data path's bridge).
 lab_links() {
   ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' |
-    grep -E "^${lab}-[mw][0-9]+$" || true
+    grep -E "^${lab}-[mw][0-9]+d?$" || true
 }
 
 cmd_down() {
@@ -143,8 +159,10 @@ cmd_down() {
     ip netns del "$ns" 2>/dev/null || true
   done
   ip link del "$bridge" 2>/dev/null || true
+  ip link del "$data_bridge" 2>/dev/null || true
   for _ in $(seq 100); do
-    [ -z "$(lab_links)" ] && ! ip link show "$bridge" >/dev/null 2>&1 && break
+    [ -z "$(lab_links)" ] && ! ip link show "$bridge" >/dev/null 2>&1 &&
+      ! ip link show "$data_bridge" >/dev/null 2>&1 && break
     for link in $(lab_links); do ip link del "$link" 2>/dev/null || true; done
     sleep 0.1
   done
@@ -190,6 +208,13 @@ cmd_up() {
   ip link add "$bridge" type bridge
   ip addr add "$net.1/24" dev "$bridge"
   ip link set "$bridge" up
+  local data_args=()
+  if [ -n "$data_net" ]; then
+    ip link add "$data_bridge" type bridge
+    ip addr add "$data_net.1/24" dev "$data_bridge"
+    ip link set "$data_bridge" up
+    data_args=(--data-path-addr eth1)
+  fi
   # The lab's registry, on the bridge, with the test images (deploy/images.sh).
   "$here/deploy/registry.sh" start "$root/registry" "$net.1:5000" >/dev/null
   "$here/deploy/images.sh" "$net.1:5000" >/dev/null
@@ -201,7 +226,8 @@ cmd_up() {
   for node in "${all[@]}"; do start_node "$node"; done
 
   # shellcheck disable=SC2086 # SKEP_LAB_INIT_ARGS is a list of flags
-  skep_on m1 swarm init --advertise-addr "$(ip_of m1)" ${SKEP_LAB_INIT_ARGS:-} >/dev/null
+  skep_on m1 swarm init --advertise-addr "$(ip_of m1)" "${data_args[@]}" ${SKEP_LAB_INIT_ARGS:-} \
+    >/dev/null
   local mtoken wtoken
   mtoken=$(skep_on m1 swarm join-token -q manager)
   wtoken=$(skep_on m1 swarm join-token -q worker)
@@ -210,7 +236,7 @@ cmd_up() {
     local token=$wtoken
     [[ "$node" == m* ]] && token=$mtoken
     skep_on "$node" swarm join --token "$token" --advertise-addr "$(ip_of "$node")" \
-      "$(ip_of m1):2377" >/dev/null
+      "${data_args[@]}" "$(ip_of m1):2377" >/dev/null
   done
   wait_ready "${#all[@]}"
   # Wait for every manager to be a voting member, so the table shows them Reachable.

@@ -27,6 +27,7 @@ int Init(const Invocation& inv) {
   api::InitRequest req;
   req.set_advertise_addr(inv.Get("advertise-addr"));
   req.set_listen_addr(inv.Get("listen-addr"));
+  req.set_data_path_addr(inv.Get("data-path-addr"));
   req.set_force_new_cluster(inv.Has("force-new-cluster"));
   for (const auto& p : inv.All("default-addr-pool"))
     req.add_default_addr_pool(p);
@@ -69,6 +70,7 @@ int Join(const Invocation& inv) {
   req.set_remote_addr(inv.args[0]);
   req.set_advertise_addr(inv.Get("advertise-addr"));
   req.set_listen_addr(inv.Get("listen-addr"));
+  req.set_data_path_addr(inv.Get("data-path-addr"));
   api::JoinResponse resp;
   grpc::ClientContext ctx;
   Deadline(ctx);
@@ -184,8 +186,12 @@ std::vector<Command> SwarmCommands() {
       {"swarm init",
        "[OPTIONS]",
        "Initialize a swarm, with this node as its first manager",
-       {{"advertise-addr", 0, "string", "Address others reach this manager at (ip[:port])"},
-        {"listen-addr", 0, "string", "Address to listen on (default 0.0.0.0:2377)"},
+       {{"advertise-addr", 0, "string",
+         "Address others reach this manager at (format: <ip|interface>[:port])"},
+        {"listen-addr", 0, "string",
+         "Listen address (format: <ip|interface>[:port]) (default 0.0.0.0:2377)"},
+        {"data-path-addr", 0, "string",
+         "Address or interface to use for data path traffic (format: <ip|interface>)"},
         {"force-new-cluster", 0, "", "Make this manager the only one, keeping the state"},
         {"default-addr-pool", 0, "ipNetSlice",
          "Default address pool in CIDR format (default 10.0.0.0/8)", true},
@@ -201,8 +207,12 @@ std::vector<Command> SwarmCommands() {
        "[OPTIONS] HOST:PORT",
        "Join a swarm as a worker or a manager",
        {{"token", 0, "string", "Token for entry into the swarm"},
-        {"advertise-addr", 0, "string", "Address others reach this node at (ip[:port])"},
-        {"listen-addr", 0, "string", "Address to listen on if a manager (default 0.0.0.0:2377)"}},
+        {"advertise-addr", 0, "string",
+         "Address others reach this node at (format: <ip|interface>[:port])"},
+        {"listen-addr", 0, "string",
+         "Listen address if a manager (format: <ip|interface>[:port]) (default 0.0.0.0:2377)"},
+        {"data-path-addr", 0, "string",
+         "Address or interface to use for data path traffic (format: <ip|interface>)"}},
        1,
        1,
        Join},

@@ -17,6 +17,16 @@ struct HostPort {
 std::optional<HostPort> ParseHostPort(const std::string& text, int default_port,
                                       std::string* error);
 
+// The address of network interface `name` on this machine: its IPv4 address, or its IPv6
+// address (not link-local) when it has no IPv4 one. nullopt with `error` set when there is
+// no such interface, it has no usable address, or it has several of the kind to choose from.
+std::optional<std::string> InterfaceAddress(const std::string& name, std::string* error);
+
+// As ParseHostPort, and also an interface's name with an optional port ("eth0", "eth0:2377"),
+// which stands for InterfaceAddress(name).
+std::optional<HostPort> ResolveHostPort(const std::string& text, int default_port,
+                                        std::string* error);
+
 // The local address the kernel would use to reach `remote_ip` (no packet is sent).
 std::optional<std::string> LocalAddressToward(const std::string& remote_ip);
 // The address of the interface holding the default route, if any.

@@ -439,9 +439,9 @@ void Host::Impl::Init(const api::InitRequest& req, api::InitResponse* resp, Fini
 }
 
 void Host::Impl::InitNew(const api::InitRequest& req, api::InitResponse* resp, Finish finish) {
-  std::string listen, advertise;
-  if (Status st = node::ChooseAddresses(req.listen_addr(), req.advertise_addr(), "", &listen,
-                                        &advertise);
+  node::Addresses addresses;
+  if (Status st = node::ChooseAddresses(req.listen_addr(), req.advertise_addr(),
+                                        req.data_path_addr(), "", &addresses);
       !st.ok()) {
     return finish(st);
   }
@@ -450,12 +450,13 @@ void Host::Impl::InitNew(const api::InitRequest& req, api::InitResponse* resp, F
   st.set_node_id(pki::RandomId());
   st.set_raft_id(node::NewRaftId());
   st.set_role(api::ROLE_MANAGER);
-  st.set_advertise_addr(advertise);
-  st.set_listen_addr(listen);
+  st.set_advertise_addr(addresses.advertise);
+  st.set_listen_addr(addresses.listen);
+  st.set_data_path_addr(addresses.data_path);
   api::ManagerPeer* me = st.add_managers();
   me->set_node_id(st.node_id());
   me->set_raft_id(st.raft_id());
-  me->set_addr(advertise);
+  me->set_addr(addresses.advertise);
   struct Made {
     Status status;
     manager::NewSwarm swarm;
@@ -594,8 +595,9 @@ void Host::Impl::Joined(node::Joined j, api::JoinResponse* resp, Finish finish) 
   state.set_cluster_id(j.answer.cluster_id());
   state.set_raft_id(j.raft_id);
   state.set_role(j.answer.role());
-  state.set_advertise_addr(j.advertise);
-  state.set_listen_addr(j.listen);
+  state.set_advertise_addr(j.addresses.advertise);
+  state.set_listen_addr(j.addresses.listen);
+  state.set_data_path_addr(j.addresses.data_path);
   *state.mutable_managers() = j.answer.managers();
   state_ = state;
   const bool manager = j.answer.role() == api::ROLE_MANAGER;

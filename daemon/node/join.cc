@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <memory>
+#include <optional>
 #include <random>
 
 #include "ca.grpc.pb.h"
@@ -120,7 +121,7 @@ struct Join : std::enable_shared_from_this<Join> {
     auto jr = std::make_shared<api::JoinNodeRequest>();
     jr->set_token(req.token());
     jr->set_csr_pem(joined.key.csr_pem);
-    jr->set_advertise_addr(joined.advertise);
+    jr->set_advertise_addr(joined.addresses.advertise);
     jr->set_raft_id(joined.raft_id);
     *jr->mutable_description() = description;
     auto resp = std::make_shared<api::JoinNodeResponse>();
@@ -157,32 +158,54 @@ struct Join : std::enable_shared_from_this<Join> {
 }  // namespace
 
 Status ChooseAddresses(const std::string& listen_text, const std::string& advertise_text,
-                       const std::string& toward, std::string* listen, std::string* advertise) {
+                       const std::string& data_path_text, const std::string& toward,
+                       Addresses* out) {
   std::string err;
-  auto l =
-      net::ParseHostPort(listen_text.empty() ? "0.0.0.0" : listen_text, kDefaultManagerPort, &err);
+  auto l = net::ResolveHostPort(listen_text.empty() ? "0.0.0.0" : listen_text,
+                                kDefaultManagerPort, &err);
   if (!l) return InvalidArgument("--listen-addr: " + err);
-  *listen = l->ToString();
+  out->listen = l->ToString();
+  std::optional<net::HostPort> a;
   if (!advertise_text.empty()) {
-    auto a = net::ParseHostPort(advertise_text, l->port, &err);
+    a = net::ResolveHostPort(advertise_text, l->port, &err);
     if (!a) return InvalidArgument("--advertise-addr: " + err);
     if (a->host == "0.0.0.0" || a->host == "::") {
       return InvalidArgument("--advertise-addr: " + a->host +
                              " is not an address others can reach");
     }
-    *advertise = a->ToString();
-    return Status::Ok();
+  } else {
+    std::optional<std::string> ip;
+    if (l->host != "0.0.0.0" && l->host != "::") ip = l->host;
+    if (!ip && !toward.empty()) ip = net::LocalAddressToward(toward);
+    if (!ip) ip = net::DefaultRouteAddress();
+    if (!ip) {
+      return InvalidArgument(
+          "could not choose an IP address to advertise (there is no default route); give one "
+          "with --advertise-addr");
+    }
+    a = net::HostPort{*ip, l->port};
   }
-  std::optional<std::string> ip;
-  if (l->host != "0.0.0.0" && l->host != "::") ip = l->host;
-  if (!ip && !toward.empty()) ip = net::LocalAddressToward(toward);
-  if (!ip) ip = net::DefaultRouteAddress();
-  if (!ip) {
-    return InvalidArgument(
-        "could not choose an IP address to advertise (there is no default route); give one "
-        "with --advertise-addr");
+  out->advertise = a->ToString();
+  out->data_path = a->host;
+  if (!data_path_text.empty()) {
+    // An address or an interface, without a port: VXLAN's port is the swarm's.
+    auto d = net::ResolveHostPort(data_path_text, 0, &err);
+    if (!d) return InvalidArgument("--data-path-addr: " + err);
+    if (d->port != 0) {
+      return InvalidArgument("--data-path-addr: \"" + data_path_text +
+                             "\" has a port; give an address or an interface only (the "
+                             "VXLAN port is the swarm's --data-path-port)");
+    }
+    if (d->host == "0.0.0.0" || d->host == "::") {
+      return InvalidArgument("--data-path-addr: " + d->host +
+                             " is not an address others can reach");
+    }
+    if (d->host.find(':') != std::string::npos) {
+      return InvalidArgument("--data-path-addr: " + d->host +
+                             " is IPv6; overlay networks run over IPv4 only");
+    }
+    out->data_path = d->host;
   }
-  *advertise = net::HostPort{*ip, l->port}.ToString();
   return Status::Ok();
 }
 
@@ -210,8 +233,8 @@ void JoinSwarm(asio::any_io_executor executor, const api::JoinRequest& req,
   std::string err;
   auto remote = net::ParseHostPort(req.remote_addr(), kDefaultManagerPort, &err);
   if (!remote) return j->Finish(InvalidArgument(err));
-  if (Status st = ChooseAddresses(req.listen_addr(), req.advertise_addr(), remote->host,
-                                  &j->joined.listen, &j->joined.advertise);
+  if (Status st = ChooseAddresses(req.listen_addr(), req.advertise_addr(),
+                                  req.data_path_addr(), remote->host, &j->joined.addresses);
       !st.ok()) {
     return j->Finish(st);
   }

@@ -21,11 +21,19 @@ namespace skep::node {
 
 inline constexpr int kDefaultManagerPort = 2377;
 
-// The listen and advertise addresses of a manager (ip:port). The advertise address defaults to
-// the address toward `toward` (a manager being joined), or the default route's, or the listen
-// IP. kInvalidArgument names the flag at fault.
+// Where a node listens and how others reach it.
+struct Addresses {
+  std::string listen;     // ip:port, a manager's raft and API listener
+  std::string advertise;  // ip:port, what managers and nodes connect to
+  std::string data_path;  // ip, the local address of its VXLAN traffic (default: advertise's)
+};
+
+// The addresses from the flags of swarm init/join (each may be an interface's name, resolved
+// here). The advertise address defaults to the listen IP, or the address toward `toward` (a
+// manager being joined), or the default route's. kInvalidArgument names the flag at fault.
 Status ChooseAddresses(const std::string& listen_text, const std::string& advertise_text,
-                       const std::string& toward, std::string* listen, std::string* advertise);
+                       const std::string& data_path_text, const std::string& toward,
+                       Addresses* out);
 
 // A raft ID for a new member: random, never 0.
 uint64_t NewRaftId();
@@ -35,7 +43,7 @@ struct Joined {
   std::string ca_pem;            // the root CA, checked against the token
   pki::KeyAndRequest key;        // the node's new key
   uint64_t raft_id = 0;
-  std::string listen, advertise;
+  Addresses addresses;
 };
 
 void JoinSwarm(boost::asio::any_io_executor executor, const api::JoinRequest& req,

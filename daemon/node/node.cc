@@ -139,13 +139,15 @@ void Node::Start(const api::LocalState& state, SessionCallbacks events) {
   wo.data_dir = dir_.path();
   wo.containerd_socket = options_.containerd_socket;
   wo.registry = Registries();
-  // The VXLAN endpoint: the address this node is known by; gossip goes from there too.
+  // Gossip goes from the address this node is known by; VXLAN from the data path address
+  // (--data-path-addr), the same unless it was given.
   const std::string addr = state.advertise_addr();
-  wo.vtep = addr.substr(0, addr.rfind(':'));
+  const std::string advertise_ip = addr.substr(0, addr.rfind(':'));
+  wo.vtep = state.data_path_addr().empty() ? advertise_ip : state.data_path_addr();
   wo.node_id = state.node_id();
   gossip::AgentConfig gc;
   gc.name = state.node_id();
-  gc.advertise_ip = wo.vtep;
+  gc.advertise_ip = advertise_ip;
   gc.port = options_.gossip_port;
   try {
     gossip_ = std::make_unique<GossipHost>(gc);

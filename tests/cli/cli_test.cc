@@ -81,3 +81,20 @@ TEST_CASE("addresses are ip[:port], refused with a reason otherwise", "[net]") {
   CHECK(err == "invalid address \"10.0.0.1:99999\": bad port \"99999\"");
   CHECK(net::LocalAddressToward("127.0.0.1") == "127.0.0.1");
 }
+
+TEST_CASE("an interface's name stands for its address, when it has one of a kind", "[net]") {
+  std::string err;
+  // lo has 127.0.0.1 and ::1: the IPv4 address is the one.
+  CHECK(net::InterfaceAddress("lo", &err) == "127.0.0.1");
+  CHECK(net::ResolveHostPort("lo", 2377, &err)->ToString() == "127.0.0.1:2377");
+  CHECK(net::ResolveHostPort("lo:4000", 2377, &err)->ToString() == "127.0.0.1:4000");
+  CHECK(net::ResolveHostPort("10.0.0.1:4000", 2377, &err)->ToString() == "10.0.0.1:4000");
+  CHECK_FALSE(net::ResolveHostPort("nosuch0:4000", 2377, &err));
+  CHECK(err ==
+        "invalid address \"nosuch0:4000\": \"nosuch0\" is neither an IP address nor a network "
+        "interface of this machine");
+  CHECK_FALSE(net::ResolveHostPort("lo:0", 2377, &err));
+  CHECK(err == "invalid address \"lo:0\": bad port \"0\"");
+  CHECK_FALSE(net::InterfaceAddress("nosuch0", &err));
+  CHECK(err == "no network interface \"nosuch0\" on this machine");
+}

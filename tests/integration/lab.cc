@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace skep::testing {
 
@@ -76,8 +77,9 @@ bool Throughout(const std::function<bool()>& pred, std::chrono::milliseconds win
 }
 
 Lab::Lab(const std::string& name, int subnet, int managers, int workers,
-         std::vector<std::string> init_args)
-    : name_(name), subnet_(subnet), root_("/var/lib/skep-lab/" + name) {
+         std::vector<std::string> init_args, std::string data_net)
+    : name_(name), subnet_(subnet), data_net_(std::move(data_net)),
+      root_("/var/lib/skep-lab/" + name) {
   for (const auto& a : init_args)
     init_args_ += (init_args_.empty() ? "" : " ") + a;
   const Output o =
@@ -101,6 +103,7 @@ std::map<std::string, std::string> Lab::Env() const {
           {"SKEP_LAB_NO_BUILD", "1"},
           {"SKEP_LAB_NO_SERVICE", "1"},
           {"SKEP_LAB_INIT_ARGS", init_args_},
+          {"SKEP_LAB_DATA_NET", data_net_},
           {"SKEP_LAB_BIN", SKEP_BINARY_DIR "/daemon"}};
 }
 

@@ -24,9 +24,10 @@ Output Run(const std::vector<std::string>& argv,
 class Lab {
  public:
   // Brings up `managers` + `workers` nodes: m1 inits, the rest join.
-  // `init_args`: more flags for m1's `swarm init`.
+  // `init_args`: more flags for m1's `swarm init`. `data_net` (a /24 prefix such as
+  // "10.90.35"): every node also has an eth1 there and carries its overlay traffic on it.
   Lab(const std::string& name, int subnet, int managers, int workers,
-      std::vector<std::string> init_args = {});
+      std::vector<std::string> init_args = {}, std::string data_net = "");
   ~Lab();
   Lab(const Lab&) = delete;
   Lab& operator=(const Lab&) = delete;
@@ -42,7 +43,7 @@ class Lab {
   void Kill(const std::string& node) const;
   void Stop(const std::string& node) const;  // SIGTERM, waits for the exit
   void Start(const std::string& node) const;
-  void Cut(const std::string& node) const;
+  void Cut(const std::string& node) const;  // all of NODE's traffic dropped (nftables)
   void Heal(const std::string& node) const;
 
   std::string Ip(const std::string& node) const;
@@ -68,6 +69,7 @@ class Lab {
   std::string name_;
   int subnet_;
   std::string init_args_;
+  std::string data_net_;
   std::string root_;
 };
 
