@@ -103,6 +103,11 @@ std::optional<Rejection> CheckPlatform(const NodeInfo& node, const TaskRequest& 
   return Rejection{FilterId::kPlatform};
 }
 
+std::optional<Rejection> CheckMemoryLimits(const NodeInfo& node, const TaskRequest& task) {
+  if (!task.memory_limited || node.memory_limits) return std::nullopt;
+  return Rejection{FilterId::kMemoryLimits};
+}
+
 std::optional<Rejection> CheckResources(const NodeInfo& node, const TaskRequest& task) {
   uint32_t short_of = 0;
   const Resources& want = task.reservations;
@@ -144,7 +149,8 @@ std::optional<Rejection> CheckStatic(const NodeInfo& node, const TaskRequest& ta
   if (auto r = CheckReady(node)) return r;
   if (auto r = CheckAvailability(node)) return r;
   if (auto r = CheckConstraints(node, task)) return r;
-  return CheckPlatform(node, task);
+  if (auto r = CheckPlatform(node, task)) return r;
+  return CheckMemoryLimits(node, task);
 }
 
 std::optional<Rejection> CheckLoad(const NodeInfo& node, const TaskRequest& task,
@@ -164,6 +170,8 @@ const char* FilterName(FilterId filter) {
       return "constraints";
     case FilterId::kPlatform:
       return "platform";
+    case FilterId::kMemoryLimits:
+      return "memory-limits";
     case FilterId::kResources:
       return "resources";
     case FilterId::kHostPorts:
@@ -201,6 +209,9 @@ std::string Explain(const Rejection& r, const NodeInfo& node, const TaskRequest&
       return "unsupported platform (node is " + PlatformText(shown) + ", image supports " +
              supported + ")";
     }
+    case FilterId::kMemoryLimits:
+      return "no memory limits on the node (its kernel has no memory cgroup controller), and "
+             "the task has a memory limit or reservation";
     case FilterId::kResources: {
       std::string cpu_need = CpusText(task.reservations.nano_cpus);
       int64_t cpu_free_nanos = Available(node.total.nano_cpus, node.reserved.nano_cpus);
@@ -246,6 +257,8 @@ std::string Summarize(const Rejection& r, const TaskRequest& task, int nodes) {
       return "scheduling constraints not satisfied on " + Nodes(nodes);
     case FilterId::kPlatform:
       return "unsupported platform on " + Nodes(nodes);
+    case FilterId::kMemoryLimits:
+      return "no memory cgroup controller on " + Nodes(nodes);
     case FilterId::kResources: {
       const char* what = r.detail == kShortOfCpu      ? "cpu"
                          : r.detail == kShortOfMemory ? "memory"

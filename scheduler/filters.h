@@ -17,6 +17,7 @@ enum class FilterId : uint8_t {
   kAvailability,
   kConstraints,
   kPlatform,
+  kMemoryLimits,
   kResources,
   kHostPorts,
   kMaxReplicas,
@@ -38,12 +39,13 @@ std::optional<Rejection> CheckReady(const NodeInfo& node);
 std::optional<Rejection> CheckAvailability(const NodeInfo& node);
 std::optional<Rejection> CheckConstraints(const NodeInfo& node, const TaskRequest& task);
 std::optional<Rejection> CheckPlatform(const NodeInfo& node, const TaskRequest& task);
+std::optional<Rejection> CheckMemoryLimits(const NodeInfo& node, const TaskRequest& task);
 std::optional<Rejection> CheckResources(const NodeInfo& node, const TaskRequest& task);
 std::optional<Rejection> CheckHostPorts(const NodeInfo& node, const TaskRequest& task);
 std::optional<Rejection> CheckMaxReplicas(const TaskRequest& task, int service_tasks_on_node);
 
 // The filters that look only at the node's description and the task's spec (ready through
-// platform): their answer holds for a whole Schedule call.
+// memory limits): their answer holds for a whole Schedule call.
 std::optional<Rejection> CheckStatic(const NodeInfo& node, const TaskRequest& task);
 // The filters that look at the node's load (resources through max replicas), which grows as
 // tasks are placed. `service_tasks_on_node` counts the task's service on the node.

@@ -83,6 +83,7 @@ class CandidateHeap {
 
 bool SameRequirements(const TaskRequest& a, const TaskRequest& b) {
   return a.service_id == b.service_id && a.reservations == b.reservations &&
+         a.memory_limited == b.memory_limited &&
          a.max_replicas_per_node == b.max_replicas_per_node && a.constraints == b.constraints &&
          a.platforms == b.platforms && a.host_ports == b.host_ports && a.spread == b.spread;
 }
@@ -93,6 +94,7 @@ struct RequirementsHash {
     auto mix = [&h](size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
     mix(std::hash<int64_t>()(t->reservations.nano_cpus));
     mix(std::hash<int64_t>()(t->reservations.memory_bytes));
+    mix(std::hash<bool>()(t->memory_limited));
     mix(std::hash<uint64_t>()(t->max_replicas_per_node));
     for (const Constraint& c : t->constraints) {
       mix(std::hash<std::string>()(c.key));

@@ -31,6 +31,7 @@ struct TaskRequest {
   std::string service_id;
   std::vector<Constraint> constraints;
   Resources reservations;
+  bool memory_limited = false;         // a memory limit or reservation: needs memory_limits
   std::vector<Platform> platforms;     // the image's platforms; empty = any
   std::vector<HostPort> host_ports;    // host-mode published ports the task needs
   uint64_t max_replicas_per_node = 0;  // 0 = no limit
@@ -72,7 +73,8 @@ struct Decisions {
 Decisions Schedule(std::vector<NodeInfo>& nodes, const std::vector<TaskRequest>& tasks);
 
 // Why `node` may not take `task`, from the first filter that says no ("ready",
-// "availability", "constraints", "platform", "resources", "host-ports", "max-replicas"), or
+// "availability", "constraints", "platform", "memory-limits", "resources", "host-ports",
+// "max-replicas"), or
 // nullopt if it may take it. The reason is for one node, with details, e.g.
 //   scheduling constraint node.role==worker not satisfied
 //   insufficient memory (needs 512MiB, 256MiB available)

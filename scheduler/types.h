@@ -39,6 +39,9 @@ struct NodeInfo {
   std::map<std::string, std::string> engine_labels;  // engine.labels.X (skepd --node-label)
   bool ready = false;                                // status READY
   std::string availability = "active";               // active, pause, drain
+  // Whether the node's kernel has the memory cgroup controller: without it, no memory limit
+  // or reservation can be enforced there (Raspberry Pi OS before cgroup_enable=memory).
+  bool memory_limits = true;
   Resources total;                                   // what the node has
   Resources reserved;                                // reserved by the tasks placed there
   std::map<std::string, int> tasks_by_service;       // service id -> live tasks there

@@ -112,7 +112,8 @@ boost::json::object Json(const api::NodeView& v) {
       {"Resources",
        boost::json::object{{"NanoCPUs", d.nano_cpus()}, {"MemoryBytes", d.memory_bytes()}}},
       {"Engine", boost::json::object{{"EngineVersion", d.engine_version()},
-                                     {"Labels", SortedObject(d.engine_labels())}}}};
+                                     {"Labels", SortedObject(d.engine_labels())},
+                                     {"MemoryLimit", !d.no_memory_cgroup()}}}};
   boost::json::object status{{"State", Lower(StateName(n.status().state()))},
                              {"Addr", n.status().addr()}};
   if (!n.status().message().empty()) status["Message"] = n.status().message();
@@ -165,6 +166,9 @@ std::string Pretty(const api::NodeView& v) {
   mem.precision(3);
   mem << static_cast<double>(n.description().memory_bytes()) / (1024.0 * 1024 * 1024) << "GiB";
   line(" Memory", mem.str());
+  line(" Memory Limits", n.description().no_memory_cgroup()
+                             ? "not enforced: the kernel has no memory cgroup controller"
+                             : "enforced");
   // What the node's tasks reserve, and what is left for new ones (the scheduler's view).
   auto cpus = [](int64_t nano) {
     std::ostringstream s;

@@ -56,6 +56,8 @@ scheduler::TaskRequest RequestOf(const api::Task& t) {
   if (auto* c = std::get_if<std::vector<scheduler::Constraint>>(&parsed)) r.constraints = *c;
   r.reservations = {t.spec().resources().reservations().nano_cpus(),
                     t.spec().resources().reservations().memory_bytes()};
+  r.memory_limited = t.spec().resources().limits().memory_bytes() > 0 ||
+                     t.spec().resources().reservations().memory_bytes() > 0;
   for (const auto& p : t.spec().placement().platforms())
     r.platforms.push_back({p.os(), p.architecture()});
   for (const auto& p : t.endpoint().ports()) {
@@ -258,6 +260,7 @@ scheduler::NodeInfo NodeInfoOf(const api::Node& n) {
       info.availability = "active";
   }
   info.total = {n.description().nano_cpus(), n.description().memory_bytes()};
+  info.memory_limits = !n.description().no_memory_cgroup();
   return info;
 }
 

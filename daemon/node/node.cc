@@ -15,6 +15,7 @@
 #include "daemon/common/version.h"
 #include "daemon/executor/errors.h"
 #include "daemon/executor/image_ref.h"
+#include "daemon/node/cgroups.h"
 #include "daemon/node/worker.h"
 #include "overlay/gossip/agent.h"
 
@@ -103,8 +104,17 @@ Node::Node(NodeOptions options, asio::any_io_executor io, asio::any_io_executor 
         return std::move(options);
       }()),
       dir_(options_.data_dir),
+      memory_cgroup_(MemoryControllerEnabled()),
       io_(std::move(io)),
-      blocking_(std::move(blocking)) {}
+      blocking_(std::move(blocking)) {
+  if (!memory_cgroup_) {
+    SKEP_LOG(warn, "node",
+             "the kernel has no memory cgroup controller, so memory limits cannot be enforced: "
+             "tasks with a memory limit or reservation will not be placed on this node. On a "
+             "Raspberry Pi, add cgroup_enable=memory to the kernel's command line "
+             "(/boot/firmware/cmdline.txt, or /boot/cmdline.txt on older systems) and reboot");
+  }
+}
 
 Node::~Node() {
   Stop();
@@ -122,6 +132,7 @@ api::NodeDescription Node::Describe() const {
     (*d.mutable_engine_labels())[k] = v;
   d.set_nano_cpus(static_cast<int64_t>(std::thread::hardware_concurrency()) * 1'000'000'000);
   d.set_memory_bytes(static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
+  d.set_no_memory_cgroup(!memory_cgroup_);
   return d;
 }
 

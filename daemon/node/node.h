@@ -75,6 +75,7 @@ class Node {
 
   const NodeOptions options_;
   const DataDir dir_;
+  const bool memory_cgroup_;  // the kernel's memory controller (checked once, at start)
   boost::asio::any_io_executor io_;
   boost::asio::any_io_executor blocking_;
   std::string node_id_;

@@ -307,6 +307,36 @@ TEST_CASE("the unplaced reason counts nodes per filter in pipeline order", "[sch
         "on 2 nodes)");
 }
 
+TEST_CASE("memory limits filter: a task with a memory limit or reservation needs the memory "
+          "cgroup controller",
+          "[filters]") {
+  NodeInfo pi = Node("pi");
+  pi.memory_limits = false;
+  TaskRequest t = Task("t");
+  CHECK(ReasonOf(pi, t) == "ok");  // nothing to enforce
+  t.memory_limited = true;
+  CHECK(ReasonOf(pi, t) ==
+        "memory-limits: no memory limits on the node (its kernel has no memory cgroup "
+        "controller), and the task has a memory limit or reservation");
+  pi.memory_limits = true;
+  CHECK(ReasonOf(pi, t) == "ok");
+
+  // In a placement's reason, counted as any other filter; the node without it takes the tasks
+  // that ask for nothing.
+  std::vector<NodeInfo> nodes = {Node("a"), Node("pi")};
+  nodes[1].memory_limits = false;
+  TaskRequest plain = Task("plain", "plain");
+  TaskRequest limited = Task("limited", "limited");
+  limited.memory_limited = true;
+  Decisions d = Schedule(nodes, {limited, limited, plain, plain});
+  CHECK(PerNode(d) == std::map<std::string, int>{{"a", 3}, {"pi", 1}});
+  limited.constraints = {C("node.hostname==host-pi")};
+  d = Schedule(nodes, {limited});
+  REQUIRE(d.unplaced.size() == 1);
+  CHECK(d.unplaced[0].reason == "no suitable node (scheduling constraints not satisfied on 1 "
+                                "node; no memory cgroup controller on 1 node)");
+}
+
 TEST_CASE("platform and host port failures read in the reason", "[schedule]") {
   std::vector<NodeInfo> nodes = {Node("a"), Node("b"), Node("pi")};
   nodes[2].platform = {"linux", "aarch64"};
