@@ -15,6 +15,9 @@
 #                    every second, 2 retries
 #   skep/multi:1     an OCI image index: skep/busybox:1's manifest for this machine's platform,
 #                    listed after skep/web:1's for another platform (to test the choice)
+#   skep/foreign:1   skep/busybox:1 with a config that says linux/arm64 (linux/amd64 on an
+#                    arm64 machine): an image for another architecture only, which the
+#                    scheduler must not place here
 # Users in every image: root (0), nobody (65534), www (1000, also in group staff 50).
 #
 # Idempotent: an image already in the registry is left alone, so a second run only asks the
@@ -45,7 +48,7 @@ for tool in umoci skopeo; do
   }
 done
 
-images=("busybox:1" "web:1" "web:2" "fail:1" "stubborn:1" "healthy:1" "multi:1")
+images=("busybox:1" "web:1" "web:2" "fail:1" "stubborn:1" "healthy:1" "multi:1" "foreign:1")
 
 present() {
   skopeo inspect --raw --tls-verify=false "docker://$registry/skep/$1" >/dev/null 2>&1
@@ -125,6 +128,11 @@ build() {
       umoci config --image "$oci:base" --tag "$name-$tag" --config.cmd sh --config.cmd -c \
         --config.cmd 'sleep 1; exit 1' >/dev/null
       ;;
+    foreign)
+      local arch=arm64
+      [ "$(uname -m)" = aarch64 ] && arch=amd64
+      umoci config --image "$oci:base" --tag "$name-$tag" --architecture "$arch" >/dev/null
+      ;;
     stubborn)
       # An ignored signal stays ignored across exec, so sleep ignores TERM as well.
       umoci config --image "$oci:base" --tag "$name-$tag" --config.cmd sh --config.cmd -c \
@@ -196,7 +204,7 @@ build_healthy() {
     "$mdigest" "$(printf '%s' "$nmanifest" | wc -c)" >"$dir/index.json"
 }
 
-for img in busybox:1 web:1 web:2 fail:1 stubborn:1; do
+for img in busybox:1 web:1 web:2 fail:1 stubborn:1 foreign:1; do
   build "${img%%:*}" "${img##*:}"
 done
 build_multi

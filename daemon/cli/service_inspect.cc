@@ -57,6 +57,13 @@ boost::json::value ServiceJson(const api::ServiceView& v) {
           boost::json::object{{"Spread", boost::json::object{{"SpreadDescriptor", d}}}});
     placement["Preferences"] = std::move(prefs);
   }
+  if (spec.task().placement().platforms_size()) {
+    boost::json::array platforms;
+    for (const auto& p : spec.task().placement().platforms())
+      platforms.push_back(
+          boost::json::object{{"Architecture", p.architecture()}, {"OS", p.os()}});
+    placement["Platforms"] = std::move(platforms);
+  }
   boost::json::object mode;
   if (spec.has_global()) {
     mode["Global"] = boost::json::object{};

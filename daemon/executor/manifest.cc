@@ -207,6 +207,25 @@ std::string ManifestMediaType(std::string_view text, std::string_view content_ty
   return t;
 }
 
+Platform ParseConfigPlatform(std::string_view text) {
+  json::object o = ParseObject(text, "image config");
+  return {GetString(o, "os"), GetString(o, "architecture"), GetString(o, "variant")};
+}
+
+std::vector<Platform> IndexPlatforms(const std::vector<IndexEntry>& index) {
+  std::vector<Platform> out;
+  for (const IndexEntry& e : index) {
+    if (!e.descriptor.media_type.empty() && !IsManifestType(e.descriptor.media_type)) continue;
+    if (e.platform.os.empty() || e.platform.os == "unknown") continue;
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const Platform& p) {
+      return p.os == e.platform.os && p.architecture == e.platform.architecture &&
+             p.variant == e.platform.variant;
+    });
+    if (!seen) out.push_back(e.platform);
+  }
+  return out;
+}
+
 std::vector<std::string> ParseImageConfig(std::string_view text, ImageInfo& info) {
   json::object o = ParseObject(text, "image config");
   std::vector<std::string> diff_ids;

@@ -64,6 +64,13 @@ std::string ManifestMediaType(std::string_view json, std::string_view content_ty
 // diff IDs (rootfs.diff_ids). Works for OCI and Docker image configs.
 std::vector<std::string> ParseImageConfig(std::string_view json, ImageInfo& info);
 
+// The platform an image config says its binaries are for ("os", "architecture", "variant").
+Platform ParseConfigPlatform(std::string_view json);
+
+// The platforms of an index's image manifests, in its order and without repeats; entries that
+// are no image (attestations, "unknown/unknown") are left out.
+std::vector<Platform> IndexPlatforms(const std::vector<IndexEntry>& index);
+
 // chain[0] = diff_ids[0]; chain[i] = sha256(chain[i-1] + " " + diff_ids[i]) as "sha256:<hex>".
 std::vector<std::string> ChainIds(const std::vector<std::string>& diff_ids);
 

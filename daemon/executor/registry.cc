@@ -436,6 +436,22 @@ std::string Registry::FetchManifest(const ImageRef& ref, const Descriptor& desc)
   });
 }
 
+std::vector<Platform> Registry::Platforms(const ImageRef& ref, const Descriptor& desc) {
+  const std::string document = FetchManifest(ref, desc);
+  if (IsIndexType(desc.media_type)) return IndexPlatforms(ParseIndex(document));
+  const Manifest manifest = ParseManifest(document);
+  std::string config;
+  FetchBlob(ref, manifest.config, 0, [&config](int64_t at, std::string_view chunk) {
+    config.resize(static_cast<size_t>(at));
+    config.append(chunk);
+  });
+  if (Sha256Digest(config) != manifest.config.digest) {
+    throw ExecutorError(ErrorKind::kFailed, "image config " + manifest.config.digest +
+                                                " does not match its digest");
+  }
+  return {ParseConfigPlatform(config)};
+}
+
 void Registry::FetchBlob(const ImageRef& ref, const Descriptor& desc, int64_t offset,
                          const std::function<void(int64_t, std::string_view)>& on_chunk) {
   // Where the next byte goes; a mirror failing halfway passes on from there.

@@ -19,6 +19,7 @@
 
 #include "daemon/executor/image.h"
 #include "daemon/executor/image_ref.h"
+#include "daemon/executor/manifest.h"
 
 namespace skep::executor {
 
@@ -58,6 +59,9 @@ class Registry {
   Descriptor Resolve(const ImageRef& ref);
   // The manifest or index `desc` names, checked against its digest.
   std::string FetchManifest(const ImageRef& ref, const Descriptor& desc);
+  // The platforms the image `desc` (as Resolve answered) runs on: an index's manifests', or a
+  // single manifest's config's.
+  std::vector<Platform> Platforms(const ImageRef& ref, const Descriptor& desc);
   // Streams blob `desc` from byte `offset` (to resume a partial download) to `on_chunk`, with
   // each chunk's position in the blob: a registry that ignores the range starts again at 0.
   // The data is not verified here (containerd checks the digest on commit).

@@ -111,8 +111,9 @@ class ControlApi {
   Task UpdateNodeObject(const std::string& id, std::function<Status(api::Node&)> modify,
                         api::Node* updated, const Call& call);
   Task UpdateClusterObject(std::function<Status(api::Cluster&)> modify, const Call& call);
-  // The image as given, pinned to the digest its tag names now; on the registry pool.
-  Task PinImage(std::string* image, const api::RegistryAuth* auth);
+  // The task's image pinned to the digest its tag names now, and its placement's platforms
+  // read from the image; on the registry pool.
+  Task PinImage(api::TaskSpec* task, const api::RegistryAuth* auth);
   // The cluster's registry auth key, made and written the first time a service needs one.
   Task RegistryAuthKey(std::string* key, const Call& call);
   Task SealInto(const api::RegistryAuth& auth, api::Service* s, const Call& call);

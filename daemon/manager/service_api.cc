@@ -199,29 +199,43 @@ Status CheckPortConflicts(const ReadTx& tx, api::ServiceSpec& spec, const std::s
 }
 
 // The image as given, pinned to the digest its tag names now, so that every replica runs the
-// same image: "skep/web:1" -> "skep/web:1@sha256:...". A registry that cannot be asked leaves
-// the tag as it is (each node then pulls what the tag names when it starts the task), as
-// Docker does, with a warning in the log. With the service's registry login, when it has one.
-// Blocks on the registry: only on the manager's registry threads.
-std::string PinImageBlocking(executor::RegistryConfig config, const std::string& image,
+// same image: "skep/web:1" -> "skep/web:1@sha256:...", and the platforms it has (an index's
+// manifests, or the one manifest's config), which the scheduler's platform filter reads. A
+// registry that cannot be asked leaves the tag as it is (each node then pulls what the tag
+// names when it starts the task) and the platforms unknown (any node), as Docker does, with a
+// warning in the log. With the service's registry login, when it has one. Blocks on the
+// registry: only on the manager's registry threads.
+struct PinnedImage {
+  std::string image;
+  std::optional<std::vector<executor::Platform>> platforms;  // nullopt: not known
+};
+
+PinnedImage PinImageBlocking(executor::RegistryConfig config, const std::string& image,
                              std::optional<api::RegistryAuth> auth) {
+  PinnedImage pinned{image, std::nullopt};
   try {
     executor::ImageRef ref = executor::ParseImageRef(image);
-    if (!ref.digest.empty()) return image;
     if (auth) {
       config.credentials[executor::RegistryDomain(auth->server())] = {auth->username(),
                                                                        auth->password()};
     }
     executor::Registry registry(config);
     const executor::Descriptor d = registry.Resolve(ref);
-    return image + "@" + d.digest;
+    if (ref.digest.empty()) pinned.image = image + "@" + d.digest;
+    try {
+      pinned.platforms = registry.Platforms(ref, d);
+    } catch (const std::exception& e) {
+      SKEP_LOG(warn, "control",
+               "the platforms of image {} could not be read ({}); its tasks may go to any node",
+               image, e.what());
+    }
   } catch (const std::exception& e) {
     SKEP_LOG(warn, "control",
              "image {} could not be accessed on a registry to record its digest "
              "({}); each node resolves it when it starts a task",
              image, e.what());
-    return image;
   }
+  return pinned;
 }
 
 bool LiveTask(const api::Task& t) {
@@ -236,13 +250,24 @@ const char* DesiredName(api::TaskState s) {
 
 }  // namespace
 
-ControlApi::Task ControlApi::PinImage(std::string* image, const api::RegistryAuth* auth) {
+ControlApi::Task ControlApi::PinImage(api::TaskSpec* task, const api::RegistryAuth* auth) {
   std::optional<api::RegistryAuth> login;
   if (auth != nullptr) login = *auth;
-  auto pin = OnPool(ctx_.blocking(), [config = ctx_.registry(), image = *image, login] {
-    return PinImageBlocking(config, image, login);
-  });
-  *image = co_await std::move(pin);
+  auto pin = OnPool(ctx_.blocking(),
+                    [config = ctx_.registry(), image = task->container().image(), login] {
+                      return PinImageBlocking(config, image, login);
+                    });
+  const PinnedImage pinned = co_await std::move(pin);
+  task->mutable_container()->set_image(pinned.image);
+  if (pinned.platforms) {
+    auto* platforms = task->mutable_placement()->mutable_platforms();
+    platforms->Clear();
+    for (const executor::Platform& p : *pinned.platforms) {
+      api::Platform* out = platforms->Add();
+      out->set_os(p.os);
+      out->set_architecture(p.architecture);
+    }
+  }
   co_return Status::Ok();
 }
 
@@ -387,8 +412,7 @@ ControlApi::Task ControlApi::CreateServiceHere(const api::CreateServiceRequest& 
     auto sealed = SealInto(*auth, &s, call);
     if (Status st = co_await std::move(sealed); !st.ok()) co_return st;
   }
-  auto pinned =
-      PinImage(s.mutable_spec()->mutable_task()->mutable_container()->mutable_image(), auth);
+  auto pinned = PinImage(s.mutable_spec()->mutable_task(), auth);
   co_await std::move(pinned);
   api::StoreBatch batch;
   auto* a = batch.add_actions();
@@ -519,7 +543,7 @@ ControlApi::Task ControlApi::UpdateServiceHere(const api::UpdateServiceRequest& 
         stored = OpenRegistryAuth(c->registry_auth_key(), s.sealed_registry_auth());
       if (stored) auth = &*stored;
     }
-    auto pinned = PinImage(next.mutable_task()->mutable_container()->mutable_image(), auth);
+    auto pinned = PinImage(next.mutable_task(), auth);
     co_await std::move(pinned);
   }
   const bool task_changed =

@@ -180,3 +180,19 @@ TEST_CASE("the image config gives the run settings and the diff IDs", "[manifest
   CHECK(bare.cmd.empty());
   CHECK_FALSE(bare.healthcheck.has_value());
 }
+
+TEST_CASE("an image's platforms: an index's manifests, or its config's", "[manifest]") {
+  std::vector<Platform> p = IndexPlatforms(ParseIndex(Index(
+      {Entry('a', "amd64"), Entry('b', "arm64", "v8"), Entry('c', "arm64", "v8"),
+       // buildx's attestations: neither an image nor a platform
+       Entry('d', "unknown", "", "unknown"),
+       Entry('e', "amd64", "", "linux", "application/vnd.in-toto+json")})));
+  REQUIRE(p.size() == 2);
+  CHECK(p[0].String() == "linux/amd64");
+  CHECK(p[1].String() == "linux/arm64/v8");
+
+  const Platform c = ParseConfigPlatform(
+      R"({"architecture":"arm","variant":"v7","os":"linux","rootfs":{"type":"layers"}})");
+  CHECK(c.String() == "linux/arm/v7");
+  CHECK_THROWS_WITH(ParseConfigPlatform("[]"), Catch::Contains("image config"));
+}

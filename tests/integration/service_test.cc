@@ -298,6 +298,44 @@ TEST_CASE("a spread preference evens a service out over two zones", "[integratio
   CHECK(lab.Skep("m1", {"service", "ls", "-q"}).out.size() == 13);
 }
 
+TEST_CASE("an image's platforms are read at create: a single-arch image for another "
+          "architecture waits with the reason, a multi-arch index runs",
+          "[integration]") {
+  Lab lab("itplatform", 36, 1, 1);
+  // skep/foreign:1 is an arm64 image only (deploy/images.sh); the lab's nodes are this machine's.
+  Output o = lab.Skep("m1", {"service", "create", "-d", "--name", "foreign", "skep/foreign:1"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  o = lab.Skep("m1", {"service", "inspect", "--format",
+                      "{{range .Spec.TaskTemplate.Placement.Platforms}}{{.OS}}/{{.Architecture}} "
+                      "{{end}}",
+                      "foreign"});
+  CHECK(o.out == "linux/arm64 \n");
+  CHECK(Eventually([&] {
+    auto rows = Ps(lab, "foreign", {"--no-trunc"});
+    return rows.size() == 1 && rows[0].state == "Pending" &&
+           rows[0].error.find("no suitable node (unsupported platform on 2 nodes)") !=
+               std::string::npos;
+  }));
+  o = lab.Skep("m1", {"service", "explain", "foreign"});
+  INFO(o.out);
+  CHECK(o.out.find("unsupported platform (node is linux/") != std::string::npos);
+  CHECK(o.out.find("image supports linux/arm64)") != std::string::npos);
+
+  // skep/multi:1 is an index of this machine's platform and s390x: it runs, on either node.
+  o = lab.Skep("m1", {"service", "create", "--name", "multi", "--replicas", "2", "skep/multi:1",
+                      "sleep", "600"});
+  INFO(o.text());
+  REQUIRE(o.code == 0);
+  o = lab.Skep("m1", {"service", "inspect", "--format",
+                      "{{len .Spec.TaskTemplate.Placement.Platforms}}", "multi"});
+  CHECK(o.out == "2\n");
+  CHECK(Eventually([&] {
+    auto rows = Live(lab, "multi");
+    return rows.size() == 2 && rows[0].state == "Running" && rows[1].state == "Running";
+  }));
+}
+
 TEST_CASE("a task waiting for memory says why in ps, inspect and explain, and is placed as soon "
           "as memory is freed",
           "[integration]") {
