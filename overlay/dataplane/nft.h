@@ -6,8 +6,8 @@
 
 namespace skep::dataplane {
 
-// Throws std::runtime_error with `what` and nftables' own message when the script fails; a
-// failed script changes nothing (it is one transaction).
+// Throws std::runtime_error with `what` and nftables' own message when the script fails (a
+// failed script changes nothing: it is one transaction), or when the kernel has no nftables.
 void RunNft(const std::string& script, const std::string& what);
 
 }  // namespace skep::dataplane
