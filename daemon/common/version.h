@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,14 @@ constexpr std::string_view Architecture() {
 #error "skep is built for amd64 and arm64"
 #endif
 }
+
+// The managers' store format this build reads and writes (raft entries and snapshots of the
+// store, api::StoreBatch.format and api::StoreSnapshot.format). It goes up when a kind of
+// object or a field appears that a manager of an older version would misapply; such a write
+// waits for every manager to read the new format (manager::CheckStoreFormat), and a batch or
+// snapshot of a newer format than this one is refused, never misread. Nodes report it
+// (api::NodeDescription.store_format).
+inline constexpr uint32_t kStoreFormat = 1;
 
 // What `PROGRAM --version` prints: "skepd version 0.1.0+git130.g6a04cdb (linux/amd64)".
 inline std::string VersionLine(std::string_view program) {

@@ -410,7 +410,17 @@ void RaftNode::Impl::Applied(std::shared_ptr<raft::Ready> rd) {
     auto self = shared_from_this();
     applier->Post([self, rd] {
       if (!self->Live()) return;
-      self->ApplyToStateMachine(*rd);
+      try {
+        self->ApplyToStateMachine(*rd);
+      } catch (const std::exception& e) {
+        // An entry or snapshot this build cannot apply (a newer store format): the node stops
+        // rather than apply part of the log.
+        std::string why = e.what();
+        self->serial->Run([self, why] {
+          if (self->Live()) self->Fail(why);
+        });
+        return;
+      }
       self->serial->Post([self, rd] {
         if (self->Live()) self->Settle(*rd);
       });

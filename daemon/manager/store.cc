@@ -4,16 +4,41 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <google/protobuf/wire_format_lite.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "daemon/common/log.h"
+#include "daemon/common/version.h"
 #include "daemon/manager/allocator/networks.h"
 
 namespace skep::manager {
 
 namespace {
 constexpr std::chrono::milliseconds kSlow(100);
+
+// A format field's value: 0 (written before formats were numbered) is format 1.
+uint32_t FormatOf(uint32_t field) {
+  return field == 0 ? 1 : field;
+}
 }  // namespace
+
+Status CheckStoreFormat(const ReadTx& tx, uint32_t format, std::string_view what) {
+  for (const api::Node* n : tx.nodes()) {
+    if (n->role() != api::ROLE_MANAGER && n->spec().desired_role() != api::ROLE_MANAGER) continue;
+    const uint32_t reads = FormatOf(n->description().store_format());
+    if (reads >= format) continue;
+    const std::string name = n->description().hostname().empty() ? n->id()
+                                                                  : n->description().hostname();
+    const std::string version = n->description().engine_version().empty()
+                                    ? "an older skep"
+                                    : "skep " + n->description().engine_version();
+    return FailedPrecondition(std::string(what) + " needs every manager to read store format " +
+                              std::to_string(format) + "; " + name + " runs " + version +
+                              ", which reads up to " + std::to_string(reads) +
+                              ": upgrade it first");
+  }
+  return Status::Ok();
+}
 
 SlowRead::~SlowRead() {
   const auto held = std::chrono::steady_clock::now() - start;
@@ -565,6 +590,15 @@ void Store::Apply(const raftpb::Entry& entry) {
   if (is_batch && !batch.ParseFromString(entry.data())) {
     result = {Code::kInvalidArgument, "a store entry that does not parse"};
   }
+  const uint32_t format = is_batch && result.ok() ? FormatOf(batch.format()) : 0;
+  if (format > kStoreFormat) {
+    // Applying what it cannot read (an object of a kind it does not know would be an empty
+    // action) would make this manager's store differ from the others'.
+    throw std::runtime_error(
+        "raft entry " + std::to_string(entry.index()) + " needs store format " +
+        std::to_string(format) + ", and this skepd (" + std::string(Version()) +
+        ") reads store formats up to " + std::to_string(kStoreFormat) + ": upgrade skepd");
+  }
   {
     const auto asked = std::chrono::steady_clock::now();
     WriterLock lock(mu_);
@@ -573,6 +607,7 @@ void Store::Apply(const raftpb::Entry& entry) {
                std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
     }
     applied_ = entry.index();
+    format_ = std::max(format_, format);
     // A control request applied before (proposed again after its leader was lost) is not
     // applied twice: its outcome was success.
     const bool again =
@@ -659,10 +694,12 @@ std::function<std::string()> Store::Snapshot() {
     std::vector<Shared<api::Task>> tasks;
     std::vector<Shared<api::Network>> networks;
     std::vector<std::shared_ptr<const api::AppliedRequestRecord>> requests;
+    uint32_t format = 1;
   };
   auto objects = std::make_shared<Objects>();
   {
     ReaderLock lock(mu_);
+    objects->format = format_;
     const SlowRead timer{__FILE__, __LINE__, std::chrono::steady_clock::now()};
     objects->nodes = Collect<Shared<api::Node>>(&t_->nodes);
     objects->clusters = Collect<Shared<api::Cluster>>(&t_->clusters);
@@ -700,6 +737,11 @@ std::function<std::string()> Store::Snapshot() {
       write(api::StoreSnapshot::kTasksFieldNumber, objects->tasks);
       write(api::StoreSnapshot::kNetworksFieldNumber, objects->networks);
       write(api::StoreSnapshot::kAppliedRequestsFieldNumber, objects->requests);
+      // Format 1 is written as nothing, so that a snapshot of it reads the same everywhere.
+      if (objects->format > 1) {
+        google::protobuf::internal::WireFormatLite::WriteUInt32(
+            api::StoreSnapshot::kFormatFieldNumber, objects->format, &coded);
+      }
     }
     return out;
   };
@@ -741,6 +783,13 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
     throw std::runtime_error("store snapshot at index " +
                              std::to_string(snapshot.metadata().index()) + " does not parse");
   }
+  if (FormatOf(snap.format()) > kStoreFormat) {
+    throw std::runtime_error("the store snapshot at raft entry " +
+                             std::to_string(snapshot.metadata().index()) + " has store format " +
+                             std::to_string(snap.format()) + ", and this skepd (" +
+                             std::string(Version()) + ") reads store formats up to " +
+                             std::to_string(kStoreFormat) + ": upgrade skepd");
+  }
   auto fresh = std::make_unique<Tables>();
   auto load = [&](auto* list) {
     for (auto& obj : *list) {
@@ -767,6 +816,7 @@ void Store::Restore(const raftpb::Snapshot& snapshot) {
     DiffRows(t_->networks, fresh->networks, index, events);
     t_ = std::move(fresh);
     applied_ = index;
+    format_ = FormatOf(snap.format());
     applied_order_.clear();
     applied_requests_.clear();
     for (const auto& r : snap.applied_requests())

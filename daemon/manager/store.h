@@ -18,6 +18,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -122,6 +123,12 @@ struct SlowRead {
   ~SlowRead();
 };
 
+// The version gate for a write of store `format` (see kStoreFormat): OK when every manager
+// (or node on its way to be one) reads it, else kFailedPrecondition naming one that does not:
+// "<what> needs every manager to read store format 2; m2 runs skep 0.1.0, which reads up to
+// 1: upgrade it first". Checked before such a write is proposed.
+Status CheckStoreFormat(const ReadTx& tx, uint32_t format, std::string_view what);
+
 class Store final : public RaftStateMachine {
  public:
   Store();
@@ -184,6 +191,8 @@ class Store final : public RaftStateMachine {
   mutable WriterFirstMutex mu_;  // Apply, the raft node's, must not wait behind readers
   std::unique_ptr<Tables> t_ SKEP_GUARDED_BY(mu_) SKEP_PT_GUARDED_BY(mu_);
   uint64_t applied_ SKEP_GUARDED_BY(mu_) = 0;
+  // The newest store format among what was applied (a snapshot writes it as its own).
+  uint32_t format_ SKEP_GUARDED_BY(mu_) = 1;
 
   // The control requests applied last, oldest first, and by ID.
   std::deque<std::string> applied_order_ SKEP_GUARDED_BY(mu_);

@@ -133,6 +133,7 @@ api::NodeDescription Node::Describe() const {
   d.set_nano_cpus(static_cast<int64_t>(std::thread::hardware_concurrency()) * 1'000'000'000);
   d.set_memory_bytes(static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE));
   d.set_no_memory_cgroup(!memory_cgroup_);
+  d.set_store_format(kStoreFormat);
   return d;
 }
 

@@ -1,9 +1,10 @@
 #include "daemon/node/state.h"
 
-#include "daemon/common/files.h"
-
 #include <filesystem>
 #include <stdexcept>
+
+#include "daemon/common/files.h"
+#include "daemon/common/version.h"
 
 namespace skep::node {
 
@@ -20,11 +21,19 @@ std::optional<api::LocalState> DataDir::LoadState() const {
   if (!st.ParseFromString(ReadFile(path)) || st.node_id().empty()) {
     throw std::runtime_error(path + " is damaged; move it away to start this node afresh");
   }
+  if (st.format() > kLocalStateFormat) {
+    throw std::runtime_error(path + " was written by a newer skep (format " +
+                             std::to_string(st.format()) + "; this skepd, " +
+                             std::string(Version()) + ", reads up to " +
+                             std::to_string(kLocalStateFormat) + "): upgrade skepd");
+  }
   return st;
 }
 
 void DataDir::SaveState(const api::LocalState& state) const {
-  files::WriteAtomically(path_ + "/state.pb", state.SerializeAsString(), 0600);
+  api::LocalState out = state;
+  out.set_format(kLocalStateFormat);
+  files::WriteAtomically(path_ + "/state.pb", out.SerializeAsString(), 0600);
 }
 
 void DataDir::SaveCertificates(const std::string& key_pem, const std::string& cert_pem,

@@ -5,6 +5,7 @@
 // Files are replaced atomically (write to a temporary file, fsync, rename, fsync the directory).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -12,6 +13,9 @@
 #include "daemon/common/tls.h"
 
 namespace skep::node {
+
+// The format of state.pb this build reads and writes (api::LocalState.format).
+inline constexpr uint32_t kLocalStateFormat = 1;
 
 class DataDir {
  public:
@@ -21,7 +25,8 @@ class DataDir {
   std::string RaftDir() const { return path_ + "/raft"; }
   tls::Files Certs() const { return tls::Files::In(CertDir()); }
 
-  // Throws std::runtime_error naming the file when it exists but cannot be read or parsed.
+  // Throws std::runtime_error naming the file when it exists but cannot be read or parsed, or
+  // when a newer skep wrote it in a format this one does not read.
   std::optional<api::LocalState> LoadState() const;
   void SaveState(const api::LocalState& state) const;
   void SaveCertificates(const std::string& key_pem, const std::string& cert_pem,

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/common/proto_bytes.h"
+#include "daemon/common/version.h"
 #include "daemon/manager/store.h"
 
 using namespace skep;
@@ -472,4 +473,83 @@ TEST_CASE("a control request is applied once however often it is proposed, acros
   }
   CHECK_FALSE(copy.Applied("req-1"));
   CHECK(copy.Applied("bulk-0"));
+}
+
+TEST_CASE("a batch or snapshot of a newer store format is refused, never misapplied", "[store]") {
+  Store store;
+  api::Node n;
+  n.set_id("n1");
+  n.set_raft_id(42);
+  store.Apply(EntryOf(3, One(api::StoreAction::CREATE, n)));
+
+  api::Node next;
+  next.set_id("n2");
+  next.set_raft_id(43);
+  api::StoreBatch newer = One(api::StoreAction::CREATE, next);
+  newer.set_format(kStoreFormat + 1);
+  CHECK_THROWS_WITH(store.Apply(EntryOf(4, newer)),
+                    Catch::StartsWith("raft entry 4 needs store format " +
+                                      std::to_string(kStoreFormat + 1)) &&
+                        Catch::EndsWith("reads store formats up to " +
+                                        std::to_string(kStoreFormat) + ": upgrade skepd"));
+  CHECK_FALSE(store.GetNode("n2"));
+  CHECK(store.applied_index() == 3);
+  // This build's own format, and batches from before formats were numbered (0), apply.
+  newer.set_format(kStoreFormat);
+  store.Apply(EntryOf(4, newer));
+  CHECK(store.GetNode("n2"));
+
+  // A snapshot says the newest format it holds; format 1 is written as nothing at all.
+  raftpb::Snapshot snap;
+  snap.mutable_metadata()->set_index(4);
+  snap.set_data(store.Snapshot()());
+  api::StoreSnapshot parsed;
+  REQUIRE(parsed.ParseFromString(snap.data()));
+  CHECK(parsed.format() == (kStoreFormat == 1 ? 0u : kStoreFormat));
+  parsed.set_format(kStoreFormat + 1);
+  snap.set_data(parsed.SerializeAsString());
+  Store copy;
+  CHECK_THROWS_WITH(copy.Restore(snap),
+                    Catch::StartsWith("the store snapshot at raft entry 4 has store format " +
+                                      std::to_string(kStoreFormat + 1)));
+  CHECK_FALSE(copy.GetNode("n1"));
+}
+
+TEST_CASE("the version gate: a newer store format waits for every manager", "[store]") {
+  Store store;
+  auto node = [&](const std::string& id, api::NodeRole role, uint32_t reads, uint64_t index) {
+    api::Node n;
+    n.set_id(id);
+    n.set_raft_id(index);
+    n.set_role(role);
+    n.mutable_spec()->set_desired_role(role);
+    n.mutable_description()->set_hostname(id);
+    n.mutable_description()->set_engine_version(reads == 0 ? "" : "0.1." + std::to_string(reads));
+    n.mutable_description()->set_store_format(reads);
+    store.Apply(EntryOf(index, One(api::StoreAction::CREATE, n)));
+  };
+  node("m1", api::ROLE_MANAGER, 2, 1);
+  node("m2", api::ROLE_MANAGER, 0, 2);  // a version from before formats were numbered
+  node("w1", api::ROLE_WORKER, 1, 3);   // workers apply nothing: they do not count
+  auto gate = [&](uint32_t format) {
+    return store.View([&](const ReadTx& tx) { return CheckStoreFormat(tx, format, "secrets"); });
+  };
+  CHECK(gate(1).ok());
+  const Status refused = gate(2);
+  CHECK(refused.code() == Code::kFailedPrecondition);
+  CHECK(refused.message() ==
+        "secrets needs every manager to read store format 2; m2 runs an older skep, which reads "
+        "up to 1: upgrade it first");
+  api::Node m2 = *store.GetNode("m2");
+  m2.mutable_description()->set_store_format(2);
+  m2.mutable_description()->set_engine_version("0.1.2");
+  store.Apply(EntryOf(4, One(api::StoreAction::UPDATE, m2)));
+  CHECK(gate(2).ok());
+  // A worker being promoted counts as a manager.
+  api::Node w1 = *store.GetNode("w1");
+  w1.mutable_spec()->set_desired_role(api::ROLE_MANAGER);
+  store.Apply(EntryOf(5, One(api::StoreAction::UPDATE, w1)));
+  CHECK(gate(2).message() ==
+        "secrets needs every manager to read store format 2; w1 runs skep 0.1.1, which reads up "
+        "to 1: upgrade it first");
 }
