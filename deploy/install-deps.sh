@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that skep's build, tests and runtime need, from Debian's
 # archive only. Idempotent: packages already installed are left alone.
+#   deploy/install-deps.sh            the native build, its tests and the amd64 package
+#   deploy/install-deps.sh --arm64    and the arm64 cross build (deploy/arm64.sh)
 set -euo pipefail
 
 packages=(
@@ -17,13 +19,21 @@ packages=(
   # the fuzz targets (fuzz/): clang with libFuzzer and the sanitizer runtimes, and
   # llvm-symbolizer so that their crash reports name files and lines
   clang libclang-rt-14-dev llvm
-  # the Debian package (deploy/package.sh)
-  dpkg-dev file
+  # the Debian package (deploy/package.sh) and its test on a fresh Debian root
+  dpkg-dev file debootstrap systemd
   # runtime and the local lab
   iproute2 nftables procps containerd runc
   # the executor's integration tests: a local registry and test images from busybox
   docker-registry umoci skopeo busybox-static curl
 )
+case "${1:-}" in
+  "") ;;
+  --arm64)
+    # the cross compiler, the sysroot's maker (deploy/sysroot.sh) and the emulator that runs
+    # the arm64 programs here
+    packages+=(g++-aarch64-linux-gnu binutils-aarch64-linux-gnu mmdebstrap qemu-user-static) ;;
+  *) echo "install-deps: unknown argument: $1 (--arm64 or nothing)" >&2; exit 1 ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
