@@ -120,6 +120,13 @@ struct Cluster {
     nodes[id]->Propose(v, [&](const raft::Status& st) { p.set_value(st); });
     return p.get_future().get();
   }
+  // Snapshots are written on a thread of their own: waits for one at `index` or later.
+  bool WaitSnapshot(raft::NodeId id, raft::Index index) {
+    for (int i = 0; i < 2000 && storages[id]->SnapshotMeta().index() < index; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return storages[id]->SnapshotMeta().index() >= index;
+  }
   bool WaitApplied(raft::NodeId id, size_t n) {
     for (int i = 0; i < 2000 && logs[id].size() < n; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -154,7 +161,7 @@ TEST_CASE("the driver elects, replicates and applies on every node", "[raftnode]
     CHECK(c.logs[id].values[49] == "v49");
   }
   // Snapshots were taken along the way and the log compacted behind them.
-  CHECK(c.storages[lead]->SnapshotMeta().index() > 0);
+  CHECK(c.WaitSnapshot(lead, 1));
   CHECK(c.storages[lead]->FirstIndex() > 1);
 }
 
@@ -235,9 +242,8 @@ TEST_CASE("the driver also takes a snapshot by the bytes applied since the last"
   for (int i = 100; i < 150; ++i)
     REQUIRE(c.Propose(lead, "v" + std::to_string(i).substr(1)).ok());
   REQUIRE(c.WaitApplied(lead, 50));
-  // Written on a thread of their own: the last one due (after the 44th value) is waited for.
-  for (int i = 0; i < 400 && c.storages[lead]->SnapshotMeta().index() < 40; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // The last one due (after the 44th value) is waited for.
+  c.WaitSnapshot(lead, 40);
   const raft::Index snap = c.storages[lead]->SnapshotMeta().index();
   REQUIRE(snap > 0);
   CHECK(c.storages[lead]->FirstIndex() == snap + 1 - (keep_bytes == 0 ? 5 : 3));
