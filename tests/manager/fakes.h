@@ -19,6 +19,15 @@
 
 namespace skep::testing {
 
+// A committed raft entry (term 1) holding `batch`, as the store applies it.
+inline raftpb::Entry EntryOf(uint64_t index, const api::StoreBatch& batch) {
+  raftpb::Entry e;
+  e.set_index(index);
+  e.set_term(1);
+  e.set_data(batch.SerializeAsString());
+  return e;
+}
+
 // Time that moves only when Advance says so; its timers are posted to their executors then.
 class ManualClock final : public Clock {
  public:

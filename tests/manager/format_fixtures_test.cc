@@ -11,9 +11,11 @@
 
 #include "daemon/manager/store.h"
 #include "raft/rocks_storage.h"
+#include "tests/manager/fakes.h"
 
 using namespace skep;
 using namespace skep::manager;
+using skep::testing::EntryOf;
 namespace fs = std::filesystem;
 
 namespace {
@@ -74,14 +76,6 @@ std::vector<api::StoreBatch> FixtureBatches() {
     });
   }
   return out;
-}
-
-raftpb::Entry EntryOf(uint64_t index, const api::StoreBatch& batch) {
-  raftpb::Entry e;
-  e.set_index(index);
-  e.set_term(1);
-  e.set_data(batch.SerializeAsString());
-  return e;
 }
 
 }  // namespace

@@ -3,19 +3,13 @@
 #include "daemon/common/proto_bytes.h"
 #include "daemon/common/version.h"
 #include "daemon/manager/store.h"
+#include "tests/manager/fakes.h"
 
 using namespace skep;
 using namespace skep::manager;
+using skep::testing::EntryOf;
 
 namespace {
-
-raftpb::Entry EntryOf(uint64_t index, const api::StoreBatch& batch) {
-  raftpb::Entry e;
-  e.set_index(index);
-  e.set_term(1);
-  e.set_data(batch.SerializeAsString());
-  return e;
-}
 
 api::StoreBatch One(api::StoreAction::Kind kind, const api::Node& n) {
   api::StoreBatch b;
